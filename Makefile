@@ -1,0 +1,37 @@
+# vesyncd: `make run` starts the daemon on safe loopback defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test bench hardening venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python setup.py
+	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
+	touch $@
+
+$(TEST_STAMP): $(STAMP) setup.py
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+venv: $(STAMP)
+
+## Start the daemon in the foreground with a simulated demo plug on loopback.
+run: $(STAMP)
+	$(BIN)/twistd -n --pidfile= vesyncd --config etc/vesyncd-dev.toml --demo-plugs 2
+
+## Run every test (unit and loopback integration).
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+## Benchmarks and soaks (minutes): prints a table and a JSON line.
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache

@@ -1,0 +1,52 @@
+"""Packaging for vesyncd, a local controller for Etekcity / VeSync Voltson plugs."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_version = re.search(
+    r'^__version__ = "([^"]+)"',
+    (Path(__file__).parent / "vesyncd" / "__init__.py").read_text(),
+    re.M,
+).group(1)
+
+setup(
+    name="vesyncd",
+    version=_version,
+    description="Local replacement for the VeSync cloud for Etekcity Voltson Wi-Fi plugs",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"])
+    + ["twisted.plugins"],
+    package_data={"vesyncd": ["web/static/*", "web/static/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "Twisted[tls]>=24.3.0",
+        "autobahn[twisted]>=23.6.1",
+        "dnslib>=0.9.24",
+        "service_identity>=24.1.0",
+        "pyOpenSSL>=24.0.0",
+        "cryptography>=42.0.0",
+        "zope.interface>=6.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "vesyncd-sim = vesyncd.sim:main",
+            "vesyncctl = vesyncd.cli:main",
+        ],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Home Automation",
+    ],
+)

@@ -1,0 +1,330 @@
+"""
+The plug server: a thin Autobahn adapter between WebSocket frames and the core.
+
+Each connection decodes frames with L{vesyncd.messages}, hands typed messages to the
+L{vesyncd.hub.Hub}, and sends what the hub asks for.  It answers the upgrade as the vendor cloud
+did (a minimal 101 with a lower-case C{Upgrade: websocket} and no C{Server:} header), switches to
+AES binary frames when a firmware 2.x plug sends one, and guards the daemon against hostile
+peers: capped handshake headers, handshake and login deadlines, frame and message size limits, a
+per-connection frame rate limit, and a bound on what may wait to be written to a plug that
+stops reading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from . import messages as m
+from .hub import Hub, PlugSession
+from .interfaces import IPlugConnection
+
+log = Logger()
+
+PLUG_PATH = "/gnws"
+MAX_HANDSHAKE = 8 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+LOGIN_TIMEOUT = 10.0
+#: Frames per second a plug may send on average, and the burst it may send at once.
+FRAME_RATE = 5.0
+FRAME_BURST = 40.0
+#: Frames dropped by the rate limit before the connection is closed.
+MAX_DROPPED = 100
+#: Decode errors tolerated on one connection before it is closed.
+MAX_BAD_FRAMES = 10
+#: How long a plug may refuse to read before it is dropped, once the write buffer is full.
+WRITE_STALL_TIMEOUT = 30.0
+#: Bytes that may be queued for a plug that stopped reading before it is dropped.
+MAX_QUEUED_BYTES = 256 * 1024
+
+
+def formatPeer(peer: str | None) -> str:
+    """Autobahn's C{tcp:1.2.3.4:5678} / C{tcp6:[::1]:5678} as C{1.2.3.4:5678}."""
+    if not peer:
+        return "?"
+    for prefix in ("tcp4:", "tcp6:", "tcp:", "unix:"):
+        if peer.startswith(prefix):
+            return peer[len(prefix):]
+    return peer
+
+
+@implementer(IPlugConnection)
+class _PlugLink:
+    """The face of one connection that the core sees (kept apart from Autobahn's own names)."""
+
+    def __init__(self, protocol: "PlugServerProtocol") -> None:
+        self._protocol = protocol
+        self.peer = protocol.peerAddress
+
+    def send(self, payload: bytes) -> None:
+        """Send one JSON message, encrypted when the plug speaks firmware 2.x."""
+        self._protocol.sendPlugMessage(payload)
+
+    def disconnect(self, reason: str) -> None:
+        """Drop the connection."""
+        self._protocol.closeWithReason(reason)
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """Notices when the transport's write buffer is full because the plug stopped reading."""
+
+    def __init__(self, protocol: "PlugServerProtocol") -> None:
+        self._protocol = protocol
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._protocol.writeStalled()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._protocol.writeResumed()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
+class PlugServerProtocol(WebSocketServerProtocol):
+    """One plug's WebSocket connection; see the module docstring for what it enforces."""
+
+    factory: "PlugServerFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: PlugSession | None = None
+        self.encrypted = False
+        self.peerAddress = "?"
+        self._link: _PlugLink | None = None
+        self._loginTimer: IDelayedCall | None = None
+        self._stallTimer: IDelayedCall | None = None
+        self._watch: _WriteWatch | None = None
+        self._tokens = FRAME_BURST
+        self._tokensAt = 0.0
+        self._dropped = 0
+        self._badFrames = 0
+        self._queuedWhileStalled = 0
+        self._closing = False
+
+    # -- connection and handshake --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.peerAddress = formatPeer(self.peer)
+        self._link = _PlugLink(self)
+        self._tokensAt = self.factory.hub.clock.seconds()
+        self.factory.hub.stats["connections"] += 1
+        self._watch = _WriteWatch(self)
+        try:
+            self.transport.registerProducer(self._watch, True)
+        except RuntimeError:  # pragma: no cover - a transport that already has a producer
+            self._watch = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Refuse handshakes whose headers exceed L{MAX_HANDSHAKE} bytes; pass the rest on."""
+        if self.state == self.STATE_CONNECTING:
+            pending = len(self.data) + len(data)
+            if pending > MAX_HANDSHAKE and b"\r\n\r\n" not in (self.data + data)[: MAX_HANDSHAKE + 4]:
+                self._reject("handshake", f"opening handshake headers exceed {MAX_HANDSHAKE} bytes")
+                return
+        super().dataReceived(data)
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """Accept every path (plugs use C{/gnws}); log any other path once per connection."""
+        try:
+            if request.path != PLUG_PATH:
+                log.info("connection from {peer} asked for path {path!r}, not {expected}; accepting it",
+                         peer=self.peerAddress, path=request.path[:200], expected=PLUG_PATH)
+        except Exception:
+            log.failure("onConnect failed for {peer}", peer=self.peerAddress)
+        return None
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Send bytes; the 101 response gets the lower-case C{Upgrade: websocket} plugs saw from the cloud."""
+        if self.state == self.STATE_CONNECTING and data.startswith(b"HTTP/1.1 101"):
+            data = data.replace(b"\r\nUpgrade: WebSocket\r\n", b"\r\nUpgrade: websocket\r\n", 1)
+        if self._watch is not None and self._watch.paused:
+            self._queuedWhileStalled += len(data)
+            if self._queuedWhileStalled > MAX_QUEUED_BYTES:
+                self._reject("write_buffer", f"plug stopped reading ({self._queuedWhileStalled} bytes waiting)")
+                return
+        super().sendData(data, sync, chopsize)
+
+    def onOpen(self) -> None:
+        """Start the login deadline."""
+        try:
+            self._loginTimer = self.factory.hub.clock.callLater(self.factory.loginTimeout, self._loginTimedOut)
+        except Exception:
+            log.failure("onOpen failed for {peer}", peer=self.peerAddress)
+
+    def _loginTimedOut(self) -> None:
+        self._loginTimer = None
+        if self.session is None:
+            self._reject("login_timeout", f"no login within {self.factory.loginTimeout:g} s")
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _allowFrame(self) -> bool:
+        """Token bucket: C{FRAME_RATE} frames/s on average with bursts of C{FRAME_BURST}."""
+        now = self.factory.hub.clock.seconds()
+        self._tokens = min(FRAME_BURST, self._tokens + (now - self._tokensAt) * self.factory.frameRate)
+        self._tokensAt = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Decode one frame and hand it to the core; bad frames are counted, logged and dropped."""
+        if self._closing:
+            return
+        hub = self.factory.hub
+        if not self._allowFrame():
+            self._dropped += 1
+            hub.stats["frames_rate_limited"] += 1
+            if self._dropped == 1:
+                log.warn("plug {plug} at {peer} sends frames too fast; dropping the excess",
+                         plug=self._who(), peer=self.peerAddress)
+            if self._dropped >= MAX_DROPPED:
+                self._reject("flood", f"{self._dropped} frames over the rate limit")
+            return
+        try:
+            if isBinary:
+                if not self.encrypted:
+                    self.encrypted = True
+                    log.info("{peer} sends binary frames: speaking AES (firmware 2.x)", peer=self.peerAddress)
+                payload = m.aesDecrypt(payload)
+            message = m.decodeFrame(payload, expectLogin=self.session is None)
+        except m.ProtocolError as e:
+            self._badFrame(str(e), payload)
+            return
+        try:
+            if self.session is None:
+                assert isinstance(message, m.Login)
+                self._loggedIn(message)
+            else:
+                self.session.received(message)
+        except Exception:
+            log.failure("handling a message from {peer} failed", peer=self.peerAddress)
+            hub.stats["internal_errors"] += 1
+
+    def _badFrame(self, reason: str, payload: bytes) -> None:
+        hub = self.factory.hub
+        hub.stats["frames_rejected"] += 1
+        self._badFrames += 1
+        if self.session is None:
+            self._reject("bad_login", f"bad login: {reason}")
+            return
+        if self._badFrames <= 3:
+            log.warn("plug {plug} at {peer} sent a bad frame ({reason}): {sample!r}",
+                     plug=self._who(), peer=self.peerAddress, reason=reason, sample=bytes(payload[:80]))
+        if self._badFrames >= MAX_BAD_FRAMES:
+            self._reject("bad_frames", f"{self._badFrames} bad frames")
+
+    def _loggedIn(self, login: m.Login) -> None:
+        if self._loginTimer is not None and self._loginTimer.active():
+            self._loginTimer.cancel()
+        self._loginTimer = None
+        assert self._link is not None
+        log.info("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
+                 fw=login.firmVersion or "?", aes=", AES" if self.encrypted else "")
+        self.session = self.factory.hub.login(self._link, login, encrypted=self.encrypted)
+
+    def sendPlugMessage(self, payload: bytes) -> None:
+        """Send one JSON message as a text frame, or as an AES binary frame to firmware 2.x."""
+        if self._closing or self.state != self.STATE_OPEN:
+            return
+        if self.encrypted:
+            self.sendMessage(m.aesEncrypt(payload), isBinary=True)
+        else:
+            self.sendMessage(payload, isBinary=False)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _who(self) -> str:
+        return self.session.plug.id if self.session is not None else "(not logged in)"
+
+    def _reject(self, reason: str, detail: str) -> None:
+        """Count, log with the peer, and drop this connection."""
+        hub = self.factory.hub
+        hub.stats["rejected_" + reason] += 1
+        log.warn("closing connection from {peer} ({plug}): {detail}", peer=self.peerAddress,
+                 plug=self._who(), detail=detail)
+        self.closeWithReason(detail)
+
+    def closeWithReason(self, reason: str) -> None:
+        """Drop the TCP connection now (plugs never do a closing handshake)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.wasClean = False
+        self.wasNotCleanReason = reason
+        if self.state == self.STATE_CLOSED:
+            return
+        self.dropConnection(abort=True)
+
+    def writeStalled(self) -> None:
+        """The write buffer is full: give the plug L{WRITE_STALL_TIMEOUT} seconds to read."""
+        if self._stallTimer is None:
+            self._queuedWhileStalled = 0
+            self._stallTimer = self.factory.hub.clock.callLater(WRITE_STALL_TIMEOUT, self._stallTimedOut)
+
+    def writeResumed(self) -> None:
+        """The plug reads again."""
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        self._queuedWhileStalled = 0
+
+    def _stallTimedOut(self) -> None:
+        self._stallTimer = None
+        self._reject("write_stall", f"plug has not read for {WRITE_STALL_TIMEOUT:g} s")
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        """Tell the core the connection is gone, and stop every timer."""
+        self._closing = True
+        for timer in (self._loginTimer, self._stallTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._loginTimer = self._stallTimer = None
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.lost(self.wasNotCleanReason or "connection closed")
+            except Exception:
+                log.failure("ending session of {peer} failed", peer=self.peerAddress)
+
+
+class PlugServerFactory(WebSocketServerFactory):
+    """Builds plug connections for one L{Hub}, with the limits that keep the daemon safe."""
+
+    protocol = PlugServerProtocol
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        reactor: Any = None,
+        loginTimeout: float = LOGIN_TIMEOUT,
+        handshakeTimeout: float = HANDSHAKE_TIMEOUT,
+        frameRate: float = FRAME_RATE,
+    ) -> None:
+        super().__init__(server=None, reactor=reactor)
+        self.hub = hub
+        self.loginTimeout = loginTimeout
+        self.frameRate = frameRate
+        self.setProtocolOptions(
+            maxFramePayloadSize=m.MAX_PAYLOAD,
+            maxMessagePayloadSize=m.MAX_PAYLOAD,
+            openHandshakeTimeout=handshakeTimeout,
+            closeHandshakeTimeout=1,
+            autoPingInterval=0,
+            requireMaskedClientFrames=True,
+            failByDrop=True,
+            perMessageCompressionAccept=lambda offers: None,
+        )
