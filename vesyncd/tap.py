@@ -115,8 +115,6 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--offline-after ({self['offline-after']:g}) must be longer than --keepalive-idle "
                 f"({self['keepalive-idle']:g})")
-        if not 0 < self["dns-port"] < 65536:
-            raise usage.UsageError(f"--dns-port {self['dns-port']} is not a port number")
         self["state-dir"] = Path(self["state-dir"]).expanduser() if self["state-dir"] else defaultStateDir()
         for module in _features():
             check = getattr(module, "postOptions", None)
