@@ -393,6 +393,8 @@ class DNSCore:
         """Decide what to do with the query C{data} from C{peer} sent to C{local}; never raise."""
         self.counters.queries += 1
         try:
+            if type(data) is not bytes:
+                data = bytes(data)
             host = peer[0]
             ok = self._peerAllowed.get(host)
             if ok is None:

@@ -9,11 +9,17 @@ live views need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timezone, tzinfo
+from typing import Any
 
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from .interfaces import IEnergyLedger
+from .periods import UNITS, buckets, hostZone, zoneName
+
+#: Hours of history kept per plug in memory (about 400 days).
+MEMORY_HOURS = 400 * 24
 
 
 @dataclass(frozen=True)
@@ -24,9 +30,9 @@ class EnergySummary:
     lifetime_wh: float = 0.0
 
 
-def localDate(at: float, zone: tzinfo | None) -> date:
-    """The calendar date of POSIX time C{at} in C{zone} (the host's zone when None)."""
-    return datetime.fromtimestamp(at, tz=zone).date() if zone else datetime.fromtimestamp(at).date()
+def localDate(at: float, zone: tzinfo) -> date:
+    """The calendar date of POSIX time C{at} in C{zone}."""
+    return datetime.fromtimestamp(at, tz=zone).date()
 
 
 @implementer(IEnergyLedger)
@@ -34,9 +40,10 @@ class MemoryLedger:
     """Lifetime and today's watt-hours per plug, in memory; the lifetime figure only grows."""
 
     def __init__(self, zone: tzinfo | None = None) -> None:
-        self._zone = zone
+        self._zone = zone or hostZone()
         self._lifetime: dict[str, float] = {}
         self._today: dict[str, tuple[date, float]] = {}
+        self._hours: dict[str, dict[int, float]] = {}
 
     def record(self, plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
         """Add one report's watt-seconds to the plug's lifetime and daily totals."""
@@ -46,6 +53,28 @@ class MemoryLedger:
         previous = self._today.get(plugId)
         total = previous[1] if previous and previous[0] == day else 0.0
         self._today[plugId] = (day, total + wh)
+        hours = self._hours.setdefault(plugId, {})
+        hour = int(at // 3600)
+        hours[hour] = hours.get(hour, 0.0) + wh
+        if len(hours) > MEMORY_HOURS:
+            del hours[min(hours)]
+
+    def history(self, plugId: str, period: str, value: str) -> Deferred:
+        """Buckets of one day, month or year from the hours kept in memory (see L{IEnergyLedger})."""
+        try:
+            spans = buckets(period, value, self._zone)
+        except ValueError as e:
+            return fail(e)
+        hours = self._hours.get(plugId, {})
+        rows: list[dict[str, Any]] = []
+        for start, end, label in spans:
+            lo, hi = int(start.timestamp() // 3600), int(end.timestamp() // 3600)
+            wh = sum(v for h, v in hours.items() if lo <= h < hi) if hi - lo < len(hours) else sum(
+                hours.get(h, 0.0) for h in range(lo, hi))
+            rows.append({"start": start.isoformat(), "label": label, "wh": round(wh, 6)})
+        return succeed({"plug": plugId, "period": period, "value": value, "unit": UNITS[period],
+                        "timezone": zoneName(self._zone), "buckets": rows,
+                        "total_wh": round(sum(r["wh"] for r in rows), 6)})
 
     def summary(self, plugId: str, now: float) -> EnergySummary:
         """Today's total (zero once the day has turned) and the lifetime total."""
@@ -57,3 +86,4 @@ class MemoryLedger:
         """Drop the plug's totals."""
         self._lifetime.pop(plugId, None)
         self._today.pop(plugId, None)
+        self._hours.pop(plugId, None)

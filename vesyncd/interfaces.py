@@ -33,5 +33,15 @@ class IEnergyLedger(Interface):
     def summary(plugId: str, now: float) -> "EnergySummary":  # noqa: F821
         """Today's and lifetime watt-hours for a plug (zeros for an unknown plug)."""
 
+    def history(plugId: str, period: str, value: str) -> "Deferred[dict]":  # noqa: F821
+        """Energy buckets of one period, in the configured time zone.
+
+        C{period} is C{"day"} (C{value} C{"YYYY-MM-DD"}, one bucket per hour), C{"month"}
+        (C{"YYYY-MM"}, per day) or C{"year"} (C{"YYYY"}, per month).  Fires with
+        C{{"plug", "period", "value", "unit", "timezone", "buckets": [{"start": ISO 8601 with
+        offset, "label", "wh"}], "total_wh"}}; every bucket of the period is present (zero when
+        nothing was used).  Fails with C{ValueError} for a malformed period or value.
+        """
+
     def forget(plugId: str) -> None:
         """Drop what is kept for a plug that the user forgot."""
