@@ -16,7 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -259,7 +259,7 @@ def test_describeReply() -> None:
 
 def test_tooLongSendsNothing() -> None:
     """A too-long request fails at once: no connection attempt, so no byte leaves."""
-    memory = MemoryReactor()
+    memory = MemoryReactorClock()
     request = makeRequest()
     request["wifiID"] = "S" * 200
     failures: list[Failure] = []
@@ -271,7 +271,7 @@ def test_tooLongSendsNothing() -> None:
 
 def test_clientWritesOneMessageOnConnect() -> None:
     """Once connected, the client writes exactly the encoded request and nothing else."""
-    memory = MemoryReactor()
+    memory = MemoryReactorClock()
     request = makeRequest()
     P.provision(memory, "127.0.0.1", 41234, request).addErrback(lambda f: None)
     host, port, factory, timeout, _ = memory.tcpClients[0]

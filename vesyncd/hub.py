@@ -93,8 +93,9 @@ RUNTIME = "runtime"
 ENERGY = "energy"
 RSSI = "rssi"
 ALIAS = "alias"
+POWER_ON = "power_on"
 FORGOTTEN = "forgotten"
-EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, FORGOTTEN)
+EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, POWER_ON, FORGOTTEN)
 
 # Causes of a relay change.
 CAUSE_COMMAND = "command"
@@ -604,7 +605,9 @@ class Hub:
         if policy not in (None, "on", "off", "last"):
             raise InvalidArgument("power-on policy is one of on, off, last")
         plug = self.resolve(ref)
-        plug.power_on = policy
+        if plug.power_on != policy:
+            plug.power_on = policy
+            self._emit(POWER_ON, plug.id, self.clock.seconds(), power_on=policy)
         return self.snapshot(plug)
 
     def forget(self, ref: str) -> PlugState:

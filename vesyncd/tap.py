@@ -145,12 +145,21 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
 
         reactor = _reactor
     top = service.MultiService()
+    context = SimpleNamespace(stateDir=config["state-dir"], store=None, token=None, ledger=None, known=[],
+                              listeners={})
+    top.context = context  # type: ignore[attr-defined]
+    for module in _features():
+        prepare = getattr(module, "prepare", None)
+        if prepare is not None:
+            prepare(top, config, reactor, context)
     hub = Hub(
         reactor,
         keepaliveIdle=config["keepalive-idle"],
         probeInterval=config["probe-interval"],
         offlineAfter=config["offline-after"],
         commandTimeout=config["command-timeout"],
+        ledger=context.ledger,
+        known=context.known,
     )
     top.hub = hub  # type: ignore[attr-defined]
 
@@ -164,9 +173,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     if config["refresh-interval"] > 0:
         IntervalService(reactor, config["refresh-interval"], hub.refreshAll).setServiceParent(top)
 
-    context = SimpleNamespace(stateDir=config["state-dir"], store=None, token=None,
-                              listeners={"plugs": plugs})
-    top.context = context  # type: ignore[attr-defined]
+    context.listeners["plugs"] = plugs
     for module in _features():
         module.makeServices(top, hub, config, reactor, context)
 
