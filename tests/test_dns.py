@@ -184,9 +184,10 @@ def test_questionCountFormerr(qd):
     data[4:6] = struct.pack("!H", qd)
     if qd == 2:
         data += data[12:]
-    r = reply(makeCore(), bytes(data))
-    assert r.header.rcode == 1
-    assert makeCore().counters.malformed == 0
+    core = makeCore()
+    r = reply(core, bytes(data))
+    assert r.header.rcode == 1 and r.header.id == 0x1234
+    assert core.counters.malformed == 1
 
 
 @pytest.mark.parametrize("cut", [12, 13, 20, 31, 33])

@@ -282,6 +282,32 @@ def test_clientWritesOneMessageOnConnect() -> None:
     assert transport.value() == P.encodeSetupMessage(request)
 
 
+def test_connectPhaseTimeoutIsUnreachable() -> None:
+    """No connection within the timeout (a black-holed 192.168.4.1) is PlugUnreachable with the hint."""
+    memory = MemoryReactorClock()
+    failures: list[Failure] = []
+    P.provision(memory, "192.168.4.1", 41234, makeRequest(), timeout=15).addErrback(failures.append)
+    memory.advance(15)
+    assert len(failures) == 1 and failures[0].check(P.PlugUnreachable)
+    assert "ESP_xxxxxx" in failures[0].getErrorMessage()
+    assert memory.connectors[0].stoppedConnecting
+
+
+def test_replyPhaseTimeoutClosesConnection() -> None:
+    """Connected but unanswered until the deadline: PlugTimeout, and the connection is closed."""
+    memory = MemoryReactorClock()
+    failures: list[Failure] = []
+    P.provision(memory, "127.0.0.1", 41234, makeRequest(), timeout=5).addErrback(failures.append)
+    protocol = memory.tcpClients[0][2].buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(P.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1", "description": "X"}))
+    memory.advance(5)
+    assert len(failures) == 1 and failures[0].check(P.PlugTimeout)
+    assert "STEP1" in failures[0].getErrorMessage()
+    assert transport.disconnecting and memory.getDelayedCalls() == []
+
+
 # --- setup mode, in memory ---------------------------------------------------------------------
 
 

@@ -11,8 +11,16 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Any, Callable
 
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import ICredentials
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import Attribute, implementer
 
 log = Logger()
 
@@ -87,3 +95,100 @@ class FailureThrottle:
     def succeeded(self, host: str) -> None:
         """Forget a host's failures."""
         self._failures.pop(host, None)
+
+
+# --- twisted.cred: one portal for every front end that takes the token ------------------------
+
+
+class ITokenCredentials(ICredentials):
+    """A control token presented by a client, with the peer it came from (for logs and throttling)."""
+
+    token = Attribute("The token as presented (text).")
+    peer = Attribute("The client's address as text, e.g. '127.0.0.1:50123' or 'unix socket'.")
+
+
+@implementer(ITokenCredentials)
+class TokenCredentials:
+    """The token one client presented."""
+
+    def __init__(self, token: str, peer: str = "unknown") -> None:
+        self.token = token
+        self.peer = peer
+
+    def __repr__(self) -> str:
+        return f"<TokenCredentials from {self.peer}>"  # never the token itself
+
+
+#: The avatar id every holder of the token logs in as.
+CONTROL_AVATAR_ID = b"control"
+
+
+@implementer(ICredentialsChecker)
+class TokenChecker:
+    """Accepts L{ITokenCredentials} carrying the daemon's token (compared in constant time)."""
+
+    credentialInterfaces = (ITokenCredentials,)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def requestAvatarId(self, credentials: ITokenCredentials) -> Deferred:
+        """Fire with L{CONTROL_AVATAR_ID}, or fail with L{UnauthorizedLogin}."""
+        if tokenMatches(self.token, credentials.token):
+            return succeed(CONTROL_AVATAR_ID)
+        return fail(UnauthorizedLogin("wrong control token"))
+
+
+@implementer(IRealm)
+class TokenRealm:
+    """Makes avatars for logged-in clients: one factory per interface a front end asks for.
+
+    C{factories} maps an interface to C{factory(avatarId, mind) -> avatar}; the logout function
+    given back calls the avatar's C{logout()} when it has one.
+    """
+
+    def __init__(self, factories: dict[Any, Callable[[bytes, Any], Any]]) -> None:
+        self.factories = dict(factories)
+
+    def requestAvatar(self, avatarId: bytes, mind: Any, *interfaces: Any) -> tuple[Any, Any, Callable[[], None]]:
+        """The first interface asked for that this realm serves; NotImplementedError if none."""
+        for interface in interfaces:
+            factory = self.factories.get(interface)
+            if factory is not None:
+                avatar = factory(avatarId, mind)
+                return interface, avatar, getattr(avatar, "logout", lambda: None)
+        raise NotImplementedError("this realm serves none of the interfaces asked for")
+
+
+def makePortal(token: str, factories: dict[Any, Callable[[bytes, Any], Any]]) -> Portal:
+    """A portal that checks the control token and makes avatars with C{factories}."""
+    return Portal(TokenRealm(factories), [TokenChecker(token)])
+
+
+class BadLogin(Exception):
+    """A login was refused; the message is safe to show the client."""
+
+
+def throttledLogin(portal: Portal, throttle: FailureThrottle, clock: IReactorTime, credentials: TokenCredentials,
+                   host: str, mind: Any, interface: Any) -> Deferred:
+    """Log in through C{portal}; a refusal is logged with the peer and answered only after the
+    throttle's delay for C{host} (with C{clock.callLater}: nothing sleeps).
+
+    @return: a Deferred firing with C{(interface, avatar, logout)} or failing with L{BadLogin}.
+    """
+
+    def ok(result: Any) -> Any:
+        throttle.succeeded(host)
+        return result
+
+    def refused(failure: Any) -> Deferred:
+        if not failure.check(UnauthorizedLogin, UnhandledCredentials):
+            log.failure("login from {peer} failed unexpectedly", failure, peer=credentials.peer)
+        delay = throttle.failed(host)
+        log.warn("wrong control token from {peer}; answering in {delay:.1f} s", peer=credentials.peer, delay=delay)
+        result: Deferred = Deferred()
+        clock.callLater(delay, result.errback, BadLogin("wrong token: use the token in the daemon's "
+                                                         "state directory (control.token)"))
+        return result
+
+    return portal.login(credentials, mind, interface).addCallbacks(ok, refused)

@@ -203,7 +203,7 @@ class PendingForward:
         if self.hardFailures >= 2 * len(self.forwarder.upstreams):
             self.fail("every upstream failed")
         else:
-            self.forwarder.clock.callLater(0, self.attempt)
+            self.attempt()  # bounded: at most 2 * len(upstreams) hard failures in a row
 
     def receivedUDP(self, data: bytes, addr: tuple[str, int]) -> None:
         """Accept C{data} as the answer if its source, ID and question match; else drop it."""

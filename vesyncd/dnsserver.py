@@ -35,14 +35,14 @@ from twisted.python.failure import Failure
 
 from vesyncd.dnscore import (
     DEFAULT_ALLOW, RCODE_SERVFAIL, DNSCore, DNSCounters, Outcome, errorResponse, nameToWire,
-    parseNetworks,
+    parseNetworks, wireToText,
 )
 from vesyncd.dnsforward import MAX_TCP_MESSAGE, Forwarder
 
 __all__ = [
-    "DEFAULT_ALLOW", "DNSCounters", "DNSService", "DNSStartupError", "localAddresses",
-    "makeDNSService", "parseUpstream", "primaryLANAddress", "sourceAddressFor",
-    "systemUpstreams",
+    "DEFAULT_ALLOW", "AnswerAddressFinder", "DNSCounters", "DNSService", "DNSStartupError",
+    "explainBindError", "localAddresses", "makeDNSService", "parseUpstream",
+    "primaryLANAddress", "sourceAddressFor", "systemUpstreams",
 ]
 
 log = Logger()
@@ -160,19 +160,18 @@ class AnswerAddressFinder:
         return address
 
     def _find(self, peer: str, local: str | None) -> str | None:
-        for candidate in (local, peer):
-            ip = _v4(candidate)
-            if candidate is local and ip is not None and not ip.is_unspecified:
-                return str(ip)
-            if candidate is peer and ip is not None:
-                routed = _v4(self._route(str(ip)))
-                if routed is not None and not routed.is_unspecified:
-                    return str(routed)
+        here = _v4(local)
+        if here is not None and not here.is_unspecified:
+            return str(here)
+        there = _v4(peer)
+        if there is not None:
+            routed = _v4(self._route(str(there)))
+            if routed is not None and not routed.is_unspecified:
+                return str(routed)
         primary = _v4(self._primary())
         if primary is not None and not primary.is_unspecified:
             return str(primary)
-        peerIP = _v4(peer)
-        if peerIP is not None and peerIP.is_loopback:
+        if there is not None and there.is_loopback:
             return "127.0.0.1"
         return None
 
@@ -484,8 +483,7 @@ class DNSService(Service):
                 raise DNSStartupError(explainBindError(e, "tcp", self.interface, port)) from e
         host = self.udpPort.getHost()
         log.info("DNS: answering {names} on {host}:{port} (udp+tcp), forwarding to {upstreams}",
-                 names=", ".join(sorted(n.decode("ascii", "replace") for n in
-                                        map(_wireName, self.core.intercept))),
+                 names=", ".join(sorted(map(wireToText, self.core.intercept))),
                  host=host.host, port=host.port,
                  upstreams=", ".join(f"{h}:{p}" for h, p in self.forwarder.upstreams) or "nobody")
         if not self.forwarder.upstreams:
@@ -516,14 +514,6 @@ class DNSService(Service):
                 waits.append(port.stopListening())
         self.udpPort = self.tcpPort = None
         return gatherResults([w for w in waits if isinstance(w, Deferred)])
-
-
-def _wireName(wire: bytes) -> bytes:
-    out, pos = [], 0
-    while wire[pos]:
-        out.append(wire[pos + 1:pos + 1 + wire[pos]])
-        pos += wire[pos] + 1
-    return b".".join(out)
 
 
 def makeDNSService(reactor, *, port: int = 53, interface: str = "", address: str | None = None,
@@ -575,5 +565,3 @@ def makeDNSService(reactor, *, port: int = 53, interface: str = "", address: str
                           totalTimeout=totalTimeout, maxPending=maxPending)
     return DNSService(reactor, core, forwarder, port=port, interface=interface or "")
 
-
-__all__ += ["AnswerAddressFinder", "explainBindError"]

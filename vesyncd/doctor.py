@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol as TypingProtocol, Sequence, runtime_checkable
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 #: The name plugs look up to find the cloud.
@@ -128,7 +129,7 @@ def _portCheck(port: int, proto: str, holder: str | None, daemonUp: bool) -> Che
         )
     if "vesyncd" in holder:
         return Check(name, Level.OK, f"held by {holder}")
-    if "systemd-resolved" in holder and port == DNS_PORT:
+    if "systemd-resolve" in holder and port == DNS_PORT:
         return Check(name, Level.WARN if daemonUp else Level.FAIL, f"held by {holder}", _RESOLVED_FIX)
     return Check(
         name,
@@ -506,19 +507,29 @@ def socketOwners(procRoot: str, inodes: set[int]) -> dict[int, int]:
 
 
 def processName(procRoot: str, pid: int) -> str:
-    """C{"vesyncd"} if the command line mentions it, else the process's C{comm}."""
+    """C{"vesyncd"} if the command line mentions it, else the process's name.
+
+    The name is C{comm}, or the program file's base name when C{comm} is its 15-character
+    truncation (C{systemd-resolve} -> C{systemd-resolved}).
+    """
     base = os.path.join(procRoot, str(pid))
+    cmdline = b""
     try:
         with open(os.path.join(base, "cmdline"), "rb") as f:
-            if b"vesyncd" in f.read():
-                return "vesyncd"
+            cmdline = f.read()
     except OSError:
         pass
+    if b"vesyncd" in cmdline:
+        return "vesyncd"
     try:
         with open(os.path.join(base, "comm")) as f:
-            return f.read().strip() or "?"
+            comm = f.read().strip()
     except OSError:
-        return "?"
+        comm = ""
+    program = os.path.basename(cmdline.split(b"\0", 1)[0].decode("utf-8", "replace"))
+    if comm and program.startswith(comm) and len(program) > len(comm):
+        return program
+    return comm or program or "?"
 
 
 def localAddressesFromProc(procRoot: str) -> list[str]:
@@ -570,14 +581,17 @@ class _DNSQuery(DatagramProtocol):
         self._done = done
 
     def startProtocol(self) -> None:
+        """Connect the socket to the responder and send the query."""
         self.transport.connect(*self._where)
         self.transport.write(self._packet)
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        """The first datagram is the answer."""
         if not self._done.called:
             self._done.callback(data)
 
     def connectionRefused(self) -> None:
+        """ICMP port unreachable: nothing listens at the responder address."""
         if not self._done.called:
             self._done.errback(ConnectionRefusedError("port unreachable: nothing listens there"))
 
@@ -644,7 +658,7 @@ class SystemProbes:
                     seen.append(sockaddr[0])
             return seen
 
-        return deferToThread(lookup)
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), lookup)
 
     def localAddresses(self) -> list[str]:
         """See L{localAddressesFromProc}."""
@@ -676,6 +690,8 @@ class SystemProbes:
                 done.addTimeout(self.dnsTimeout, self.reactor)
                 try:
                     data = await done
+                except defer.TimeoutError:
+                    raise TimeoutError(f"no reply within {self.dnsTimeout:g} s") from None
                 finally:
                     await maybeDeferred(listening.stopListening)
                 reply = DNSRecord.parse(data)

@@ -474,10 +474,12 @@ class _SetupClientProtocol(Protocol):
         return "<_SetupClientProtocol>"
 
     def connectionMade(self) -> None:
+        """Write the whole request at once."""
         self._attempt.connected(self)
         self.transport.write(self._attempt.message)
 
     def dataReceived(self, data: bytes) -> None:
+        """Decode replies; finish on the first accepting or failing one."""
         if self._attempt.finished:
             return
         try:
@@ -492,6 +494,7 @@ class _SetupClientProtocol(Protocol):
             self._attempt.failWith(e)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """A close before a conclusive reply is a L{BadReply}."""
         if self._attempt.finished:
             return
         try:
@@ -514,6 +517,7 @@ class _SetupClientFactory(ClientFactory):
         self._attempt = attempt
 
     def buildProtocol(self, addr: IAddress) -> Protocol:
+        """The protocol for the attempt's one connection."""
         return _SetupClientProtocol(self._attempt)
 
 
@@ -551,17 +555,20 @@ class _Attempt:
         )
 
     def connected(self, protocol: _SetupClientProtocol) -> None:
+        """Remember the connection (the deadline now means "no answer")."""
         self._protocol = protocol
         self._log.info("connected to the plug at {host}:{port}; request sent",
                        host=self._host, port=self._port)
 
     def succeed(self, reply: dict[str, Any]) -> None:
+        """Fire the result with the accepting reply and close."""
         if self.finished:
             return
         self._finish()
         self.result.callback(reply)
 
     def failWith(self, error: ProvisionError) -> None:
+        """Fail the result with C{error} (logged by its text only) and close."""
         if self.finished:
             return
         self._finish()
@@ -689,6 +696,7 @@ class _SetupModeProtocol(Protocol):
         return "<_SetupModeProtocol>"
 
     def connectionMade(self) -> None:
+        """Close at once if setup mode is over; otherwise start the stall timer."""
         if self._factory.configured is not None:
             # Like a real plug, setup mode ends once it has taken settings.
             self._answered = True
@@ -703,10 +711,13 @@ class _SetupModeProtocol(Protocol):
         self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        """Buffer until the length byte's worth has arrived, then validate and answer."""
         if self._answered:
             return
         self._buffer += data
         buffer = self._buffer
+        if not buffer:
+            return None
         length = buffer[0]
         if length == 0:
             return self._reject(ERR_BAD_LENGTH, "zero length byte")
@@ -758,6 +769,7 @@ class _SetupModeProtocol(Protocol):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """Stop the timer; report an accepted request to the factory."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -102,6 +102,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self.peerAddress = "?"
         self._link: _PlugLink | None = None
         self._loginTimer: IDelayedCall | None = None
+        self._handshakeTimer: IDelayedCall | None = None
         self._stallTimer: IDelayedCall | None = None
         self._watch: _WriteWatch | None = None
         self._tokens = FRAME_BURST
@@ -119,6 +120,9 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._link = _PlugLink(self)
         self._tokensAt = self.factory.hub.clock.seconds()
         self.factory.hub.stats["connections"] += 1
+        # Our own deadline on the hub's clock: Autobahn's runs on the global reactor.
+        self._handshakeTimer = self.factory.hub.clock.callLater(self.factory.handshakeTimeout,
+                                                                self._handshakeTimedOut)
         self._watch = _WriteWatch(self)
         try:
             self.transport.registerProducer(self._watch, True)
@@ -155,8 +159,17 @@ class PlugServerProtocol(WebSocketServerProtocol):
                 return
         super().sendData(data, sync, chopsize)
 
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        if self.state == self.STATE_CONNECTING:
+            self._reject("handshake_timeout", f"opening handshake not finished within "
+                         f"{self.factory.handshakeTimeout:g} s")
+
     def onOpen(self) -> None:
-        """Start the login deadline."""
+        """Stop the handshake deadline and start the login deadline."""
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
         try:
             self._loginTimer = self.factory.hub.clock.callLater(self.factory.loginTimeout, self._loginTimedOut)
         except Exception:
@@ -288,10 +301,10 @@ class PlugServerProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Tell the core the connection is gone, and stop every timer."""
         self._closing = True
-        for timer in (self._loginTimer, self._stallTimer):
+        for timer in (self._loginTimer, self._stallTimer, self._handshakeTimer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._loginTimer = self._stallTimer = None
+        self._loginTimer = self._stallTimer = self._handshakeTimer = None
         session, self.session = self.session, None
         if session is not None:
             try:
@@ -317,11 +330,12 @@ class PlugServerFactory(WebSocketServerFactory):
         super().__init__(server=None, reactor=reactor)
         self.hub = hub
         self.loginTimeout = loginTimeout
+        self.handshakeTimeout = handshakeTimeout
         self.frameRate = frameRate
         self.setProtocolOptions(
             maxFramePayloadSize=m.MAX_PAYLOAD,
             maxMessagePayloadSize=m.MAX_PAYLOAD,
-            openHandshakeTimeout=handshakeTimeout,
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=1,
             autoPingInterval=0,
             requireMaskedClientFrames=True,

@@ -1,0 +1,111 @@
+"""Loopback tests with the real ``dig`` against the real service on 127.0.0.1 and a free port.
+
+A fake upstream (UDP and TCP) on 127.0.0.1 stands in for the LAN's resolver; nothing leaves
+the host.  Skipped when dig is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+from dnslib import DNSRecord, QTYPE, RR, A
+from twisted.internet import defer, reactor, utils
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.trial import unittest
+
+from vesyncd.dnsserver import makeDNSService
+
+DIG = shutil.which("dig")
+
+
+def upstreamAnswer(q: bytes) -> bytes:
+    """The fake upstream's answer: 198.51.100.7 for any A question."""
+    r = DNSRecord.parse(q).reply()
+    r.add_answer(RR(str(r.q.qname), QTYPE.A, rdata=A("198.51.100.7"), ttl=77))
+    return bytes(r.pack())
+
+
+class UDPUpstream(DatagramProtocol):
+    """Answers every datagram with L{upstreamAnswer}."""
+
+    def datagramReceived(self, data, addr):
+        self.transport.write(upstreamAnswer(data), addr)
+
+
+class TCPUpstream(Protocol):
+    """Answers every length-prefixed query with L{upstreamAnswer}."""
+
+    buf = b""
+
+    def dataReceived(self, data):
+        self.buf += data
+        while len(self.buf) >= 2 and len(self.buf) >= 2 + struct.unpack("!H", self.buf[:2])[0]:
+            n = struct.unpack("!H", self.buf[:2])[0]
+            q, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
+            a = upstreamAnswer(q)
+            self.transport.write(struct.pack("!H", len(a)) + a)
+
+
+class DigTests(unittest.TestCase):
+    """dig against makeDNSService bound to 127.0.0.1 on a free port."""
+
+    timeout = 60
+    if DIG is None:
+        skip = "dig not installed (apt-get install bind9-dnsutils)"
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        udp = reactor.listenUDP(0, UDPUpstream(), interface="127.0.0.1")
+        upPort = udp.getHost().port
+        tcp = reactor.listenTCP(upPort, Factory.forProtocol(TCPUpstream), interface="127.0.0.1")
+        self.addCleanup(udp.stopListening)
+        self.addCleanup(tcp.stopListening)
+        self.service = makeDNSService(reactor, port=0, interface="127.0.0.1",
+                                      upstreams=[("127.0.0.1", upPort)])
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.port = self.service.udpPort.getHost().port
+        self.assertEqual(self.service.tcpPort.getHost().port, self.port)
+        yield None
+
+    @defer.inlineCallbacks
+    def dig(self, *args: str) -> defer.Deferred:
+        """Run dig against the service; return its output text."""
+        out, err, code = yield utils.getProcessOutputAndValue(
+            DIG, ["@127.0.0.1", "-p", str(self.port), "+tries=1", "+time=5", *args],
+            env={"PATH": "/usr/bin:/bin"})
+        self.assertEqual(code, 0, err)
+        return out.decode()
+
+    @defer.inlineCallbacks
+    def test_interceptedA(self):
+        """A for the intercepted name, with the query's mixed case kept, from 127.0.0.1."""
+        out = yield self.dig("SeRvEr2.VeSync.CoM", "A")
+        self.assertIn("status: NOERROR", out)
+        self.assertIn("flags: qr aa", out)
+        self.assertRegex(out, r"SeRvEr2\.VeSync\.CoM\.\s+60\s+IN\s+A\s+127\.0\.0\.1")
+
+    @defer.inlineCallbacks
+    def test_interceptedAAAAEmpty(self):
+        """AAAA for the intercepted name: NOERROR and no answer."""
+        out = yield self.dig("server2.vesync.com", "AAAA")
+        self.assertIn("status: NOERROR", out)
+        self.assertIn("ANSWER: 0", out)
+
+    @defer.inlineCallbacks
+    def test_forwarded(self):
+        """Another name is answered by the (fake) upstream."""
+        out = yield self.dig("www.example.org", "A")
+        self.assertIn("status: NOERROR", out)
+        self.assertRegex(out, r"www\.example\.org\.\s+77\s+IN\s+A\s+198\.51\.100\.7")
+        self.assertEqual(self.service.counters.forwarded, 1)
+
+    @defer.inlineCallbacks
+    def test_tcp(self):
+        """Over TCP: the intercepted name answered, another forwarded over TCP."""
+        out = yield self.dig("+tcp", "server2.vesync.com", "A")
+        self.assertRegex(out, r"server2\.vesync\.com\.\s+60\s+IN\s+A\s+127\.0\.0\.1")
+        out = yield self.dig("+tcp", "tcp.example.org", "A")
+        self.assertRegex(out, r"tcp\.example\.org\.\s+77\s+IN\s+A\s+198\.51\.100\.7")
+        self.assertEqual(self.service.counters.tcp_connections, 2)

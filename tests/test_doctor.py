@@ -1,0 +1,432 @@
+"""Tests for vesyncd.doctor: every check's OK/WARN/FAIL path with fake probes, the output
+formats, and the real probes' /proc parsing and responder query (loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial import unittest
+
+from vesyncd import doctor as D
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+LAN = "192.168.1.10"
+
+
+@dataclass
+class FakeProbes:
+    """In-memory probes; a value that is an Exception instance is raised/failed instead."""
+
+    holders: dict[tuple[int, str], Any] = field(
+        default_factory=lambda: {
+            (53, "udp"): f"vesyncd (pid 42) on {LAN}",
+            (53, "tcp"): f"vesyncd (pid 42) on {LAN}",
+            (17273, "tcp"): "vesyncd (pid 42) on 0.0.0.0",
+        }
+    )
+    system: Any = field(default_factory=lambda: [LAN])
+    responderAnswer: Any = field(default_factory=lambda: [LAN])
+    local: Any = field(default_factory=lambda: ["127.0.0.1", LAN, "::1"])
+    status: Any = field(default_factory=lambda: {"version": "0.1", "pid": 42, "uptime": 90.5})
+    plugList: Any = field(
+        default_factory=lambda: [
+            {"id": "abc", "alias": "Lamp", "online": True, "address": "192.168.1.50",
+             "firmware": "2.123", "last_seen": "2025-06-01T11:59:30Z"}
+        ]
+    )
+    clockValue: Any = (NOW, "kernel NTP status: synchronised")
+    responder: tuple[str, int] = ("127.0.0.1", 5353)
+    asked: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def portHolder(self, port: int, proto: str) -> str | None:
+        """The configured holder, raised if it is an exception."""
+        value = self.holders.get((port, proto))
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def systemResolve(self, name: str) -> Deferred[list[str]]:
+        """A Deferred of the configured answer (or failure)."""
+        return fail(self.system) if isinstance(self.system, Exception) else succeed(self.system)
+
+    def responderResolve(self, name: str, host: str, port: int) -> Deferred[list[str]]:
+        """Record the query; a Deferred of the configured answer (or failure)."""
+        self.asked.append((name, host, port))
+        value = self.responderAnswer
+        return fail(value) if isinstance(value, Exception) else succeed(value)
+
+    def localAddresses(self) -> list[str]:
+        """The configured local addresses."""
+        return self.local
+
+    def daemonStatus(self) -> Deferred[dict[str, Any] | None]:
+        """A Deferred of the configured status (or failure)."""
+        value = self.status
+        return fail(value) if isinstance(value, Exception) else succeed(value)
+
+    def plugs(self) -> Any:
+        """The configured plug list, directly (probes may skip Deferreds)."""
+        if isinstance(self.plugList, Exception):
+            raise self.plugList
+        return self.plugList
+
+    def clock(self) -> tuple[datetime, str | None]:
+        """The configured clock reading."""
+        if isinstance(self.clockValue, Exception):
+            raise self.clockValue
+        return self.clockValue
+
+
+def run(probes: FakeProbes) -> dict[str, D.Check]:
+    """Run the doctor synchronously (fake probes fire at once) and index checks by name."""
+    results: list[list[D.Check]] = []
+    D.runDoctor(probes).addCallback(results.append)
+    assert len(results) == 1
+    return {c.name: c for c in results[0]}
+
+
+def levels(checks: dict[str, D.Check]) -> dict[str, str]:
+    """Check name -> level value."""
+    return {name: c.level.value for name, c in checks.items()}
+
+
+def test_allOk() -> None:
+    """A healthy setup gives only OK checks, in the documented order, and exit status 0."""
+    probes = FakeProbes()
+    results: list[list[D.Check]] = []
+    D.runDoctor(probes).addCallback(results.append)
+    checks = results[0]
+    assert [c.name for c in checks] == [
+        "daemon", "port 53/udp", "port 53/tcp", "port 17273/tcp", "dns system resolver",
+        "dns vesyncd responder", "plug Lamp (abc)", "clock",
+    ]
+    assert all(c.level is D.Level.OK for c in checks), D.formatChecks(checks)
+    assert probes.asked == [("server2.vesync.com", "127.0.0.1", 5353)]
+    assert D.exitCode(checks) == 0
+    byName = {c.name: c for c in checks}
+    assert "30 s ago" in byName["plug Lamp (abc)"].message
+    assert "192.168.1.50" in byName["plug Lamp (abc)"].message and "2.123" in byName["plug Lamp (abc)"].message
+    assert "pid 42" in byName["daemon"].message
+
+
+def test_systemdResolvedHoldsDns() -> None:
+    """systemd-resolved on 127.0.0.53:53 is a WARN (FAIL with no daemon) explaining the stub fix."""
+    probes = FakeProbes()
+    probes.holders[(53, "udp")] = "systemd-resolved (pid 612) on 127.0.0.53"
+    checks = run(probes)
+    assert checks["port 53/udp"].level is D.Level.WARN
+    assert "DNSStubListener=no" in (checks["port 53/udp"].fix or "")
+    probes.status = None
+    assert run(probes)["port 53/udp"].level is D.Level.FAIL
+
+
+def test_resolvedAlongsideVesyncdIsOk() -> None:
+    """If vesyncd holds the port too (on its own address), the port check is OK."""
+    probes = FakeProbes()
+    probes.holders[(53, "udp")] = f"systemd-resolved (pid 612) on 127.0.0.53; vesyncd (pid 42) on {LAN}"
+    assert run(probes)["port 53/udp"].level is D.Level.OK
+
+
+def test_portsFreeOrForeign() -> None:
+    """Nothing on 17273 is a FAIL, nothing on 53 a WARN, another program on either a FAIL."""
+    probes = FakeProbes()
+    probes.holders = {(53, "udp"): None, (53, "tcp"): "dnsmasq (pid 7) on 0.0.0.0", (17273, "tcp"): None}
+    checks = run(probes)
+    assert levels(checks)["port 53/udp"] == "WARN"
+    assert levels(checks)["port 53/tcp"] == "FAIL" and "dnsmasq" in checks["port 53/tcp"].message
+    assert levels(checks)["port 17273/tcp"] == "FAIL"
+    assert "plugs cannot connect" in checks["port 17273/tcp"].message
+
+
+def test_portProbeError() -> None:
+    """A port probe that raises becomes a WARN with the reason, not a crash."""
+    probes = FakeProbes()
+    probes.holders[(17273, "tcp")] = PermissionError("permission denied")
+    check = run(probes)["port 17273/tcp"]
+    assert check.level is D.Level.WARN and "permission denied" in check.message
+
+
+def test_systemResolverPointsToCloud() -> None:
+    """The system resolver giving the cloud's address is a WARN suggesting --server-ip or a DNS override."""
+    probes = FakeProbes()
+    probes.system = ["104.200.30.164"]
+    check = run(probes)["dns system resolver"]
+    assert check.level is D.Level.WARN
+    assert "104.200.30.164" in check.message and "--server-ip" in (check.fix or "")
+
+
+def test_systemResolverFails() -> None:
+    """A failed system lookup is a WARN carrying the error."""
+    probes = FakeProbes()
+    probes.system = OSError("Name or service not known")
+    check = run(probes)["dns system resolver"]
+    assert check.level is D.Level.WARN and "Name or service not known" in check.message
+
+
+def test_advertisedAddressPreferred() -> None:
+    """With an advertised address in the daemon status, only that address counts as right."""
+    probes = FakeProbes()
+    probes.status = {"address": "192.168.1.11"}
+    probes.local = ["127.0.0.1", LAN, "192.168.1.11"]
+    checks = run(probes)
+    assert checks["dns vesyncd responder"].level is D.Level.FAIL
+    assert "192.168.1.11" in checks["dns vesyncd responder"].message
+    probes.responderAnswer = ["192.168.1.11"]
+    assert run(probes)["dns vesyncd responder"].level is D.Level.OK
+
+
+@pytest.mark.parametrize(
+    "answer, text",
+    [
+        (TimeoutError("no reply in 3 s"), "no answer"),
+        ([], "no address"),
+        (["127.0.0.1"], "loopback"),
+        (["10.9.9.9"], "not this host"),
+    ],
+)
+def test_responderProblems(answer: Any, text: str) -> None:
+    """No answer, no address, a loopback answer or a foreign answer from the responder FAIL."""
+    probes = FakeProbes()
+    probes.responderAnswer = answer
+    check = run(probes)["dns vesyncd responder"]
+    assert check.level is D.Level.FAIL and text in check.message and check.fix
+
+
+def test_daemonDown() -> None:
+    """No daemon: FAIL for it, plugs unknown (WARN), and no plug probe is needed."""
+    probes = FakeProbes()
+    probes.status = None
+    probes.plugList = RuntimeError("should not be asked")
+    checks = run(probes)
+    assert checks["daemon"].level is D.Level.FAIL and "not running" in checks["daemon"].message
+    assert checks["plugs"].level is D.Level.WARN
+    assert D.exitCode(list(checks.values())) == 1
+
+
+def test_daemonUnreachableReason() -> None:
+    """A failing status probe's reason appears in the daemon check."""
+    probes = FakeProbes()
+    probes.status = ConnectionRefusedError("control socket /run/vesyncd/control refused")
+    assert "control socket" in run(probes)["daemon"].message
+
+
+def test_noPlugs() -> None:
+    """No plug seen yet is a WARN pointing at provisioning."""
+    probes = FakeProbes()
+    probes.plugList = []
+    check = run(probes)["plugs"]
+    assert check.level is D.Level.WARN and "vesyncctl provision" in (check.fix or "")
+
+
+def test_offlineAndNeverSeenPlugs() -> None:
+    """Offline plugs are WARN with when and where they were last seen; never-seen ones say so."""
+    probes = FakeProbes()
+    probes.plugList = [
+        {"id": "p1", "alias": "", "online": False, "address": "192.168.1.51", "firmware": "1.0",
+         "last_seen": "2025-06-01T09:00:00+00:00"},
+        {"id": "p2", "alias": "Heater", "online": False, "address": None, "firmware": None, "last_seen": None},
+    ]
+    checks = run(probes)
+    assert checks["plug p1"].level is D.Level.WARN and "3 h ago" in checks["plug p1"].message
+    assert "never seen" in checks["plug Heater (p2)"].message
+
+
+def test_plugListFails() -> None:
+    """A failing plug probe is a FAIL with its reason."""
+    probes = FakeProbes()
+    probes.plugList = RuntimeError("control timed out")
+    check = run(probes)["plugs"]
+    assert check.level is D.Level.FAIL and "control timed out" in check.message
+
+
+def test_clockChecks() -> None:
+    """Year before 2024 FAILs; unsynchronised WARNs ("plugs take their time from this server")."""
+    probes = FakeProbes()
+    probes.clockValue = (datetime(1970, 1, 1, tzinfo=timezone.utc), None)
+    assert run(probes)["clock"].level is D.Level.FAIL
+    probes.clockValue = (NOW, None)
+    check = run(probes)["clock"]
+    assert check.level is D.Level.WARN and "plugs take their time from this server" in check.message
+    probes.clockValue = RuntimeError("adjtimex broke")
+    check = run(probes)["clock"]
+    assert check.level is D.Level.WARN and "adjtimex broke" in check.message
+
+
+def test_formatChecks() -> None:
+    """One line per check; label, name and message, and the fix only when not OK."""
+    checks = [
+        D.Check("daemon", D.Level.OK, "running", "unused"),
+        D.Check("clock", D.Level.WARN, "not synced", "enable NTP"),
+        D.Check("port 17273/tcp", D.Level.FAIL, "free", None),
+    ]
+    assert D.formatChecks(checks) == (
+        "OK   daemon: running\n"
+        "WARN clock: not synced -- fix: enable NTP\n"
+        "FAIL port 17273/tcp: free\n"
+    )
+    assert D.formatChecks([]) == ""
+
+
+def test_checksToJSON() -> None:
+    """The JSON form has exactly name/level/message/fix per check and survives json.dumps."""
+    probes = FakeProbes()
+    probes.clockValue = (NOW, None)
+    results: list[list[D.Check]] = []
+    D.runDoctor(probes).addCallback(results.append)
+    data = D.checksToJSON(results[0])
+    assert json.loads(json.dumps(data)) == data
+    for item in data:
+        assert set(item) == {"name", "level", "message", "fix"}
+        assert item["level"] in ("OK", "WARN", "FAIL")
+        assert isinstance(item["message"], str) and (item["fix"] is None or isinstance(item["fix"], str))
+    assert data[-1] == {
+        "name": "clock", "level": "WARN",
+        "message": "2025-06-01T12:00:00+00:00, but not known to be synchronised; plugs take their time from this server",
+        "fix": "enable NTP (`sudo timedatectl set-ntp true`, or install chrony)",
+    }
+
+
+def test_fakeProbesMatchProtocol() -> None:
+    """The fake and the real probes both satisfy the DoctorProbes protocol."""
+    assert isinstance(FakeProbes(), D.DoctorProbes)
+    assert isinstance(D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: []), D.DoctorProbes)
+
+
+# --- the real probes -------------------------------------------------------------------------
+
+_UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 1: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   101        0 1234 2 0000000000000000 0
+ 2: 0A01A8C0:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 5678 2 0000000000000000 0
+ 3: 0100007F:1F90 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9999 2 0000000000000000 0
+"""
+_TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+ 0: 00000000000000000000000000000000:4379 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4321 1 0000000000000000 100 0 0 10 0
+ 1: 00000000000000000000000001000000:4379 00000000000000000000000001000000:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4322 1 0000000000000000 100 0 0 10 0
+"""
+_FIB = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+     |-- 192.168.1.0
+        /24 link UNICAST
+     |-- 192.168.1.10
+        /32 host LOCAL
+Local:
+     |-- 192.168.1.10
+        /32 host LOCAL
+"""
+_IF_INET6 = "00000000000000000000000000000001 01 80 10 80       lo\n"
+
+
+def fakeProc(root: Path) -> str:
+    """A /proc tree: resolved (612) and vesyncd (42) hold sockets 1234 and 5678/4321."""
+    (root / "net").mkdir(parents=True)
+    (root / "net" / "udp").write_text(_UDP)
+    (root / "net" / "tcp6").write_text(_TCP6)
+    (root / "net" / "fib_trie").write_text(_FIB)
+    (root / "net" / "if_inet6").write_text(_IF_INET6)
+    for pid, comm, cmdline, inodes in (
+        (612, "systemd-resolve", b"/lib/systemd/systemd-resolved\0", [1234]),
+        (42, "twistd", b"/usr/bin/python3\0/usr/bin/twistd\0-n\0vesyncd\0", [5678, 4321]),
+        (77, "other", b"other\0", []),
+    ):
+        (root / str(pid) / "fd").mkdir(parents=True)
+        (root / str(pid) / "comm").write_text(comm + "\n")
+        (root / str(pid) / "cmdline").write_bytes(cmdline)
+        for n, inode in enumerate(inodes):
+            os.symlink(f"socket:[{inode}]", root / str(pid) / "fd" / str(n + 3))
+        os.symlink("/dev/null", root / str(pid) / "fd" / "0")
+    return str(root)
+
+
+def test_systemPortHolder(tmp_path: Path) -> None:
+    """portHolder names each listener's process and address from /proc (IPv4 and IPv6); an
+    established socket on the same port is ignored; a truncated comm gets its full name."""
+    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
+    assert probes.portHolder(53, "udp") == (
+        "systemd-resolved (pid 612) on 127.0.0.53; vesyncd (pid 42) on 192.168.1.10"
+    )
+    assert probes.portHolder(17273, "tcp") == "vesyncd (pid 42) on ::"
+    assert probes.portHolder(53, "tcp") is None
+    assert probes.portHolder(17273, "udp") is None
+
+
+def test_systemPortHolderUnknownOwner(tmp_path: Path) -> None:
+    """A socket whose owner cannot be read is described as another user's."""
+    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
+    assert probes.portHolder(8080, "udp") == "a process of another user (run as root to name it) on 127.0.0.1"
+
+
+def test_localAddressesFromProc(tmp_path: Path) -> None:
+    """LOCAL fib_trie entries and if_inet6 addresses, each once."""
+    assert D.localAddressesFromProc(fakeProc(tmp_path)) == ["127.0.0.1", "192.168.1.10", "::1"]
+
+
+def test_systemClockShape() -> None:
+    """The real clock probe returns an aware datetime and a string or None."""
+    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [])
+    now, reference = probes.clock()
+    assert now.tzinfo is not None and (reference is None or isinstance(reference, str))
+
+
+def test_responderRefusesForeignAddress() -> None:
+    """The real responder probe refuses any non-loopback address that is not its own responder."""
+    probes = D.SystemProbes(reactor, ("127.0.0.1", 53), daemonStatus=lambda: None, plugs=lambda: [])
+    with pytest.raises(ValueError, match="refusing"):
+        probes.responderResolve("server2.vesync.com", "192.0.2.1", 53)
+
+
+class _FakeResponder(DatagramProtocol):
+    """Answers every A query with 192.168.1.10 and every AAAA query with nothing."""
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        from dnslib import QTYPE, RR, A, DNSRecord
+
+        query = DNSRecord.parse(data)
+        reply = query.reply()
+        if query.q.qtype == QTYPE.A:
+            reply.add_answer(RR(str(query.q.qname), QTYPE.A, rdata=A(LAN), ttl=60))
+        self.transport.write(reply.pack(), addr)
+
+
+class SystemResponderTests(unittest.TestCase):
+    """SystemProbes.responderResolve against a dnslib responder on 127.0.0.1, port 0."""
+
+    def test_resolve(self) -> Deferred[None]:
+        """The A answer of the loopback responder comes back."""
+        port = reactor.listenUDP(0, _FakeResponder(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        where = ("127.0.0.1", port.getHost().port)
+        probes = D.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [])
+
+        async def go() -> None:
+            answers = await probes.responderResolve("server2.vesync.com", *where)
+            self.assertEqual(answers, [LAN])
+
+        return Deferred.fromCoroutine(go())
+
+    def test_silentResponderTimesOut(self) -> Deferred[None]:
+        """A responder that never answers makes the probe fail after dnsTimeout."""
+        port = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        where = ("127.0.0.1", port.getHost().port)
+        probes = D.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [], dnsTimeout=0.2)
+
+        async def go() -> None:
+            with self.assertRaises(TimeoutError) as info:
+                await probes.responderResolve("server2.vesync.com", *where)
+            self.assertIn("0.2 s", str(info.exception))
+
+        return Deferred.fromCoroutine(go())

@@ -1,0 +1,79 @@
+"""The twistd plugin and the options: found by twistd, documented, configurable from TOML."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from vesyncd import tap
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_plugin_is_found() -> None:
+    """getPlugins(IServiceMaker) finds the vesyncd service maker."""
+    names = [p.tapname for p in getPlugins(IServiceMaker)]
+    assert "vesyncd" in names
+
+
+def test_twistd_help_documents_options() -> None:
+    """`twistd vesyncd --help` lists the options with their documentation."""
+    out = subprocess.run([sys.executable, "-m", "twisted", "--help"], capture_output=True, text=True)
+    assert "vesyncd" in out.stdout
+    twistd = Path(sys.executable).with_name("twistd")
+    help_ = subprocess.run([str(twistd), "vesyncd", "--help"], capture_output=True, text=True, cwd="/")
+    assert help_.returncode == 0, help_.stderr
+    for option in ("--plugs", "--config", "--state-dir", "--offline-after", "--command-timeout"):
+        assert option in help_.stdout
+
+
+def test_config_file_sets_options_and_command_line_wins(tmp_path: Path) -> None:
+    """Keys named like long options set values; the command line overrides them."""
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('plugs = "tcp:1234"\noffline-after = 90\nkeepalive-idle = 30\ndemo-plugs = 2\n')
+    o = tap.Options()
+    o.parseOptions(["--config", str(cfg), "--plugs", "tcp:999"])
+    assert o["plugs"] == "tcp:999"
+    assert o["offline-after"] == 90.0 and o["keepalive-idle"] == 30.0 and o["demo-plugs"] == 2
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('bogus = 1\n', "'bogus' is not an option"),
+    ('offline-after = "soon"\n', "'offline-after'"),
+    ('plugs = ["a", "b"]\n', "'plugs' takes one value"),
+    ('[section]\nx = 1\n', "tables are not used"),
+    ('this is not toml', "not valid TOML"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    """An unknown key or bad value stops start-up with a message naming it."""
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(text)
+    with pytest.raises(usage.UsageError) as e:
+        tap.Options().parseOptions(["--config", str(cfg)])
+    assert needle in str(e.value)
+
+
+def test_inconsistent_timeouts_refused() -> None:
+    """An offline deadline shorter than the keepalive idle time is a usage error."""
+    with pytest.raises(usage.UsageError, match="--offline-after"):
+        tap.Options().parseOptions(["--offline-after", "10", "--keepalive-idle", "20"])
+
+
+def test_example_config_is_valid() -> None:
+    """etc/vesyncd.toml.example parses with the current options."""
+    o = tap.Options()
+    o.parseOptions(["--config", str(ROOT / "etc" / "vesyncd.toml.example")])
+    assert o["plugs"] == "tcp:17273"
+
+
+def test_default_listeners_are_loopback() -> None:
+    """With no options the plug server listens on loopback only."""
+    o = tap.Options()
+    o.parseOptions([])
+    assert "interface=127.0.0.1" in o["plugs"]

@@ -1,0 +1,250 @@
+"""The Autobahn plug server in memory: handshake bytes, login, AES, limits and hostile peers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.test import iosim
+
+from vesyncd import hub as h
+from vesyncd import messages as m
+from vesyncd import sim, ws
+
+PLUG_REQUEST = (
+    b"GET /gnws HTTP/1.1\r\n"
+    b"Host: server2.vesync.com:17273\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"deviceVersion:5\r\n"
+    b"\r\n"
+)
+
+
+def makeServer(**kw: Any) -> tuple[h.Hub, Clock, ws.PlugServerFactory]:
+    """A hub and plug server factory on one fake clock."""
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    hub = h.Hub(clock)
+    return hub, clock, ws.PlugServerFactory(hub, reactor=clock, **kw)
+
+
+def rawServer(factory: ws.PlugServerFactory) -> tuple[ws.PlugServerProtocol, StringTransport]:
+    """A server protocol on a StringTransport, as if a plug had connected from 192.0.2.7."""
+    proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 50123))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50123),
+                                hostAddress=IPv4Address("TCP", "10.0.0.2", 17273))
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def frame(payload: bytes, binary: bool = False) -> bytes:
+    """A masked client frame, as a plug sends."""
+    return sim.maskedFrame(payload, binary, mask=b"\x01\x02\x03\x04")
+
+
+def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server frames into (opcode, payload)."""
+    out = []
+    while data:
+        op, n = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if n == 126:
+            n, offset = int.from_bytes(data[2:4], "big"), 4
+        out.append((op, data[offset:offset + n]))
+        data = data[offset + n:]
+    return out
+
+
+def test_handshake_answers_exactly_like_the_cloud() -> None:
+    """The plug's exact upgrade gets a minimal 101: lower-case Upgrade, the RFC accept, no Server."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    response = transport.value()
+    head = response.split(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nUpgrade: websocket\r\n" in head
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    assert b"Server:" not in head
+
+
+def test_login_then_ka_plain() -> None:
+    """A 1.x plug logs in with a text frame, gets /loginReply, and /ka gets /kr with the time."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    transport.clear()
+    login = json.dumps({"id": "p1", "firmVersion": "1.89", "relay": "open"}).encode()
+    proto.dataReceived(frame(login))
+    proto.dataReceived(frame(b'{"uri":"/ka","rssi":-39}'))
+    frames = serverFrames(transport.value())
+    assert [op for op, _ in frames] == [1, 1]
+    assert json.loads(frames[0][1])["uri"] == "/loginReply"
+    assert json.loads(frames[1][1])["uri"] == "/kr"
+    plug = hub.get("p1")
+    assert plug.online and plug.address == "192.0.2.7:50123" and plug.rssi_dbm == -39
+
+
+def test_binary_frames_switch_to_aes_both_ways() -> None:
+    """A 2.x plug's AES binary login is decrypted, and every answer goes back encrypted."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    transport.clear()
+    proto.dataReceived(frame(m.aesEncrypt(b'{"id":"p2","firmVersion":"2.123","relay":"break"}'), binary=True))
+    frames = serverFrames(transport.value())
+    assert frames[0][0] == 2
+    assert json.loads(m.aesDecrypt(frames[0][1]))["uri"] == "/loginReply"
+    assert hub.get("p2").encrypted is True and hub.get("p2").relay is False
+
+
+def test_undecryptable_login_closes() -> None:
+    """Binary frames that are not AES blocks close a connection that has not logged in."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b"\x00" * 7, binary=True))
+    assert transport.disconnecting
+    assert hub.stats["rejected_bad_login"] == 1
+
+
+def test_bad_frames_after_login_dropped_then_closed() -> None:
+    """Bad frames from a logged-in plug are dropped and counted; too many close the connection."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"p3"}'))
+    proto.dataReceived(frame(b"garbage"))
+    assert not transport.disconnecting and hub.get("p3").online
+    for _ in range(ws.MAX_BAD_FRAMES):
+        clock.advance(1)
+        proto.dataReceived(frame(b'{"uri":"/ka","rssi":"x"}'))
+    assert transport.disconnecting
+    assert hub.stats["rejected_bad_frames"] == 1
+
+
+def test_oversized_handshake_headers_closed() -> None:
+    """Opening-handshake headers over 8 KiB close the connection without a 101."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(b"GET /gnws HTTP/1.1\r\nX-Pad: " + b"a" * 9000)
+    assert transport.disconnecting
+    assert b"101" not in transport.value()
+    assert hub.stats["rejected_handshake"] == 1
+
+
+def test_unfinished_handshake_times_out() -> None:
+    """A handshake never finished is closed after the handshake timeout."""
+    hub, clock, factory = makeServer(handshakeTimeout=10)
+    proto, transport = rawServer(factory)
+    proto.dataReceived(b"GET /gnws HTTP/1.1\r\n")
+    clock.advance(9)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+
+
+def test_no_login_closed_after_timeout() -> None:
+    """A connection that never logs in is closed after the login timeout."""
+    hub, clock, factory = makeServer(loginTimeout=10)
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting
+    assert hub.stats["rejected_login_timeout"] == 1
+
+
+def test_frame_over_64k_closes() -> None:
+    """A frame over 64 KiB fails the connection."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"p"}'))
+    big = b"\x81\xff" + (70000).to_bytes(8, "big") + b"\x01\x02\x03\x04"
+    proto.dataReceived(big)
+    assert transport.disconnecting
+
+
+def test_flood_is_rate_limited_then_closed() -> None:
+    """A plug flooding frames has the excess dropped, and is closed when it keeps on."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"flood"}'))
+    transport.clear()
+    burst = frame(b'{"uri":"/ka","rssi":-40}') * int(ws.FRAME_BURST + 20)
+    proto.dataReceived(burst)
+    answered = len(serverFrames(transport.value()))
+    assert answered <= ws.FRAME_BURST
+    assert hub.stats["frames_rate_limited"] >= 19
+    assert not transport.disconnecting
+    proto.dataReceived(frame(b'{"uri":"/ka","rssi":-40}') * ws.MAX_DROPPED)
+    assert transport.disconnecting
+
+
+def test_stalled_reader_dropped() -> None:
+    """A plug whose write buffer stays full is dropped after the stall timeout."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"slow"}'))
+    transport.producer.pauseProducing()
+    clock.advance(ws.WRITE_STALL_TIMEOUT + 1)
+    assert transport.disconnecting
+    assert hub.stats["rejected_write_stall"] == 1
+
+
+def test_stalled_reader_bytes_bounded() -> None:
+    """While a plug does not read, more than MAX_QUEUED_BYTES of output drops it at once."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"slow2"}'))
+    transport.producer.pauseProducing()
+    session = proto.session
+    for _ in range(ws.MAX_QUEUED_BYTES // 50 + 10):
+        session.connection.send(b'{"uri":"/ka","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}')
+    assert transport.disconnecting
+    assert hub.stats["rejected_write_buffer"] == 1
+
+
+def test_other_path_accepted() -> None:
+    """A path other than /gnws is accepted (and only logged)."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST.replace(b"/gnws", b"/other"))
+    assert transport.value().startswith(b"HTTP/1.1 101")
+
+
+def test_simulated_plug_in_memory_both_firmwares() -> None:
+    """The simulator's protocol and the server talk over iosim: login, switch, button press."""
+    for firmware in ("1.89", "2.123"):
+        hub, clock, factory = makeServer()
+        plug = sim.SimPlug(clock, f"sim-{firmware}", firmware=firmware, relay=True, load_w=50.0)
+        client = sim.SimPlugProtocol(plug, "server2.vesync.com", 17273)
+        server = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        sTransport = iosim.FakeTransport(server, isServer=True)
+        cTransport = iosim.FakeTransport(client, isServer=False)
+        pump = iosim.connect(server, sTransport, client, cTransport, greet=True)
+        assert hub.get(plug.id).online and hub.get(plug.id).encrypted == (firmware != "1.89")
+        out: list[Any] = []
+        hub.switch(plug.id, False).addBoth(out.append)
+        pump.flush()
+        assert plug.relay is False and out[0].relay is False
+        hub.refresh(plug.id).addBoth(out.append)
+        pump.flush()
+        assert out[1].voltage_v == sim.SimPlug(clock, "x").voltage_v or abs(out[1].voltage_v - 120.4) < 0.01
+        plug.press()
+        pump.flush()
+        assert hub.get(plug.id).relay is True and hub.get(plug.id).relay_cause == h.CAUSE_BUTTON
+        client.transport.loseConnection()
+        pump.flush()
+        assert not hub.get(plug.id).online

@@ -1,0 +1,126 @@
+"""
+Prometheus metrics read from the hub at scrape time: nothing is counted twice.
+
+Per-plug series carry C{plug} (the id) and C{alias} labels; daemon-wide counters come from
+C{hub.stats}, the DNS responder's counters (when the DNS feature runs) and the web front end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..hub import Hub
+
+#: hub.stats keys "commands_<result>" become vesyncd_commands_total{result=...}.
+COMMAND_PREFIX = "commands_"
+FRAME_PREFIXES = ("rejected_", "frames_")
+
+
+def _countersOf(source: Any) -> dict[str, float]:
+    """Numeric counters from a dict-like, a dataclass with C{asDict}, or a plain object."""
+    if source is None:
+        return {}
+    if hasattr(source, "asDict"):
+        values = source.asDict()
+    elif isinstance(source, dict):
+        values = source
+    else:
+        values = {k: v for k, v in vars(source).items() if not k.startswith("_")}
+    return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class HubCollector(Collector):
+    """Reads plug state and counters from the hub (and DNS and web counters) on every scrape."""
+
+    def __init__(self, hub: Hub, dns: Any = None, web: Any = None) -> None:
+        self.hub = hub
+        self.dns = dns
+        self.web = web
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield every metric family for one scrape."""
+        hub = self.hub
+        labels = ["plug", "alias"]
+        up = GaugeMetricFamily("vesyncd_plug_up", "1 while the plug is connected.", labels=labels)
+        relay = GaugeMetricFamily("vesyncd_plug_relay_on", "1 when the relay is on, 0 when off.", labels=labels)
+        power = GaugeMetricFamily("vesyncd_plug_power_watts", "Power drawn at the last reading.", labels=labels)
+        volts = GaugeMetricFamily("vesyncd_plug_voltage_volts", "Mains voltage at the last reading.",
+                                  labels=labels)
+        energy = CounterMetricFamily("vesyncd_plug_energy_watt_hours", "Energy used over the plug's life.",
+                                     labels=labels)
+        rssi = GaugeMetricFamily("vesyncd_plug_rssi_dbm", "Wi-Fi signal strength reported by the plug.",
+                                 labels=labels)
+        seen = GaugeMetricFamily("vesyncd_plug_last_seen_timestamp_seconds",
+                                 "POSIX time the plug was last heard from.", labels=labels)
+        for plug in hub.plugs():
+            key = [plug.id, plug.alias or ""]
+            up.add_metric(key, 1.0 if plug.online else 0.0)
+            if plug.relay is not None:
+                relay.add_metric(key, 1.0 if plug.relay else 0.0)
+            if plug.power_w is not None:
+                power.add_metric(key, plug.power_w)
+            if plug.voltage_v is not None:
+                volts.add_metric(key, plug.voltage_v)
+            energy.add_metric(key, hub.energy(plug.id).lifetime_wh)
+            if plug.rssi_dbm is not None:
+                rssi.add_metric(key, plug.rssi_dbm)
+            if plug.last_seen is not None:
+                seen.add_metric(key, plug.last_seen)
+        yield from (up, relay, power, volts, energy, rssi, seen)
+
+        status = hub.status()
+        stats = status["counters"]
+        yield GaugeMetricFamily("vesyncd_plugs_known", "Plugs the daemon knows.", value=status["plugs_known"])
+        yield GaugeMetricFamily("vesyncd_plugs_connected", "Plugs connected now.", value=status["plugs_online"])
+        yield GaugeMetricFamily("vesyncd_uptime_seconds", "Seconds since the daemon started.",
+                                value=status["uptime_s"])
+        yield CounterMetricFamily("vesyncd_logins", "Plug logins.", value=stats.get("logins", 0))
+        yield CounterMetricFamily("vesyncd_reconnects", "Logins of plugs seen before.",
+                                  value=stats.get("reconnects", 0))
+        yield CounterMetricFamily("vesyncd_connections", "Plug connections accepted.",
+                                  value=stats.get("connections", 0))
+        commands = CounterMetricFamily("vesyncd_commands", "Plug commands by result.", labels=["result"])
+        for result in ("ok", "timeout", "offline", "unknown", "failed"):
+            commands.add_metric([result], stats.get(COMMAND_PREFIX + result, 0))
+        for key, value in sorted(stats.items()):
+            if key.startswith(COMMAND_PREFIX) and key[len(COMMAND_PREFIX):] not in (
+                    "ok", "timeout", "offline", "unknown", "failed"):
+                commands.add_metric([key[len(COMMAND_PREFIX):]], value)
+        yield commands
+        frames = CounterMetricFamily("vesyncd_frames_rejected", "Plug frames refused, by reason.",
+                                     labels=["reason"])
+        for key, value in sorted(stats.items()):
+            for prefix in FRAME_PREFIXES:
+                if key.startswith(prefix):
+                    frames.add_metric([key[len(prefix):] if prefix == "rejected_" else key], value)
+        yield frames
+
+        dns = _countersOf(getattr(self.dns, "counters", None)) if self.dns is not None else {}
+        if dns:
+            family = CounterMetricFamily("vesyncd_dns_events", "DNS responder outcomes (answered, forwarded, "
+                                         "refused, malformed, ...).", labels=["event"])
+            for key, value in sorted(dns.items()):
+                if key != "pending":
+                    family.add_metric([key], value)
+            yield family
+            if "pending" in dns:
+                yield GaugeMetricFamily("vesyncd_dns_pending", "DNS queries forwarded and not yet answered.",
+                                        value=dns["pending"])
+
+        if self.web is not None:
+            yield GaugeMetricFamily("vesyncd_http_event_streams", "Open server-sent event streams.",
+                                    value=len(self.web.streams.streams))
+            yield GaugeMetricFamily("vesyncd_http_sessions", "Live browser sessions.",
+                                    value=len(self.web.auth.sessions))
+            yield CounterMetricFamily("vesyncd_http_auth_failures", "HTTP requests with a wrong token.",
+                                      value=self.web.auth.failures)
+
+
+def registryFor(hub: Hub, dns: Any = None, web: Any = None) -> CollectorRegistry:
+    """A registry holding only vesyncd's collector (no process or platform metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(hub, dns, web))
+    return registry
