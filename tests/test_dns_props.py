@@ -39,6 +39,7 @@ SEEDS = seeds()
 
 
 def newCore() -> DNSCore:
+    """A fresh core answering 192.168.1.2 for server2.vesync.com, on a fake clock."""
     return DNSCore(intercept=["server2.vesync.com"], allow=None, clock=task.Clock(),
                    answerAddress=lambda peer, local: "192.168.1.2")
 

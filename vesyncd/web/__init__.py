@@ -1,0 +1,5 @@
+"""The web front end: JSON API, dashboard page, server-sent events and Prometheus metrics."""
+
+from .api import WebApp, makeSite
+
+__all__ = ["WebApp", "makeSite"]

@@ -1,0 +1,403 @@
+"""
+The HTTP front end: the JSON API, the page's static files, server-sent events and C{/metrics}.
+
+Routes are a small table of (method, path pattern) pairs handled by one leaf resource: every
+API handler calls the same hub methods as the control port and serialises plugs with
+L{vesyncd.hub.PlugState.toJSON}.  Nothing here keeps plug state of its own except the short
+power history for the page's sparklines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from .. import __version__
+from ..auth import FailureThrottle
+from ..hub import CommandError, Hub
+from ..periods import hostZone
+from .auth import AuthFailure, Session, WebAuth, peerOf
+from .events import EventStreams, PowerHistory
+from .metrics import registryFor
+
+log = Logger()
+
+MAX_BODY = 16 * 1024
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 16 * 1024
+MAX_REF = 128
+#: Seconds a connection may stay idle (no bytes from the client) before it is closed.
+IDLE_TIMEOUT = 60
+
+STATUS_FOR = {"unknown": 404, "ambiguous": 409, "offline": 503, "timeout": 504, "busy": 429, "invalid": 400}
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP C{status}, JSON C{code} and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def loadStatic() -> dict[str, bytes]:
+    """The page's files from package data, read once."""
+    folder = resources.files("vesyncd.web") / "static"
+    return {name: (folder / name).read_bytes() for name, _ in set(STATIC.values())}
+
+
+class BoundedRequest(server.Request):
+    """A request that refuses bodies over C{maxBody} bytes with 413 before storing them."""
+
+    maxBody = MAX_BODY
+    tooLarge = False
+    _bodyBytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse a declared length over the limit at once (no 100-continue, no buffering)."""
+        if length is not None and length > self.maxBody:
+            self._refuse()
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Count body bytes (also for chunked bodies) and stop at the limit."""
+        if self.tooLarge:
+            return
+        self._bodyBytes += len(data)
+        if self._bodyBytes > self.maxBody:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        self.tooLarge = True
+        self.requestHeaders.removeHeader(b"expect")
+        peer = self.getClientAddress()
+        log.warn("http: request body from {peer} over {limit} bytes refused", peer=getattr(peer, "host", peer),
+                 limit=self.maxBody)
+        body = json.dumps({"error": "too_large", "message": f"request bodies are limited to {self.maxBody} bytes"})
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.write(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body.encode())
+            transport.loseConnection()
+
+    def process(self) -> None:
+        """Do nothing for a refused request: its answer is already on the wire."""
+        if self.tooLarge:
+            return
+        super().process()
+
+
+class BoundedChannel(http.HTTPChannel):
+    """HTTP/1.1 with tighter header limits."""
+
+    maxHeaders = MAX_HEADERS
+    totalHeadersSize = MAX_HEADER_BYTES
+
+
+@dataclass
+class Route:
+    """One API route: method, compiled path pattern, handler, and whether it needs credentials."""
+
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., Any]
+    auth: bool = True
+
+
+class WebApp(resource.Resource):
+    """The whole HTTP front end as one leaf resource with its own small router."""
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub, clock: IReactorTime, token: str, *, dns: Any = None,
+                 metricsPublic: bool = False, throttle: FailureThrottle | None = None,
+                 maxStreams: int | None = None, static: dict[str, bytes] | None = None) -> None:
+        super().__init__()
+        self.hub = hub
+        self.clock = clock
+        self.auth = WebAuth(token, clock, throttle)
+        self.streams = EventStreams(hub, clock, **({"maxStreams": maxStreams} if maxStreams else {}))
+        self.power = PowerHistory(hub)
+        self.metricsPublic = metricsPublic
+        self.registry = registryFor(hub, dns, self)
+        self.static = static if static is not None else loadStatic()
+        plug = r"/api/plugs/(?P<ref>[^/]+)"
+        self.routes = [
+            Route("GET", re.compile(r"/api/session"), self.getSession, auth=True),
+            Route("POST", re.compile(r"/api/session"), self.login, auth=False),
+            Route("DELETE", re.compile(r"/api/session"), self.logout),
+            Route("GET", re.compile(r"/api/status"), self.getStatus),
+            Route("GET", re.compile(r"/api/plugs"), self.listPlugs),
+            Route("GET", re.compile(plug), self.getPlug),
+            Route("POST", re.compile(plug + r"/(?P<action>on|off|toggle)"), self.switch),
+            Route("PUT", re.compile(plug + r"/alias"), self.rename),
+            Route("GET", re.compile(plug + r"/energy"), self.energy),
+            Route("GET", re.compile(plug + r"/power"), self.powerSeries),
+            Route("GET", re.compile(r"/api/events"), self.events),
+            Route("GET", re.compile(r"/metrics"), self.metrics, auth=not metricsPublic),
+        ]
+
+    def stop(self) -> None:
+        """Close event streams and stop following the hub."""
+        self.streams.closeAll()
+        self.power.stop()
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def render(self, request: server.Request) -> Any:
+        """Route a request: static files, then API routes with authentication, else 404/405."""
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        try:
+            path = request.path.decode("ascii")
+        except UnicodeDecodeError:
+            return self._error(request, ApiError(400, "invalid", "the path is not ASCII"))
+        method = request.method.decode("ascii", "replace")
+        if path in STATIC:
+            if method not in ("GET", "HEAD"):
+                return self._error(request, ApiError(405, "method_not_allowed", f"{method} not allowed here"))
+            name, contentType = STATIC[path]
+            request.setHeader("content-type", contentType)
+            request.setHeader("cache-control", "no-cache")
+            return self.static[name]
+        request.setHeader("cache-control", "no-store")
+        allowed = []
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.method != method and not (route.method == "GET" and method == "HEAD"):
+                allowed.append(route.method)
+                continue
+            return self._run(request, route, match.groupdict())
+        if allowed:
+            request.setHeader("allow", ", ".join(sorted(set(allowed))))
+            return self._error(request, ApiError(405, "method_not_allowed", f"use {' or '.join(sorted(set(allowed)))}"))
+        return self._error(request, ApiError(404, "not_found", f"no such resource: {path[:100]}"))
+
+    def _run(self, request: server.Request, route: Route, params: dict[str, str]) -> Any:
+        session: Session | None = None
+        if route.auth:
+            try:
+                session = self.auth.authenticate(request)
+            except AuthFailure as failure:
+                return self._denied(request, failure)
+        try:
+            args = {k: self._segment(v) for k, v in params.items()}
+            result = route.handler(request, session, **args)
+        except Exception as e:
+            return self._error(request, e)
+        if result is server.NOT_DONE_YET:
+            return result
+        if isinstance(result, Deferred):
+            gone: list[bool] = []
+            request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+            def answer(value: Any) -> None:
+                if gone or request.finished:
+                    return
+                if isinstance(value, Failure):
+                    body = self._error(request, value.value)
+                else:
+                    body = self._json(request, 200, value)
+                request.write(body)
+                request.finish()
+
+            result.addBoth(answer).addErrback(lambda f: log.failure("http: answering failed", f))
+            return server.NOT_DONE_YET
+        return self._json(request, 200, result)
+
+    @staticmethod
+    def _segment(value: str) -> str:
+        text = unquote(value, errors="strict")
+        if not text or len(text) > MAX_REF or not text.isprintable():
+            raise ApiError(400, "invalid", "a plug is named by 1-128 printable characters")
+        return text
+
+    def _denied(self, request: server.Request, failure: AuthFailure) -> Any:
+        if failure.status == 401:
+            request.setHeader("www-authenticate", 'Bearer realm="vesyncd"')
+        body = self._error(request, ApiError(failure.status, failure.code, failure.message))
+        if failure.delay <= 0:
+            return body
+        call = self.clock.callLater(failure.delay, self._finishLater, request, body)
+        request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _finishLater(request: server.Request, body: bytes) -> None:
+        if not request.finished and not request._disconnected:
+            request.write(body)
+            request.finish()
+
+    def _json(self, request: server.Request, status: int, doc: Any) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader("content-type", "application/json")
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n"
+
+    def _error(self, request: server.Request, error: BaseException) -> bytes:
+        if isinstance(error, ApiError):
+            status, code, message = error.status, error.code, error.message
+        elif isinstance(error, CommandError):
+            code = error.code
+            status = STATUS_FOR.get(code, 502)
+            message = str(error)
+            if code == "busy":
+                request.setHeader("retry-after", "1")
+        elif isinstance(error, UnicodeDecodeError):
+            status, code, message = 400, "invalid", "not valid UTF-8"
+        else:
+            log.failure("http: {method} {path} from {peer} failed", Failure(error),
+                        method=request.method, path=request.path[:200], peer=peerOf(request))
+            status, code, message = 500, "internal", "internal error (see the daemon's log)"
+        return self._json(request, status, {"error": code, "message": message})
+
+    def _body(self, request: server.Request) -> dict[str, Any]:
+        raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError(400, "invalid", "the body must be a JSON object") from None
+        if not isinstance(doc, dict):
+            raise ApiError(400, "invalid", "the body must be a JSON object")
+        return doc
+
+    def _plugJSON(self, ref: str) -> dict[str, Any]:
+        plug = self.hub.get(ref)
+        return plug.toJSON(self.hub.energy(plug.id))
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    def login(self, request: server.Request, session: Session | None) -> Any:
+        """Exchange the control token for a session cookie and a CSRF token."""
+        token = self._body(request).get("token")
+        if not isinstance(token, str) or not token:
+            raise ApiError(400, "invalid", 'send {"token": "..."}')
+        try:
+            self.auth.checkToken(request, token.strip(), "login")
+        except AuthFailure as failure:
+            return self._denied(request, failure)
+        new = self.auth.sessions.create()
+        self.auth.setCookie(request, new)
+        log.info("http: browser session opened from {peer}", peer=peerOf(request))
+        return {"csrf": new.csrf, "expires_in": int(self.auth.sessions.lifetime)}
+
+    def getSession(self, request: server.Request, session: Session | None) -> Any:
+        """The session's CSRF token, so that a reloaded page carries on."""
+        return {"csrf": session.csrf if session else None, "version": __version__}
+
+    def logout(self, request: server.Request, session: Session | None) -> Any:
+        """End the browser session."""
+        if session is not None:
+            self.auth.sessions.end(session.id)
+        self.auth.clearCookie(request)
+        return {"ok": True}
+
+    def getStatus(self, request: server.Request, session: Session | None) -> Any:
+        """Daemon-wide counters, as C{vesyncctl info} shows them."""
+        return {"version": __version__, **self.hub.status()}
+
+    def listPlugs(self, request: server.Request, session: Session | None) -> Any:
+        """Every known plug."""
+        return {"plugs": [p.toJSON(self.hub.energy(p.id)) for p in self.hub.plugs()]}
+
+    def getPlug(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """One plug by id, id prefix or alias."""
+        return self._plugJSON(ref)
+
+    def switch(self, request: server.Request, session: Session | None, ref: str, action: str) -> Any:
+        """Switch a plug; answers with the state the plug confirmed."""
+        on = {"on": True, "off": False, "toggle": None}[action]
+        log.info("http: {action} {plug} requested by {peer}", action=action, plug=ref, peer=peerOf(request))
+        d = self.hub.switch(ref, on)
+        return d.addCallback(lambda plug: plug.toJSON(self.hub.energy(plug.id)))
+
+    def rename(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """Set or clear (null or "") a plug's alias."""
+        body = self._body(request)
+        if "alias" not in body or not (body["alias"] is None or isinstance(body["alias"], str)):
+            raise ApiError(400, "invalid", 'send {"alias": "new name"} (or null to clear it)')
+        plug = self.hub.rename(ref, body["alias"])
+        return plug.toJSON(self.hub.energy(plug.id))
+
+    def energy(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """Energy per hour of a day, per day of a month or per month of a year (default: today)."""
+        plug = self.hub.resolve(ref)
+        given = {k.decode("ascii", "replace"): v for k, v in request.args.items()}
+        periods = [p for p in ("day", "month", "year") if p in given]
+        unknown = set(given) - {"day", "month", "year"}
+        if unknown or len(periods) > 1:
+            raise ApiError(400, "invalid", "give one of day=YYYY-MM-DD, month=YYYY-MM or year=YYYY")
+        if periods:
+            period = periods[0]
+            value = given[period][0].decode("ascii", "replace")[:16]
+        else:
+            period = "day"
+            value = datetime.fromtimestamp(self.clock.seconds(), tz=hostZone()).date().isoformat()
+
+        def invalid(f: Failure) -> Any:
+            f.trap(ValueError)
+            raise ApiError(400, "invalid", str(f.value))
+
+        return maybeDeferred(self.hub.ledger.history, plug.id, period, value).addErrback(invalid)
+
+    def powerSeries(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """The last hour of power readings, as [POSIX time, watts] pairs."""
+        plug = self.hub.resolve(ref)
+        points = self.power.series(plug.id, self.clock.seconds())
+        return {"plug": plug.id, "window_s": self.power.window, "points": [[t, w] for t, w in points]}
+
+    def events(self, request: server.Request, session: Session | None) -> Any:
+        """Open a server-sent event stream (503 when too many are open)."""
+        if self.streams.full():
+            log.warn("http: event stream from {peer} refused: {n} streams open", peer=peerOf(request),
+                     n=len(self.streams.streams))
+            request.setHeader("retry-after", "10")
+            raise ApiError(503, "busy", f"at most {self.streams.maxStreams} event streams may be open")
+        self.streams.open(request, peerOf(request))
+        return server.NOT_DONE_YET
+
+    def metrics(self, request: server.Request, session: Session | None) -> Any:
+        """Prometheus text exposition of the hub's state."""
+        request.setHeader("content-type", CONTENT_TYPE_LATEST)
+        return generate_latest(self.registry)
+
+
+def makeSite(app: WebApp, clock: IReactorTime, timeout: float = IDLE_TIMEOUT) -> server.Site:
+    """A Site around C{app} with bounded bodies, headers and idle time."""
+    site = server.Site(app, requestFactory=BoundedRequest, timeout=timeout, reactor=clock)
+    site.protocol = BoundedChannel
+    site.displayTracebacks = False
+    return site
