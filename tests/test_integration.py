@@ -27,7 +27,7 @@ class DaemonTests(unittest.TestCase):
     def setUp(self) -> Any:
         options = tap.Options()
         options.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", self.mktemp(),
-                              "--refresh-interval", "0"] + self.extraOptions())
+                              "--refresh-interval", "0", "--no-dns"] + self.extraOptions())
         self.service = tap.makeService(options)
         self.service.startService()
         self.addCleanup(self.service.stopService)

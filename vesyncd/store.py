@@ -225,9 +225,12 @@ def threadRunner(reactor: Any) -> tuple[Runner, Callable[[], None]]:
     from twisted.python.threadpool import ThreadPool
 
     pool = ThreadPool(minthreads=1, maxthreads=1, name="vesyncd-store")
-    pool.start()
 
     def run(fn: Callable[..., Any], *args: Any) -> Deferred:
+        # Started on first use, not at creation: twistd forks to daemonize after building the
+        # service, and a thread started before that fork would not exist in the daemon.
+        if not pool.started:
+            pool.start()
         return deferToThreadPool(reactor, pool, fn, *args)
 
     return run, pool.stop
@@ -241,11 +244,13 @@ def inlineRunner(fn: Callable[..., Any], *args: Any) -> Deferred:
 class Store:
     """The open database and its queued writer; every database call goes through L{run}."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, zone: tzinfo, clock: IReactorTime, *,
+    def __init__(self, conn: sqlite3.Connection | None, path: Path, zone: tzinfo, clock: IReactorTime, *,
                  run: Runner = inlineRunner, stopRunner: Callable[[], None] | None = None,
                  flushInterval: float = FLUSH_INTERVAL, batchRows: int = BATCH_ROWS,
-                 maxQueued: int = MAX_QUEUED_REPORTS, retentionDays: float = 400.0) -> None:
+                 maxQueued: int = MAX_QUEUED_REPORTS, retentionDays: float = 400.0,
+                 connector: Callable[[Path], sqlite3.Connection] = connect) -> None:
         self.conn = conn
+        self.connector = connector
         self.path = path
         self.zone = zone
         self.clock = clock
@@ -273,12 +278,28 @@ class Store:
         """Open and migrate the database at C{path} (blocking: call it before the reactor runs)."""
         return cls(openDatabase(path, zone), path, zone, clock, **kw)
 
+    def detach(self) -> None:
+        """Close the connection opened for loading; the writer thread opens its own when it first writes.
+
+        SQLite connections must not cross a C{fork}, and twistd forks to daemonize after
+        building the service.
+        """
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def connection(self) -> sqlite3.Connection:
+        """The writer thread's connection, reopened if it was detached or dropped after an error."""
+        if self.conn is None:
+            self.conn = self.connector(self.path)
+        return self.conn
+
     # -- loading (blocking, at start) -----------------------------------------------------------
 
     def loadPlugs(self) -> list[PlugState]:
         """Every stored plug as an offline L{PlugState}; unreadable rows are logged and skipped."""
         plugs = []
-        for row in self.conn.execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs"):
+        for row in self.connection().execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs"):
             try:
                 plugs.append(plugFromRow(row))
             except Exception:
@@ -287,9 +308,9 @@ class Store:
 
     def loadEnergy(self, now: float) -> tuple[dict[str, int], dict[str, int], date]:
         """Lifetime and today's watt-seconds per plug from the rollups, and today's local date."""
-        lifetime = {p: int(ws) for p, ws in self.conn.execute("SELECT plug, SUM(ws) FROM months GROUP BY plug")}
+        lifetime = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, SUM(ws) FROM months GROUP BY plug")}
         today = localDay(now, self.zone)
-        todays = {p: int(ws) for p, ws in self.conn.execute("SELECT plug, ws FROM days WHERE day = ?",
+        todays = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, ws FROM days WHERE day = ?",
                                                              (today.isoformat(),))}
         return lifetime, todays, today
 
@@ -413,7 +434,7 @@ class Store:
             acc = months.setdefault((plugId, day[:7]), [0, 0])
             acc[0] += ws
             acc[1] += seconds
-        conn = self.conn
+        conn = self.connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for plugId in deletes:
@@ -437,6 +458,12 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            # Reopen for the retry: after an I/O error or a replaced file the old handle may stay broken.
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+            self.conn = None
             raise
 
     # -- pruning ---------------------------------------------------------------------------------
@@ -464,16 +491,17 @@ class Store:
         Rows are appended in time order, so the oldest rows have the smallest rowids: walking from
         the first rowid needs no index on the time column (which would slow every insert).
         """
-        rows = self.conn.execute("SELECT rowid, at FROM reports ORDER BY rowid LIMIT ?", (PRUNE_BATCH,)).fetchall()
+        conn = self.connection()
+        rows = conn.execute("SELECT rowid, at FROM reports ORDER BY rowid LIMIT ?", (PRUNE_BATCH,)).fetchall()
         old = [(rowid,) for rowid, at in rows if at < cutoff]
         if not old:
             return 0
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
-            self.conn.execute("COMMIT")
+            conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
+            conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         return len(old)
 
@@ -510,7 +538,7 @@ class Store:
             if self.pending:
                 log.error("store: {n} writes could not be saved at shutdown", n=self.pending)
             self.closed = True
-            return self.run(self.conn.close)
+            return self.run(self.detach)
 
         def stopThread(_: Any) -> None:
             if self._stopRunner is not None:

@@ -74,7 +74,7 @@ class SQLiteLedger:
 
     def _read(self, plugId: str, period: str, spans: list[Any]) -> list[int]:
         """Watt-seconds per bucket (writer thread): hours for a day, days for a month, months for a year."""
-        conn = self.store.conn
+        conn = self.store.connection()
         if period == "day":
             lo = int(spans[0][0].timestamp() // 3600)
             hi = int(spans[-1][1].timestamp() // 3600)

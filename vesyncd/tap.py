@@ -34,7 +34,7 @@ DEFAULT_PLUGS = "tcp:17273:interface=127.0.0.1"
 #: C{makeServices(parent, hub, config, reactor, context)} to add its services.  C{context} is a
 #: namespace shared by the wiring: C{stateDir}, C{store}, C{token}, C{listeners} and what each
 #: feature adds for the ones after it.
-FEATURES: list[str] = []
+FEATURES: list[str] = ["vesyncd.dns_tap"]
 
 
 def _features() -> list[ModuleType]:
@@ -128,11 +128,17 @@ def _addFeatureOptions() -> None:
         Options.optFlags = Options.optFlags + list(getattr(module, "optFlags", []))
         Options.optParameters = Options.optParameters + list(getattr(module, "optParameters", []))
         for name, doc in getattr(module, "optRepeatable", []):
-            def append(self: Options, value: str, _name: str = name) -> None:
-                self[_name].append(value)
+            setattr(Options, "opt_" + name.replace("-", "_"), _appender(name, doc))
 
-            append.__doc__ = doc
-            setattr(Options, "opt_" + name.replace("-", "_"), append)
+
+def _appender(name: str, doc: str) -> Any:
+    """An C{opt_} method (one argument, as usage.Options requires) that appends to a list."""
+
+    def append(self: Options, value: str) -> None:
+        self[name].append(value)
+
+    append.__doc__ = doc
+    return append
 
 
 _addFeatureOptions()

@@ -219,7 +219,7 @@ class WebApp(resource.Resource):
             result = route.handler(request, session, **args)
         except Exception as e:
             return self._error(request, e)
-        if result is server.NOT_DONE_YET:
+        if result is server.NOT_DONE_YET or isinstance(result, bytes):
             return result
         if isinstance(result, Deferred):
             gone: list[bool] = []

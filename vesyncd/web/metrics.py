@@ -36,6 +36,7 @@ class HubCollector(Collector):
     """Reads plug state and counters from the hub (and DNS and web counters) on every scrape."""
 
     def __init__(self, hub: Hub, dns: Any = None, web: Any = None) -> None:
+        """C{dns} is an object with C{counters}, or a function returning one (read at scrape time)."""
         self.hub = hub
         self.dns = dns
         self.web = web
@@ -98,7 +99,8 @@ class HubCollector(Collector):
                     frames.add_metric([key[len(prefix):] if prefix == "rejected_" else key], value)
         yield frames
 
-        dns = _countersOf(getattr(self.dns, "counters", None)) if self.dns is not None else {}
+        source = self.dns() if callable(self.dns) else self.dns
+        dns = _countersOf(getattr(source, "counters", None)) if source is not None else {}
         if dns:
             family = CounterMetricFamily("vesyncd_dns_events", "DNS responder outcomes (answered, forwarded, "
                                          "refused, malformed, ...).", labels=["event"])

@@ -1,0 +1,188 @@
+"""
+Wiring of the SQLite store: options, loading state before the hub exists, persisting hub events,
+and the per-plug power-on policy.
+
+C{prepare} opens (and migrates) the database in the state directory, loads every known plug into
+C{context.known} and the energy totals into a L{SQLiteLedger} as C{context.ledger}.
+C{makeServices} subscribes to the hub: each event queues the plug's latest state, C{forgotten}
+deletes it, and C{online} applies the plug's power-on policy.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any, Callable
+
+from twisted.application import service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python import usage
+
+from .hub import FORGOTTEN, ONLINE, CommandError, Event, Hub, UnknownPlug
+from .paths import DATABASE
+from .periods import hostZone, zoneName
+from .service import StartupError
+from .store import Store, StoreOpenError, threadRunner
+from .store_ledger import SQLiteLedger
+
+log = Logger()
+
+
+def _retention(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise ValueError(f"{text} is less than one day")
+    return value
+
+
+optParameters = [
+    ["timezone", None, None, "IANA time zone of energy days and months, e.g. Europe/Berlin (default: the host's)."],
+    ["retention-days", None, 400.0, "Days raw energy reports are kept (hourly, daily and monthly totals: forever).",
+     _retention],
+]
+
+
+def parseZone(value: Any) -> tzinfo:
+    """A time zone from an IANA name (or an existing tzinfo); L{usage.UsageError} names the bad value."""
+    if value is None or value == "":
+        return hostZone()
+    if isinstance(value, tzinfo):
+        return value
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise usage.UsageError(f"--timezone {str(value)[:80]!r} is not an IANA time zone name "
+                               f"(e.g. Europe/Berlin, America/New_York, UTC)") from None
+
+
+def postOptions(config: Any) -> None:
+    """Turn C{--timezone} into a tzinfo (host zone by default), refusing unknown names."""
+    config["timezone"] = parseZone(config.get("timezone"))
+
+
+class StoreService(service.Service):
+    """Runs the store's writer while the daemon runs; on stop saves every plug and flushes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.hub: Hub | None = None
+
+    def startService(self) -> None:
+        """Start the periodic flush and the daily pruning."""
+        service.Service.startService(self)
+        self.store.start()
+
+    def stopService(self) -> Deferred:
+        """Save the latest state of every plug (last seen times move without events), then flush and close."""
+        service.Service.stopService(self)
+        if self.hub is not None:
+            for plug in self.hub.plugs():
+                self.store.putPlug(plug)
+        return self.store.stop()
+
+
+class Persister:
+    """Queues a plug's latest state on each of its events, and deletes a forgotten plug."""
+
+    def __init__(self, hub: Hub, store: Store) -> None:
+        self.hub = hub
+        self.store = store
+        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
+
+    def event(self, event: Event) -> None:
+        """Persist what this event changed (the whole plug row: writes coalesce per plug)."""
+        if event.kind == FORGOTTEN:
+            self.store.deletePlug(event.plug)
+            return
+        try:
+            plug = self.hub.get(event.plug)
+        except UnknownPlug:
+            return
+        self.store.putPlug(plug)
+
+
+class PowerOnPolicy:
+    """Applies a plug's power-on policy (on, off, last) when it logs in after an outage."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
+
+    def event(self, event: Event) -> None:
+        """On C{online}, note the relay state from before the outage and decide once the login is applied."""
+        if event.kind != ONLINE:
+            return
+        try:
+            plug = self.hub.get(event.plug)
+        except UnknownPlug:
+            return
+        if plug.power_on is None:
+            return
+        # The hub emits C{online} before it takes the relay from the login, so this is still the
+        # last state known before the outage; look again once the login has been applied.
+        self.hub.clock.callLater(0, self.apply, plug.id, plug.power_on, plug.relay)
+
+    def apply(self, plugId: str, policy: str, before: bool | None) -> Deferred | None:
+        """Switch the plug if what it reported at login differs from what its policy asks."""
+        try:
+            plug = self.hub.get(plugId)
+        except UnknownPlug:
+            return None
+        if not self.hub.isOnline(plugId):
+            return None
+        target = {"on": True, "off": False}.get(policy, before)
+        if target is None or plug.relay is target:
+            return None
+        log.info("plug {plug}: power-on policy {policy}: switching {state} (it came back {now})",
+                 plug=plug.name, policy=policy, state="on" if target else "off",
+                 now={True: "on", False: "off"}.get(plug.relay, "in an unknown state"))
+        d = self.hub.switch(plugId, target)
+
+        def failed(f: Any) -> None:
+            if f.check(CommandError):
+                log.warn("plug {plug}: power-on policy {policy} failed: {error}", plug=plug.name,
+                         policy=policy, error=f.getErrorMessage())
+            else:
+                log.failure("plug {plug}: power-on policy {policy} failed", f, plug=plug.name, policy=policy)
+
+        d.addCallbacks(lambda _: None, failed)
+        return d
+
+
+def openStore(config: Any, reactor: Any) -> Store:
+    """Open the state directory's database and its writer thread; L{StartupError} says what to fix."""
+    zone = parseZone(config.get("timezone"))
+    path = config["state-dir"] / DATABASE
+    run, stop = threadRunner(reactor)
+    try:
+        store = Store.open(path, zone, reactor, run=run, stopRunner=stop,
+                           retentionDays=float(config.get("retention-days") or 400.0))
+    except StoreOpenError as e:
+        raise StartupError(str(e)) from None
+    return store
+
+
+def prepare(parent: service.MultiService, config: Any, reactor: Any, context: Any) -> None:
+    """Open the database, load known plugs and energy totals into C{context} before the hub exists."""
+    store = openStore(config, reactor)
+    known = store.loadPlugs()
+    context.ledger = SQLiteLedger(store, reactor.seconds())
+    store.detach()
+    ids = {p.id for p in context.known}
+    context.known = list(context.known) + [p for p in known if p.id not in ids]
+    context.store = store
+    storeService = StoreService(store)
+    storeService.setServiceParent(parent)
+    context.storeService = storeService
+    log.info("store: {path}: {n} plugs known ({aliases} with aliases), energy days in {zone}",
+             path=str(store.path), n=len(known), aliases=sum(1 for p in known if p.alias), zone=zoneName(store.zone))
+
+
+def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, context: Any) -> None:
+    """Persist hub events and apply power-on policies."""
+    store: Store = context.store
+    context.storeService.hub = hub
+    context.persister = Persister(hub, store)
+    context.powerOn = PowerOnPolicy(hub)
