@@ -159,10 +159,13 @@ class ControlClient:
         self.protocol = protocol
 
     def _call(self, command: type[amp.Command], key: str | None, **kw: Any) -> Deferred:
-        d = self.protocol.callRemote(command, **kw)
+        # AMP appends its own "unhandled error" errback (which drops the connection) after the
+        # caller's, so the answer is handed to a fresh Deferred that the caller owns.
+        result: Deferred = Deferred()
+        self.protocol.callRemote(command, **kw).addCallbacks(result.callback, result.errback)
         if key is not None:
-            d.addCallback(lambda box: box[key])
-        return d
+            result.addCallback(lambda box: box[key])
+        return result
 
     def login(self, token: str) -> Deferred:
         """Present the token."""
@@ -173,7 +176,7 @@ class ControlClient:
         """Every plug (fetching page after page)."""
         plugs: list[dict[str, Any]] = []
         while True:
-            page = yield self.protocol.callRemote(c.ListPlugs, offset=len(plugs), limit=pageSize)
+            page = yield self._call(c.ListPlugs, None, offset=len(plugs), limit=pageSize)
             plugs.extend(page["plugs"])
             if not page["plugs"] or len(plugs) >= page["total"]:
                 return plugs
