@@ -75,3 +75,51 @@ class World:
         clientProto, serverProto, pump = iosim.connectedServerAndClient(
             lambda: self.pbFactory.buildProtocol(None), lambda: clientFactory.buildProtocol(None), clock=self.clock)
         return clientFactory, serverProto, pump
+
+
+def selfSignedPEM(name: str = "localhost") -> tuple[bytes, bytes]:
+    """A fresh self-signed certificate for C{name} and 127.0.0.1, and its key, as PEM (fast: EC P-256)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    keyPEM = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), keyPEM
+
+
+def runDaemon() -> None:
+    """Run twistd with the control plane wired (until the lead lists it in tap.FEATURES)."""
+    import sys
+
+    from vesyncd import tap
+
+    if "vesyncd.control_tap" not in tap.FEATURES:
+        from vesyncd import control_tap
+
+        tap.FEATURES.append("vesyncd.control_tap")
+        tap.Options.optFlags = tap.Options.optFlags + control_tap.optFlags
+        tap.Options.optParameters = tap.Options.optParameters + control_tap.optParameters
+    from twisted.scripts.twistd import run
+
+    sys.argv = ["twistd"] + sys.argv[1:]
+    run()
+
+
+if __name__ == "__main__":
+    runDaemon()

@@ -165,7 +165,10 @@ class Daemon:
         from vesyncd import tap
 
         self.config = tap.Options()
-        self.config.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", stateDir,
+        flags = {entry[0] for entry in self.config.optFlags}
+        # Other features must not bind fixed ports (DNS on 53) in this test.
+        others = ["--no-dns"] if "no-dns" in flags else []
+        self.config.parseOptions([*others, "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", stateDir,
                                   "--refresh-interval", "0", "--mqtt", f"mqtt://127.0.0.1:{brokerPort}",
                                   *extra])
         self.top = tap.makeService(self.config, reactor)

@@ -149,7 +149,7 @@ class ControlClientProtocol(amp.AMP):
         """Fire L{lost} with the reason."""
         super().connectionLost(reason)
         if not self.lost.called:
-            self.lost.callback(reason)
+            self.lost.callback(reason.value)
 
 
 class ControlClient:

@@ -435,8 +435,8 @@ class Store:
             acc[0] += ws
             acc[1] += seconds
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for plugId in deletes:
                 for table in ("plugs", "reports", "hours", "days", "months"):
                     conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))

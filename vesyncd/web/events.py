@@ -98,7 +98,9 @@ class EventStream:
                 log.warn("http: event stream to {peer} dropped: client too slow ({n} messages waiting)",
                          peer=self.peer, n=len(self._buffer))
                 self.close("too slow")
-                self.request.channel.transport.abortConnection() if self.request.channel else None
+                channel = self.request.channel
+                if channel is not None and channel.transport is not None:
+                    channel.transport.abortConnection()
                 return
             self._buffer.append(data)
             return

@@ -1,0 +1,440 @@
+"""Tests for vesyncd.store, vesyncd.store_ledger and vesyncd.store_tap: in memory, task.Clock, fixed zones."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from vesyncd import messages as m
+from vesyncd.energy import MemoryLedger
+from vesyncd.hub import Hub, PlugState
+from vesyncd.interfaces import IEnergyLedger
+from vesyncd.service import StartupError
+from vesyncd.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
+from vesyncd.store_ledger import SQLiteLedger
+from vesyncd.store_tap import Persister, PowerOnPolicy, StoreService, openStore, parseZone
+
+NY = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def ts(text: str, zone: Any) -> float:
+    """POSIX time of a local wall-clock time in C{zone}."""
+    return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
+
+
+def openAt(tmp: Path, zone: Any, clock: Clock, **kw: Any) -> tuple[Store, SQLiteLedger]:
+    """A store writing inline (no thread) and its ledger."""
+    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner, **kw)
+    return store, SQLiteLedger(store, clock.seconds())
+
+
+def result(d: Any) -> Any:
+    """The result of an already fired Deferred."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    assert out, "Deferred has not fired"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+def feed(ledgers: list[Any], plug: str, start: float, end: float, step: float, ws: int) -> int:
+    """Record a report every C{step} seconds in each ledger; returns the watt-seconds fed."""
+    total, t, i = 0, start, 0
+    while t < end:
+        e = ws + (i % 7)
+        for ledger in ledgers:
+            ledger.record(plug, t, e, int(step))
+        total += e
+        t += step
+        i += 1
+    return total
+
+
+class FakeConnection:
+    """An IPlugConnection keeping what the hub sends."""
+
+    def __init__(self, peer: str = "192.0.2.7:50000") -> None:
+        self.peer = peer
+        self.sent: list[dict[str, Any]] = []
+        self.closed: list[str] = []
+
+    def send(self, payload: bytes) -> None:
+        """Keep the decoded message."""
+        self.sent.append(json.loads(payload))
+
+    def disconnect(self, reason: str) -> None:
+        """Remember the reason."""
+        self.closed.append(reason)
+
+
+def login(plugId: str, relay: bool) -> m.Login:
+    """A firmware 1.89 login."""
+    return m.Login(id=plugId, deviceName="vesync_wifi_outlet", firmVersion="1.89", type="wifi-switch",
+                   relay=relay)
+
+
+class LedgerTests(unittest.TestCase):
+    """The SQLite ledger gives MemoryLedger's figures, across DST, month and year boundaries."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp())
+        self.clock = Clock()
+
+    def compare(self, zone: Any, start: str, end: str, periods: list[tuple[str, str]], step: float = 600) -> None:
+        """Feed both ledgers the same reports and require identical history documents."""
+        self.clock.advance(ts(start, zone))
+        store, ledger = openAt(self.tmp, zone, self.clock)
+        memory = MemoryLedger(zone)
+        feed([ledger, memory], "p1", ts(start, zone), ts(end, zone), step, 600)
+        for period, value in periods:
+            ours, theirs = result(ledger.history("p1", period, value)), result(memory.history("p1", period, value))
+            assert ours == theirs, (period, value)
+            assert ours["total_wh"] > 0
+        return store
+
+    def test_interface(self) -> None:
+        """SQLiteLedger provides IEnergyLedger."""
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        verifyObject(IEnergyLedger, ledger)
+
+    def test_springForwardNewYork(self) -> None:
+        """2026-03-08 in New York has 23 hourly buckets, equal to MemoryLedger's."""
+        self.compare(NY, "2026-03-07T20:00", "2026-03-09T04:00", [("day", "2026-03-08"), ("month", "2026-03"),
+                                                                   ("year", "2026"), ("day", "2026-03-07")])
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        doc = result(ledger.history("p1", "day", "2026-03-08"))
+        assert len(doc["buckets"]) == 23
+        assert doc["buckets"][2]["label"] == "03:00" and doc["buckets"][2]["start"].endswith("-04:00")
+
+    def test_fallBackNewYork(self) -> None:
+        """2026-11-01 in New York has 25 hourly buckets, equal to MemoryLedger's."""
+        self.compare(NY, "2026-10-31T18:00", "2026-11-02T03:00", [("day", "2026-11-01"), ("month", "2026-11"),
+                                                                   ("month", "2026-10"), ("year", "2026")])
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        doc = result(ledger.history("p1", "day", "2026-11-01"))
+        assert len(doc["buckets"]) == 25
+        assert [b["label"] for b in doc["buckets"][1:3]] == ["01:00", "01:00"]
+
+    def test_berlinMonthAndYearBoundaries(self) -> None:
+        """Reports across New Year and the March change in Berlin land in the same buckets as MemoryLedger's."""
+        self.compare(BERLIN, "2025-12-31T20:00", "2026-01-01T04:00", [("day", "2025-12-31"), ("day", "2026-01-01"),
+                                                                       ("month", "2025-12"), ("year", "2025"),
+                                                                       ("year", "2026")], step=300)
+
+    def test_berlinSpringForward(self) -> None:
+        """Berlin's 2026-03-29 has 23 buckets, and the month view agrees with MemoryLedger."""
+        self.compare(BERLIN, "2026-03-28T22:00", "2026-03-30T02:00", [("day", "2026-03-29"), ("month", "2026-03")])
+
+    def test_unknownPlugAndBadPeriod(self) -> None:
+        """An unknown plug gets every bucket at zero; a malformed period fails with ValueError."""
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        doc = result(ledger.history("nobody", "month", "2026-02"))
+        assert len(doc["buckets"]) == 28 and doc["total_wh"] == 0
+        assert ledger.summary("nobody", 0).lifetime_wh == 0
+        for period, value in (("week", "2026"), ("day", "2026-02-30"), ("month", "26-01"), ("year", "x")):
+            self.assertRaises(ValueError, result, ledger.history("p", period, value))
+
+    def test_plugRebootNeverSubtracts(self) -> None:
+        """A plug whose counters restart sends small deltas: the lifetime only grows; negatives are refused."""
+        self.clock.advance(ts("2026-05-01T12:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        now = self.clock.seconds()
+        for e in (3600, 7200, 10, 0, 3600):  # a reboot between 7200 and 10
+            ledger.record("p1", now, e, 180)
+        ledger.record("p1", now, -5000, 180)
+        assert ledger.summary("p1", now).lifetime_wh == pytest.approx(14410 / 3600)
+        assert store.stats["reports_refused"] == 1
+
+    def test_daemonRestartKeepsTotals(self) -> None:
+        """Closing and reopening the store gives the same lifetime, today and history."""
+        self.clock.advance(ts("2026-06-10T08:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        fed = feed([ledger], "p1", ts("2026-06-09T08:00", NY), ts("2026-06-10T08:00", NY), 180, 1000)
+        before = ledger.summary("p1", self.clock.seconds())
+        history = result(ledger.history("p1", "month", "2026-06"))
+        result(store.stop())
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        after = ledger.summary("p1", self.clock.seconds())
+        assert after == before and after.lifetime_wh == pytest.approx(fed / 3600)
+        assert after.today_wh > 0
+        assert result(ledger.history("p1", "month", "2026-06")) == history
+
+    def test_todayTurnsOver(self) -> None:
+        """Today's total is zero once the local day has turned, while the lifetime stays."""
+        self.clock.advance(ts("2026-06-10T23:30", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        ledger.record("p1", self.clock.seconds(), 3600, 60)
+        assert ledger.summary("p1", self.clock.seconds()).today_wh == 1.0
+        tomorrow = ts("2026-06-11T00:30", NY)
+        assert ledger.summary("p1", tomorrow).today_wh == 0.0
+        assert ledger.summary("p1", tomorrow).lifetime_wh == 1.0
+
+    def test_forget(self) -> None:
+        """Forgetting a plug drops its totals and its rows."""
+        self.clock.advance(ts("2026-06-10T12:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        ledger.record("p1", self.clock.seconds(), 3600, 60)
+        result(store.flush())
+        ledger.forget("p1")
+        result(store.flush())
+        assert ledger.summary("p1", self.clock.seconds()).lifetime_wh == 0
+        for table in ("reports", "hours", "days", "months"):
+            assert store.connection().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+
+    def test_batchesFlushOnSizeAndTime(self) -> None:
+        """Reports are written when a batch is full or after the flush interval, never one by one."""
+        self.clock.advance(ts("2026-06-10T12:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock, batchRows=10)
+        store.start()
+        for i in range(9):
+            ledger.record("p1", self.clock.seconds(), 10, 3)
+        assert store.stats["batches"] == 0
+        ledger.record("p1", self.clock.seconds(), 10, 3)
+        assert store.stats["batches"] == 1
+        ledger.record("p1", self.clock.seconds(), 10, 3)
+        self.clock.advance(1.0)
+        assert store.stats["batches"] == 2 and store.stats["reports_written"] == 11
+        result(store.stop())
+
+    def test_pruneKeepsRollups(self) -> None:
+        """Pruning deletes raw reports older than the retention in small batches; totals stay."""
+        self.clock.advance(ts("2026-01-01T00:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock, retentionDays=2)
+        feed([ledger], "p1", self.clock.seconds(), self.clock.seconds() + 5 * 86400, 60, 100)
+        result(store.flush())
+        lifetime = ledger.summary("p1", 0).lifetime_wh
+        self.clock.advance(5 * 86400)
+        deleted = result(store.prune())
+        assert deleted == 3 * 1440
+        assert store.connection().execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 2 * 1440
+        store2, ledger2 = openAt(self.tmp, NY, self.clock)
+        assert ledger2.summary("p1", 0).lifetime_wh == pytest.approx(lifetime)
+
+
+class FailingConnection:
+    """A connection on a full disk: every statement fails."""
+
+    def execute(self, *a: Any) -> Any:
+        """Fail like SQLite on a full disk."""
+        raise sqlite3.OperationalError("database or disk is full")
+
+    executemany = execute
+
+    def close(self) -> None:
+        """Closing works."""
+
+
+class FailureTests(unittest.TestCase):
+    """Write failures are retried with backoff; energy is never lost; start-up errors are one clear line."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp())
+        self.clock = Clock()
+        self.clock.advance(ts("2026-06-10T12:00", NY))
+
+    def test_writeFailuresRetried(self) -> None:
+        """While writes fail, reports wait in memory; once the disk is back every one is written."""
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        store.start()
+        good = store.connector
+        store.conn, store.connector = FailingConnection(), lambda path: FailingConnection()
+        for i in range(50):
+            ledger.record("p1", self.clock.seconds(), 100, 3)
+            self.clock.advance(1.0)
+        assert store.stats["write_failures"] >= 3
+        assert store.stats["reports_written"] == 0 and store.pending == 50
+        assert ledger.summary("p1", self.clock.seconds()).lifetime_wh == pytest.approx(5000 / 3600)
+        store.connector = good
+        self.clock.advance(120)
+        assert store.pending == 0 and store.stats["reports_written"] == 50
+        assert store.connection().execute("SELECT COUNT(*), SUM(ws) FROM reports").fetchone() == (50, 5000)
+        result(store.stop())
+
+    def test_overflowFoldsIntoRollups(self) -> None:
+        """A full queue drops only raw rows (counted): hourly, daily and lifetime totals keep the energy."""
+        store, ledger = openAt(self.tmp, NY, self.clock, maxQueued=10)
+        store.conn, store.connector = FailingConnection(), lambda path: FailingConnection()
+        for i in range(30):
+            ledger.record("p1", self.clock.seconds() + i, 100, 3)
+        store.flush()
+        assert store.stats["raw_dropped"] == 20
+        store.connector = lambda path: sqlite3.connect(str(path), isolation_level=None)
+        self.clock.advance(120)
+        result(store.flush())
+        conn = store.connection()
+        assert conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 10
+        assert conn.execute("SELECT SUM(ws) FROM hours").fetchone()[0] == 3000
+        assert conn.execute("SELECT SUM(ws) FROM months").fetchone()[0] == 3000
+
+    def test_databaseIsADirectory(self) -> None:
+        """A database path that cannot be opened gives one line naming the directory and the fix."""
+        (self.tmp / "vesyncd.sqlite3").mkdir(parents=True)
+        config = {"state-dir": self.tmp, "timezone": NY, "retention-days": 400.0}
+        with pytest.raises(StartupError) as e:
+            openStore(config, self.clock)
+        text = str(e.value)
+        assert "\n" not in text and str(self.tmp) in text and "--state-dir" in text and "writable" in text
+
+    def test_stateDirUnderAFile(self) -> None:
+        """A state directory that cannot be created is reported the same way."""
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.write_text("not a directory")
+        with pytest.raises(StoreOpenError, match="--state-dir"):
+            Store.open(self.tmp / "sub" / "vesyncd.sqlite3", NY, self.clock)
+
+    def test_badTimezone(self) -> None:
+        """--timezone must be an IANA name."""
+        with pytest.raises(usage.UsageError, match="Mars/Olympus"):
+            parseZone("Mars/Olympus")
+        assert parseZone("Europe/Berlin") == BERLIN
+        assert parseZone(None) is not None
+
+
+class MigrationTests(unittest.TestCase):
+    """Older databases are upgraded in place with their data."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir(parents=True)
+        self.clock = Clock()
+        self.clock.advance(ts("2026-03-09T12:00", NY))
+
+    def test_fromVersion1(self) -> None:
+        """A hand-made schema 1 database keeps its plugs and reports, and gains rollups."""
+        conn = sqlite3.connect(str(self.tmp / "vesyncd.sqlite3"))
+        conn.execute("CREATE TABLE plugs (id TEXT PRIMARY KEY, alias TEXT, first_seen REAL, last_seen REAL,"
+                     " relay INTEGER)")
+        conn.execute("CREATE TABLE reports (plug TEXT NOT NULL, at REAL NOT NULL, ws INTEGER NOT NULL,"
+                     " seconds INTEGER NOT NULL)")
+        conn.execute("INSERT INTO plugs VALUES ('p1', 'Kettle', 1.0, 2.0, 1)")
+        memory = MemoryLedger(NY)
+        rows = []
+        t = ts("2026-03-07T22:00", NY)
+        while t < ts("2026-03-09T02:00", NY):
+            rows.append(("p1", t, 900, 180))
+            memory.record("p1", t, 900, 180)
+            t += 180
+        conn.executemany("INSERT INTO reports VALUES (?, ?, ?, ?)", rows)
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+        conn.close()
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        assert store.connection().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (plug,) = store.loadPlugs()
+        assert (plug.id, plug.alias, plug.relay, plug.online) == ("p1", "Kettle", True, False)
+        assert ledger.summary("p1", 0).lifetime_wh == pytest.approx(len(rows) * 900 / 3600)
+        for period, value in (("day", "2026-03-08"), ("month", "2026-03")):
+            assert result(ledger.history("p1", period, value)) == result(memory.history("p1", period, value))
+
+    def test_newerSchemaRefused(self) -> None:
+        """A database from a newer vesyncd is not touched."""
+        conn = sqlite3.connect(str(self.tmp / "vesyncd.sqlite3"))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+        with pytest.raises(StoreOpenError, match="newer"):
+            openAt(self.tmp, NY, self.clock)
+
+    def test_zoneChangeRebuildsCalendar(self) -> None:
+        """Reopening with another --timezone regroups days and months in the new zone."""
+        store, ledger = openAt(self.tmp, ZoneInfo("UTC"), self.clock)
+        memory = MemoryLedger(BERLIN)
+        feed([ledger, memory], "p1", ts("2026-01-31T18:00", BERLIN), ts("2026-02-01T06:00", BERLIN), 300, 500)
+        result(store.stop())
+        store, ledger = openAt(self.tmp, BERLIN, self.clock)
+        for period, value in (("month", "2026-01"), ("month", "2026-02"), ("year", "2026")):
+            assert result(ledger.history("p1", period, value)) == result(memory.history("p1", period, value))
+
+
+class HubStateTests(unittest.TestCase):
+    """Plug state persisted from hub events comes back as context.known; power-on policies apply."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp())
+        self.clock = Clock()
+        self.clock.advance(ts("2026-06-10T12:00", NY))
+
+    def daemon(self) -> tuple[Hub, Store, StoreService]:
+        """A hub on task.Clock wired to a fresh store as store_tap.prepare/makeServices would."""
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        hub = Hub(self.clock, ledger=ledger, known=store.loadPlugs())
+        svc = StoreService(store)
+        svc.hub = hub
+        svc.startService()
+        Persister(hub, store)
+        PowerOnPolicy(hub)
+        return hub, store, svc
+
+    def test_stateSurvivesRestart(self) -> None:
+        """Alias, power-on policy, relay and device fields come back offline after a restart."""
+        hub, store, svc = self.daemon()
+        conn = FakeConnection()
+        session = hub.login(conn, login("abc123", relay=True))
+        hub.rename("abc123", "Kettle")
+        hub.setPowerOn("abc123", "last")
+        session.received(m.State(relay=False))
+        session.received(m.Report(wattSeconds=3600, seconds=180))
+        result(svc.stopService())
+        hub2, store2, svc2 = self.daemon()
+        (plug,) = hub2.plugs()
+        assert (plug.alias, plug.power_on, plug.relay, plug.relay_cause, plug.online) == (
+            "Kettle", "last", False, "button", False)
+        assert plug.firmware == "1.89" and plug.device["deviceName"] == "vesync_wifi_outlet"
+        assert plug.address == "192.0.2.7:50000" and plug.first_seen == self.clock.seconds()
+        assert hub2.energy("abc123").lifetime_wh == 1.0
+        result(svc2.stopService())
+
+    def test_forgottenPlugIsDeleted(self) -> None:
+        """A forgotten plug does not come back."""
+        hub, store, svc = self.daemon()
+        hub.login(FakeConnection(), login("abc123", relay=True))
+        hub.forget("abc123")
+        result(svc.stopService())
+        hub2, store2, svc2 = self.daemon()
+        assert hub2.plugs() == []
+
+    def powerOn(self, policy: str, before: bool, reported: bool) -> FakeConnection:
+        """Restart with a stored plug (relay C{before}, C{policy}); it logs in reporting C{reported}."""
+        hub, store, svc = self.daemon()
+        hub.login(FakeConnection(), login("abc123", relay=before))
+        hub.setPowerOn("abc123", policy)
+        result(svc.stopService())
+        hub2, store2, svc2 = self.daemon()
+        conn = FakeConnection()
+        hub2.login(conn, login("abc123", relay=reported))
+        self.clock.advance(0)
+        return conn
+
+    def test_powerOnLast(self) -> None:
+        """'last' switches back to the relay state from before the outage."""
+        conn = self.powerOn("last", before=True, reported=False)
+        assert [s["uri"] for s in conn.sent] == ["/loginReply", "/relay"]
+        assert conn.sent[-1]["action"] == m.RELAY_ON
+
+    def test_powerOnLastUnchanged(self) -> None:
+        """'last' sends nothing when the plug came back as it was."""
+        conn = self.powerOn("last", before=True, reported=True)
+        assert [s["uri"] for s in conn.sent] == ["/loginReply"]
+
+    def test_powerOnOff(self) -> None:
+        """'off' switches a plug that came back on off."""
+        conn = self.powerOn("off", before=True, reported=True)
+        assert conn.sent[-1] == {**conn.sent[-1], "uri": "/relay", "action": m.RELAY_OFF}
+
+    def test_powerOnFailureIsLogged(self) -> None:
+        """A policy switch that times out is logged, never raised."""
+        conn = self.powerOn("on", before=False, reported=False)
+        assert conn.sent[-1]["uri"] == "/relay"
+        self.clock.advance(10)  # no /runtimeInfo: the command times out
+        assert len(self.flushLoggedErrors()) == 0

@@ -1,0 +1,74 @@
+"""Tests of the web feature's options and wiring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet import task
+from twisted.python import usage
+from twisted.trial import unittest
+
+from vesyncd import web_tap
+from vesyncd.web.api import WebApp
+
+
+def config(**kw) -> dict:
+    """Options as the tap would hold them after parsing."""
+    base = {"http": web_tap.DEFAULT_HTTP, "no-http": False, "http-insecure": False, "metrics-public": False}
+    base.update(kw)
+    return base
+
+
+class OptionTests(unittest.TestCase):
+    """Plain HTTP beyond loopback needs an explicit --http-insecure."""
+
+    def test_loopbackAllowed(self) -> None:
+        """Loopback TCP (IPv4, IPv6, localhost) and UNIX sockets are fine."""
+        for endpoint in ("tcp:8080:interface=127.0.0.1", r"tcp6:8080:interface=\:\:1", "tcp:80:interface=localhost",
+                         "unix:/run/vesyncd/web.sock"):
+            web_tap.postOptions(config(http=endpoint))
+
+    def test_publicRefused(self) -> None:
+        """All interfaces or a LAN address without TLS is a usage error that says how to fix it."""
+        for endpoint in ("tcp:8080", "tcp:8080:interface=0.0.0.0", "tcp:8080:interface=192.168.1.2"):
+            with self.assertRaises(usage.UsageError) as e:
+                web_tap.postOptions(config(http=endpoint))
+            self.assertIn("--http-insecure", str(e.exception))
+            self.assertIn("ssl:", str(e.exception))
+
+    def test_tlsOrInsecure(self) -> None:
+        """TLS, an explicit --http-insecure or --no-http lift the rule."""
+        web_tap.postOptions(config(http="ssl:8443:privateKey=k.pem:certKey=c.pem"))
+        web_tap.postOptions(config(http="tcp:8080", **{"http-insecure": True}))
+        web_tap.postOptions(config(http="tcp:8080", **{"no-http": True}))
+
+
+class WiringTests(unittest.TestCase):
+    """makeServices adds the listener and loads the token when nobody did."""
+
+    def test_makeServices(self) -> None:
+        """The token is created in the state directory and the web app joins the context."""
+        from types import SimpleNamespace
+
+        from twisted.application import service
+
+        from vesyncd.hub import Hub
+
+        state = Path(self.mktemp())
+        clock = task.Clock()
+        context = SimpleNamespace(token=None, listeners={})
+        parent = service.MultiService()
+        web_tap.makeServices(parent, Hub(clock), config(**{"state-dir": state}), clock, context)
+        self.assertEqual(context.token, (state / "control.token").read_text().strip())
+        self.assertIsInstance(context.web, WebApp)
+        self.assertIn("http", context.listeners)
+
+    def test_off(self) -> None:
+        """--no-http adds nothing."""
+        from types import SimpleNamespace
+
+        from twisted.application import service
+
+        parent = service.MultiService()
+        web_tap.makeServices(parent, None, config(**{"no-http": True}), task.Clock(), SimpleNamespace())
+        self.assertEqual(list(parent), [])

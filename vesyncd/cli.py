@@ -1,0 +1,370 @@
+"""
+vesyncctl: control vesyncd from the command line (through its control port).
+
+Exit codes: 0 done, 1 the command failed (unknown or offline plug, timeout, refused, daemon not
+reachable), 2 usage error.  Errors go to standard error as one line.  C{--json} output follows
+the schema of C{docs/control.md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred, ensureDeferred
+
+from . import paths
+from .auth import readToken
+from .control_client import ControlConnectError, connect
+from .control_commands import ControlError
+
+
+class CLIError(Exception):
+    """The command failed; the message is printed on one line and the exit code is 1."""
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def ago(iso: str | None, now: datetime | None = None) -> str:
+    """An ISO 8601 time as C{"just now"}, C{"2 min ago"}, C{"3 h ago"}, C{"4 d ago"} or C{"never"}."""
+    if not iso:
+        return "never"
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    seconds = ((now or datetime.now(timezone.utc)) - then).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def _num(value: Any, unit: str, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} {unit}"
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+    """Rows aligned in columns under a header (columns in C{right} right-aligned)."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(cell).rjust(widths[i]) if i in right else str(cell).ljust(widths[i])
+                 for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def formatPlugs(plugs: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """The human table of C{vesyncctl list}."""
+    if not plugs:
+        return "no plugs yet: point a plug at this server (see `vesyncctl doctor`)\n"
+    rows = [[p.get("alias") or "-", p["id"], "online" if p.get("online") else "offline", p.get("relay") or "-",
+             _num(p.get("power_w"), "W"), _num(p.get("voltage_v"), "V"),
+             "-" if p.get("rssi_dbm") is None else f"{p['rssi_dbm']} dBm",
+             _num(p.get("energy_today_kwh"), "kWh", 3), ago(p.get("last_seen"), now)] for p in plugs]
+    return table(rows, ["NAME", "ID", "STATUS", "RELAY", "POWER", "VOLTAGE", "RSSI", "TODAY", "LAST SEEN"],
+                 right={4, 5, 6, 7})
+
+
+def formatPlug(p: dict[str, Any], now: datetime | None = None) -> str:
+    """The human form of one plug (C{vesyncctl status})."""
+    fields = [
+        ("Name", p.get("alias") or "-"), ("ID", p["id"]), ("Online", "yes" if p.get("online") else "no"),
+        ("Relay", f"{p.get('relay') or '-'}" + (f" ({p['relay_cause']})" if p.get("relay_cause") else "")),
+        ("Power", _num(p.get("power_w"), "W")), ("Voltage", _num(p.get("voltage_v"), "V")),
+        ("RSSI", "-" if p.get("rssi_dbm") is None else f"{p['rssi_dbm']} dBm"),
+        ("Today", _num(p.get("energy_today_kwh"), "kWh", 3)),
+        ("Lifetime", _num(p.get("energy_lifetime_kwh"), "kWh", 3)),
+        ("Power-on", p.get("power_on") or "none"), ("Firmware", p.get("firmware") or "-"),
+        ("Model", p.get("model") or "-"), ("Address", p.get("address") or "-"),
+        ("First seen", p.get("first_seen") or "-"), ("Last seen", ago(p.get("last_seen"), now)),
+    ]
+    return "".join(f"{k + ':':<12}{v}\n" for k, v in fields)
+
+
+def formatEnergy(history: dict[str, Any], name: str) -> str:
+    """Per-hour, per-day or per-month buckets in kWh, with the total."""
+    rows = [[b["label"], f"{b['wh'] / 1000:.3f} kWh"] for b in history["buckets"]]
+    rows.append(["total", f"{history['total_wh'] / 1000:.3f} kWh"])
+    title = f"{name}: energy per {history.get('unit', '')} of {history['period']} {history['value']} " \
+            f"({history.get('timezone', '')})\n"
+    return title + table(rows, [history.get("unit", "").upper(), "ENERGY"], right={1})
+
+
+def energyCSV(history: dict[str, Any]) -> str:
+    """Buckets as CSV: C{start,label,wh} and a C{total} row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["start", "label", "wh"])
+    for b in history["buckets"]:
+        writer.writerow([b["start"], b["label"], b["wh"]])
+    writer.writerow(["", "total", history["total_wh"]])
+    return out.getvalue()
+
+
+def formatEvent(event: dict[str, Any]) -> str:
+    """One human line per event."""
+    name = event.get("alias") or event.get("plug")
+    kind = event.get("event")
+    detail = ""
+    if kind == "relay":
+        detail = f"{event.get('relay')} ({event.get('cause')})"
+    elif kind == "runtime":
+        detail = f"{_num(event.get('power_w'), 'W')} {_num(event.get('voltage_v'), 'V')}"
+    elif kind == "energy":
+        detail = f"{event.get('watt_seconds')} Ws over {event.get('seconds')} s"
+    elif kind == "rssi":
+        detail = f"{event.get('rssi_dbm')} dBm"
+    elif kind == "alias":
+        detail = repr(event.get("alias"))
+    elif kind in ("online", "plug_new"):
+        detail = str(event.get("address") or "")
+    elif kind == "offline":
+        detail = str(event.get("reason") or "")
+    return f"{event.get('at')} {name} {kind} {detail}".rstrip()
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """The command line of vesyncctl."""
+    env = os.environ
+    p = argparse.ArgumentParser(prog="vesyncctl", description="Control vesyncd, the local VeSync plug server.")
+    p.add_argument("--connect", default=env.get("VESYNCD_CONNECT"),
+                   help="control endpoint: unix:PATH, ssl:HOST:PORT, tcp:HOST:PORT (env VESYNCD_CONNECT; "
+                        "default: the socket in the state directory)")
+    p.add_argument("--token-file", default=env.get("VESYNCD_TOKEN_FILE"),
+                   help="file with the control token (env VESYNCD_TOKEN_FILE; default: in the state directory)")
+    p.add_argument("--state-dir", default=env.get("VESYNCD_STATE_DIR"),
+                   help="the daemon's --state-dir (env VESYNCD_STATE_DIR)")
+    p.add_argument("--json", action="store_true", default=env.get("VESYNCD_JSON", "") not in ("", "0"),
+                   help="JSON output, see docs/control.md (env VESYNCD_JSON=1)")
+    p.add_argument("--ca", help="CA certificate (PEM) that signed the daemon's TLS certificate")
+    p.add_argument("--fingerprint", help="pinned SHA-256 fingerprint of the daemon's TLS certificate")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="all plugs")
+    for name, text in [("status", "one plug in detail"), ("on", "switch on"), ("off", "switch off"),
+                       ("toggle", "switch over"), ("refresh", "read power and voltage now"),
+                       ("forget", "forget a plug")]:
+        sub.add_parser(name, help=text).add_argument("plug", help="id, unique id prefix or alias")
+    rename = sub.add_parser("rename", help="set a plug's alias (\"\" clears it)")
+    rename.add_argument("plug")
+    rename.add_argument("alias")
+    power = sub.add_parser("power-on", help="what a plug does after a power cut")
+    power.add_argument("plug")
+    power.add_argument("policy", choices=["on", "off", "last", "none"])
+    sub.add_parser("watch", help="print events as they happen")
+    sub.add_parser("info", help="daemon version, uptime, listeners, counters")
+    energy = sub.add_parser("energy", help="energy history (default: today per hour)")
+    energy.add_argument("plug")
+    when = energy.add_mutually_exclusive_group()
+    when.add_argument("--day", help="YYYY-MM-DD: per hour")
+    when.add_argument("--month", help="YYYY-MM: per day")
+    when.add_argument("--year", help="YYYY: per month")
+    energy.add_argument("--csv", action="store_true", help="CSV output")
+    prov = sub.add_parser("provision", help="send Wi-Fi settings to a plug in setup mode")
+    prov.add_argument("--ssid", required=True)
+    prov.add_argument("--password", required=True)
+    prov.add_argument("--server-ip", help="address plugs connect to (default: the daemon's address)")
+    prov.add_argument("--dns", help="DNS server sent to the plug")
+    prov.add_argument("--plug-address", default=None, help="HOST[:PORT] of the plug (default 192.168.4.1:41234)")
+    prov.add_argument("--timeout", dest="provision_timeout", type=float, default=15.0)
+    sub.add_parser("doctor", help="find out why plugs do not reach vesyncd")
+    return p
+
+
+def locate(args: argparse.Namespace) -> tuple[str, Path]:
+    """The control endpoint and token file to use, from options, environment and the state directory."""
+    stateDir = Path(args.state_dir).expanduser() if args.state_dir else paths.defaultStateDir()
+    description = args.connect or f"unix:{stateDir / paths.CONTROL_SOCKET}"
+    tokenFile = Path(args.token_file).expanduser() if args.token_file else stateDir / paths.TOKEN_FILE
+    return description, tokenFile
+
+
+async def connectFromArgs(reactor: Any, args: argparse.Namespace) -> Any:
+    """A logged-in control client, or CLIError saying where we looked."""
+    description, tokenFile = locate(args)
+    try:
+        token = readToken(tokenFile)
+    except OSError as e:
+        raise CLIError(f"cannot read the control token {tokenFile}: {e.strerror or e} (is vesyncd running with "
+                       f"this state directory? use --state-dir or --token-file)") from None
+    try:
+        return await connect(reactor, description, token, ca=args.ca, fingerprint=args.fingerprint,
+                             timeout=args.timeout)
+    except ControlConnectError as e:
+        raise CLIError(str(e) + ("" if "refused" in str(e) and "certificate" in str(e) else
+                                 " (is vesyncd running? use --state-dir or --connect)")) from None
+
+
+def _period(args: argparse.Namespace) -> tuple[str, str]:
+    if args.day:
+        return "day", args.day
+    if args.month:
+        return "month", args.month
+    if args.year:
+        return "year", args.year
+    return "day", date.today().isoformat()
+
+
+async def run(reactor: Any, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Carry out one command; returns the exit code (errors raise CLIError or ControlError)."""
+    if args.command == "provision":
+        return await runProvision(reactor, args, out)
+    if args.command == "doctor":
+        return await runDoctor(reactor, args, out)
+    client = await connectFromArgs(reactor, args)
+    try:
+        return await _runCommand(client, args, out)
+    finally:
+        if args.command != "watch":
+            client.close()
+
+
+def _print(out: TextIO, text: str) -> None:
+    out.write(text)
+    out.flush()
+
+
+async def _runCommand(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    asJSON = args.json
+    dump: Callable[[Any], None] = lambda doc: _print(out, json.dumps(doc, indent=2) + "\n")  # noqa: E731
+    command = args.command
+    if command == "list":
+        plugs = await client.listPlugs()
+        dump(plugs) if asJSON else _print(out, formatPlugs(plugs))
+    elif command == "status":
+        plug = await client.getPlug(args.plug)
+        dump(plug) if asJSON else _print(out, formatPlug(plug))
+    elif command in ("on", "off", "toggle"):
+        plug = await client.switch(args.plug, command)
+        dump(plug) if asJSON else _print(out, f"{plug.get('alias') or plug['id']} is {plug['relay']}\n")
+    elif command == "refresh":
+        plug = await client.refresh(args.plug)
+        dump(plug) if asJSON else _print(out, formatPlug(plug))
+    elif command == "rename":
+        plug = await client.rename(args.plug, args.alias)
+        dump(plug) if asJSON else _print(out, f"{plug['id']} is now called {plug.get('alias') or '(no alias)'}\n")
+    elif command == "forget":
+        plug = await client.forget(args.plug)
+        dump(plug) if asJSON else _print(out, f"forgot {plug.get('alias') or plug['id']}\n")
+    elif command == "power-on":
+        plug = await client.setPowerOn(args.plug, args.policy)
+        dump(plug) if asJSON else _print(out, f"{plug.get('alias') or plug['id']}: power-on "
+                                              f"{plug.get('power_on') or 'none'}\n")
+    elif command == "info":
+        info = await client.info()
+        if asJSON:
+            dump(info)
+        else:
+            _print(out, "".join(f"{k + ':':<16}{json.dumps(v) if isinstance(v, (dict, list)) else v}\n"
+                                for k, v in info.items()))
+    elif command == "energy":
+        period, value = _period(args)
+        plug = await client.getPlug(args.plug)
+        history = await client.energy(plug["id"], period, value)
+        if asJSON:
+            dump(history)
+        elif args.csv:
+            _print(out, energyCSV(history))
+        else:
+            _print(out, formatEnergy(history, plug.get("alias") or plug["id"]))
+    elif command == "watch":
+        def show(event: dict[str, Any]) -> None:
+            _print(out, (json.dumps(event, separators=(",", ":")) if asJSON else formatEvent(event)) + "\n")
+
+        await client.watch(show)
+        await client.protocol.lost
+        raise CLIError("the connection to vesyncd was closed")
+    return 0
+
+
+async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """C{vesyncctl doctor}: the doctor's probes, with the daemon reached through the control port."""
+    from . import doctor
+
+    clients: list[Any] = []
+
+    async def client() -> Any:
+        if not clients:
+            clients.append(await connectFromArgs(reactor, args))
+        return clients[0]
+
+    async def status() -> Any:
+        return await (await client()).info()
+
+    async def plugs() -> Any:
+        return await (await client()).listPlugs()
+
+    probes = doctor.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
+                                 plugs=lambda: ensureDeferred(plugs()))
+    try:
+        checks = await doctor.runDoctor(probes)
+    finally:
+        for c in clients:
+            c.close()
+    _print(out, json.dumps(doctor.checksToJSON(checks), indent=2) + "\n" if args.json
+           else doctor.formatChecks(checks))
+    return doctor.exitCode(checks)
+
+
+async def runProvision(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """C{vesyncctl provision}: send Wi-Fi settings to a plug in setup mode."""
+    from . import provision as P
+
+    serverIP = args.server_ip
+    if not serverIP:
+        client = await connectFromArgs(reactor, args)
+        try:
+            info = await client.info()
+        finally:
+            client.close()
+        serverIP = info.get("address")
+        if not serverIP:
+            raise CLIError("the daemon does not know its LAN address: give --server-ip IP")
+    try:
+        request = P.buildConfigRequest(args.ssid, args.password, serverIP, dns=args.dns)
+        host, port = P.parsePlugAddress(args.plug_address or f"{P.SETUP_HOST}:{P.SETUP_PORT}")
+        reply = await P.provision(reactor, host, port, request, args.provision_timeout)
+    except P.ProvisionError as e:
+        raise CLIError(f"provisioning failed: {e}") from None
+    _print(out, json.dumps(reply, indent=2) + "\n" if args.json else P.describeReply(reply) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run vesyncctl and exit with its code."""
+    args = buildParser().parse_args(argv)  # exits 2 on usage errors
+
+    async def go(reactor: Any) -> None:
+        try:
+            code = await run(reactor, args)
+        except (CLIError, ControlError) as e:
+            sys.stderr.write(f"vesyncctl: {e}\n")
+            code = 1
+        if code:
+            raise SystemExit(code)
+
+    def start(reactor: Any) -> Deferred:
+        return ensureDeferred(go(reactor))
+
+    task.react(start)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m vesyncd.cli`
+    main()
