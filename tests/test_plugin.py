@@ -77,3 +77,42 @@ def test_default_listeners_are_loopback() -> None:
     o = tap.Options()
     o.parseOptions([])
     assert "interface=127.0.0.1" in o["plugs"]
+
+
+def test_plug_listener_gets_a_deep_backlog() -> None:
+    """TCP and TLS plug endpoints get backlog=1024 unless they name one; others are untouched."""
+    from vesyncd.service import withBacklog
+
+    assert withBacklog("tcp:17273") == "tcp:17273:backlog=1024"
+    assert withBacklog("ssl:17273:privateKey=k.pem") == "ssl:17273:privateKey=k.pem:backlog=1024"
+    assert withBacklog("tcp:1:backlog=5") == "tcp:1:backlog=5"
+    assert withBacklog("unix:/tmp/x") == "unix:/tmp/x"
+
+
+def test_twist_finds_the_plugin() -> None:
+    """`twist vesyncd --help` works as well as twistd."""
+    twist = Path(sys.executable).with_name("twist")
+    out = subprocess.run([str(twist), "vesyncd", "--help"], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert "--plugs" in out.stdout
+
+
+def test_startup_error_is_one_clear_line(tmp_path: Path) -> None:
+    """A plug port already in use stops start-up with a message that names the endpoint."""
+    import socket
+
+    from vesyncd.service import StartupError
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        o = tap.Options()
+        o.parseOptions(["--plugs", f"tcp:{port}:interface=127.0.0.1", "--no-dns", "--state-dir", str(tmp_path)])
+        service = tap.makeService(o)
+        with pytest.raises(StartupError) as e:
+            service.privilegedStartService()
+        assert f"tcp:{port}" in str(e.value) and "in use" in str(e.value)
+    finally:
+        holder.close()
