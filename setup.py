@@ -31,11 +31,14 @@ setup(
         "pyOpenSSL>=24.0.0",
         "cryptography>=42.0.0",
         "zope.interface>=6.0",
+        "paho-mqtt>=2.0",
+        "prometheus-client>=0.20.0",
     ],
     extras_require={
         "test": [
             "pytest>=8.0",
             "hypothesis>=6.100",
+            "selenium>=4.11",
         ],
     },
     entry_points={

@@ -263,13 +263,14 @@ class Generator:
 
     # -- traffic -----------------------------------------------------------------------------
 
-    def _live(self) -> list[Plug]:
-        return [p for p in self.plugs if p is not None and p.loggedIn and p.transport is not None]
+    def _live(self, limit: int | None = None) -> list[Plug]:
+        live = [p for p in self.plugs if p is not None and p.loggedIn and p.transport is not None]
+        return live[:limit] if limit is not None else live
 
-    async def ka(self, rate: float, seconds: float) -> dict[str, Any]:
+    async def ka(self, rate: float, seconds: float, limit: int | None = None) -> dict[str, Any]:
         """/ka at C{rate} per second, round-robin over the plugs; latency of each /kr."""
         self.latencies = []
-        live = self._live()
+        live = self._live(limit)
         kr0, lost0 = self.krCount, self.lostAfterLogin
         sent, t0, k = 0, time.monotonic(), 0
         while live:
@@ -288,11 +289,12 @@ class Generator:
                 "lost": self.lostAfterLogin - lost0, "latency": percentiles(self.latencies),
                 "samples": self.latencies[:: max(1, len(self.latencies) // 20000)]}
 
-    async def cadence(self, seconds: float, kaEvery: float, reportEvery: float) -> dict[str, Any]:
+    async def cadence(self, seconds: float, kaEvery: float, reportEvery: float,
+                      limit: int | None = None) -> dict[str, Any]:
         """Every plug sends /ka every C{kaEvery} s at a random phase and /report every
         C{reportEvery} s (the vendor's /report follows each /kr by 3 s; C{reportEvery} 0 does that)."""
         self.latencies = []
-        live = self._live()
+        live = self._live(limit)
         kr0, lost0 = self.krCount, self.lostAfterLogin
         t0 = time.monotonic()
         events: list[tuple[float, int, int]] = []
@@ -336,18 +338,29 @@ class Generator:
                 "unanswered": sum(len(p.pending) for p in live), "lost": self.lostAfterLogin - lost0,
                 "online": self.online, "latency": percentiles(self.latencies)}
 
-    async def flood(self, seconds: float, window: int) -> dict[str, Any]:
+    async def flood(self, seconds: float, window: int, limit: int | None = None) -> dict[str, Any]:
         """Keep C{window} /ka in flight on every plug for C{seconds}; count the /kr."""
-        live = self._live()
+        live = self._live(limit)
         self.latencies = []
         self.flooding = True
         for p in live:
             p.kaOnKr = True
             for _ in range(window):
                 p.sendKa()
-        await asyncio.sleep(1.0)  # ramp up
+        async def topUp(until: float) -> None:
+            # Frames a rate-limited server dropped are never answered: forget them and refill.
+            while time.monotonic() < until:
+                await asyncio.sleep(0.1)
+                stale = time.monotonic() - 0.5
+                for p in live:
+                    while p.pending and p.pending[0] < stale:
+                        p.pending.popleft()
+                    for _ in range(window - len(p.pending)):
+                        p.sendKa()
+
+        await topUp(time.monotonic() + 1.0)  # ramp up
         kr0, t0 = self.krCount, time.monotonic()
-        await asyncio.sleep(seconds)
+        await topUp(t0 + seconds)
         kr1, t1 = self.krCount, time.monotonic()
         self.flooding = False
         for p in live:
@@ -396,11 +409,11 @@ async def serve(args: argparse.Namespace) -> None:
         elif name == "drop":
             result = await gen.drop()
         elif name == "ka":
-            result = await gen.ka(cmd["rate"], cmd["seconds"])
+            result = await gen.ka(cmd["rate"], cmd["seconds"], cmd.get("limit"))
         elif name == "cadence":
-            result = await gen.cadence(cmd["seconds"], cmd.get("ka", 180.0), cmd.get("report", 0.0))
+            result = await gen.cadence(cmd["seconds"], cmd.get("ka", 180.0), cmd.get("report", 0.0), cmd.get("limit"))
         elif name == "flood":
-            result = await gen.flood(cmd["seconds"], cmd.get("window", 4))
+            result = await gen.flood(cmd["seconds"], cmd.get("window", 4), cmd.get("limit"))
         elif name == "churn":
             result = await gen.churn(cmd["seconds"], cmd["rate"])
         elif name == "status":

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
 
+from vesyncd.hub import PlugState
 from vesyncd.store import Store, inlineRunner
 from vesyncd.store_ledger import SQLiteLedger
 
@@ -67,7 +68,11 @@ def timeHistory(ledger: SQLiteLedger, period: str, value: str, runs: int = 21) -
 
 
 def cadence(store: Store, ledger: SQLiteLedger, rate: float, seconds: float) -> dict[str, float]:
-    """Record C{rate} reports/s for C{seconds} wall seconds (flushing every second); CPU share of one core."""
+    """Record C{rate} reports/s for C{seconds} wall seconds (flushing every second); CPU share of one core.
+
+    Each report also queues its plug's row (the daemon does on every energy event), and three more
+    plug rows per report stand for the runtime events of the 60 s refresh of 10,000 plugs.
+    """
     cpu0, wall0 = time.process_time(), time.perf_counter()
     n = 0
     for second in range(int(seconds)):
@@ -75,6 +80,10 @@ def cadence(store: Store, ledger: SQLiteLedger, rate: float, seconds: float) -> 
         for i in range(int(rate)):
             plug = f"sim{(second * int(rate) + i) % 10_000:05d}"
             ledger.record(plug, START + 400 * 86400 + second, 1800 + i, 183)
+            for k in range(4):
+                store.putPlug(PlugState(id=f"sim{(second * int(rate) * 4 + i * 4 + k) % 10_000:05d}", alias=None,
+                                        relay=True, power_w=20.0, voltage_v=120.1, firmware="1.89",
+                                        device={"deviceName": "vesync_wifi_outlet"}, last_seen=float(second)))
             n += 1
         result(store.flush())
         delay = tick + 1 - time.perf_counter()

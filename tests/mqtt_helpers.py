@@ -49,8 +49,9 @@ def waitFor(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "con
 class Broker:
     """A private mosquitto: C{listener PORT 127.0.0.1}, anonymous, no persistence."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, anonymous: bool = True) -> None:
         self.port = port or freePort()
+        self.anonymous = anonymous
         self.dir = tempfile.mkdtemp(prefix="vesyncd-mqtt-")
         self.proc: subprocess.Popen | None = None
 
@@ -58,7 +59,8 @@ class Broker:
         """Start mosquitto; fires once it accepts connections."""
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(self.anonymous).lower()}\n"
+                    "persistence false\n"
                     "log_dest none\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "stderr"), "ab"))
@@ -167,7 +169,7 @@ class Daemon:
         self.config = tap.Options()
         flags = {entry[0] for entry in self.config.optFlags}
         # Other features must not bind fixed ports (DNS on 53) in this test.
-        others = ["--no-dns"] if "no-dns" in flags else []
+        others = ["--no-dns", "--no-http"]
         self.config.parseOptions([*others, "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", stateDir,
                                   "--refresh-interval", "0", "--mqtt", f"mqtt://127.0.0.1:{brokerPort}",
                                   *extra])

@@ -91,7 +91,7 @@ def daemon() -> Any:
     try:
         port = _freePort()
         helpText = subprocess.run([str(BIN / "twistd"), "vesyncd", "--help"], capture_output=True, text=True).stdout
-        extra = ["--no-dns"] if "--no-dns" in helpText else []
+        extra = ["--no-dns", "--no-http"]
         log = open(Path(tmp.name) / "daemon.log", "w")
         procs.append(subprocess.Popen([sys.executable, str(HELPERS), "-n", "--pidfile=", "vesyncd",
                                        "--plugs", f"tcp:{port}:interface=127.0.0.1", "--state-dir", tmp.name,

@@ -27,8 +27,8 @@ class DaemonTests(unittest.TestCase):
     def setUp(self) -> Any:
         options = tap.Options()
         options.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", self.mktemp(),
-                              "--refresh-interval", "0", "--no-dns"] + self.extraOptions())
-        self.service = tap.makeService(options)
+                              "--refresh-interval", "0", "--no-dns", "--no-http"] + self.extraOptions())
+        self.service = tap.makeService(options, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.hub: h.Hub = self.service.hub

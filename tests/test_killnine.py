@@ -12,6 +12,8 @@ import re
 import signal
 import sqlite3
 import sys
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +28,13 @@ from vesyncd.hub import PlugState
 from vesyncd.paths import DATABASE
 from vesyncd.sim import Simulator, plugId
 from vesyncd.store import Store, inlineRunner
+
+def scratch(test: unittest.TestCase) -> Path:
+    """A fresh temporary directory outside the working tree, removed after the test."""
+    path = Path(tempfile.mkdtemp(prefix="vesyncd-store-test-"))
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
+
 
 WRAPPER = """
 import sys
@@ -82,7 +91,7 @@ def spawn(stateDir: Path, script: Path) -> tuple[Daemon, Any]:
     """Start vesyncd (store feature on) on a free loopback port."""
     daemon = Daemon()
     args = [sys.executable, str(script), "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", str(stateDir),
-            "--timezone", "UTC"]
+            "--timezone", "UTC", "--no-dns", "--no-http"]
     process = reactor.spawnProcess(daemon, sys.executable, args, env=dict(os.environ), path=str(stateDir))
     return daemon, process
 
@@ -111,8 +120,7 @@ class KillNineTests(unittest.TestCase):
     @inlineCallbacks
     def test_killNineWhileReporting(self) -> Any:
         """Reports stored >= reports sent minus the last ~2 s; integrity ok; alias and lifetime survive a restart."""
-        stateDir = Path(self.mktemp()).absolute()
-        stateDir.mkdir(parents=True)
+        stateDir = scratch(self)
         script = stateDir / "run_vesyncd.py"
         script.write_text(WRAPPER)
         seed = Store.open(stateDir / DATABASE, ZoneInfo("UTC"), Clock(), run=inlineRunner)

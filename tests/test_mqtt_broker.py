@@ -209,3 +209,50 @@ class BridgeAgainstBroker(unittest.TestCase):
         yield self.watcher.waitValue(f"vesyncd/{plug.id}/state", b"")
         for topic in ha.plugConfigTopics(HA, plug.id):
             yield self.watcher.waitValue(topic, b"")
+
+
+class BridgeWithoutBroker(unittest.TestCase):
+    """The daemon keeps working while the broker is absent or refuses it."""
+
+    if MOSQUITTO is None:
+        skip = SKIP_REASON
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.stateDir = tempfile.mkdtemp(prefix="vesyncd-mqtt-state-")
+        self.addCleanup(shutil.rmtree, self.stateDir, True)
+
+    @inlineCallbacks
+    def test_brokerAbsentThenStarts(self) -> Any:
+        """Plugs are switched while no broker listens; the latest state is published once one starts."""
+        broker = Broker()
+        self.addCleanup(broker.cleanup)
+        daemon = Daemon(broker.port, self.stateDir)
+        self.addCleanup(daemon.stop)
+        yield daemon.start(1)
+        plug = daemon.sim.plugs[0]
+        yield daemon.hub.switch(plug.id, False)
+        self.assertFalse(plug.relay)
+        self.assertFalse(daemon.mqtt.client.connected)
+        yield broker.start()
+        watcher = Watcher(broker.port)
+        self.addCleanup(watcher.close)
+        yield watcher.ready()
+        yield watcher.waitValue(f"vesyncd/{plug.id}/relay", b"OFF")
+        yield watcher.waitValue("vesyncd/status", b"online")
+
+    @inlineCallbacks
+    def test_brokerRefuses(self) -> Any:
+        """A broker that refuses the login is retried; plug control is unaffected."""
+        broker = Broker(anonymous=False)
+        self.addCleanup(broker.cleanup)
+        yield broker.start()
+        daemon = Daemon(broker.port, self.stateDir)
+        self.addCleanup(daemon.stop)
+        yield daemon.start(1)
+        yield waitFor(lambda: daemon.mqtt.client.attempts >= 2, what="a refused connect to be retried")
+        plug = daemon.sim.plugs[0]
+        yield daemon.hub.switch(plug.id, None)
+        self.assertFalse(plug.relay)
+        self.assertFalse(daemon.mqtt.client.connected)

@@ -109,8 +109,10 @@ def test_startup_error_is_one_clear_line(tmp_path: Path) -> None:
     port = holder.getsockname()[1]
     try:
         o = tap.Options()
-        o.parseOptions(["--plugs", f"tcp:{port}:interface=127.0.0.1", "--no-dns", "--state-dir", str(tmp_path)])
-        service = tap.makeService(o)
+        o.parseOptions(["--plugs", f"tcp:{port}:interface=127.0.0.1", "--no-dns", "--no-http", "--state-dir", str(tmp_path)])
+        from twisted.internet import reactor
+
+        service = tap.makeService(o, reactor)
         with pytest.raises(StartupError) as e:
             service.privilegedStartService()
         assert f"tcp:{port}" in str(e.value) and "in use" in str(e.value)

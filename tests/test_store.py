@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,12 +19,19 @@ from zope.interface.verify import verifyObject
 
 from vesyncd import messages as m
 from vesyncd.energy import MemoryLedger
-from vesyncd.hub import Hub, PlugState
+from vesyncd.hub import Hub
 from vesyncd.interfaces import IEnergyLedger
 from vesyncd.service import StartupError
 from vesyncd.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
 from vesyncd.store_ledger import SQLiteLedger
 from vesyncd.store_tap import Persister, PowerOnPolicy, StoreService, openStore, parseZone
+
+def scratch(test: unittest.TestCase) -> Path:
+    """A fresh temporary directory outside the working tree, removed after the test."""
+    path = Path(tempfile.mkdtemp(prefix="vesyncd-store-test-"))
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
+
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -89,7 +98,7 @@ class LedgerTests(unittest.TestCase):
     """The SQLite ledger gives MemoryLedger's figures, across DST, month and year boundaries."""
 
     def setUp(self) -> None:
-        self.tmp = Path(self.mktemp())
+        self.tmp = scratch(self) / "state"
         self.clock = Clock()
 
     def compare(self, zone: Any, start: str, end: str, periods: list[tuple[str, str]], step: float = 600) -> None:
@@ -240,7 +249,7 @@ class FailureTests(unittest.TestCase):
     """Write failures are retried with backoff; energy is never lost; start-up errors are one clear line."""
 
     def setUp(self) -> None:
-        self.tmp = Path(self.mktemp())
+        self.tmp = scratch(self) / "state"
         self.clock = Clock()
         self.clock.advance(ts("2026-06-10T12:00", NY))
 
@@ -306,7 +315,7 @@ class MigrationTests(unittest.TestCase):
     """Older databases are upgraded in place with their data."""
 
     def setUp(self) -> None:
-        self.tmp = Path(self.mktemp())
+        self.tmp = scratch(self) / "state"
         self.tmp.mkdir(parents=True)
         self.clock = Clock()
         self.clock.advance(ts("2026-03-09T12:00", NY))
@@ -361,7 +370,7 @@ class HubStateTests(unittest.TestCase):
     """Plug state persisted from hub events comes back as context.known; power-on policies apply."""
 
     def setUp(self) -> None:
-        self.tmp = Path(self.mktemp())
+        self.tmp = scratch(self) / "state"
         self.clock = Clock()
         self.clock.advance(ts("2026-06-10T12:00", NY))
 

@@ -5,7 +5,6 @@ Requests go through a real twisted.web channel over StringTransport; time is a t
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from twisted.internet.error import ConnectionDone
@@ -14,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, TOKEN, Harness, runtime
+from vesyncd import messages as m
 from vesyncd.hub import MAX_QUEUED_COMMANDS
 from vesyncd.periods import hostZone
 
@@ -231,7 +231,7 @@ class PlugRouteTests(unittest.TestCase):
     def test_energy(self) -> None:
         """GET .../energy gives the ledger's history for a day, month or year (default today)."""
         h = Harness()
-        h.sessionA.received(__import__("vesyncd.messages", fromlist=["Report"]).Report(wattSeconds=7200, seconds=180))
+        h.sessionA.received(m.Report(wattSeconds=7200, seconds=180))
         today = datetime.fromtimestamp(h.clock.seconds(), tz=hostZone()).date()
         doc = h.request("GET", f"/api/plugs/{PLUG_A}/energy").json()
         self.assertEqual((doc["period"], doc["value"], len(doc["buckets"])), ("day", today.isoformat(), 24))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.internet import task
@@ -54,7 +56,8 @@ class WiringTests(unittest.TestCase):
 
         from vesyncd.hub import Hub
 
-        state = Path(self.mktemp())
+        state = Path(tempfile.mkdtemp(prefix="vesyncd-web-")) / "state"
+        self.addCleanup(shutil.rmtree, state.parent, True)
         clock = task.Clock()
         context = SimpleNamespace(token=None, listeners={})
         parent = service.MultiService()

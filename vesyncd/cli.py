@@ -9,6 +9,7 @@ the schema of C{docs/control.md}.
 from __future__ import annotations
 
 import argparse
+import getpass
 import csv
 import io
 import json
@@ -140,23 +141,50 @@ def formatEvent(event: dict[str, Any]) -> str:
 # --- arguments ----------------------------------------------------------------------------------
 
 
+def _addCommonOptions(p: argparse.ArgumentParser, defaults: dict[str, Any] | None, timeout: bool = True) -> None:
+    """The options every command takes; with C{defaults} None they leave earlier values alone."""
+
+    def d(name: str) -> Any:
+        return argparse.SUPPRESS if defaults is None else defaults[name]
+
+    p.add_argument("--connect", default=d("connect"),
+                   help="control endpoint: unix:PATH, ssl:HOST:PORT, tcp:HOST:PORT (env VESYNCD_CONNECT; "
+                        "default: the socket in the state directory)")
+    p.add_argument("--token-file", default=d("token_file"),
+                   help="file with the control token (env VESYNCD_TOKEN_FILE; default: in the state directory)")
+    p.add_argument("--state-dir", default=d("state_dir"), help="the daemon's --state-dir (env VESYNCD_STATE_DIR)")
+    p.add_argument("--json", action="store_true", default=d("json"),
+                   help="JSON output, see docs/control.md (env VESYNCD_JSON=1)")
+    p.add_argument("--ca", default=d("ca"), help="CA certificate (PEM) that signed the daemon's TLS certificate")
+    p.add_argument("--fingerprint", default=d("fingerprint"),
+                   help="pinned SHA-256 fingerprint of the daemon's TLS certificate")
+    if timeout:
+        p.add_argument("--timeout", type=float, default=d("timeout"),
+                       help="seconds to wait for the daemon (default 10)")
+
+
 def buildParser() -> argparse.ArgumentParser:
     """The command line of vesyncctl."""
     env = os.environ
     p = argparse.ArgumentParser(prog="vesyncctl", description="Control vesyncd, the local VeSync plug server.")
-    p.add_argument("--connect", default=env.get("VESYNCD_CONNECT"),
-                   help="control endpoint: unix:PATH, ssl:HOST:PORT, tcp:HOST:PORT (env VESYNCD_CONNECT; "
-                        "default: the socket in the state directory)")
-    p.add_argument("--token-file", default=env.get("VESYNCD_TOKEN_FILE"),
-                   help="file with the control token (env VESYNCD_TOKEN_FILE; default: in the state directory)")
-    p.add_argument("--state-dir", default=env.get("VESYNCD_STATE_DIR"),
-                   help="the daemon's --state-dir (env VESYNCD_STATE_DIR)")
-    p.add_argument("--json", action="store_true", default=env.get("VESYNCD_JSON", "") not in ("", "0"),
-                   help="JSON output, see docs/control.md (env VESYNCD_JSON=1)")
-    p.add_argument("--ca", help="CA certificate (PEM) that signed the daemon's TLS certificate")
-    p.add_argument("--fingerprint", help="pinned SHA-256 fingerprint of the daemon's TLS certificate")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
+    _addCommonOptions(p, {
+        "connect": env.get("VESYNCD_CONNECT"), "token_file": env.get("VESYNCD_TOKEN_FILE"),
+        "state_dir": env.get("VESYNCD_STATE_DIR"), "json": env.get("VESYNCD_JSON", "") not in ("", "0"),
+        "ca": None, "fingerprint": None, "timeout": 10.0,
+    })
+    # The same options are accepted after the command too (`vesyncctl list --json`).
+    common = argparse.ArgumentParser(add_help=False)
+    _addCommonOptions(common, None)
+    # provision's own --timeout is how long to wait for the plug.
+    commonNoTimeout = argparse.ArgumentParser(add_help=False)
+    _addCommonOptions(commonNoTimeout, None, timeout=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = sub.add_parser
+
+    def addParser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return add(name, parents=[commonNoTimeout if name == "provision" else common], **kw)
+
+    sub.add_parser = addParser  # type: ignore[method-assign]
     sub.add_parser("list", help="all plugs")
     for name, text in [("status", "one plug in detail"), ("on", "switch on"), ("off", "switch off"),
                        ("toggle", "switch over"), ("refresh", "read power and voltage now"),
@@ -179,7 +207,7 @@ def buildParser() -> argparse.ArgumentParser:
     energy.add_argument("--csv", action="store_true", help="CSV output")
     prov = sub.add_parser("provision", help="send Wi-Fi settings to a plug in setup mode")
     prov.add_argument("--ssid", required=True)
-    prov.add_argument("--password", required=True)
+    prov.add_argument("--password", help="Wi-Fi password (prompted for when left out, so it stays out of `ps`)")
     prov.add_argument("--server-ip", help="address plugs connect to (default: the daemon's address)")
     prov.add_argument("--dns", help="DNS server sent to the plug")
     prov.add_argument("--plug-address", default=None, help="HOST[:PORT] of the plug (default 192.168.4.1:41234)")
@@ -338,7 +366,8 @@ async def runProvision(reactor: Any, args: argparse.Namespace, out: TextIO) -> i
         if not serverIP:
             raise CLIError("the daemon does not know its LAN address: give --server-ip IP")
     try:
-        request = P.buildConfigRequest(args.ssid, args.password, serverIP, dns=args.dns)
+        password = args.password if args.password is not None else getpass.getpass("Wi-Fi password: ")
+        request = P.buildConfigRequest(args.ssid, password, serverIP, dns=args.dns)
         host, port = P.parsePlugAddress(args.plug_address or f"{P.SETUP_HOST}:{P.SETUP_PORT}")
         reply = await P.provision(reactor, host, port, request, args.provision_timeout)
     except P.ProvisionError as e:

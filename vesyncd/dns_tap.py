@@ -52,10 +52,13 @@ def postOptions(config: Any) -> None:
 
 def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any) -> None:
     """Add the DNS responder unless --no-dns; its counters go into C{context.dns}."""
+    from .dnsserver import makeDNSService, primaryLANAddress
+
     context.dns = None
+    # The address plugs should use for this host: what provisioning hands them by default.
+    context.info["address"] = config["address"] or primaryLANAddress()
     if config["no-dns"]:
         return
-    from .dnsserver import makeDNSService
 
     service = makeDNSService(
         reactor,
@@ -68,3 +71,4 @@ def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any)
     )
     service.setServiceParent(parent)
     context.dns = service
+    context.info["dns"] = lambda: service.counters.asDict()

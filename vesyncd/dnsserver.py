@@ -33,6 +33,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from vesyncd.service import StartupError
 from vesyncd.dnscore import (
     DEFAULT_ALLOW, RCODE_SERVFAIL, DNSCore, DNSCounters, Outcome, errorResponse, nameToWire,
     parseNetworks, wireToText,
@@ -61,7 +62,7 @@ MAX_UDP_QUERY = 4096
 _ROUTE_PROBE = "198.51.100.1"
 
 
-class DNSStartupError(Exception):
+class DNSStartupError(StartupError):
     """The DNS responder could not start; C{str()} is one line saying why and what to do."""
 
 

@@ -5,6 +5,7 @@ start-up with one clear line, and a service that runs a function on an interval.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 from twisted.application import service
@@ -17,6 +18,30 @@ log = Logger()
 
 class StartupError(Exception):
     """The daemon cannot start; the message says why and how to fix it."""
+
+
+class DaemonService(service.MultiService):
+    """The daemon's top service: with C{exitOnStartupError}, a L{StartupError} while starting
+    prints its one line to standard error and exits with status 1 instead of a traceback."""
+
+    exitOnStartupError = False
+
+    def _guard(self, start: Callable[[], Any]) -> Any:
+        try:
+            return start()
+        except StartupError as e:
+            if not self.exitOnStartupError:
+                raise
+            log.critical("vesyncd cannot start: {error}", error=str(e))
+            sys.stderr.write(f"vesyncd: {e}\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+
+    def privilegedStartService(self) -> None:
+        self._guard(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._guard(super().startService)
 
 
 def withBacklog(description: str, backlog: int = 1024) -> str:

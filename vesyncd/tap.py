@@ -21,7 +21,7 @@ from . import __version__
 from .config import applyConfig, findConfigArgument, loadConfigFile
 from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, PROBE_INTERVAL, Hub
 from .paths import defaultStateDir
-from .service import IntervalService, ListenerService, withBacklog
+from .service import DaemonService, IntervalService, ListenerService, StartupError, withBacklog
 from .ws import LOGIN_TIMEOUT, PlugServerFactory
 
 log = Logger()
@@ -34,7 +34,8 @@ DEFAULT_PLUGS = "tcp:17273:interface=127.0.0.1"
 #: C{makeServices(parent, hub, config, reactor, context)} to add its services.  C{context} is a
 #: namespace shared by the wiring: C{stateDir}, C{store}, C{token}, C{listeners} and what each
 #: feature adds for the ones after it.
-FEATURES: list[str] = ["vesyncd.dns_tap"]
+FEATURES: list[str] = ["vesyncd.store_tap", "vesyncd.dns_tap", "vesyncd.control_tap", "vesyncd.mqtt_tap",
+                       "vesyncd.web_tap"]
 
 
 def _features() -> list[ModuleType]:
@@ -144,15 +145,32 @@ def _appender(name: str, doc: str) -> Any:
 _addFeatureOptions()
 
 
-def makeService(config: Options, reactor: Any = None) -> service.MultiService:
-    """Build the daemon from parsed options: the hub, the plug server, and every front end."""
+def makeService(config: Options, reactor: Any = None) -> DaemonService:
+    """Build the daemon from parsed options: the hub, the plug server, and every front end.
+
+    Called by twistd (no C{reactor} given), a start-up problem ends the process with one line on
+    standard error and exit status 1; called with a reactor (tests), it raises L{StartupError}.
+    """
+    fromTwistd = reactor is None
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    top = service.MultiService()
+    try:
+        top = _build(config, reactor)
+    except StartupError as e:
+        if not fromTwistd:
+            raise
+        sys.stderr.write(f"vesyncd: {e}\n")
+        raise SystemExit(1) from None
+    top.exitOnStartupError = fromTwistd
+    return top
+
+
+def _build(config: Options, reactor: Any) -> DaemonService:
+    top = DaemonService()
     context = SimpleNamespace(stateDir=config["state-dir"], store=None, token=None, ledger=None, known=[],
-                              listeners={})
+                              listeners={}, info={})
     top.context = context  # type: ignore[attr-defined]
     for module in _features():
         prepare = getattr(module, "prepare", None)

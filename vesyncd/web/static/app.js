@@ -352,7 +352,7 @@ async function loadChart() {
 function drawBars(doc) {
   const W = 600, H = 260, left = 40, bottom = 22, top = 10;
   const buckets = doc.buckets;
-  const max = Math.max(...buckets.map((b) => b.wh), 0.001);
+  const max = niceMax(Math.max(...buckets.map((b) => b.wh)));
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img");
@@ -378,14 +378,30 @@ function drawBars(doc) {
     const title = document.createElementNS(SVG, "title");
     title.textContent = `${b.label}: ${formatWh(b.wh)}`;
     bar.appendChild(title);
-    if (i % every === 0) add("text", { x: left + (i + 0.5) * slot, y: H - 6, "text-anchor": "middle" }, b.label);
+    if (i % every === 0) add("text", { x: left + (i + 0.5) * slot, y: H - 6, "text-anchor": "middle" }, shortLabel(b.label));
   });
   $("#chart").replaceChildren(svg);
   $("#chart-total").textContent = `Total: ${formatWh(doc.total_wh)} (${doc.timezone})`;
 }
 
+function shortLabel(label) {
+  // 2026-11-05 -> 5, 2026-11 -> Nov; hour labels are short already.
+  let m = /^\d{4}-\d{2}-(\d{2})$/.exec(label);
+  if (m) return String(Number(m[1]));
+  m = /^(\d{4})-(\d{2})$/.exec(label);
+  if (m) return new Date(Number(m[1]), Number(m[2]) - 1, 1).toLocaleString(undefined, { month: "short" });
+  return label;
+}
+
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const step = 10 ** Math.floor(Math.log10(value));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * step >= value) return m * step;
+  return 10 * step;
+}
+
 function formatWh(wh) {
-  return wh >= 1000 ? `${(wh / 1000).toFixed(2)} kWh` : `${wh.toFixed(wh >= 10 ? 0 : 1)} Wh`;
+  return wh >= 1000 ? `${(wh / 1000).toFixed(2)} kWh` : `${wh.toFixed(wh >= 10 || wh === 0 ? 0 : 2)} Wh`;
 }
 
 setInterval(() => { for (const id of state.plugs.keys()) drawSpark(id); }, 60000);

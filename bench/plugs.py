@@ -1,0 +1,345 @@
+"""
+Plug-server scenarios: vesyncd against the plain-Python baseline (L{bench.peer_websockets}).
+
+Each server runs pinned to CPU 0 (``taskset -c 0``); the load generators (L{bench.loadgen},
+several processes, each from its own 127.0.0.N source address) run pinned to CPU 1.  One
+*session* starts a fresh server and, in order:
+
+1. connects N plugs at once: time until all are logged in, logins per second, failures;
+   server memory per plug (VmRSS after - before, / N);
+2. reconnect storm: every plug drops, the server closes them all, then all N reconnect at once
+   (failed attempts retried at once and counted; ``TcpExt ListenOverflows`` before/after);
+3. the real cadence (every plug a /ka every 180 s at a random phase, a /report 3 s after each
+   /kr) for a window: /ka->/kr latency, nothing lost, server CPU;
+4. CPU at 5,000 plugs each sending a /report every 3 s (plus their /ka);
+5. /ka->/kr latency with 1,000 plugs at 1,000 messages/s in total;
+6. saturation: 1,000 plugs each keeping 4 /ka in flight; /kr per second.  vesyncd limits every
+   plug to FRAME_RATE frames/s, so for this benchmark it runs with the limit lifted
+   (``--frame-rate 1e9``; the bucket is still evaluated on every frame);
+7. soak with reconnect churn: plugs dropped and reconnected continuously; VmRSS sampled.
+
+Sessions alternate A B A B; the figures are the medians over rounds with their spread.
+Only loopback addresses are used; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+PLUGS_PER_PROCESS = 4000
+
+
+def pinned(core: str, cmd: list[str]) -> list[str]:
+    """C{cmd} run on CPU C{core} when taskset exists."""
+    return ["taskset", "-c", core, *cmd] if shutil.which("taskset") else cmd
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listenOverflows() -> dict[str, int]:
+    """TcpExt ListenOverflows and ListenDrops (system-wide counters) from /proc/net/netstat."""
+    try:
+        lines = open("/proc/net/netstat").read().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], map(int, values.split()[1:])))
+            return {"ListenOverflows": table.get("ListenOverflows", 0), "ListenDrops": table.get("ListenDrops", 0)}
+    return {}
+
+
+class Server:
+    """One plug server process pinned to the server core."""
+
+    def __init__(self, kind: str, *, frameRate: float | None = 1e9, control: bool = False,
+                 tracemalloc: bool = False, experiments: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.port = freePort()
+        self.stateDir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+        if kind == "vesyncd":
+            cmd = [sys.executable, "-m", "bench.serve_vesyncd", "--port", str(self.port), "--state-dir", self.stateDir]
+            if frameRate is not None:
+                cmd += ["--frame-rate", repr(frameRate)]
+            if control:
+                cmd.append("--control")
+            if tracemalloc:
+                cmd.append("--tracemalloc")
+            for e in experiments:
+                cmd += ["--experiment", e]
+        else:
+            cmd = [sys.executable, "-m", "bench.peer_websockets", "--port", str(self.port)]
+        self.log = open(os.path.join(self.stateDir, "stderr.txt"), "w")
+        self.proc = subprocess.Popen(pinned(SERVER_CORE, cmd), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{kind} exited at start: see {self.log.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{kind} did not listen on port {self.port}")
+        time.sleep(0.3)
+
+    def rssKiB(self) -> int:
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpuSeconds(self) -> float:
+        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        shutil.rmtree(self.stateDir, ignore_errors=True)
+
+
+class Load:
+    """Load generator processes pinned to the load core, N plugs split between them."""
+
+    def __init__(self, port: int, total: int, seed: str = "bench", perProcess: int = PLUGS_PER_PROCESS) -> None:
+        self.total = total
+        n = max(1, math.ceil(total / perProcess))
+        self.procs: list[subprocess.Popen] = []
+        start = 0
+        for i in range(n):
+            count = total // n + (1 if i < total % n else 0)
+            cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--count", str(count),
+                   "--start", str(start), "--seed", seed, "--source", f"127.0.0.{2 + i}", "--lifetime", "1800"]
+            self.procs.append(subprocess.Popen(pinned(LOAD_CORE, cmd), cwd=ROOT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE, text=True))
+            start += count
+        for p in self.procs:
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError("a load generator did not start")
+
+    def all(self, cmd: str, **kw: Any) -> list[dict[str, Any]]:
+        """Send one command to every generator at once; their answers."""
+        n = len(self.procs)
+        for key in ("rate", "limit"):
+            if key in kw and kw[key] is not None:
+                kw[key] = kw[key] / n if key == "rate" else math.ceil(kw[key] / n)
+        line = json.dumps({"cmd": cmd, **kw}) + "\n"
+        for p in self.procs:
+            p.stdin.write(line)
+            p.stdin.flush()
+        out = []
+        for p in self.procs:
+            text = p.stdout.readline()
+            if not text:
+                raise RuntimeError(f"a load generator died during {cmd}")
+            out.append(json.loads(text))
+        return out
+
+    def close(self) -> None:
+        for p in self.procs:
+            try:
+                p.stdin.write('{"cmd": "quit"}\n')
+                p.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def pct(samples: list[float]) -> dict[str, Any]:
+    """p50/p99/max in ms of latencies in seconds."""
+    if not samples:
+        return {"n": 0}
+    s = sorted(samples)
+    pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)  # noqa: E731
+    return {"n": len(s), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": round(s[-1] * 1000, 3)}
+
+
+def _overall(results: list[dict[str, Any]]) -> float:
+    return max(r["t_end"] for r in results) - min(r["t0"] for r in results)
+
+
+def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    """One fresh server of C{kind} through every scenario; the figures of this run."""
+    n = p["plugs"]
+    res: dict[str, Any] = {"server": kind, "plugs": n}
+    srv = Server(kind)
+    load = None
+    try:
+        rss0 = srv.rssKiB()
+        fds0 = srv.fds()
+        load = Load(srv.port, n)
+        # 1. connect all
+        r = load.all("connect", timeout=p["timeout"])
+        took = _overall(r)
+        online = sum(x["online"] for x in r)
+        res["login"] = {"seconds": round(took, 3), "per_s": round(online / took, 1), "online": online,
+                        "failures": sum(x["failures"] for x in r)}
+        time.sleep(1.0)
+        rss1 = srv.rssKiB()
+        res["memory"] = {"rss_idle_kib": rss0, "rss_connected_kib": rss1,
+                         "bytes_per_plug": round((rss1 - rss0) * 1024 / max(online, 1))}
+        say(f"  {kind}: {online}/{n} logged in in {took:.2f} s ({online / took:.0f}/s), "
+            f"{res['memory']['bytes_per_plug']} B/plug")
+        # 2. reconnect storm
+        load.all("drop")
+        deadline = time.monotonic() + 30
+        while srv.fds() > fds0 + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        ovf0 = listenOverflows()
+        r = load.all("connect", timeout=p["timeout"])
+        ovf1 = listenOverflows()
+        took = _overall(r)
+        online = sum(x["online"] for x in r)
+        res["storm"] = {"seconds": round(took, 3), "online": online, "failures": sum(x["failures"] for x in r),
+                        "listen_overflows": ovf1.get("ListenOverflows", 0) - ovf0.get("ListenOverflows", 0),
+                        "listen_drops": ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0)}
+        say(f"  {kind}: storm {online}/{n} back in {took:.2f} s, failures {res['storm']['failures']}, "
+            f"listen overflows {res['storm']['listen_overflows']}")
+        time.sleep(0.5)
+        # 3. the real cadence
+        c0, t0 = srv.cpuSeconds(), time.monotonic()
+        r = load.all("cadence", seconds=p["window"], ka=180.0, report=0.0)
+        cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
+        res["cadence"] = {"cpu_pct": round(cpu, 2), "sent_ka": sum(x["sent_ka"] for x in r),
+                          "unanswered": sum(x["unanswered"] for x in r), "lost": sum(x["lost"] for x in r),
+                          "online": sum(x["online"] for x in r),
+                          "p99_ms": max((x["latency"].get("p99_ms", 0) for x in r), default=0)}
+        say(f"  {kind}: real cadence, {res['cadence']['online']} online, cpu {cpu:.1f} %, "
+            f"unanswered {res['cadence']['unanswered']}, lost {res['cadence']['lost']}")
+        # 4. CPU at 5,000 plugs reporting every 3 s
+        k = min(n, p["report_plugs"])
+        c0, t0 = srv.cpuSeconds(), time.monotonic()
+        r = load.all("cadence", seconds=p["window"], ka=180.0, report=3.0, limit=k)
+        cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
+        res["report_cpu"] = {"plugs": k, "cpu_pct": round(cpu, 2), "reports": sum(x["sent_report"] for x in r)}
+        say(f"  {kind}: {k} plugs reporting every 3 s: cpu {cpu:.1f} % of one core")
+        # 5. /ka latency, 1,000 plugs at 1,000 msgs/s
+        k = min(n, 1000)
+        c0, t0 = srv.cpuSeconds(), time.monotonic()
+        r = load.all("ka", rate=float(p["ka_rate"]), seconds=p["window"], limit=k)
+        cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
+        lat = pct([s for x in r for s in x["samples"]])
+        res["ka_latency"] = {"plugs": k, "rate": p["ka_rate"], **lat, "cpu_pct": round(cpu, 2),
+                             "unanswered": sum(x["unanswered"] for x in r)}
+        say(f"  {kind}: /ka->/kr {k} plugs at {p['ka_rate']}/s: p50 {lat.get('p50_ms')} ms, "
+            f"p99 {lat.get('p99_ms')} ms")
+        # 6. saturation
+        c0, t0 = srv.cpuSeconds(), time.monotonic()
+        r = load.all("flood", seconds=p["window"], window=4, limit=k)
+        cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
+        rate = sum(x["rate"] for x in r)
+        res["saturation"] = {"plugs": k, "replies_per_s": round(rate), "cpu_pct": round(cpu, 1)}
+        say(f"  {kind}: saturation {rate:.0f} replies/s (server cpu {cpu:.0f} %)")
+        # 7. soak with churn
+        if p["soak"] > 0:
+            samples = []
+            step = min(10.0, p["soak"])
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < p["soak"]:
+                load.all("churn", seconds=step, rate=p["churn_rate"])
+                samples.append(srv.rssKiB())
+            base = samples[0]
+            res["soak"] = {"seconds": round(time.monotonic() - t0), "churn_per_s": p["churn_rate"],
+                           "rss_kib": samples, "growth_kib": samples[-1] - base,
+                           "growth_after_first_kib": samples[-1] - samples[min(1, len(samples) - 1)]}
+            say(f"  {kind}: soak {res['soak']['seconds']} s churn {p['churn_rate']}/s: RSS {samples[0]} -> "
+                f"{samples[-1]} KiB")
+    finally:
+        if load is not None:
+            load.close()
+        srv.stop()
+    return res
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median, min, max and spread (%) of every numeric leaf over the runs of one server."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, docs: list[dict[str, Any]]) -> None:
+        for key, value in docs[0].items():
+            vals = [d.get(key) for d in docs]
+            if isinstance(value, dict):
+                walk(prefix + key + ".", [v for v in vals if isinstance(v, dict)])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                nums = [v for v in vals if isinstance(v, (int, float))]
+                med = statistics.median(nums)
+                out[prefix + key] = {"median": round(med, 3), "min": min(nums), "max": max(nums),
+                                     "spread_pct": round((max(nums) - min(nums)) / med * 100, 1) if med else 0.0}
+
+    walk("", runs)
+    return out
+
+
+def run(p: dict[str, Any], say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Alternate sessions of vesyncd and the websockets peer for C{p['rounds']} rounds."""
+    runs: dict[str, list[dict[str, Any]]] = {"vesyncd": [], "websockets": []}
+    for r in range(p["rounds"]):
+        for kind in ("vesyncd", "websockets"):
+            say(f"round {r + 1}/{p['rounds']} {kind} ({p['plugs']} plugs)")
+            runs[kind].append(session(kind, p, say))
+    return {"params": p, "runs": runs, "summary": {k: summarize(v) for k, v in runs.items()}}
+
+
+def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """vesyncd alone: N plugs, reconnect churn for C{seconds}, VmRSS every 10 s."""
+    srv = Server("vesyncd")
+    load = None
+    try:
+        rss0 = srv.rssKiB()
+        load = Load(srv.port, plugs)
+        load.all("connect", timeout=60)
+        samples: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            load.all("churn", seconds=min(10.0, seconds), rate=churn)
+            samples.append((round(time.monotonic() - t0), srv.rssKiB()))
+        third = max(1, len(samples) // 3)
+        early = statistics.median(s for _, s in samples[:third])
+        late = statistics.median(s for _, s in samples[-third:])
+        result = {"plugs": plugs, "seconds": seconds, "churn_per_s": churn, "rss_idle_kib": rss0,
+                  "rss_samples": samples, "growth_kib": late - early,
+                  "growth_pct": round((late - early) / early * 100, 2)}
+        say(f"soak: {plugs} plugs, {seconds:.0f} s, churn {churn}/s: RSS first third {early} KiB, "
+            f"last third {late} KiB ({result['growth_pct']:+.2f} %)")
+        return result
+    finally:
+        if load is not None:
+            load.close()
+        srv.stop()

@@ -1,0 +1,92 @@
+"""
+Run vesyncd for a benchmark: the daemon built by L{vesyncd.tap.makeService} (exactly what
+C{twistd vesyncd} runs), on the epoll reactor, logging to a file as C{twistd -n --logfile} does.
+
+    python -m bench.serve_vesyncd --port P --state-dir D [--frame-rate R] [--control] [--tracemalloc]
+
+C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.ws.FRAME_RATE}) for the saturation
+test; C{--control} adds the control port (C{vesyncd.control_tap}) when the daemon's feature list
+does not have it yet; C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
+on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--frame-rate", type=float, default=None)
+    p.add_argument("--control", action="store_true")
+    p.add_argument("--tracemalloc", action="store_true")
+    p.add_argument("--logfile", default=None)
+    p.add_argument("--experiment", action="append", default=[],
+                   help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold")
+    args = p.parse_args(argv)
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(1)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from vesyncd import tap
+
+    logfile = open(args.logfile or f"{args.state_dir}/vesyncd.log", "a")
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(logfile)], redirectStandardIO=False)
+    if args.control and "vesyncd.control_tap" not in tap.FEATURES:
+        tap.FEATURES.append("vesyncd.control_tap")
+    config = tap.Options()
+    config.parseOptions(["--plugs", f"tcp:{args.port}:interface=127.0.0.1", "--state-dir", args.state_dir,
+                         "--no-dns", "--no-http", "--refresh-interval", "0"])
+    top = tap.makeService(config, reactor)
+    if args.frame_rate is not None:
+        top.plugListener.factory.frameRate = args.frame_rate
+    factory = top.plugListener.factory
+    if "no-utf8-validate" in args.experiment:
+        # vesyncd.messages.parseObject decodes (and so validates) UTF-8 itself.
+        factory.setProtocolOptions(utf8validateIncoming=False)
+    if "gc-threshold" in args.experiment:
+        import gc
+
+        gc.set_threshold(50_000, 50, 100)
+    top.privilegedStartService()
+    top.startService()
+    if args.tracemalloc:
+        def dump(*_: object) -> None:
+            import gc
+            import tracemalloc
+
+            gc.collect()
+            snap = tracemalloc.take_snapshot()
+            with open(f"{args.state_dir}/tracemalloc.txt", "w") as f:
+                total = sum(s.size for s in snap.statistics("filename"))
+                f.write(f"total traced {total} bytes\n")
+                for stat in snap.statistics("lineno")[:60]:
+                    f.write(f"{stat.size:>12} {stat.count:>8}  {stat.traceback}\n")
+
+        signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
+    if "gc-freeze" in args.experiment:
+        import gc
+
+        gc.collect()
+        gc.freeze()  # the objects of start-up are never collected: keep them out of every GC pass
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
