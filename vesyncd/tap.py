@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from . import __version__
 from .config import applyConfig, findConfigArgument, loadConfigFile
-from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, PROBE_INTERVAL, Hub
+from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
 from .paths import defaultStateDir
 from .service import DaemonService, IntervalService, ListenerService, StartupError, withBacklog
 from .ws import LOGIN_TIMEOUT, PlugServerFactory
@@ -196,6 +196,8 @@ def _build(config: Options, reactor: Any) -> DaemonService:
 
     if config["refresh-interval"] > 0:
         IntervalService(reactor, config["refresh-interval"], hub.refreshAll).setServiceParent(top)
+        # A plug that comes online gets its power and voltage read at once, not a minute later.
+        hub.subscribe(lambda event: event.kind == ONLINE and hub.refresh(event.plug).addErrback(lambda f: None))
 
     context.listeners["plugs"] = plugs
     for module in _features():
