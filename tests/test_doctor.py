@@ -17,6 +17,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
 from vesyncd import doctor as D
+from vesyncd import doctor_probes as DP
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 LAN = "192.168.1.10"
@@ -298,7 +299,7 @@ def test_checksToJSON() -> None:
 def test_fakeProbesMatchProtocol() -> None:
     """The fake and the real probes both satisfy the DoctorProbes protocol."""
     assert isinstance(FakeProbes(), D.DoctorProbes)
-    assert isinstance(D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: []), D.DoctorProbes)
+    assert isinstance(DP.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: []), D.DoctorProbes)
 
 
 # --- the real probes -------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def fakeProc(root: Path) -> str:
 def test_systemPortHolder(tmp_path: Path) -> None:
     """portHolder names each listener's process and address from /proc (IPv4 and IPv6); an
     established socket on the same port is ignored; a truncated comm gets its full name."""
-    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
+    probes = DP.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
     assert probes.portHolder(53, "udp") == (
         "systemd-resolved (pid 612) on 127.0.0.53; vesyncd (pid 42) on 192.168.1.10"
     )
@@ -365,25 +366,25 @@ def test_systemPortHolder(tmp_path: Path) -> None:
 
 def test_systemPortHolderUnknownOwner(tmp_path: Path) -> None:
     """A socket whose owner cannot be read is described as another user's."""
-    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
+    probes = DP.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [], procRoot=fakeProc(tmp_path))
     assert probes.portHolder(8080, "udp") == "a process of another user (run as root to name it) on 127.0.0.1"
 
 
 def test_localAddressesFromProc(tmp_path: Path) -> None:
     """LOCAL fib_trie entries and if_inet6 addresses, each once."""
-    assert D.localAddressesFromProc(fakeProc(tmp_path)) == ["127.0.0.1", "192.168.1.10", "::1"]
+    assert DP.localAddressesFromProc(fakeProc(tmp_path)) == ["127.0.0.1", "192.168.1.10", "::1"]
 
 
 def test_systemClockShape() -> None:
     """The real clock probe returns an aware datetime and a string or None."""
-    probes = D.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [])
+    probes = DP.SystemProbes(reactor, daemonStatus=lambda: None, plugs=lambda: [])
     now, reference = probes.clock()
     assert now.tzinfo is not None and (reference is None or isinstance(reference, str))
 
 
 def test_responderRefusesForeignAddress() -> None:
     """The real responder probe refuses any non-loopback address that is not its own responder."""
-    probes = D.SystemProbes(reactor, ("127.0.0.1", 53), daemonStatus=lambda: None, plugs=lambda: [])
+    probes = DP.SystemProbes(reactor, ("127.0.0.1", 53), daemonStatus=lambda: None, plugs=lambda: [])
     with pytest.raises(ValueError, match="refusing"):
         probes.responderResolve("server2.vesync.com", "192.0.2.1", 53)
 
@@ -409,7 +410,7 @@ class SystemResponderTests(unittest.TestCase):
         port = reactor.listenUDP(0, _FakeResponder(), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         where = ("127.0.0.1", port.getHost().port)
-        probes = D.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [])
+        probes = DP.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [])
 
         async def go() -> None:
             answers = await probes.responderResolve("server2.vesync.com", *where)
@@ -422,7 +423,7 @@ class SystemResponderTests(unittest.TestCase):
         port = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         where = ("127.0.0.1", port.getHost().port)
-        probes = D.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [], dnsTimeout=0.2)
+        probes = DP.SystemProbes(reactor, where, daemonStatus=lambda: None, plugs=lambda: [], dnsTimeout=0.2)
 
         async def go() -> None:
             with self.assertRaises(TimeoutError) as info:

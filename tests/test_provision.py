@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from vesyncd import provision as P
+from vesyncd import setupserver as S
 
 PASSWORD = "Zq9-secret-Wifi-pass"
 DNS_IP = "192.168.1.10"
@@ -311,11 +312,11 @@ def test_replyPhaseTimeoutClosesConnection() -> None:
 # --- setup mode, in memory ---------------------------------------------------------------------
 
 
-def setupConnection(**kwargs: Any) -> tuple[P.SetupModeFactory, Protocol, StringTransport, Clock, list[Any]]:
+def setupConnection(**kwargs: Any) -> tuple[S.SetupModeFactory, Protocol, StringTransport, Clock, list[Any]]:
     """A SetupModeFactory protocol on a StringTransport with a task.Clock."""
     clock = Clock()
     configured: list[Any] = []
-    factory = P.SetupModeFactory(configured.append, reactor=clock, timeout=10, **kwargs)
+    factory = S.SetupModeFactory(configured.append, reactor=clock, timeout=10, **kwargs)
     protocol = factory.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -436,7 +437,7 @@ def test_setupModeCallbackErrorLogged() -> None:
     def boom(request: dict[str, Any]) -> None:
         raise RuntimeError("sim broke")
 
-    factory = P.SetupModeFactory(boom, reactor=Clock(), log=Logger(observer=events.append))
+    factory = S.SetupModeFactory(boom, reactor=Clock(), log=Logger(observer=events.append))
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(StringTransport())
     protocol.dataReceived(P.encodeSetupMessage(makeRequest()))
@@ -512,7 +513,7 @@ class LoopbackProvisionTests(unittest.TestCase):
     def test_success(self) -> Deferred[None]:
         """Against SetupModeFactory: err "0" comes back and the sim gets the request afterwards."""
         configured: Deferred[dict[str, Any]] = Deferred()
-        port = self.listen(P.SetupModeFactory(configured.callback, reactor=reactor))
+        port = self.listen(S.SetupModeFactory(configured.callback, reactor=reactor))
         request = makeRequest(dns=DNS_IP)
 
         async def go() -> None:
@@ -530,7 +531,7 @@ class LoopbackProvisionTests(unittest.TestCase):
             "url": "/connectInfo", "step": "STEP3", "description": "DEV_RECEIVE_APP_DATA",
             "firmVersion": "2.123", "cid": "0123456789abcdef", "free_heap": 30616,
         }
-        port = self.listen(P.SetupModeFactory(lambda r: None, reply=info, nulTerminated=True, reactor=reactor))
+        port = self.listen(S.SetupModeFactory(lambda r: None, reply=info, nulTerminated=True, reactor=reactor))
 
         async def go() -> None:
             reply = await P.provision(reactor, "127.0.0.1", port, makeRequest(), timeout=5)
@@ -596,7 +597,7 @@ class LoopbackProvisionTests(unittest.TestCase):
         """A plug answering err "7" gives PlugRefused with that code; the sim is not configured."""
         configured: list[Any] = []
         port = self.listen(
-            P.SetupModeFactory(configured.append, reply={"uri": "/beginConfigReply", "err": "7"}, reactor=reactor)
+            S.SetupModeFactory(configured.append, reply={"uri": "/beginConfigReply", "err": "7"}, reactor=reactor)
         )
 
         async def go() -> None:
@@ -608,7 +609,7 @@ class LoopbackProvisionTests(unittest.TestCase):
 
     def test_invalidRequestRejectedBySim(self) -> Deferred[None]:
         """A request the sim finds invalid (serverIP not IPv4) comes back as PlugRefused."""
-        port = self.listen(P.SetupModeFactory(lambda r: None, reactor=reactor))
+        port = self.listen(S.SetupModeFactory(lambda r: None, reactor=reactor))
         request = dict(makeRequest())
         request["serverIP"] = "vesync.example"
 

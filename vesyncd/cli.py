@@ -324,7 +324,7 @@ async def _runCommand(client: Any, args: argparse.Namespace, out: TextIO) -> int
 
 async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
     """C{vesyncctl doctor}: the doctor's probes, with the daemon reached through the control port."""
-    from . import doctor
+    from . import doctor, doctor_probes
 
     clients: list[Any] = []
 
@@ -339,7 +339,7 @@ async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
     async def plugs() -> Any:
         return await (await client()).listPlugs()
 
-    probes = doctor.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
+    probes = doctor_probes.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
                                  plugs=lambda: ensureDeferred(plugs()))
     try:
         checks = await doctor.runDoctor(probes)

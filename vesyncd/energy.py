@@ -9,7 +9,7 @@ live views need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 

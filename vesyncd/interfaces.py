@@ -9,7 +9,14 @@ plug through L{IPlugConnection}.  No front end talks to another, and none reache
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from .energy import EnergySummary
 
 
 class IPlugConnection(Interface):
@@ -30,10 +37,10 @@ class IEnergyLedger(Interface):
     def record(plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
         """Account one C{/report} received at POSIX time C{at}."""
 
-    def summary(plugId: str, now: float) -> "EnergySummary":  # noqa: F821
+    def summary(plugId: str, now: float) -> "EnergySummary":
         """Today's and lifetime watt-hours for a plug (zeros for an unknown plug)."""
 
-    def history(plugId: str, period: str, value: str) -> "Deferred[dict]":  # noqa: F821
+    def history(plugId: str, period: str, value: str) -> "Deferred[dict]":
         """Energy buckets of one period, in the configured time zone.
 
         C{period} is C{"day"} (C{value} C{"YYYY-MM-DD"}, one bucket per hour), C{"month"}

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from .provision import SetupModeFactory, parsePlugAddress
+from .setupcodec import parsePlugAddress
+from .setupserver import SetupModeFactory
 from .sim import Simulator
 
 log = Logger()

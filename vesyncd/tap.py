@@ -13,7 +13,6 @@ from types import ModuleType, SimpleNamespace
 from pathlib import Path
 from typing import Any
 
-from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 

@@ -1,0 +1,1 @@
+"""vesyncd's benchmark harness: ``python -m bench`` (see bench/__main__.py and docs/performance.md)."""

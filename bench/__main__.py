@@ -1,0 +1,259 @@
+"""
+vesyncd's benchmarks: ``python -m bench`` (= ``make bench``).
+
+    python -m bench            short profile (< 3 minutes): 2,000 plugs, 2 rounds
+    python -m bench --full     full profile: 10,000 plugs, 3 rounds, 10-minute soak
+    python -m bench --smoke    does the harness run? (~30 s, tiny N; the figures mean nothing)
+
+Servers run pinned to CPU 0, load generators to CPU 1 (see L{bench.plugs}).  Prints one line
+per step, a table of figures against the targets, and ONE JSON line of results (with the
+machine: cores, Python, library versions) as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"plugs": 300, "rounds": 1, "timeout": 30, "window": 2.0, "report_plugs": 5000, "ka_rate": 1000,
+              "soak": 0, "churn_rate": 20,
+              "control": {"plugs": 200, "latencyOps": 100, "seconds": 2.0, "rounds": 1},
+              "dns": ["--rounds", "1", "--seconds", "2"], "long_soak": 0},
+    "short": {"plugs": 2000, "rounds": 2, "timeout": 30, "window": 3.0, "report_plugs": 5000, "ka_rate": 1000,
+              "soak": 6, "churn_rate": 20,
+              "control": {"plugs": 2000, "latencyOps": 500, "seconds": 3.0, "rounds": 1},
+              "dns": ["--rounds", "2", "--seconds", "3"], "long_soak": 0},
+    "full": {"plugs": 10000, "rounds": 3, "timeout": 60, "window": 15.0, "report_plugs": 5000, "ka_rate": 1000,
+             "soak": 0, "churn_rate": 50,
+             "control": {"plugs": 10000, "latencyOps": 2000, "seconds": 10.0, "rounds": 3},
+             "dns": ["--full"], "long_soak": 600},
+}
+
+KIB14 = 14 * 1024
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, kernel, Python and library versions."""
+    info: dict[str, Any] = {"cores": os.cpu_count(), "python": platform.python_version(),
+                            "implementation": platform.python_implementation(), "kernel": platform.release()}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("vesyncd", "Twisted", "autobahn", "txaio", "websockets", "cryptography"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = None
+    from twisted.internet import epollreactor  # noqa: F401 - the reactor the servers use
+
+    info["reactor"] = "epoll"
+    try:
+        info["load_avg_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def med(summary: dict[str, Any], key: str) -> Any:
+    entry = summary.get(key)
+    return entry["median"] if entry else None
+
+
+def spread(summary: dict[str, Any], key: str) -> Any:
+    entry = summary.get(key)
+    return entry["spread_pct"] if entry else None
+
+
+def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dict[str, Any] | None,
+          soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows: what, vesyncd, peer, ratio, target, verdict."""
+    rows: list[dict[str, Any]] = []
+
+    def row(what: str, ours: Any, peer: Any = None, target: str = "", ok: bool | None = None,
+            ratio: Any = None, note: str = "") -> None:
+        rows.append({"what": what, "vesyncd": ours, "peer": peer, "ratio": ratio, "target": target,
+                     "ok": ok, "note": note})
+
+    if plugs:
+        v, w = plugs["summary"]["vesyncd"], plugs["summary"]["websockets"]
+        n = plugs["params"]["plugs"]
+        big = n >= 10000
+
+        def both(key: str) -> tuple[Any, Any]:
+            return med(v, key), med(w, key)
+
+        a, b = both("login.per_s")
+        row(f"logins/s ({n} plugs at once)", a, b, "ahead of peer", a is not None and b is not None and a >= b,
+            round(a / b, 2) if a and b else None, f"spread {spread(v, 'login.per_s')}% / {spread(w, 'login.per_s')}%")
+        a, b = both("login.seconds")
+        row(f"time to {n} logged in (s)", a, b)
+        a, b = both("storm.seconds")
+        fails = med(v, "storm.failures")
+        row(f"reconnect storm {n} plugs (s)", a, b, "<= 5 s, 0 failures (10,000)",
+            (a is not None and a <= 5 and fails == 0) if big else None, None,
+            f"failures {fails} / {med(w, 'storm.failures')}; listen overflows {med(v, 'storm.listen_overflows')}"
+            f" / {med(w, 'storm.listen_overflows')}")
+        a, b = both("cadence.online")
+        un = med(v, "cadence.unanswered"), med(v, "cadence.lost")
+        row(f"plugs held at real cadence", a, b, ">= 10,000, none lost",
+            (a is not None and a >= 10000 and un == (0, 0)) if big else None, None,
+            f"unanswered {un[0]}, lost {un[1]}; server cpu {med(v, 'cadence.cpu_pct')} % / {med(w, 'cadence.cpu_pct')} %")
+        a, b = both("memory.bytes_per_plug")
+        row("memory per connected plug (B)", a, b, "<= 14 KiB", a is not None and a <= KIB14,
+            round(a / b, 2) if a and b else None, f"spread {spread(v, 'memory.bytes_per_plug')}%")
+        a, b = both("ka_latency.p50_ms")
+        row("/ka->/kr p50 ms (1,000 plugs, 1,000/s)", a, b)
+        a, b = both("ka_latency.p99_ms")
+        row("/ka->/kr p99 ms (1,000 plugs, 1,000/s)", a, b, "<= 1 ms", a is not None and a <= 1.0,
+            None, f"spread {spread(v, 'ka_latency.p99_ms')}% / {spread(w, 'ka_latency.p99_ms')}%")
+        k = med(v, "report_cpu.plugs")
+        a, b = both("report_cpu.cpu_pct")
+        row(f"cpu, {k} plugs reporting every 3 s (% core)", a, b, "<= 35 % at 5,000",
+            (a is not None and a <= 35) if k and k >= 5000 else None)
+        a, b = both("saturation.replies_per_s")
+        ca, cb = both("saturation.cpu_pct")
+        row("saturation /kr per s (1,000 plugs)", a, b, "", None, round(a / b, 2) if a and b else None,
+            f"server cpu {ca} % / {cb} % (the one-core generator limits both)")
+        if a and b and ca and cb:
+            pa, pb = a / (ca / 100), b / (cb / 100)
+            row("saturation /kr per server cpu-second", round(pa), round(pb), ">= 1.0x peer", pa >= pb,
+                round(pa / pb, 2))
+        if med(v, "soak.growth_kib") is not None:
+            row("short soak RSS growth (KiB)", med(v, "soak.growth_kib"), med(w, "soak.growth_kib"))
+    if soak:
+        row(f"soak {soak['seconds']:.0f} s, churn {soak['churn_per_s']}/s: RSS growth (KiB)", soak["growth_kib"],
+            None, "no growth (< 1 %)", soak["growth_pct"] < 1.0, None, f"{soak['growth_pct']} %")
+    if control and not control.get("skipped"):
+        runs = control["runs"]
+        p99 = sorted(r.get("latency", {}).get("p99_ms", 0) for r in runs)
+        p50 = sorted(r.get("latency", {}).get("p50_ms", 0) for r in runs)
+        rate = sorted(r.get("throughput", {}).get("per_s", 0) for r in runs)
+        mid = lambda xs: xs[len(xs) // 2]  # noqa: E731
+        row(f"control switch->confirmed p50 ms ({control['online']} plugs)", mid(p50))
+        row(f"control switch->confirmed p99 ms ({control['online']} plugs)", mid(p99), None,
+            "<= 10 ms at 10,000", (mid(p99) <= 10) if control["plugs"] >= 10000 else None, None, f"runs {p99}")
+        row("control commands/s", mid(rate), None, ">= 2,000", mid(rate) >= 2000, None, f"runs {rate}")
+    elif control:
+        row("control", None, None, "", None, None, control["skipped"])
+    if dns and not dns.get("skipped"):
+        row("DNS queries/s (vs dnsmasq)", dns["vesyncd"]["median_qps"], dns["dnsmasq"]["median_qps"],
+            ">= 0.3x dnsmasq", dns["ratio_of_medians"] >= 0.3, dns["ratio_of_medians"],
+            f"spread {dns['vesyncd']['spread_pct']}% / {dns['dnsmasq']['spread_pct']}%")
+    elif dns:
+        row("DNS", None, None, "", None, None, dns.get("skipped", ""))
+    return rows
+
+
+def printTable(rows: list[dict[str, Any]]) -> None:
+    verdict = {True: "MEETS", False: "MISSES", None: ""}
+    print()
+    print(f"{'measure':48s} {'vesyncd':>11s} {'peer':>11s} {'ratio':>6s}  {'target':28s} {'':6s} note")
+    for r in rows:
+        fmt = lambda x: "" if x is None else (f"{x:.3f}" if isinstance(x, float) and x < 10 else str(x))  # noqa
+        print(f"{r['what'][:48]:48s} {fmt(r['vesyncd']):>11s} {fmt(r['peer']):>11s} {fmt(r['ratio']):>6s}  "
+              f"{r['target'][:28]:28s} {verdict[r['ok']]:6s} {r['note']}")
+    print()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--full", action="store_true", help="the full profile (10,000 plugs, 10-minute soak)")
+    g.add_argument("--smoke", action="store_true", help="check that the harness runs (~30 s)")
+    p.add_argument("--plugs", type=int, help="plugs per session (overrides the profile)")
+    p.add_argument("--rounds", type=int, help="rounds of A B (overrides the profile)")
+    p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak"],
+                   help="run only these parts (repeatable)")
+    args = p.parse_args(argv)
+    name = "full" if args.full else "smoke" if args.smoke else "short"
+    prof = dict(PROFILES[name])
+    if args.plugs:
+        prof["plugs"] = args.plugs
+    if args.rounds:
+        prof["rounds"] = args.rounds
+    parts = set(args.only or ["plugs", "control", "dns", "store", "soak"])
+    if not args.only and not prof["long_soak"]:
+        parts.discard("soak")
+    t0 = time.monotonic()
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    result: dict[str, Any] = {"bench": "vesyncd", "profile": name, "machine": machine()}
+    say(f"bench profile {name}: {json.dumps(result['machine'])}")
+
+    from . import control as controlBench
+    from . import plugs as plugBench
+
+    plugRes = controlRes = dnsRes = soakRes = None
+    if "plugs" in parts:
+        say("== plug servers: vesyncd vs websockets peer (A B A B)")
+        plugRes = plugBench.run({k: prof[k] for k in ("plugs", "rounds", "timeout", "window", "report_plugs",
+                                                       "ka_rate", "soak", "churn_rate")}, say)
+        result["plugs"] = {"params": plugRes["params"], "summary": plugRes["summary"], "runs": plugRes["runs"]}
+    if "control" in parts:
+        say("== control round trip")
+        c = prof["control"]
+        try:
+            controlRes = controlBench.measure(c["plugs"], rounds=c["rounds"], latencyOps=c["latencyOps"],
+                                              seconds=c["seconds"], say=say)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other parts
+            controlRes = {"bench": "control", "skipped": f"failed: {e}"}
+            say(f"control: failed: {e}")
+        result["control"] = controlRes
+    if "soak" in parts and (prof["long_soak"] or args.only):
+        seconds = prof["long_soak"] or 60
+        say(f"== soak: vesyncd, {prof['plugs']} plugs, {seconds} s of reconnect churn")
+        soakRes = plugBench.soak(seconds, prof["plugs"], prof["churn_rate"], say)
+        result["soak"] = soakRes
+    if "dns" in parts:
+        say("== DNS: vesyncd vs dnsmasq (bench.dns_bench)")
+        from . import dns_bench
+
+        try:
+            dnsRes = dns_bench.main(prof["dns"])
+        except Exception as e:  # noqa: BLE001
+            dnsRes = {"bench": "dns", "skipped": f"failed: {e}"}
+        result["dns"] = dnsRes
+    if "store" in parts:
+        try:
+            store = importlib.import_module("bench.store_bench")
+        except ImportError:
+            store = None
+        if store is not None and hasattr(store, "main"):
+            say("== storage (bench.store_bench)")
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(buf):
+                    store.main([] if name == "full" else ["--quick"])
+                print(buf.getvalue(), end="")
+                lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("{")]
+                result["store"] = json.loads(lines[-1]) if lines else {"skipped": "store_bench printed no JSON"}
+            except SystemExit:
+                result["store"] = {"skipped": "store_bench exited"}
+            except Exception as e:  # noqa: BLE001
+                result["store"] = {"skipped": f"failed: {e}"}
+    rows = table(plugRes, controlRes, dnsRes, soakRes)
+    result["table"] = rows
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    printTable(rows)
+    print(json.dumps(result, separators=(",", ":")), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
