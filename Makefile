@@ -17,6 +17,9 @@ $(STAMP): $(BIN)/python setup.py
 
 $(TEST_STAMP): $(STAMP) setup.py
 	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	# The WebSocket conformance suite (Autobahn|Testsuite) runs on Python 2.7 where pyenv has it;
+	# without it that one test is skipped with the reason.
+	-$(BIN)/python -m bench.hardening.conformance --install
 	touch $@
 
 venv: $(STAMP)
@@ -32,6 +35,12 @@ test: $(TEST_STAMP)
 ## Benchmarks and soaks (minutes): prints a table and a JSON line.
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
+
+## Hardening suite: fuzzing, conformance, abuse and faults, with a report (minutes; loopback only).
+## QUICK=1 for the short variant.
+hardening: $(TEST_STAMP)
+	$(BIN)/python -m bench.dns_fuzz $(if $(QUICK),,--full)
+	$(BIN)/python -m bench.hardening $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache

@@ -58,6 +58,46 @@ def main(argv: list[str] | None = None) -> int:
     if "no-utf8-validate" in args.experiment:
         # vesyncd.messages.parseObject decodes (and so validates) UTF-8 itself.
         factory.setProtocolOptions(utf8validateIncoming=False)
+    if "lazy-pformat" in args.experiment:
+        # Autobahn pformats its ~40 options for a debug line on every connection, logged or not.
+        import autobahn.websocket.protocol as abp
+
+        realPformat = abp.pformat
+
+        class Lazy:
+            __slots__ = ("value",)
+
+            def __init__(self, value: object) -> None:
+                self.value = value
+
+            def __str__(self) -> str:
+                return realPformat(self.value)
+
+            __repr__ = __str__
+
+        abp.pformat = Lazy
+    if "class-config" in args.experiment:
+        # Options as class attributes of a per-factory subclass: Autobahn then copies none of
+        # them into every connection's __dict__.
+        from autobahn.websocket.protocol import WebSocketServerProtocol
+
+        attrs = {a: getattr(factory, a) for a in WebSocketServerProtocol.CONFIG_ATTRS if hasattr(factory, a)}
+        factory.protocol = type("TunedPlugServerProtocol", (factory.protocol,), attrs)
+    if "drop-handshake" in args.experiment:
+        # Forget the parsed opening handshake once the connection is open.
+        base = factory.protocol
+        original = base.onOpen
+
+        def onOpen(self: object) -> None:
+            original(self)
+            for name in ("http_request_data", "http_headers", "http_status_line", "http_request_uri",
+                         "http_request_path", "http_request_params", "http_response_data",
+                         "http_request_host", "websocket_extensions", "websocket_protocols",
+                         "websocket_origin"):
+                if name in self.__dict__:
+                    setattr(self, name, None)
+
+        factory.protocol = type("HandshakeDroppingProtocol", (base,), {"onOpen": onOpen})
     if "gc-threshold" in args.experiment:
         import gc
 

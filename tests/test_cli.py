@@ -90,8 +90,7 @@ def daemon() -> Any:
     tmp = tempfile.TemporaryDirectory()
     try:
         port = _freePort()
-        helpText = subprocess.run([str(BIN / "twistd"), "vesyncd", "--help"], capture_output=True, text=True).stdout
-        extra = ["--no-dns", "--no-http"]
+        extra = ["--dns-port", str(_freePort()), "--dns-interface", "127.0.0.1", "--no-http"]
         log = open(Path(tmp.name) / "daemon.log", "w")
         procs.append(subprocess.Popen([sys.executable, str(HELPERS), "-n", "--pidfile=", "vesyncd",
                                        "--plugs", f"tcp:{port}:interface=127.0.0.1", "--state-dir", tmp.name,
@@ -213,3 +212,20 @@ def test_energyAndStatus(daemon: Any) -> None:
     assert "total" in ctl(stateDir, "energy", plugId).stdout
     assert ctl(stateDir, "energy", plugId, "--csv", "--month", "2024-02").stdout.count("\n") == 29 + 2
     assert "Firmware" in ctl(stateDir, "status", plugId).stdout
+
+
+def test_doctorAgainstTheDaemon(daemon: Any) -> None:
+    """`doctor --json` finds the running daemon, asks its DNS responder where it really listens,
+    and lists the simulated plugs with their address and firmware."""
+    result = ctl(daemon[0], "doctor", "--json", timeout=30)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert set(checks["daemon"]) == {"name", "level", "message", "fix"}
+    assert checks["daemon"]["level"] == "OK", checks["daemon"]
+    responder = checks["dns vesyncd responder"]
+    assert "no answer" not in responder["message"], responder
+    assert "server2.vesync.com" in responder["message"] or "127.0.0.1" in responder["message"], responder
+    plugChecks = [c for name, c in checks.items() if name.startswith("plug ")]
+    assert len(plugChecks) == 3 and all(c["level"] == "OK" for c in plugChecks)
+    assert all("firmware 1.89" in c["message"] and "127.0.0.1" in c["message"] for c in plugChecks)
+    assert result.returncode in (0, 1)
+    assert result.returncode == (1 if any(c["level"] == "FAIL" for c in checks.values()) else 0)

@@ -302,3 +302,17 @@ def test_json_form() -> None:
     for key in ("id", "alias", "power_w", "voltage_v", "rssi_dbm", "firmware", "address",
                 "energy_today_kwh", "energy_lifetime_kwh"):
         assert key in doc
+
+
+def test_close_all_marks_every_plug_offline() -> None:
+    """closeAll drops every connection and emits offline events at once, failing pending commands."""
+    hub, clock, events = makeHub()
+    a, b = FakeConnection("192.0.2.1:1"), FakeConnection("192.0.2.2:1")
+    hub.login(a, m.Login(id="a"))
+    hub.login(b, m.Login(id="b"))
+    pending = results(hub.refresh("a"))
+    assert hub.closeAll("stopping") == 2
+    assert a.disconnected == b.disconnected == "stopping"
+    assert pending[0].check(h.PlugOffline)
+    assert sorted(e.plug for e in events if e.kind == h.OFFLINE) == ["a", "b"]
+    assert not hub.get("a").online and not hub.get("b").online

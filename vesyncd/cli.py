@@ -340,12 +340,27 @@ async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
         return await (await client()).listPlugs()
 
     probes = doctor_probes.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
-                                 plugs=lambda: ensureDeferred(plugs()))
+                                        plugs=lambda: ensureDeferred(plugs()))
+    dnsOff = False
+    try:
+        # Ask the running daemon where its DNS responder listens (or whether it has one).
+        info = await status()
+        listen = info.get("dns_listen")
+        if listen:
+            host = "127.0.0.1" if listen[0] in ("0.0.0.0", "") else listen[0]
+            probes.responder = (host, int(listen[1]))
+        dnsOff = "dns_listen" in info and not listen
+    except Exception:
+        pass  # the daemon check below reports why it is unreachable
     try:
         checks = await doctor.runDoctor(probes)
     finally:
         for c in clients:
             c.close()
+    if dnsOff:
+        checks = [doctor.Check(c.name, doctor.Level.WARN, "vesyncd's DNS responder is off (--no-dns)",
+                               "fine when the router or provisioning sends plugs here")
+                  if c.name == "dns vesyncd responder" else c for c in checks]
     _print(out, json.dumps(doctor.checksToJSON(checks), indent=2) + "\n" if args.json
            else doctor.formatChecks(checks))
     return doctor.exitCode(checks)

@@ -57,6 +57,7 @@ def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any)
     context.dns = None
     # The address plugs should use for this host: what provisioning hands them by default.
     context.info["address"] = config["address"] or primaryLANAddress()
+    context.info["dns_listen"] = None
     if config["no-dns"]:
         return
 
@@ -72,3 +73,10 @@ def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any)
     service.setServiceParent(parent)
     context.dns = service
     context.info["dns"] = lambda: service.counters.asDict()
+
+    def listening() -> list[Any] | None:
+        port = service.udpPort
+        return None if port is None else [port.getHost().host, port.getHost().port]
+
+    # Where the responder answers, so `vesyncctl doctor` asks the right port.
+    context.info["dns_listen"] = listening

@@ -495,6 +495,15 @@ class Hub:
             "counters": dict(self.stats),
         }
 
+    def closeAll(self, reason: str) -> int:
+        """Close every plug connection now (daemon shutdown): pending commands fail, plugs go
+        offline with C{reason}, and those events reach subscribers before this returns."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.lost(reason)
+            session.connection.disconnect(reason)
+        return len(sessions)
+
     def isOnline(self, plugId: str) -> bool:
         """True while the plug has a live connection."""
         return plugId in self._sessions

@@ -142,3 +142,17 @@ class IntervalService(service.Service):
         service.Service.stopService(self)
         if self._call.running:
             self._call.stop()
+
+
+class ShutdownHook(service.Service):
+    """Calls C{fn} when the service stops (errors are logged, never fatal)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        try:
+            self.fn()
+        except Exception:
+            log.failure("shutdown hook {fn!r} failed", fn=self.fn)

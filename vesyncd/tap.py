@@ -20,7 +20,8 @@ from . import __version__
 from .config import applyConfig, findConfigArgument, loadConfigFile
 from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
 from .paths import defaultStateDir
-from .service import DaemonService, IntervalService, ListenerService, StartupError, withBacklog
+from .service import (DaemonService, IntervalService, ListenerService, ShutdownHook, StartupError,
+                      withBacklog)
 from .ws import LOGIN_TIMEOUT, PlugServerFactory
 
 log = Logger()
@@ -190,6 +191,8 @@ def _build(config: Options, reactor: Any) -> DaemonService:
     plugs = ListenerService(reactor, "plug server", withBacklog(config["plugs"]), factory)
     plugs.setServiceParent(top)
     top.plugListener = plugs  # type: ignore[attr-defined]
+    # On shutdown the plugs go offline while the store and front ends can still record it.
+    ShutdownHook(lambda: hub.closeAll("vesyncd is stopping")).setServiceParent(top)
     if config["plugs"] == DEFAULT_PLUGS:
         log.info("plug server listens on loopback only; for plugs on your LAN use --plugs tcp:17273")
 

@@ -138,7 +138,7 @@ def partAttack(work: Path, quick: bool) -> dict[str, Any]:
         marks["flood"] = time.time()
         result["daemon_cpu_s_during_attack"] = round(d.stats()["cpu_s"] - cpuBefore, 2)
         recoverT0 = time.monotonic()
-        fl = subprocess.run([PY, "-m", "bench.hardening.attacker", "--port", str(d.port), "--slow", "0",
+        subprocess.run([PY, "-m", "bench.hardening.attacker", "--port", str(d.port), "--slow", "0",
                              "--oversize", "0", "--garbage", "0", "--flood", "2000", "--seconds", str(flood),
                              "--out", str(work / "flood.json")], env=ENV, cwd=str(ROOT), timeout=flood + 60)
         marks["recovery"] = time.time()
