@@ -33,6 +33,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from vesyncd.addresses import splitHostPort
 from vesyncd.service import StartupError
 from vesyncd.dnscore import (
     DEFAULT_ALLOW, RCODE_SERVFAIL, DNSCore, DNSCounters, Outcome, errorResponse, nameToWire,
@@ -199,28 +200,17 @@ def parseUpstream(text: str) -> tuple[str, int]:
     HOST must be an IP address (a resolver cannot be named by a name it would resolve).
     Raise C{ValueError} with a readable message otherwise.
     """
-    text = text.strip()
-    host, port = text, "53"
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError(f"upstream {text!r}: missing ']'")
-        host, rest = text[1:close], text[close + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"upstream {text!r}: expected [ADDRESS]:PORT")
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
+    try:
+        host, port = splitHostPort(text, 53)
+    except ValueError as e:
+        raise ValueError(f"upstream {e}") from None
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"upstream {text!r}: {host!r} is not an IP address") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"upstream {text!r}: bad port {port!r}")
     if ip.is_unspecified:
         raise ValueError(f"upstream {text!r}: unspecified address")
-    return str(ip), int(port)
+    return str(ip), port
 
 
 def systemUpstreams(port: int = 53, interface: str = "",

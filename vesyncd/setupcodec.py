@@ -21,6 +21,8 @@ import re
 import secrets
 from typing import Any, Mapping
 
+from .addresses import splitHostPort
+
 #: Where a plug in setup (AP) mode listens.
 SETUP_HOST = "192.168.4.1"
 SETUP_PORT = 41234
@@ -424,21 +426,7 @@ def parsePlugAddress(text: str, defaultPort: int = SETUP_PORT) -> tuple[str, int
 
     @raise InvalidSetupRequest: empty host or a port outside 1-65535.
     """
-    text = text.strip()
-    host, port = text, str(defaultPort)
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise InvalidSetupRequest(f"plug address {text!r} has '[' without ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise InvalidSetupRequest(f"plug address {text!r}: expected ':PORT' after ']'")
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host:
-        raise InvalidSetupRequest(f"plug address {text!r} has no host")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise InvalidSetupRequest(f"plug address {text!r}: port must be 1-65535")
-    return host, int(port)
+    try:
+        return splitHostPort(text, defaultPort)
+    except ValueError as e:
+        raise InvalidSetupRequest(f"plug address {e}") from None

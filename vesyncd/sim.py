@@ -35,6 +35,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from . import messages as m
+from .addresses import splitHostPort
 
 log = Logger()
 
@@ -446,14 +447,8 @@ class _StdinCommands(Protocol):
 
 
 def parseServer(text: str) -> tuple[str, int]:
-    """C{HOST:PORT}, C{HOST} (port 17273) or C{[v6]:PORT}."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 17273
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, 17273
+    """C{HOST:PORT}, C{HOST} (port 17273) or C{[v6]:PORT}; raises ValueError otherwise."""
+    return splitHostPort(text, 17273)
 
 
 def buildParser() -> argparse.ArgumentParser:
