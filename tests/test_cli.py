@@ -35,9 +35,10 @@ def test_ago() -> None:
 def test_tableHasUnits() -> None:
     """The list table is aligned and shows W, V, dBm and kWh."""
     plug = {"id": "abc", "alias": "Kettle", "online": True, "relay": "on", "power_w": 12.0, "voltage_v": 230.0,
-            "rssi_dbm": -50, "energy_today_kwh": 0.1, "last_seen": None}
+            "rssi_dbm": -50, "energy_today_kwh": 0.1, "energy_lifetime_kwh": 12.5, "last_seen": None}
     text = formatPlugs([plug])
     assert "12.0 W" in text and "230.0 V" in text and "-50 dBm" in text and "0.100 kWh" in text
+    assert "12.500 kWh" in text and "LIFETIME" in text
     assert text.splitlines()[0].startswith("NAME")
 
 

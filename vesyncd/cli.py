@@ -75,9 +75,10 @@ def formatPlugs(plugs: list[dict[str, Any]], now: datetime | None = None) -> str
     rows = [[p.get("alias") or "-", p["id"], "online" if p.get("online") else "offline", p.get("relay") or "-",
              _num(p.get("power_w"), "W"), _num(p.get("voltage_v"), "V"),
              "-" if p.get("rssi_dbm") is None else f"{p['rssi_dbm']} dBm",
-             _num(p.get("energy_today_kwh"), "kWh", 3), ago(p.get("last_seen"), now)] for p in plugs]
-    return table(rows, ["NAME", "ID", "STATUS", "RELAY", "POWER", "VOLTAGE", "RSSI", "TODAY", "LAST SEEN"],
-                 right={4, 5, 6, 7})
+             _num(p.get("energy_today_kwh"), "kWh", 3), _num(p.get("energy_lifetime_kwh"), "kWh", 3),
+             ago(p.get("last_seen"), now)] for p in plugs]
+    return table(rows, ["NAME", "ID", "STATUS", "RELAY", "POWER", "VOLTAGE", "RSSI", "TODAY", "LIFETIME",
+                        "LAST SEEN"], right={4, 5, 6, 7, 8})
 
 
 def formatPlug(p: dict[str, Any], now: datetime | None = None) -> str:
