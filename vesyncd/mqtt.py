@@ -189,7 +189,13 @@ class MQTTBridge:
         if plug.id != event.plug:
             return
         if event.kind == h.PLUG_NEW or event.plug not in self.nodes:
-            self._syncNodes()
+            node = ha.safeId(plug.id)
+            if plug.alias is None and node not in self.nodes.values() and node != "status":
+                # A new plug without an alias takes its id: no need to recompute every plug's
+                # topics (which would cost O(plugs) per login in a storm of new plugs).
+                self.nodes[plug.id] = node
+            else:
+                self._syncNodes()
             self._publishPlug(plug, discovery=True)
         elif event.kind == h.ALIAS:
             self._syncNodes()
