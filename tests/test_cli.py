@@ -230,3 +230,48 @@ def test_doctorAgainstTheDaemon(daemon: Any) -> None:
     assert all("firmware 1.89" in c["message"] and "127.0.0.1" in c["message"] for c in plugChecks)
     assert result.returncode in (0, 1)
     assert result.returncode == (1 if any(c["level"] == "FAIL" for c in checks.values()) else 0)
+
+
+def test_provisionThenThePlugWorks(daemon: Any) -> None:
+    """Provision a factory-reset simulated plug: it answers, logs in to the daemon, `watch` shows it
+    as a new plug, and `vesyncctl on` switches it; the password never shows in any output."""
+    stateDir = daemon[0]
+    info = json.loads(ctl(stateDir, "--json", "info").stdout)
+    plugPort = int(info["listeners"]["plugs"].rsplit(":", 1)[1])
+    setupPort = _freePort()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VESYNCD_")}
+    plug = subprocess.Popen([str(BIN / "vesyncd-sim"), "--setup-mode", "--listen", f"127.0.0.1:{setupPort}",
+                             "--server-port", str(plugPort), "--seed", "provisioned", "--events"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen([str(BIN / "vesyncctl"), "--state-dir", stateDir, "--json", "watch"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        plugLines, watched = _Lines(plug), _Lines(watcher)
+        plugLines.waitFor(lambda e: e.get("event") == "setup_mode")
+        time.sleep(1.0)  # let the watch start
+        result = ctl(stateDir, "provision", "--ssid", "HomeNet", "--password", "s3cret-pass",
+                     "--server-ip", "127.0.0.1", "--plug-address", f"127.0.0.1:{setupPort}", "--timeout", "10")
+        assert result.returncode == 0, result.stderr
+        assert "vesyncctl list" in result.stdout
+        assert "s3cret-pass" not in result.stdout + result.stderr
+        new = watched.waitFor(lambda e: e.get("event") == "plug_new")
+        plugLines.waitFor(lambda e: e.get("event") == "online")
+        switched = ctl(stateDir, "--json", "off", new["plug"][:12])
+        assert switched.returncode == 0, switched.stderr
+        assert json.loads(switched.stdout)["relay"] == "off"
+        plugLines.waitFor(lambda e: e.get("event") == "relay" and e.get("relay") == "off")
+    finally:
+        for proc in (watcher, plug):
+            proc.terminate()
+            proc.wait(5)
+        assert "s3cret-pass" not in "".join(plugLines.seen) + (plug.stderr.read() if plug.stderr else "")
+
+
+def test_provisionRefusesTooLongBeforeSending(daemon: Any) -> None:
+    """A password that cannot fit the one-byte length is refused with exit 1 or 2 and a clear line,
+    before any connection is attempted (nothing listens at the plug address)."""
+    result = ctl(daemon[0], "provision", "--ssid", "S" * 32, "--password", "p" * 63, "--server-ip", "127.0.0.1",
+                 "--plug-address", f"127.0.0.1:{_freePort()}")
+    assert result.returncode in (1, 2)
+    assert "shorten" in result.stderr and "p" * 63 not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

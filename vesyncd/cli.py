@@ -12,6 +12,7 @@ import argparse
 import getpass
 import csv
 import io
+import ipaddress
 import json
 import os
 import sys
@@ -385,11 +386,25 @@ async def runProvision(reactor: Any, args: argparse.Namespace, out: TextIO) -> i
         password = args.password if args.password is not None else getpass.getpass("Wi-Fi password: ")
         request = P.buildConfigRequest(args.ssid, password, serverIP, dns=args.dns)
         host, port = P.parsePlugAddress(args.plug_address or f"{P.SETUP_HOST}:{P.SETUP_PORT}")
+        if ipaddress.ip_address(serverIP).is_loopback and not _isLoopbackHost(host):
+            sys.stderr.write(f"vesyncctl: warning: --server-ip {serverIP} is this machine's loopback address; "
+                             "a real plug cannot reach it (give the LAN address)\n")
         reply = await P.provision(reactor, host, port, request, args.provision_timeout)
     except P.ProvisionError as e:
         raise CLIError(f"provisioning failed: {e}") from None
-    _print(out, json.dumps(reply, indent=2) + "\n" if args.json else P.describeReply(reply) + "\n")
+    if args.json:
+        _print(out, json.dumps({"reply": reply, "server_ip": serverIP}, indent=2) + "\n")
+    else:
+        _print(out, f"{P.describeReply(reply)}; it will connect to vesyncd at {serverIP}:17273.\n"
+                    "Next: rejoin your own Wi-Fi; the plug will appear in `vesyncctl list` within a minute.\n")
     return 0
+
+
+def _isLoopbackHost(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main(argv: list[str] | None = None) -> None:
