@@ -100,6 +100,9 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
             round(a / b, 2) if a and b else None, f"spread {spread(v, 'login.per_s')}% / {spread(w, 'login.per_s')}%")
         a, b = both("login.seconds")
         row(f"time to {n} logged in (s)", a, b)
+        a, b = both("storm.cpu_us_per_login")
+        row("server cpu per login, storm (us)", a, b, "", None, round(a / b, 2) if a and b else None,
+            f"first connect {med(v, 'login.cpu_us_per_login')} / {med(w, 'login.cpu_us_per_login')} us")
         a, b = both("storm.seconds")
         fails = med(v, "storm.failures")
         row(f"reconnect storm {n} plugs (s)", a, b, "<= 5 s, 0 failures (10,000)",
@@ -114,18 +117,21 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
         a, b = both("memory.bytes_per_plug")
         row("memory per connected plug (B)", a, b, "<= 14 KiB", a is not None and a <= KIB14,
             round(a / b, 2) if a and b else None, f"spread {spread(v, 'memory.bytes_per_plug')}%")
+        kp, kr = med(v, "ka_latency.plugs"), plugs["params"]["ka_rate"]
         a, b = both("ka_latency.p50_ms")
-        row("/ka->/kr p50 ms (1,000 plugs, 1,000/s)", a, b)
+        row(f"/ka->/kr p50 ms ({kp:.0f} plugs, {kr}/s)", a, b)
         a, b = both("ka_latency.p99_ms")
-        row("/ka->/kr p99 ms (1,000 plugs, 1,000/s)", a, b, "<= 1 ms", a is not None and a <= 1.0,
+        row(f"/ka->/kr p99 ms ({kp:.0f} plugs, {kr}/s)", a, b, "<= 1 ms", a is not None and a <= 1.0,
             None, f"spread {spread(v, 'ka_latency.p99_ms')}% / {spread(w, 'ka_latency.p99_ms')}%")
         k = med(v, "report_cpu.plugs")
         a, b = both("report_cpu.cpu_pct")
         row(f"cpu, {k} plugs reporting every 3 s (% core)", a, b, "<= 35 % at 5,000",
-            (a is not None and a <= 35) if k and k >= 5000 else None)
+            (a is not None and a <= 35) if k and k >= 5000 else None, None,
+            f"{med(v, 'report_cpu.cpu_us_per_report')} / {med(w, 'report_cpu.cpu_us_per_report')} us per report"
+            " (vesyncd persists to SQLite)")
         a, b = both("saturation.replies_per_s")
         ca, cb = both("saturation.cpu_pct")
-        row("saturation /kr per s (1,000 plugs)", a, b, "", None, round(a / b, 2) if a and b else None,
+        row(f"saturation /kr per s ({med(v, 'saturation.plugs'):.0f} plugs)", a, b, "", None, round(a / b, 2) if a and b else None,
             f"server cpu {ca} % / {cb} % (the one-core generator limits both)")
         if a and b and ca and cb:
             pa, pb = a / (ca / 100), b / (cb / 100)
@@ -134,8 +140,10 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
         if med(v, "soak.growth_kib") is not None:
             row("short soak RSS growth (KiB)", med(v, "soak.growth_kib"), med(w, "soak.growth_kib"))
     if soak:
-        row(f"soak {soak['seconds']:.0f} s, churn {soak['churn_per_s']}/s: RSS growth (KiB)", soak["growth_kib"],
-            None, "no growth (< 1 %)", soak["growth_pct"] < 1.0, None, f"{soak['growth_pct']} %")
+        row(f"soak {soak['seconds']:.0f} s, churn {soak['churn_per_s']}/s: RSS growth (KiB)",
+            soak["growth_after_warmup_kib"], None, "no growth (< 1 %)", soak["growth_after_warmup_pct"] < 1.0, None,
+            f"{soak['growth_after_warmup_pct']} % after {soak['warmup_s']:.0f} s warm-up; first vs last third "
+            f"{soak['growth_kib']} KiB ({soak['growth_pct']} %)")
     if control and not control.get("skipped"):
         runs = control["runs"]
         p99 = sorted(r.get("latency", {}).get("p99_ms", 0) for r in runs)
@@ -162,7 +170,13 @@ def printTable(rows: list[dict[str, Any]]) -> None:
     print()
     print(f"{'measure':48s} {'vesyncd':>11s} {'peer':>11s} {'ratio':>6s}  {'target':28s} {'':6s} note")
     for r in rows:
-        fmt = lambda x: "" if x is None else (f"{x:.3f}" if isinstance(x, float) and x < 10 else str(x))  # noqa
+        def fmt(x: Any) -> str:
+            if x is None:
+                return ""
+            if isinstance(x, float):
+                return str(int(x)) if x.is_integer() else (f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}")
+            return str(x)
+
         print(f"{r['what'][:48]:48s} {fmt(r['vesyncd']):>11s} {fmt(r['peer']):>11s} {fmt(r['ratio']):>6s}  "
               f"{r['target'][:28]:28s} {verdict[r['ok']]:6s} {r['note']}")
     print()

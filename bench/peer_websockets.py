@@ -65,9 +65,9 @@ async def handler(ws: Any) -> None:
             del PLUGS[plug]
 
 
-async def run(host: str, port: int) -> None:
+async def run(host: str, port: int, backlog: int = 1024) -> None:
     async with serve(handler, host, port, compression=None, ping_interval=None, max_size=m.MAX_PAYLOAD,
-                     max_queue=16, open_timeout=10, close_timeout=1, backlog=1024):
+                     max_queue=16, open_timeout=10, close_timeout=1, backlog=backlog):
         await asyncio.Future()
 
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="minimal websockets plug server (benchmark baseline)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--backlog", type=int, default=1024, help="listen backlog (vesyncd's default: 1024)")
     args = p.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
         print("peer_websockets: benchmark servers listen on loopback only", file=sys.stderr)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
-        asyncio.run(run(args.host, args.port))
+        asyncio.run(run(args.host, args.port, args.backlog))
     except KeyboardInterrupt:
         pass
     return 0

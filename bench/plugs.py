@@ -71,7 +71,7 @@ class Server:
     """One plug server process pinned to the server core."""
 
     def __init__(self, kind: str, *, frameRate: float | None = 1e9, control: bool = False,
-                 tracemalloc: bool = False, experiments: tuple[str, ...] = ()) -> None:
+                 tracemalloc: bool = False, experiments: tuple[str, ...] = (), backlog: int | None = None) -> None:
         self.kind = kind
         self.port = freePort()
         self.stateDir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
@@ -87,6 +87,8 @@ class Server:
                 cmd += ["--experiment", e]
         else:
             cmd = [sys.executable, "-m", "bench.peer_websockets", "--port", str(self.port)]
+        if backlog:
+            cmd += ["--backlog", str(backlog)]
         self.log = open(os.path.join(self.stateDir, "stderr.txt"), "w")
         self.proc = subprocess.Popen(pinned(SERVER_CORE, cmd), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
@@ -205,11 +207,14 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
         fds0 = srv.fds()
         load = Load(srv.port, n)
         # 1. connect all
+        c0 = srv.cpuSeconds()
         r = load.all("connect", timeout=p["timeout"])
+        cpu = srv.cpuSeconds() - c0
         took = _overall(r)
         online = sum(x["online"] for x in r)
         res["login"] = {"seconds": round(took, 3), "per_s": round(online / took, 1), "online": online,
-                        "failures": sum(x["failures"] for x in r)}
+                        "failures": sum(x["failures"] for x in r),
+                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1))}
         time.sleep(1.0)
         rss1 = srv.rssKiB()
         res["memory"] = {"rss_idle_kib": rss0, "rss_connected_kib": rss1,
@@ -223,13 +228,16 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
             time.sleep(0.05)
         time.sleep(0.3)
         ovf0 = listenOverflows()
+        c0 = srv.cpuSeconds()
         r = load.all("connect", timeout=p["timeout"])
+        cpu = srv.cpuSeconds() - c0
         ovf1 = listenOverflows()
         took = _overall(r)
         online = sum(x["online"] for x in r)
         res["storm"] = {"seconds": round(took, 3), "online": online, "failures": sum(x["failures"] for x in r),
                         "listen_overflows": ovf1.get("ListenOverflows", 0) - ovf0.get("ListenOverflows", 0),
-                        "listen_drops": ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0)}
+                        "listen_drops": ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0),
+                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1))}
         say(f"  {kind}: storm {online}/{n} back in {took:.2f} s, failures {res['storm']['failures']}, "
             f"listen overflows {res['storm']['listen_overflows']}")
         time.sleep(0.5)
@@ -248,7 +256,9 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
         c0, t0 = srv.cpuSeconds(), time.monotonic()
         r = load.all("cadence", seconds=p["window"], ka=180.0, report=3.0, limit=k)
         cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
-        res["report_cpu"] = {"plugs": k, "cpu_pct": round(cpu, 2), "reports": sum(x["sent_report"] for x in r)}
+        reports = sum(x["sent_report"] for x in r)
+        res["report_cpu"] = {"plugs": k, "cpu_pct": round(cpu, 2), "reports": reports,
+                             "cpu_us_per_report": round(cpu / 100 * (time.monotonic() - t0) * 1e6 / max(reports, 1))}
         say(f"  {kind}: {k} plugs reporting every 3 s: cpu {cpu:.1f} % of one core")
         # 5. /ka latency, 1,000 plugs at 1,000 msgs/s
         k = min(n, 1000)
@@ -317,9 +327,15 @@ def run(p: dict[str, Any], say: Callable[[str], None] = print) -> dict[str, Any]
     return {"params": p, "runs": runs, "summary": {k: summarize(v) for k, v in runs.items()}}
 
 
-def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = print) -> dict[str, Any]:
+#: Seconds of soak before the RSS is compared: the hub's liveness timers (60 s idle, offline
+#: after 110 s) and the cancelled timers of dropped sessions reach their steady state by then.
+SOAK_WARMUP = 120.0
+
+
+def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = print,
+         experiments: tuple[str, ...] = ()) -> dict[str, Any]:
     """vesyncd alone: N plugs, reconnect churn for C{seconds}, VmRSS every 10 s."""
-    srv = Server("vesyncd")
+    srv = Server("vesyncd", experiments=experiments)
     load = None
     try:
         rss0 = srv.rssKiB()
@@ -333,11 +349,16 @@ def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = 
         third = max(1, len(samples) // 3)
         early = statistics.median(s for _, s in samples[:third])
         late = statistics.median(s for _, s in samples[-third:])
+        warm = [s for t, s in samples if t >= min(SOAK_WARMUP, seconds / 3)] or [samples[-1][1]]
         result = {"plugs": plugs, "seconds": seconds, "churn_per_s": churn, "rss_idle_kib": rss0,
                   "rss_samples": samples, "growth_kib": late - early,
-                  "growth_pct": round((late - early) / early * 100, 2)}
+                  "growth_pct": round((late - early) / early * 100, 2),
+                  "warmup_s": min(SOAK_WARMUP, seconds / 3), "growth_after_warmup_kib": warm[-1] - warm[0],
+                  "growth_after_warmup_pct": round((warm[-1] - warm[0]) / warm[0] * 100, 2),
+                  "experiments": list(experiments)}
         say(f"soak: {plugs} plugs, {seconds:.0f} s, churn {churn}/s: RSS first third {early} KiB, "
-            f"last third {late} KiB ({result['growth_pct']:+.2f} %)")
+            f"last third {late} KiB ({result['growth_pct']:+.2f} %); after {result['warmup_s']:.0f} s of warm-up "
+            f"{warm[0]} -> {warm[-1]} KiB ({result['growth_after_warmup_pct']:+.2f} %)")
         return result
     finally:
         if load is not None:

@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", action="store_true")
     p.add_argument("--tracemalloc", action="store_true")
     p.add_argument("--logfile", default=None)
+    p.add_argument("--backlog", type=int, default=None, help="listen backlog (default: vesyncd's own)")
     p.add_argument("--experiment", action="append", default=[],
-                   help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold")
+                   help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold, lazy-pformat, class-config, drop-handshake, no-store")
     args = p.parse_args(argv)
     if args.tracemalloc:
         import tracemalloc
@@ -46,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logfile = open(args.logfile or f"{args.state_dir}/vesyncd.log", "a")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(logfile)], redirectStandardIO=False)
+    if "no-store" in args.experiment and "vesyncd.store_tap" in tap.FEATURES:
+        tap.FEATURES.remove("vesyncd.store_tap")  # the in-memory ledger instead of SQLite
     if args.control and "vesyncd.control_tap" not in tap.FEATURES:
         tap.FEATURES.append("vesyncd.control_tap")
     config = tap.Options()
-    config.parseOptions(["--plugs", f"tcp:{args.port}:interface=127.0.0.1", "--state-dir", args.state_dir,
+    plugs = f"tcp:{args.port}:interface=127.0.0.1" + (f":backlog={args.backlog}" if args.backlog else "")
+    config.parseOptions(["--plugs", plugs, "--state-dir", args.state_dir,
                          "--no-dns", "--no-http", "--refresh-interval", "0"])
     top = tap.makeService(config, reactor)
     if args.frame_rate is not None:

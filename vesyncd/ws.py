@@ -12,8 +12,10 @@ stops reading.
 
 from __future__ import annotations
 
+from pprint import pformat
 from typing import Any
 
+import autobahn.websocket.protocol as _autobahnProtocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
@@ -51,6 +53,32 @@ def formatPeer(peer: str | None) -> str:
         if peer.startswith(prefix):
             return peer[len(prefix):]
     return peer
+
+
+class _LazyFormat:
+    """C{pformat} deferred until the text is rendered.
+
+    Autobahn's C{connectionMade} pformats its ~40 options for a debug line on every connection
+    whether or not debug lines are logged: a quarter of the CPU of a plug's login.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __str__(self) -> str:
+        return pformat(self._value)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+#: Attributes of the opening handshake that Autobahn keeps for the life of the connection.
+_HANDSHAKE_STATE = ("http_request_data", "http_headers", "http_status_line", "http_request_uri",
+                    "http_request_path", "http_request_params", "http_request_host", "http_response_data")
 
 
 @implementer(IPlugConnection)
@@ -115,7 +143,11 @@ class PlugServerProtocol(WebSocketServerProtocol):
     # -- connection and handshake --------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        super().connectionMade()
+        _autobahnProtocol.pformat = _LazyFormat  # type: ignore[attr-defined]
+        try:
+            super().connectionMade()
+        finally:
+            _autobahnProtocol.pformat = pformat  # type: ignore[attr-defined]
         self.peerAddress = formatPeer(self.peer)
         self._link = _PlugLink(self)
         self._tokensAt = self.factory.hub.clock.seconds()
@@ -166,10 +198,13 @@ class PlugServerProtocol(WebSocketServerProtocol):
                          f"{self.factory.handshakeTimeout:g} s")
 
     def onOpen(self) -> None:
-        """Stop the handshake deadline and start the login deadline."""
+        """Stop the handshake deadline, forget the handshake, and start the login deadline."""
         if self._handshakeTimer is not None and self._handshakeTimer.active():
             self._handshakeTimer.cancel()
         self._handshakeTimer = None
+        for name in _HANDSHAKE_STATE:
+            if name in self.__dict__:
+                setattr(self, name, None)
         try:
             self._loginTimer = self.factory.hub.clock.callLater(self.factory.loginTimeout, self._loginTimedOut)
         except Exception:
@@ -327,6 +362,7 @@ class PlugServerFactory(WebSocketServerFactory):
         handshakeTimeout: float = HANDSHAKE_TIMEOUT,
         frameRate: float = FRAME_RATE,
     ) -> None:
+        self._optionsClass: tuple[type, type] | None = None
         super().__init__(server=None, reactor=reactor)
         self.hub = hub
         self.loginTimeout = loginTimeout
@@ -342,3 +378,23 @@ class PlugServerFactory(WebSocketServerFactory):
             failByDrop=True,
             perMessageCompressionAccept=lambda offers: None,
         )
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        """Set Autobahn options (see L{buildProtocol} for why this forgets the protocol class)."""
+        super().setProtocolOptions(**options)
+        self._optionsClass = None
+
+    def buildProtocol(self, addr: Any) -> PlugServerProtocol:
+        """A connection whose class carries the options, so Autobahn copies none into each instance.
+
+        Autobahn copies every option the protocol lacks from the factory into the connection's
+        own C{__dict__} (about 40 attributes, some 2 KiB per plug); as class attributes of a
+        subclass made once per factory and option set they are shared by every connection.
+        """
+        base = self.protocol
+        if self._optionsClass is None or self._optionsClass[0] is not base:
+            options = {name: getattr(self, name) for name in base.CONFIG_ATTRS if hasattr(self, name)}
+            self._optionsClass = (base, type(base.__name__, (base,), options))
+        proto = self._optionsClass[1]()
+        proto.factory = self
+        return proto
