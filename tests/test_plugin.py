@@ -80,11 +80,11 @@ def test_default_listeners_are_loopback() -> None:
 
 
 def test_plug_listener_gets_a_deep_backlog() -> None:
-    """TCP and TLS plug endpoints get backlog=1024 unless they name one; others are untouched."""
+    """TCP and TLS plug endpoints get backlog=4096 unless they name one; others are untouched."""
     from vesyncd.service import withBacklog
 
-    assert withBacklog("tcp:17273") == "tcp:17273:backlog=1024"
-    assert withBacklog("ssl:17273:privateKey=k.pem") == "ssl:17273:privateKey=k.pem:backlog=1024"
+    assert withBacklog("tcp:17273") == "tcp:17273:backlog=4096"
+    assert withBacklog("ssl:17273:privateKey=k.pem") == "ssl:17273:privateKey=k.pem:backlog=4096"
     assert withBacklog("tcp:1:backlog=5") == "tcp:1:backlog=5"
     assert withBacklog("unix:/tmp/x") == "unix:/tmp/x"
 

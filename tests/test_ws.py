@@ -248,3 +248,25 @@ def test_simulated_plug_in_memory_both_firmwares() -> None:
         client.transport.loseConnection()
         pump.flush()
         assert not hub.get(plug.id).online
+
+
+def test_unauthenticated_connections_are_bounded() -> None:
+    """Beyond maxUnauthenticated connections without a login, new ones are closed at once; a login
+    or a close frees a place."""
+    hub, clock, factory = makeServer(maxUnauthenticated=2)
+    (p1, t1), (p2, t2), (p3, t3) = rawServer(factory), rawServer(factory), rawServer(factory)
+    assert not t1.disconnecting and not t2.disconnecting and t3.disconnecting
+    assert hub.stats["rejected_too_many_unauthenticated"] == 1
+    p1.dataReceived(PLUG_REQUEST)
+    p1.dataReceived(frame(b'{"id":"first"}'))
+    p4, t4 = rawServer(factory)
+    assert not t4.disconnecting
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    p2.connectionLost(Failure(ConnectionDone()))
+    p5, t5 = rawServer(factory)
+    assert not t5.disconnecting
+    p6, t6 = rawServer(factory)
+    assert t6.disconnecting
+    assert factory.unauthenticated == 2

@@ -44,7 +44,7 @@ class DaemonService(service.MultiService):
         self._guard(super().startService)
 
 
-def withBacklog(description: str, backlog: int = 1024) -> str:
+def withBacklog(description: str, backlog: int = 4096) -> str:
     """Add a listen backlog to a TCP or TLS endpoint string that does not name one."""
     kind = description.split(":", 1)[0]
     if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:

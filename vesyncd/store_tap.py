@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python import usage
 
-from .hub import FORGOTTEN, ONLINE, CommandError, Event, Hub, UnknownPlug
+from .hub import ENERGY, FORGOTTEN, ONLINE, RSSI, CommandError, Event, Hub, UnknownPlug
 from .paths import DATABASE
 from .periods import hostZone, zoneName
 from .service import StartupError
@@ -68,6 +69,7 @@ class StoreService(service.Service):
     def __init__(self, store: Store) -> None:
         self.store = store
         self.hub: Hub | None = None
+        self.persister: Persister | None = None
 
     def startService(self) -> None:
         """Start the periodic flush and the daily pruning."""
@@ -77,6 +79,8 @@ class StoreService(service.Service):
     def stopService(self) -> Deferred:
         """Save the latest state of every plug (last seen times move without events), then flush and close."""
         service.Service.stopService(self)
+        if self.persister is not None:
+            self.persister.flush()
         if self.hub is not None:
             for plug in self.hub.plugs():
                 self.store.putPlug(plug)
@@ -84,23 +88,63 @@ class StoreService(service.Service):
 
 
 class Persister:
-    """Queues a plug's latest state on each of its events, and deletes a forgotten plug."""
+    """Saves a plug's row after its events, coalesced: state changes within C{delay} seconds, and
+    changes that only move "last seen" (energy reports, keepalives) within C{seenDelay} seconds.
 
-    def __init__(self, hub: Hub, store: Store) -> None:
+    A login alone brings four events and a busy plug a report every few seconds; writing the row
+    once per window instead of once per event is most of the store's CPU.  Forgetting is
+    immediate.  L{flush} saves everything pending (the store service calls it when stopping).
+    """
+
+    SEEN_ONLY = frozenset({ENERGY, RSSI})
+
+    def __init__(self, hub: Hub, store: Store, delay: float = 1.0, seenDelay: float = 60.0) -> None:
         self.hub = hub
         self.store = store
+        self.delay = delay
+        self.seenDelay = seenDelay
+        self._dirty: set[str] = set()
+        self._seen: set[str] = set()
+        self._calls: dict[bool, IDelayedCall] = {}
         self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
 
     def event(self, event: Event) -> None:
-        """Persist what this event changed (the whole plug row: writes coalesce per plug)."""
+        """Note what this event changed; delete a forgotten plug at once."""
         if event.kind == FORGOTTEN:
+            self._dirty.discard(event.plug)
+            self._seen.discard(event.plug)
             self.store.deletePlug(event.plug)
             return
-        try:
-            plug = self.hub.get(event.plug)
-        except UnknownPlug:
-            return
-        self.store.putPlug(plug)
+        seenOnly = event.kind in self.SEEN_ONLY
+        (self._seen if seenOnly else self._dirty).add(event.plug)
+        call = self._calls.get(seenOnly)
+        if call is None or not call.active():
+            self._calls[seenOnly] = self.hub.clock.callLater(self.seenDelay if seenOnly else self.delay,
+                                                             self._flushSome, seenOnly)
+
+    def _flushSome(self, seenOnly: bool) -> None:
+        pending = self._seen if seenOnly else self._dirty
+        ids = list(pending)
+        pending.clear()
+        self._put(ids)
+
+    def _put(self, ids: list[str]) -> None:
+        for plugId in ids:
+            try:
+                self.store.putPlug(self.hub.get(plugId))
+            except UnknownPlug:
+                continue
+
+    def flush(self) -> None:
+        """Queue every pending plug row now."""
+        for call in self._calls.values():
+            if call.active():
+                call.cancel()
+        self._calls.clear()
+        ids = list(self._dirty | self._seen)
+        self._dirty.clear()
+        self._seen.clear()
+        self._put(ids)
 
 
 class PowerOnPolicy:
@@ -184,5 +228,5 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
     """Persist hub events and apply power-on policies."""
     store: Store = context.store
     context.storeService.hub = hub
-    context.persister = Persister(hub, store)
+    context.persister = context.storeService.persister = Persister(hub, store)
     context.powerOn = PowerOnPolicy(hub)

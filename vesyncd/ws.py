@@ -43,6 +43,9 @@ MAX_BAD_FRAMES = 10
 WRITE_STALL_TIMEOUT = 30.0
 #: Bytes that may be queued for a plug that stopped reading before it is dropped.
 MAX_QUEUED_BYTES = 256 * 1024
+#: Connections that have not logged in yet, at most; more are closed at once, so a flood of
+#: half-open or slow handshakes cannot use up the daemon's file descriptors.
+MAX_UNAUTHENTICATED = 4096
 
 
 def formatPeer(peer: str | None) -> str:
@@ -139,6 +142,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._badFrames = 0
         self._queuedWhileStalled = 0
         self._closing = False
+        self._unauthenticated = False
 
     # -- connection and handshake --------------------------------------------------------------
 
@@ -152,6 +156,16 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._link = _PlugLink(self)
         self._tokensAt = self.factory.hub.clock.seconds()
         self.factory.hub.stats["connections"] += 1
+        if self.factory.unauthenticated >= self.factory.maxUnauthenticated:
+            self.factory.hub.stats["rejected_too_many_unauthenticated"] += 1
+            if self.factory.unauthenticated == self.factory.maxUnauthenticated:
+                log.warn("{n} connections have not logged in yet; refusing more (last from {peer})",
+                         n=self.factory.unauthenticated, peer=self.peerAddress)
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        self.factory.unauthenticated += 1
+        self._unauthenticated = True
         # Our own deadline on the hub's clock: Autobahn's runs on the global reactor.
         self._handshakeTimer = self.factory.hub.clock.callLater(self.factory.handshakeTimeout,
                                                                 self._handshakeTimedOut)
@@ -275,6 +289,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
             self._reject("bad_frames", f"{self._badFrames} bad frames")
 
     def _loggedIn(self, login: m.Login) -> None:
+        self._authenticated()
         if self._loginTimer is not None and self._loginTimer.active():
             self._loginTimer.cancel()
         self._loginTimer = None
@@ -333,6 +348,16 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._stallTimer = None
         self._reject("write_stall", f"plug has not read for {WRITE_STALL_TIMEOUT:g} s")
 
+    def _authenticated(self) -> None:
+        """This connection no longer counts against L{MAX_UNAUTHENTICATED}."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.factory.unauthenticated -= 1
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._authenticated()
+        super().connectionLost(reason)
+
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Tell the core the connection is gone, and stop every timer."""
         self._closing = True
@@ -361,10 +386,13 @@ class PlugServerFactory(WebSocketServerFactory):
         loginTimeout: float = LOGIN_TIMEOUT,
         handshakeTimeout: float = HANDSHAKE_TIMEOUT,
         frameRate: float = FRAME_RATE,
+        maxUnauthenticated: int = MAX_UNAUTHENTICATED,
     ) -> None:
         self._optionsClass: tuple[type, type] | None = None
         super().__init__(server=None, reactor=reactor)
         self.hub = hub
+        self.unauthenticated = 0
+        self.maxUnauthenticated = maxUnauthenticated
         self.loginTimeout = loginTimeout
         self.handshakeTimeout = handshakeTimeout
         self.frameRate = frameRate
