@@ -316,3 +316,19 @@ def test_close_all_marks_every_plug_offline() -> None:
     assert pending[0].check(h.PlugOffline)
     assert sorted(e.plug for e in events if e.kind == h.OFFLINE) == ["a", "b"]
     assert not hub.get("a").online and not hub.get("b").online
+
+
+def test_cancelled_liveness_timer_lets_go_of_the_session() -> None:
+    """A closed session's cancelled timer no longer refers to it (so it can be freed at once)."""
+    import gc
+    import weakref
+
+    hub, clock, events = makeHub()
+    session = hub.login(FakeConnection(), LOGIN)
+    call = session._liveness
+    ref = weakref.ref(session)
+    session.lost("gone")
+    del session
+    gc.collect()
+    assert ref() is None
+    assert not call.active() and call.args == ()

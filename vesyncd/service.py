@@ -20,6 +20,26 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why and how to fix it."""
 
 
+def raiseFileLimit(ceiling: int = 1 << 20) -> int | None:
+    """Raise the soft open-file limit to the hard one (at most C{ceiling}): every plug is a socket.
+
+    Returns the new soft limit, or None where there is no such limit.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 class DaemonService(service.MultiService):
     """The daemon's top service: with C{exitOnStartupError}, a L{StartupError} while starting
     prints its one line to standard error and exits with status 1 instead of a traceback."""

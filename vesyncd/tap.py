@@ -21,7 +21,7 @@ from .config import applyConfig, findConfigArgument, loadConfigFile
 from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
 from .paths import defaultStateDir
 from .service import (DaemonService, IntervalService, ListenerService, ShutdownHook, StartupError,
-                      withBacklog)
+                      raiseFileLimit, withBacklog)
 from .ws import LOGIN_TIMEOUT, PlugServerFactory
 
 log = Logger()
@@ -168,6 +168,7 @@ def makeService(config: Options, reactor: Any = None) -> DaemonService:
 
 
 def _build(config: Options, reactor: Any) -> DaemonService:
+    files = raiseFileLimit()
     top = DaemonService()
     context = SimpleNamespace(stateDir=config["state-dir"], store=None, token=None, ledger=None, known=[],
                               listeners={}, info={})
@@ -188,6 +189,8 @@ def _build(config: Options, reactor: Any) -> DaemonService:
     top.hub = hub  # type: ignore[attr-defined]
 
     factory = PlugServerFactory(hub, reactor=reactor, loginTimeout=config["login-timeout"])
+    log.info("open-file limit {files} (each plug is one); at most {n} connections may wait for their login",
+             files=files, n=factory.maxUnauthenticated)
     plugs = ListenerService(reactor, "plug server", withBacklog(config["plugs"]), factory)
     plugs.setServiceParent(top)
     top.plugListener = plugs  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from . import messages as m
-from .hub import Hub, PlugSession
+from .hub import Hub, PlugSession, cancelCall
 from .interfaces import IPlugConnection
 
 log = Logger()
@@ -43,9 +43,19 @@ MAX_BAD_FRAMES = 10
 WRITE_STALL_TIMEOUT = 30.0
 #: Bytes that may be queued for a plug that stopped reading before it is dropped.
 MAX_QUEUED_BYTES = 256 * 1024
-#: Connections that have not logged in yet, at most; more are closed at once, so a flood of
-#: half-open or slow handshakes cannot use up the daemon's file descriptors.
-MAX_UNAUTHENTICATED = 4096
+def unauthenticatedLimit() -> int:
+    """How many connections may wait for their login at once: three quarters of the process's
+    file-descriptor limit, so a flood of half-open or slow handshakes cannot use them all up
+    (a simultaneous reconnect of every plug must still fit)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 4096
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(256, soft * 3 // 4)
 
 
 def formatPeer(peer: str | None) -> str:
@@ -213,8 +223,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         """Stop the handshake deadline, forget the handshake, and start the login deadline."""
-        if self._handshakeTimer is not None and self._handshakeTimer.active():
-            self._handshakeTimer.cancel()
+        cancelCall(self._handshakeTimer)
         self._handshakeTimer = None
         for name in _HANDSHAKE_STATE:
             if name in self.__dict__:
@@ -290,8 +299,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
 
     def _loggedIn(self, login: m.Login) -> None:
         self._authenticated()
-        if self._loginTimer is not None and self._loginTimer.active():
-            self._loginTimer.cancel()
+        cancelCall(self._loginTimer)
         self._loginTimer = None
         assert self._link is not None
         log.info("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
@@ -349,7 +357,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._reject("write_stall", f"plug has not read for {WRITE_STALL_TIMEOUT:g} s")
 
     def _authenticated(self) -> None:
-        """This connection no longer counts against L{MAX_UNAUTHENTICATED}."""
+        """This connection no longer counts against the factory's C{maxUnauthenticated}."""
         if self._unauthenticated:
             self._unauthenticated = False
             self.factory.unauthenticated -= 1
@@ -362,8 +370,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         """Tell the core the connection is gone, and stop every timer."""
         self._closing = True
         for timer in (self._loginTimer, self._stallTimer, self._handshakeTimer):
-            if timer is not None and timer.active():
-                timer.cancel()
+            cancelCall(timer)
         self._loginTimer = self._stallTimer = self._handshakeTimer = None
         session, self.session = self.session, None
         if session is not None:
@@ -386,13 +393,13 @@ class PlugServerFactory(WebSocketServerFactory):
         loginTimeout: float = LOGIN_TIMEOUT,
         handshakeTimeout: float = HANDSHAKE_TIMEOUT,
         frameRate: float = FRAME_RATE,
-        maxUnauthenticated: int = MAX_UNAUTHENTICATED,
+        maxUnauthenticated: int | None = None,
     ) -> None:
         self._optionsClass: tuple[type, type] | None = None
         super().__init__(server=None, reactor=reactor)
         self.hub = hub
         self.unauthenticated = 0
-        self.maxUnauthenticated = maxUnauthenticated
+        self.maxUnauthenticated = maxUnauthenticated if maxUnauthenticated is not None else unauthenticatedLimit()
         self.loginTimeout = loginTimeout
         self.handshakeTimeout = handshakeTimeout
         self.frameRate = frameRate
