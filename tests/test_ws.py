@@ -270,3 +270,23 @@ def test_unauthenticated_connections_are_bounded() -> None:
     p6, t6 = rawServer(factory)
     assert t6.disconnecting
     assert factory.unauthenticated == 2
+
+
+def test_server_frames_short_and_16_bit_lengths() -> None:
+    """Messages to a plug are single unmasked frames with 7-bit or 16-bit lengths, text or AES binary;
+    anything of 64 KiB or more is refused rather than sent."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    proto.dataReceived(frame(b'{"id":"p"}'))
+    transport.clear()
+    link = proto.session.connection
+    for size in (10, 125, 126, 300, 65535, 70000):
+        link.send(b"x" * size)
+    frames = serverFrames(transport.value())
+    assert [(op, len(p)) for op, p in frames] == [(1, 10), (1, 125), (1, 126), (1, 300), (1, 65535)]
+    proto.encrypted = True
+    transport.clear()
+    link.send(b'{"uri":"/ka"}' * 20)
+    ((op, body),) = serverFrames(transport.value())
+    assert op == 2 and m.aesDecrypt(body) == b'{"uri":"/ka"}' * 20

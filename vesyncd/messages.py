@@ -409,6 +409,7 @@ def parseObject(payload: bytes | str) -> dict[str, Any]:
     """
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    given = payload
     if isinstance(payload, bytes):
         try:
             payload = payload.decode("utf-8")
@@ -425,7 +426,10 @@ def parseObject(payload: bytes | str) -> dict[str, Any]:
         raise ProtocolError(f"not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"JSON {type(obj).__name__} is not an object")
-    _depth(obj, MAX_DEPTH)
+    # Only nested values or \u escapes (the one way to spell a lone surrogate) need the walk;
+    # real plug messages are flat objects without escapes.
+    if not isinstance(given, bytes) or "\\u" in payload or payload.count("{") + payload.count("[") > 1:
+        _depth(obj, MAX_DEPTH)
     return obj
 
 
