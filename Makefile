@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test bench hardening venv clean
 
@@ -22,6 +23,10 @@ $(TEST_STAMP): $(STAMP) setup.py
 	-$(BIN)/python -m bench.hardening.conformance --install
 	touch $@
 
+$(BENCH_STAMP): $(TEST_STAMP) setup.py
+	$(BIN)/pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	touch $@
+
 venv: $(STAMP)
 
 ## Start the daemon in the foreground with a simulated demo plug on loopback.
@@ -32,9 +37,10 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-## Benchmarks and soaks (minutes): prints a table and a JSON line.
-bench: $(TEST_STAMP)
-	$(BIN)/python -m bench
+## Benchmarks and soaks (minutes): prints a table and a JSON line. FULL=1 for the 10,000-plug profile.
+## dnsperf and dnsmasq (Debian) are needed for the DNS part; it says so when they are missing.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(if $(FULL),--full)
 
 ## Hardening suite: fuzzing, conformance, abuse and faults, with a report (minutes; loopback only).
 ## QUICK=1 for the short variant.

@@ -40,6 +40,10 @@ setup(
             "hypothesis>=6.100",
             "selenium>=4.11",
         ],
+        "bench": [
+            "websockets>=12.0",
+            "py-spy>=0.3.14",
+        ],
     },
     entry_points={
         "console_scripts": [
