@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
+
+from twisted.internet import reactor, task
 
 from zope.interface import implementer
 
@@ -31,3 +33,12 @@ class FakeConnection:
     def uris(self) -> list[str]:
         """The URIs sent so far, in order."""
         return [m.get("uri") for m in self.sent]
+
+
+async def waitFor(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll C{predicate} on the real reactor until it holds, failing after C{timeout} seconds."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await task.deferLater(reactor, 0.02, lambda: None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from twisted.internet import defer, protocol, reactor, task
@@ -17,18 +17,10 @@ from bench.hardening.common import raiseFileLimit
 from vesyncd import hub as h
 from vesyncd import sim, tap, ws
 from vesyncd.sim import Simulator
+from tests.fakes import waitFor
 
 LOGIN = sim.maskedFrame(json.dumps({"id": "attacker-plug", "firmVersion": "1.89"}).encode(), False)
 KA = sim.maskedFrame(b'{"uri":"/ka","rssi":-40}', False)
-
-
-async def waitFor(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll C{predicate} on the real reactor until it holds, failing after C{timeout} seconds."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await task.deferLater(reactor, 0.02, lambda: None)
 
 
 class RawPeer(protocol.Protocol):

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from vesyncd import hub as h
 from vesyncd import tap
 from vesyncd.sim import Simulator
-
-
-async def waitFor(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll C{predicate} on the real reactor until it holds, failing after C{timeout} seconds."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await task.deferLater(reactor, 0.02, lambda: None)
+from tests.fakes import waitFor
 
 
 class DaemonTests(unittest.TestCase):
