@@ -66,7 +66,7 @@ def runSetupMode(reactor: Any, args: argparse.Namespace, out: Callable[[dict[str
     try:
         host, port = parsePlugAddress(args.listen)
     except ValueError as e:
-        print(f"vesyncd-sim: --listen {args.listen!r}: {e}", file=sys.stderr)
+        sys.stderr.write(f"vesyncd-sim: --listen {args.listen!r}: {e}\n")
         return 2
     plug = SetupModePlug(reactor, firmware=args.firmware, serverPort=args.server_port, speed=args.speed,
                          seed=args.seed, load_w=args.load, onEvent=out)

@@ -99,7 +99,7 @@ class Options(usage.Options):
 
     def opt_version(self) -> None:
         """Print the version and exit."""
-        print(f"vesyncd {__version__}")
+        sys.stdout.write(f"vesyncd {__version__}\n")
         sys.exit(0)
 
     def parseOptions(self, options: list[str] | None = None) -> None:

@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from . import messages as m
-from .hub import Hub, PlugSession, cancelCall
+from .hub import Hub
+from .session import PlugSession, cancelCall
 from .interfaces import IPlugConnection
 
 log = Logger()
