@@ -18,6 +18,7 @@ from typing import Any
 import autobahn.websocket.protocol as _autobahnProtocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -391,8 +392,19 @@ class PlugServerProtocol(WebSocketServerProtocol):
             self.factory.unauthenticated -= 1
 
     def connectionLost(self, reason: Any = None) -> None:
+        """Autobahn's close handling, then let go of every reference back to this protocol.
+
+        A closed connection must be freed by reference counting alone: with thousands of plugs
+        connected the cyclic collector's full passes are minutes apart, and a reconnecting plug
+        whose old connection waits for one holds its memory until then (the pages then stay with
+        the allocator).  Autobahn resolves C{is_closed} with the protocol itself, and the core's
+        link and the write watch point back at it; those three are the cycles dropped here.
+        """
         self._authenticated()
         super().connectionLost(reason)
+        self._link = self._watch = None
+        if getattr(self, "is_closed", None) is not None and self.is_closed.called:
+            self.is_closed = succeed(None)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Tell the core the connection is gone, and stop every timer."""
