@@ -69,3 +69,39 @@ class ClosedConnectionsFreed(unittest.TestCase):
     def test_aes_connections_freed(self) -> Any:
         """Firmware 2.x (AES) plugs that disconnect leave no protocol or session behind."""
         return self.churn("2.123")
+
+    @defer.inlineCallbacks
+    def test_connections_the_server_closes_are_freed(self) -> Any:
+        """Connections the server drops (a bad handshake, a bad login) are freed as well."""
+        from twisted.internet.protocol import ClientFactory, Protocol
+
+        from vesyncd.sim import upgradeRequest
+
+        closed: list[int] = []
+
+        class Hostile(Protocol):
+            def __init__(self, payload: bytes) -> None:
+                self.payload = payload
+
+            def connectionMade(self) -> None:
+                self.transport.write(self.payload)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                closed.append(1)
+
+        port = self.port.getHost().port
+        badLogin = upgradeRequest("127.0.0.1", port) + sim_frame(b'{"uri":"/nonsense"')
+        for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", badLogin):
+            factory = ClientFactory.forProtocol(lambda p=payload: Hostile(p))
+            reactor.connectTCP("127.0.0.1", port, factory)
+        yield defer.ensureDeferred(waitFor(lambda: len(closed) == 2, what="the server to close both"))
+        yield defer.ensureDeferred(waitFor(lambda: all(p() is None for p in self.factory.built),
+                                           timeout=2.0, what="protocols freed without the cyclic GC"))
+        self.assertEqual(len(self.factory.built), 2)
+
+
+def sim_frame(payload: bytes) -> bytes:
+    """A masked text frame as a plug sends it."""
+    from vesyncd.sim import maskedFrame
+
+    return maskedFrame(payload, False, mask=b"\x01\x02\x03\x04")
