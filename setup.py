@@ -43,6 +43,7 @@ setup(
         "bench": [
             "websockets>=12.0",
             "py-spy>=0.3.14",
+            "uvloop>=0.19",
         ],
     },
     entry_points={

@@ -99,7 +99,9 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
         row(f"logins/s ({n} plugs at once)", a, b, "ahead of peer", a is not None and b is not None and a >= b,
             round(a / b, 2) if a and b else None, f"spread {spread(v, 'login.per_s')}% / {spread(w, 'login.per_s')}%")
         a, b = both("login.seconds")
-        row(f"time to {n} logged in (s)", a, b)
+        row(f"time to {n} logged in (s)", a, b, "", None, None,
+            f"cores busy: server {med(v, 'login.server_core_busy_pct')} / {med(w, 'login.server_core_busy_pct')} %,"
+            f" load {med(v, 'login.load_core_busy_pct')} / {med(w, 'login.load_core_busy_pct')} %")
         a, b = both("storm.cpu_us_per_login")
         row("server cpu per login, storm (us)", a, b, "", None, round(a / b, 2) if a and b else None,
             f"first connect {med(v, 'login.cpu_us_per_login')} / {med(w, 'login.cpu_us_per_login')} us")
@@ -111,18 +113,24 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
             f" / {med(w, 'storm.listen_overflows')}")
         a, b = both("cadence.online")
         un = med(v, "cadence.unanswered"), med(v, "cadence.lost")
-        row(f"plugs held at real cadence", a, b, ">= 10,000, none lost",
+        row("plugs held at real cadence", a, b, ">= 10,000, none lost",
             (a is not None and a >= 10000 and un == (0, 0)) if big else None, None,
             f"unanswered {un[0]}, lost {un[1]}; server cpu {med(v, 'cadence.cpu_pct')} % / {med(w, 'cadence.cpu_pct')} %")
         a, b = both("memory.bytes_per_plug")
         row("memory per connected plug (B)", a, b, "<= 14 KiB", a is not None and a <= KIB14,
             round(a / b, 2) if a and b else None, f"spread {spread(v, 'memory.bytes_per_plug')}%")
-        kp, kr = med(v, "ka_latency.plugs"), plugs["params"]["ka_rate"]
-        a, b = both("ka_latency.p50_ms")
-        row(f"/ka->/kr p50 ms ({kp:.0f} plugs, {kr}/s)", a, b)
-        a, b = both("ka_latency.p99_ms")
-        row(f"/ka->/kr p99 ms ({kp:.0f} plugs, {kr}/s)", a, b, "<= 1 ms", a is not None and a <= 1.0,
-            None, f"spread {spread(v, 'ka_latency.p99_ms')}% / {spread(w, 'ka_latency.p99_ms')}%")
+        kr, kp = plugs["params"]["ka_rate"], med(v, "ka_latency_1k.plugs") or 0
+        a, b = both("ka_latency_1k.p50_ms")
+        row(f"/ka->/kr p50 ms ({kp:,.0f} plugs, {kr}/s)", a, b)
+        a, b = both("ka_latency_1k.p99_ms")
+        row(f"/ka->/kr p99 ms ({kp:,.0f} plugs, {kr}/s)", a, b, "<= 1 ms at 1,000", (a <= 1.0) if a is not None and kp >= 1000 else None,
+            None, f"spread {spread(v, 'ka_latency_1k.p99_ms')}% / {spread(w, 'ka_latency_1k.p99_ms')}%")
+        if n > 1000:
+            a, b = both("ka_latency.p50_ms")
+            row(f"/ka->/kr p50 ms (1,000 of {n} plugs, {kr}/s)", a, b)
+            a, b = both("ka_latency.p99_ms")
+            row(f"/ka->/kr p99 ms (1,000 of {n} plugs, {kr}/s)", a, b, "", None,
+                None, f"spread {spread(v, 'ka_latency.p99_ms')}% / {spread(w, 'ka_latency.p99_ms')}%")
         k = med(v, "report_cpu.plugs")
         a, b = both("report_cpu.cpu_pct")
         row(f"cpu, {k} plugs reporting every 3 s (% core)", a, b, "<= 35 % at 5,000",

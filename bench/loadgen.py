@@ -11,6 +11,7 @@ Run by L{bench.plugs} (several processes pinned to CPU 1), one command per stdin
 answer per command on stdout::
 
     {"cmd": "connect", "timeout": 30}      connect every plug at once, wait for every /loginReply
+    {"cmd": "connect", "limit": 500}       the same for the first LIMIT plugs only
     {"cmd": "drop"}                        abort every connection (as a plug losing Wi-Fi does)
     {"cmd": "ka", "rate": 500, "seconds": 10}   /ka at RATE msgs/s round-robin; /kr latencies
     {"cmd": "cadence", "seconds": 30, "ka": 180, "report": 3}   the real cadence (see below)
@@ -37,7 +38,6 @@ import sys
 import time
 from typing import Any
 
-from vesyncd import messages as m
 from vesyncd.sim import WS_ACCEPT, SimPlug, plugId, upgradeRequest
 
 MASK = b"\x5a\x3c\x96\x0f"
@@ -193,6 +193,7 @@ class Generator:
         self.flooding = False
         self.online = 0
         self._allIn: asyncio.Future | None = None
+        self._want = count
         self._closing = False
 
     # -- connections -------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class Generator:
     def loggedIn(self, plug: Plug) -> None:
         self.online += 1
         self.loginTimes.append(time.monotonic() - plug.started)
-        if self._allIn is not None and self.online >= self.count and not self._allIn.done():
+        if self._allIn is not None and self.online >= self._want and not self._allIn.done():
             self._allIn.set_result(None)
 
     def lost(self, plug: Plug) -> None:
@@ -232,23 +233,26 @@ class Generator:
                 if not self._closing:
                     self.loop.call_later(0.05, self._connectOne, plug.index)
 
-    async def connect(self, timeout: float) -> dict[str, Any]:
-        """Connect every plug at once; retry failed attempts; wait until all are logged in."""
+    async def connect(self, timeout: float, limit: int | None = None) -> dict[str, Any]:
+        """Connect every plug (or the first C{limit}) at once; retry failed attempts; wait until
+        all of them are logged in."""
         self._closing = False
         self.loginTimes = []
         failures0 = self.failures
+        want = self.count if limit is None else min(self.count, limit)
+        self._want = want
         t0 = time.monotonic()
         self._allIn = self.loop.create_future()
-        for i in range(self.count):
+        for i in range(want):
             self._connectOne(i)
-        if self.online >= self.count:
+        if self.online >= want:
             self._allIn.set_result(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._allIn), timeout)
         except asyncio.TimeoutError:
             pass
         elapsed = time.monotonic() - t0
-        return {"online": self.online, "count": self.count, "seconds": round(elapsed, 4),
+        return {"online": self.online, "count": want, "seconds": round(elapsed, 4),
                 "failures": self.failures - failures0, "login": percentiles(self.loginTimes),
                 "t0": t0, "t_end": time.monotonic()}
 
@@ -375,8 +379,8 @@ class Generator:
         """Drop C{rate} random logged-in plugs per second; each reconnects at once."""
         t0, dropped = time.monotonic(), 0
         while time.monotonic() - t0 < seconds:
-            n = max(1, int(rate / 10))
-            for p in random.sample(self._live(), min(n, self.online)):
+            n = int((time.monotonic() - t0) * rate) - dropped  # due so far (rate may be < 10/s)
+            for p in random.sample(self._live(), max(0, min(n, self.online))):
                 self.plugs[p.index] = None
                 p.transport.abort()
                 dropped += 1
@@ -405,7 +409,7 @@ async def serve(args: argparse.Namespace) -> None:
             break
         t = time.monotonic()
         if name == "connect":
-            result = await gen.connect(cmd.get("timeout", 30.0))
+            result = await gen.connect(cmd.get("timeout", 30.0), cmd.get("limit"))
         elif name == "drop":
             result = await gen.drop()
         elif name == "ka":
@@ -436,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", default="bench")
     p.add_argument("--source", default=None, help="loopback source address to bind (127.0.0.N)")
     p.add_argument("--lifetime", type=float, default=1800.0, help="exit after this many seconds regardless")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                   help="event loop: uvloop (libuv: less client CPU per connection and message) when installed")
     args = p.parse_args(argv)
     for addr in (args.host, args.source):
         if addr is not None and not ipaddress.ip_address(addr).is_loopback:
@@ -453,6 +459,15 @@ def main(argv: list[str] | None = None) -> int:
         except asyncio.TimeoutError:
             pass
 
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("loadgen: uvloop is not installed (pip install -e .[bench]); using asyncio's loop",
+                  file=sys.stderr)
+        else:
+            uvloop.run(bounded())
+            return 0
     asyncio.run(bounded())
     return 0
 

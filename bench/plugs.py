@@ -12,7 +12,8 @@ several processes, each from its own 127.0.0.N source address) run pinned to CPU
 3. the real cadence (every plug a /ka every 180 s at a random phase, a /report 3 s after each
    /kr) for a window: /ka->/kr latency, nothing lost, server CPU;
 4. CPU at 5,000 plugs each sending a /report every 3 s (plus their /ka);
-5. /ka->/kr latency with 1,000 plugs at 1,000 messages/s in total;
+5. /ka->/kr latency of 1,000 plugs at 1,000 messages/s in total, with all N connected (and,
+   before step 1, with only those 1,000 connected: the target's condition);
 6. saturation: 1,000 plugs each keeping 4 /ka in flight; /kr per second.  vesyncd limits every
    plug to FRAME_RATE frames/s, so for this benchmark it runs with the limit lifted
    (``--frame-rate 1e9``; the bucket is still evaluated on every frame);
@@ -28,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -65,6 +67,24 @@ def listenOverflows() -> dict[str, int]:
             table = dict(zip(names.split()[1:], map(int, values.split()[1:])))
             return {"ListenOverflows": table.get("ListenOverflows", 0), "ListenDrops": table.get("ListenDrops", 0)}
     return {}
+
+
+def coreTimes() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per CPU from /proc/stat; busy counts user, system, irq and softirq."""
+    out = {}
+    for line in open("/proc/stat"):
+        if line.startswith("cpu") and line[3].isdigit():
+            name, *values = line.split()
+            v = [int(x) for x in values]
+            total = sum(v[:8])
+            out[name[3:]] = (total - v[3] - v[4], total)
+    return out
+
+
+def coreBusy(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """Percent busy of each CPU between two L{coreTimes} readings."""
+    return {cpu: round((after[cpu][0] - before[cpu][0]) * 100 / max(1, after[cpu][1] - before[cpu][1]), 1)
+            for cpu in after if cpu in before}
 
 
 class Server:
@@ -115,6 +135,23 @@ class Server:
         fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
+    def heap(self, timeout: float = 30.0) -> dict[str, Any]:
+        """vesyncd's heap and cyclic-GC figures (SIGUSR2, see L{bench.serve_vesyncd}); {} for the peer."""
+        if self.kind != "vesyncd":
+            return {}
+        path = os.path.join(self.stateDir, "heap.json")
+        if os.path.exists(path):
+            os.remove(path)
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        return {}
+
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
@@ -133,7 +170,8 @@ class Server:
 class Load:
     """Load generator processes pinned to the load core, N plugs split between them."""
 
-    def __init__(self, port: int, total: int, seed: str = "bench", perProcess: int = PLUGS_PER_PROCESS) -> None:
+    def __init__(self, port: int, total: int, seed: str = "bench", perProcess: int = PLUGS_PER_PROCESS,
+                 loop: str = "uvloop") -> None:
         self.total = total
         n = max(1, math.ceil(total / perProcess))
         self.procs: list[subprocess.Popen] = []
@@ -141,7 +179,7 @@ class Load:
         for i in range(n):
             count = total // n + (1 if i < total % n else 0)
             cmd = [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--count", str(count),
-                   "--start", str(start), "--seed", seed, "--source", f"127.0.0.{2 + i}", "--lifetime", "1800"]
+                   "--start", str(start), "--seed", seed, "--source", f"127.0.0.{2 + i}", "--lifetime", "1800", "--loop", loop]
             self.procs.append(subprocess.Popen(pinned(LOAD_CORE, cmd), cwd=ROOT, stdin=subprocess.PIPE,
                                                stdout=subprocess.PIPE, text=True))
             start += count
@@ -149,6 +187,17 @@ class Load:
             line = p.stdout.readline()
             if not line:
                 raise RuntimeError("a load generator did not start")
+
+    def cpuSeconds(self) -> float:
+        """CPU time of every generator process so far."""
+        total = 0
+        for p in self.procs:
+            try:
+                fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / TICKS
 
     def all(self, cmd: str, **kw: Any) -> list[dict[str, Any]]:
         """Send one command to every generator at once; their answers."""
@@ -196,6 +245,30 @@ def _overall(results: list[dict[str, Any]]) -> float:
     return max(r["t_end"] for r in results) - min(r["t0"] for r in results)
 
 
+def waitForClose(srv: Server, fds0: int) -> None:
+    """Until the server has closed the dropped connections (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while srv.fds() > fds0 + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def kaLatency(srv: Server, load: Load, p: dict[str, Any], k: int) -> tuple[dict[str, Any], float, int]:
+    """/ka->/kr latency of C{k} plugs at C{p['ka_rate']} msgs/s in total: (percentiles and, for
+    vesyncd, the full cyclic-GC passes during the window and their longest pause; server CPU %;
+    unanswered)."""
+    h0 = srv.heap()
+    c0, t0 = srv.cpuSeconds(), time.monotonic()
+    r = load.all("ka", rate=float(p["ka_rate"]), seconds=p["window"], limit=k)
+    cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
+    lat = pct([s for x in r for s in x["samples"]])
+    h1 = srv.heap()
+    if h0 and h1:
+        lat["gc_full_passes"] = h1["gc2_passes"] - h0["gc2_passes"]
+        lat["gc_passes"] = sum(h1[f"gc{g}_passes"] - h0[f"gc{g}_passes"] for g in range(3))
+    return lat, cpu, sum(x["unanswered"] for x in r)
+
+
 def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
     """One fresh server of C{kind} through every scenario; the figures of this run."""
     n = p["plugs"]
@@ -206,38 +279,53 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
         rss0 = srv.rssKiB()
         fds0 = srv.fds()
         load = Load(srv.port, n)
+        # 0. /ka latency as the target states it: 1,000 plugs connected, 1,000 msgs/s in total
+        k = min(n, 1000)
+        if n > k:
+            load.all("connect", timeout=p["timeout"], limit=k)
+            lat, cpu, unanswered = kaLatency(srv, load, p, k)
+            res["ka_latency_1k"] = {"plugs": k, "connected": k, "rate": p["ka_rate"], **lat,
+                                    "cpu_pct": round(cpu, 2), "unanswered": unanswered}
+            say(f"  {kind}: /ka->/kr with {k} plugs connected at {p['ka_rate']}/s: p50 {lat.get('p50_ms')} ms, "
+                f"p99 {lat.get('p99_ms')} ms")
+            load.all("drop")
+            waitForClose(srv, fds0)
         # 1. connect all
-        c0 = srv.cpuSeconds()
+        c0, l0, k0 = srv.cpuSeconds(), load.cpuSeconds(), coreTimes()
         r = load.all("connect", timeout=p["timeout"])
-        cpu = srv.cpuSeconds() - c0
+        cpu, lcpu, busy = srv.cpuSeconds() - c0, load.cpuSeconds() - l0, coreBusy(k0, coreTimes())
         took = _overall(r)
         online = sum(x["online"] for x in r)
         res["login"] = {"seconds": round(took, 3), "per_s": round(online / took, 1), "online": online,
                         "failures": sum(x["failures"] for x in r),
-                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1))}
+                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1)),
+                        "load_cpu_us_per_login": round(lcpu * 1e6 / max(online, 1)),
+                        "server_core_busy_pct": busy.get(SERVER_CORE, 0.0),
+                        "load_core_busy_pct": busy.get(LOAD_CORE, 0.0)}
         time.sleep(1.0)
         rss1 = srv.rssKiB()
         res["memory"] = {"rss_idle_kib": rss0, "rss_connected_kib": rss1,
                          "bytes_per_plug": round((rss1 - rss0) * 1024 / max(online, 1))}
         say(f"  {kind}: {online}/{n} logged in in {took:.2f} s ({online / took:.0f}/s), "
-            f"{res['memory']['bytes_per_plug']} B/plug")
+            f"{res['memory']['bytes_per_plug']} B/plug; cores busy: server {busy.get(SERVER_CORE)} %, "
+            f"load {busy.get(LOAD_CORE)} %")
         # 2. reconnect storm
         load.all("drop")
-        deadline = time.monotonic() + 30
-        while srv.fds() > fds0 + 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        waitForClose(srv, fds0)
         ovf0 = listenOverflows()
-        c0 = srv.cpuSeconds()
+        c0, l0, k0 = srv.cpuSeconds(), load.cpuSeconds(), coreTimes()
         r = load.all("connect", timeout=p["timeout"])
-        cpu = srv.cpuSeconds() - c0
+        cpu, lcpu, busy = srv.cpuSeconds() - c0, load.cpuSeconds() - l0, coreBusy(k0, coreTimes())
         ovf1 = listenOverflows()
         took = _overall(r)
         online = sum(x["online"] for x in r)
         res["storm"] = {"seconds": round(took, 3), "online": online, "failures": sum(x["failures"] for x in r),
                         "listen_overflows": ovf1.get("ListenOverflows", 0) - ovf0.get("ListenOverflows", 0),
                         "listen_drops": ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0),
-                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1))}
+                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1)),
+                        "load_cpu_us_per_login": round(lcpu * 1e6 / max(online, 1)),
+                        "server_core_busy_pct": busy.get(SERVER_CORE, 0.0),
+                        "load_core_busy_pct": busy.get(LOAD_CORE, 0.0)}
         say(f"  {kind}: storm {online}/{n} back in {took:.2f} s, failures {res['storm']['failures']}, "
             f"listen overflows {res['storm']['listen_overflows']}")
         time.sleep(0.5)
@@ -260,15 +348,14 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
         res["report_cpu"] = {"plugs": k, "cpu_pct": round(cpu, 2), "reports": reports,
                              "cpu_us_per_report": round(cpu / 100 * (time.monotonic() - t0) * 1e6 / max(reports, 1))}
         say(f"  {kind}: {k} plugs reporting every 3 s: cpu {cpu:.1f} % of one core")
-        # 5. /ka latency, 1,000 plugs at 1,000 msgs/s
+        # 5. /ka latency, 1,000 of the N plugs at 1,000 msgs/s
         k = min(n, 1000)
-        c0, t0 = srv.cpuSeconds(), time.monotonic()
-        r = load.all("ka", rate=float(p["ka_rate"]), seconds=p["window"], limit=k)
-        cpu = (srv.cpuSeconds() - c0) / (time.monotonic() - t0) * 100
-        lat = pct([s for x in r for s in x["samples"]])
-        res["ka_latency"] = {"plugs": k, "rate": p["ka_rate"], **lat, "cpu_pct": round(cpu, 2),
-                             "unanswered": sum(x["unanswered"] for x in r)}
-        say(f"  {kind}: /ka->/kr {k} plugs at {p['ka_rate']}/s: p50 {lat.get('p50_ms')} ms, "
+        lat, cpu, unanswered = kaLatency(srv, load, p, k)
+        res["ka_latency"] = {"plugs": k, "connected": n, "rate": p["ka_rate"], **lat, "cpu_pct": round(cpu, 2),
+                             "unanswered": unanswered}
+        if "ka_latency_1k" not in res:
+            res["ka_latency_1k"] = dict(res["ka_latency"])
+        say(f"  {kind}: /ka->/kr {k} of {n} plugs at {p['ka_rate']}/s: p50 {lat.get('p50_ms')} ms, "
             f"p99 {lat.get('p99_ms')} ms")
         # 6. saturation
         c0, t0 = srv.cpuSeconds(), time.monotonic()
@@ -343,20 +430,23 @@ def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = 
         load.all("connect", timeout=60)
         samples: list[tuple[float, int]] = []
         t0 = time.monotonic()
+        dropped = 0
         while time.monotonic() - t0 < seconds:
-            load.all("churn", seconds=min(10.0, seconds), rate=churn)
+            dropped += sum(x["dropped"] for x in load.all("churn", seconds=min(10.0, seconds), rate=churn))
             samples.append((round(time.monotonic() - t0), srv.rssKiB()))
         third = max(1, len(samples) // 3)
         early = statistics.median(s for _, s in samples[:third])
         late = statistics.median(s for _, s in samples[-third:])
         warm = [s for t, s in samples if t >= min(SOAK_WARMUP, seconds / 3)] or [samples[-1][1]]
-        result = {"plugs": plugs, "seconds": seconds, "churn_per_s": churn, "rss_idle_kib": rss0,
+        result = {"plugs": plugs, "seconds": seconds, "churn_per_s": churn,
+                  "reconnects": dropped, "reconnects_per_s": round(dropped / (time.monotonic() - t0), 1),
+                  "rss_idle_kib": rss0,
                   "rss_samples": samples, "growth_kib": late - early,
                   "growth_pct": round((late - early) / early * 100, 2),
                   "warmup_s": min(SOAK_WARMUP, seconds / 3), "growth_after_warmup_kib": warm[-1] - warm[0],
                   "growth_after_warmup_pct": round((warm[-1] - warm[0]) / warm[0] * 100, 2),
                   "experiments": list(experiments)}
-        say(f"soak: {plugs} plugs, {seconds:.0f} s, churn {churn}/s: RSS first third {early} KiB, "
+        say(f"soak: {plugs} plugs, {seconds:.0f} s, churn {churn}/s ({dropped} reconnects): RSS first third {early} KiB, "
             f"last third {late} KiB ({result['growth_pct']:+.2f} %); after {result['warmup_s']:.0f} s of warm-up "
             f"{warm[0]} -> {warm[-1]} KiB ({result['growth_after_warmup_pct']:+.2f} %)")
         return result

@@ -7,15 +7,106 @@ C{twistd vesyncd} runs), on the epoll reactor, logging to a file as C{twistd -n 
 C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.ws.FRAME_RATE}) for the saturation
 test; C{--control} adds the control port (C{vesyncd.control_tap}) when the daemon's feature list
 does not have it yet; C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
-on SIGUSR1.
+on SIGUSR1.  On SIGUSR2 it writes C{STATE_DIR/heap.json}: glibc's, SQLite's and pymalloc's heap
+figures (cheap; no tracemalloc needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import signal
 import sys
+
+
+def nativeHeap() -> dict[str, int]:
+    """Memory outside Python's object allocator: glibc's heap (C{mallinfo2}: bytes in use, free
+    but held, mmapped) and SQLite's own allocations (C{sqlite3_memory_used}, page caches included)."""
+    import ctypes
+
+    out: dict[str, int] = {}
+    try:
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        out.update(malloc_arena=info.arena, malloc_in_use=info.uordblks, malloc_free=info.fordblks,
+                   malloc_mmapped=info.hblkhd)
+    except (OSError, AttributeError):
+        pass
+    try:
+        sqlite = ctypes.CDLL("libsqlite3.so.0")
+        sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+        out["sqlite_memory_used"] = sqlite.sqlite3_memory_used()
+    except (OSError, AttributeError):
+        pass
+    return out
+
+
+def pymallocStats() -> dict[str, int]:
+    """pymalloc's summary from C{sys._debugmallocstats} (which writes to file descriptor 2):
+    arenas in use, bytes in allocated and in free blocks, and the total it holds."""
+    import os
+    import tempfile
+
+    wanted = {"# arenas allocated current": "pymalloc_arenas", "# bytes in allocated blocks": "pymalloc_allocated",
+              "# bytes in available blocks": "pymalloc_available", "# bytes lost to pool headers": "pymalloc_headers",
+              "Total": "pymalloc_total"}
+    out: dict[str, int] = {}
+    with tempfile.TemporaryFile("w+") as f:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        for line in f:
+            head, _, value = line.rpartition("=")
+            key = wanted.get(head.strip())
+            if key and key not in out and value.strip().replace(",", "").isdigit():
+                out[key] = int(value.strip().replace(",", ""))
+    return out
+
+
+class gcPauses:
+    """Counts the cyclic collector's passes per generation and their longest and total pause."""
+
+    def __init__(self) -> None:
+        import gc
+        import time
+
+        self._clock = time.perf_counter
+        self._start = 0.0
+        self.count = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = [0.0, 0.0, 0.0]
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = self._clock()
+            return
+        took, gen = self._clock() - self._start, info["generation"]
+        self.count[gen] += 1
+        self.total[gen] += took
+        self.longest[gen] = max(self.longest[gen], took)
+
+    def figures(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for gen in range(3):
+            out[f"gc{gen}_passes"] = self.count[gen]
+            out[f"gc{gen}_longest_ms"] = round(self.longest[gen] * 1000, 3)
+            out[f"gc{gen}_total_ms"] = round(self.total[gen] * 1000, 1)
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,10 +209,23 @@ def main(argv: list[str] | None = None) -> int:
             with open(f"{args.state_dir}/tracemalloc.txt", "w") as f:
                 total = sum(s.size for s in snap.statistics("filename"))
                 f.write(f"total traced {total} bytes\n")
+                for key, value in nativeHeap().items():
+                    f.write(f"native {key} {value}\n")
                 for stat in snap.statistics("lineno")[:60]:
                     f.write(f"{stat.size:>12} {stat.count:>8}  {stat.traceback}\n")
+            snap.dump(f"{args.state_dir}/tracemalloc-{int(reactor.seconds())}.snap")
+            sys._debugmallocstats()  # pymalloc's arenas and pools, to stderr
 
         signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
+
+    pauses = gcPauses()
+
+    def heap(*_: object) -> None:
+        with open(f"{args.state_dir}/heap.json.tmp", "w") as f:
+            json.dump({**nativeHeap(), **pymallocStats(), **pauses.figures()}, f)
+        os.replace(f"{args.state_dir}/heap.json.tmp", f"{args.state_dir}/heap.json")
+
+    signal.signal(signal.SIGUSR2, lambda *a: reactor.callFromThread(heap))
     if "gc-freeze" in args.experiment:
         import gc
 
