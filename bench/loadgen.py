@@ -33,6 +33,7 @@ import json
 import os
 import random
 import resource
+import socket
 import struct
 import sys
 import time
@@ -41,6 +42,7 @@ from typing import Any
 from vesyncd.sim import WS_ACCEPT, SimPlug, plugId, upgradeRequest
 
 MASK = b"\x5a\x3c\x96\x0f"
+LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def frame(payload: bytes, mask: bytes = MASK) -> bytes:
@@ -97,6 +99,11 @@ class Plug(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Dropping a plug resets its connection (no FIN, no TIME_WAIT left on the client side
+            # to slow the next storm's port search), whatever the event loop's abort does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         transport.write(self.gen.upgrade)
 
     def data_received(self, data: bytes) -> None:

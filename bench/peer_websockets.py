@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="minimal websockets plug server (benchmark baseline)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--backlog", type=int, default=1024, help="listen backlog (vesyncd's default: 1024)")
+    p.add_argument("--backlog", type=int, default=1024, help="listen backlog (vesyncd's is 4096; bench.plugs gives the peer the same)")
     args = p.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
         print("peer_websockets: benchmark servers listen on loopback only", file=sys.stderr)

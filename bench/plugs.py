@@ -43,6 +43,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CORE = "0"
 LOAD_CORE = "1"
 PLUGS_PER_PROCESS = 4000
+#: vesyncd's listen backlog (L{vesyncd.service.withBacklog}), given to the peer as well.
+PEER_BACKLOG = 4096
 
 
 def pinned(core: str, cmd: list[str]) -> list[str]:
@@ -273,7 +275,8 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
     """One fresh server of C{kind} through every scenario; the figures of this run."""
     n = p["plugs"]
     res: dict[str, Any] = {"server": kind, "plugs": n}
-    srv = Server(kind)
+    # The peer gets vesyncd's listen backlog, so both servers have the same kernel queue.
+    srv = Server(kind, backlog=None if kind == "vesyncd" else PEER_BACKLOG)
     load = None
     try:
         rss0 = srv.rssKiB()
