@@ -50,3 +50,43 @@ def test_login_events_make_one_write_and_reports_wait_a_minute() -> None:
     assert store.deletes == ["p"]
     clock.advance(120)
     assert len(store.puts) == 3
+
+
+class TurnClock(Clock):
+    """Like the reactor: a call scheduled while calls run waits for the next turn (C{advance})."""
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [c for c in self.calls if c.getTime() <= self.seconds()]
+        for call in due:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
+def test_a_large_window_is_saved_a_chunk_per_reactor_turn() -> None:
+    """Hundreds of plugs due at once are saved L{Persister.CHUNK} per turn, all of them, once."""
+    clock = TurnClock()
+    hub = h.Hub(clock)
+    store = RecordingStore()
+    persister = Persister(hub, store)  # type: ignore[arg-type]
+    count = persister.CHUNK * 2 + 7
+    sessions = [hub.login(FakeConnection(), m.Login(id=f"p{i}", relay=True)) for i in range(count)]
+    clock.advance(1.0)
+    assert len(store.puts) == persister.CHUNK
+    clock.advance(0)
+    assert len(store.puts) == persister.CHUNK * 2
+    clock.advance(0)
+    assert sorted(p for p, _ in store.puts) == sorted(f"p{i}" for i in range(count))
+    clock.advance(0)
+    assert len(store.puts) == count
+    # a stop in the middle of a chunked window saves the rest at once, and nothing later
+    for s in sessions:
+        s.received(m.State(relay=False))
+    clock.advance(1.0)
+    assert len(store.puts) == count + persister.CHUNK
+    persister.flush()
+    assert len(store.puts) == count * 2
+    assert all(relay is False for _, relay in store.puts[count:])
+    clock.advance(10)
+    assert len(store.puts) == count * 2
