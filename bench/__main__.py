@@ -96,7 +96,8 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
             return med(v, key), med(w, key)
 
         a, b = both("login.per_s")
-        row(f"logins/s ({n} plugs at once)", a, b, "ahead of peer", a is not None and b is not None and a >= b,
+        row(f"logins/s ({n} plugs at once)", a, b, "ahead of peer (10,000)",
+            (a is not None and b is not None and a >= b) if big else None,
             round(a / b, 2) if a and b else None, f"spread {spread(v, 'login.per_s')}% / {spread(w, 'login.per_s')}%")
         a, b = both("login.seconds")
         row(f"time to {n} logged in (s)", a, b, "", None, None,
