@@ -134,7 +134,9 @@ class Persister:
         A plug with a newer event meanwhile is simply saved with its newer state; one that gets
         an event after being saved opens a new window as usual.
         """
-        self._chunks.pop(seenOnly, None)
+        chain = self._chunks.pop(seenOnly, None)
+        if chain is not None and chain.active():
+            chain.cancel()  # a new window closed before the last one's rows were all built
         pending = self._seen if seenOnly else self._dirty
         ids = [pending.pop() for _ in range(min(self.CHUNK, len(pending)))]
         self._put(ids)
