@@ -90,3 +90,23 @@ def test_a_large_window_is_saved_a_chunk_per_reactor_turn() -> None:
     assert all(relay is False for _, relay in store.puts[count:])
     clock.advance(10)
     assert len(store.puts) == count * 2
+
+
+def test_a_window_closing_during_a_chunked_save_keeps_one_chain() -> None:
+    """A new window that closes while the last one is still being saved takes over its chain:
+    every plug is saved, and after C{flush} no save is left scheduled."""
+    clock = TurnClock()
+    hub = h.Hub(clock)
+    store = RecordingStore()
+    persister = Persister(hub, store)  # type: ignore[arg-type]
+    count = persister.CHUNK * 4
+    sessions = [hub.login(FakeConnection(), m.Login(id=f"p{i}", relay=True)) for i in range(count)]
+    clock.advance(1.0)                      # the window closes: the first chunk
+    sessions[0].received(m.State(relay=False))
+    clock.advance(1.0)                      # the chain's next chunk and the new window, same turn
+    saves = [c for c in clock.getDelayedCalls() if c.func == persister._flushSome]
+    assert len(saves) == 1
+    persister.flush()
+    assert not [c for c in clock.getDelayedCalls() if c.func == persister._flushSome]
+    assert {p for p, _ in store.puts} == {f"p{i}" for i in range(count)}
+    assert ("p0", False) in store.puts
