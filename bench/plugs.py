@@ -255,6 +255,22 @@ def waitForClose(srv: Server, fds0: int) -> None:
     time.sleep(0.3)
 
 
+def connectAll(srv: Server, load: Load, p: dict[str, Any]) -> dict[str, Any]:
+    """Every plug of C{load} connects at once: time, logins/s, failures, the server's and the
+    generators' CPU per login, and how busy each core was meanwhile."""
+    c0, l0, k0 = srv.cpuSeconds(), load.cpuSeconds(), coreTimes()
+    r = load.all("connect", timeout=p["timeout"])
+    cpu, lcpu, busy = srv.cpuSeconds() - c0, load.cpuSeconds() - l0, coreBusy(k0, coreTimes())
+    took = _overall(r)
+    online = sum(x["online"] for x in r)
+    return {"seconds": round(took, 3), "per_s": round(online / took, 1), "online": online,
+            "failures": sum(x["failures"] for x in r),
+            "cpu_us_per_login": round(cpu * 1e6 / max(online, 1)),
+            "load_cpu_us_per_login": round(lcpu * 1e6 / max(online, 1)),
+            "server_core_busy_pct": busy.get(SERVER_CORE, 0.0),
+            "load_core_busy_pct": busy.get(LOAD_CORE, 0.0)}
+
+
 def kaLatency(srv: Server, load: Load, p: dict[str, Any], k: int) -> tuple[dict[str, Any], float, int]:
     """/ka->/kr latency of C{k} plugs at C{p['ka_rate']} msgs/s in total: (percentiles and, for
     vesyncd, the full cyclic-GC passes during the window and their longest pause; server CPU %;
@@ -301,43 +317,25 @@ def session(kind: str, p: dict[str, Any], say: Callable[[str], None]) -> dict[st
             waitForClose(srv, fds0)
         # 1. connect all
         logins = Load(srv.port, n, loop="uvloop")
-        c0, l0, k0 = srv.cpuSeconds(), logins.cpuSeconds(), coreTimes()
-        r = logins.all("connect", timeout=p["timeout"])
-        cpu, lcpu, busy = srv.cpuSeconds() - c0, logins.cpuSeconds() - l0, coreBusy(k0, coreTimes())
-        took = _overall(r)
-        online = sum(x["online"] for x in r)
-        res["login"] = {"seconds": round(took, 3), "per_s": round(online / took, 1), "online": online,
-                        "failures": sum(x["failures"] for x in r),
-                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1)),
-                        "load_cpu_us_per_login": round(lcpu * 1e6 / max(online, 1)),
-                        "server_core_busy_pct": busy.get(SERVER_CORE, 0.0),
-                        "load_core_busy_pct": busy.get(LOAD_CORE, 0.0)}
+        login = res["login"] = connectAll(srv, logins, p)
+        online, took = login["online"], login["seconds"]
         time.sleep(1.0)
         rss1 = srv.rssKiB()
         res["memory"] = {"rss_idle_kib": rss0, "rss_connected_kib": rss1,
                          "bytes_per_plug": round((rss1 - rss0) * 1024 / max(online, 1))}
         say(f"  {kind}: {online}/{n} logged in in {took:.2f} s ({online / took:.0f}/s), "
-            f"{res['memory']['bytes_per_plug']} B/plug; cores busy: server {busy.get(SERVER_CORE)} %, "
-            f"load {busy.get(LOAD_CORE)} %")
+            f"{res['memory']['bytes_per_plug']} B/plug; cores busy: server {login['server_core_busy_pct']} %, "
+            f"load {login['load_core_busy_pct']} %")
         # 2. reconnect storm
         logins.all("drop")
         waitForClose(srv, fds0)
         ovf0 = listenOverflows()
-        c0, l0, k0 = srv.cpuSeconds(), logins.cpuSeconds(), coreTimes()
-        r = logins.all("connect", timeout=p["timeout"])
-        cpu, lcpu, busy = srv.cpuSeconds() - c0, logins.cpuSeconds() - l0, coreBusy(k0, coreTimes())
+        storm = res["storm"] = connectAll(srv, logins, p)
         ovf1 = listenOverflows()
-        took = _overall(r)
-        online = sum(x["online"] for x in r)
-        res["storm"] = {"seconds": round(took, 3), "online": online, "failures": sum(x["failures"] for x in r),
-                        "listen_overflows": ovf1.get("ListenOverflows", 0) - ovf0.get("ListenOverflows", 0),
-                        "listen_drops": ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0),
-                        "cpu_us_per_login": round(cpu * 1e6 / max(online, 1)),
-                        "load_cpu_us_per_login": round(lcpu * 1e6 / max(online, 1)),
-                        "server_core_busy_pct": busy.get(SERVER_CORE, 0.0),
-                        "load_core_busy_pct": busy.get(LOAD_CORE, 0.0)}
-        say(f"  {kind}: storm {online}/{n} back in {took:.2f} s, failures {res['storm']['failures']}, "
-            f"listen overflows {res['storm']['listen_overflows']}")
+        storm["listen_overflows"] = ovf1.get("ListenOverflows", 0) - ovf0.get("ListenOverflows", 0)
+        storm["listen_drops"] = ovf1.get("ListenDrops", 0) - ovf0.get("ListenDrops", 0)
+        say(f"  {kind}: storm {storm['online']}/{n} back in {storm['seconds']:.2f} s, failures {storm['failures']}, "
+            f"listen overflows {storm['listen_overflows']}")
         # the same N plugs again, from the asyncio generators
         logins.all("drop")
         waitForClose(srv, fds0)

@@ -77,7 +77,7 @@ def pymallocStats() -> dict[str, int]:
     return out
 
 
-class gcPauses:
+class GCPauses:
     """Counts the cyclic collector's passes per generation and their longest and total pause."""
 
     def __init__(self) -> None:
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
 
-    pauses = gcPauses()
+    pauses = GCPauses()
 
     def heap(*_: object) -> None:
         with open(f"{args.state_dir}/heap.json.tmp", "w") as f:

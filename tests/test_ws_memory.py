@@ -17,7 +17,7 @@ from twisted.trial import unittest
 
 from vesyncd import hub as h
 from vesyncd import ws
-from vesyncd.sim import Simulator
+from vesyncd.sim import Simulator, maskedFrame, upgradeRequest
 from tests.fakes import waitFor
 
 
@@ -75,8 +75,6 @@ class ClosedConnectionsFreed(unittest.TestCase):
         """Connections the server drops (a bad handshake, a bad login) are freed as well."""
         from twisted.internet.protocol import ClientFactory, Protocol
 
-        from vesyncd.sim import upgradeRequest
-
         closed: list[int] = []
 
         class Hostile(Protocol):
@@ -90,7 +88,7 @@ class ClosedConnectionsFreed(unittest.TestCase):
                 closed.append(1)
 
         port = self.port.getHost().port
-        badLogin = upgradeRequest("127.0.0.1", port) + sim_frame(b'{"uri":"/nonsense"')
+        badLogin = upgradeRequest("127.0.0.1", port) + maskedFrame(b'{"uri":"/nonsense"', False, mask=b"\x01\x02\x03\x04")
         for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", badLogin):
             factory = ClientFactory.forProtocol(lambda p=payload: Hostile(p))
             reactor.connectTCP("127.0.0.1", port, factory)
@@ -99,9 +97,3 @@ class ClosedConnectionsFreed(unittest.TestCase):
                                            timeout=2.0, what="protocols freed without the cyclic GC"))
         self.assertEqual(len(self.factory.built), 2)
 
-
-def sim_frame(payload: bytes) -> bytes:
-    """A masked text frame as a plug sends it."""
-    from vesyncd.sim import maskedFrame
-
-    return maskedFrame(payload, False, mask=b"\x01\x02\x03\x04")

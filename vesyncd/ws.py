@@ -403,7 +403,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self._authenticated()
         super().connectionLost(reason)
         self._link = self._watch = None
-        if getattr(self, "is_closed", None) is not None and self.is_closed.called:
+        if self.is_closed.called:
             self.is_closed = succeed(None)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
