@@ -48,7 +48,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "vesyncd-sim = vesyncd.sim:main",
+            "vesyncd-sim = vesyncd.sim.plug:main",
             "vesyncctl = vesyncd.cli:main",
         ],
     },

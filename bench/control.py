@@ -4,12 +4,12 @@ confirmed answer, with N plugs connected.
 
 vesyncd runs pinned to CPU 0 with its control port (the UNIX socket C{control.sock} and the token
 in C{control.token} of its state directory); N plugs from L{bench.loadgen} and the control
-client (this module's C{client} command, built on L{vesyncd.control_client}) run on CPU 1.
+client (this module's C{client} command, built on L{vesyncd.control.client}) run on CPU 1.
 
 * latency: one command at a time, each to another plug (alternating on/off so every command
   really switches the relay): p50/p99/max;
 * throughput: C{connections} control connections each keeping 16 commands in flight (the
-  server's L{vesyncd.control_server.MAX_IN_FLIGHT}), every command to a different plug: commands/s.
+  server's L{vesyncd.control.amp.MAX_IN_FLIGHT}), every command to a different plug: commands/s.
 
     python -m bench.control --plugs 10000
 """
@@ -46,8 +46,8 @@ def client(argv: list[str]) -> int:
     from twisted.internet import reactor
     from twisted.internet.defer import DeferredList, inlineCallbacks
 
-    from vesyncd.control_client import connect
-    from vesyncd.sim import plugId
+    from vesyncd.control.client import connect
+    from vesyncd.sim.plug import plugId
 
     token = open(a.token_file).read().strip()
     ids = [plugId(a.seed, i) for i in range(a.plugs)]
@@ -120,8 +120,8 @@ def measure(plugs: int, *, rounds: int = 1, latencyOps: int = 1000, seconds: flo
             say: Callable[[str], None] = print) -> dict[str, Any]:
     """Start vesyncd with its control port and C{plugs} plugs; run the client C{rounds} times."""
     try:
-        import vesyncd.control_client  # noqa: F401
-        import vesyncd.control_tap  # noqa: F401
+        import vesyncd.control.client  # noqa: F401
+        import vesyncd.control.tap  # noqa: F401
     except ImportError as e:
         say(f"control: skipped, the control modules are not importable ({e})")
         return {"bench": "control", "skipped": str(e)}

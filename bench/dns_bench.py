@@ -35,7 +35,7 @@ import sys
 from twisted.internet import epollreactor
 epollreactor.install()
 from twisted.internet import reactor
-from vesyncd.dnsserver import makeDNSService
+from vesyncd.dns.server import makeDNSService
 svc = makeDNSService(reactor, port=int(sys.argv[1]), interface="127.0.0.1", upstreams=[])
 svc.startService()
 reactor.run()

@@ -4,8 +4,8 @@ Mutational fuzzing of vesyncd's DNS core, in process.
 Valid seed packets (queries with and without EDNS, responses carrying A, TXT, CAA, SRV) are
 mutated by bit flips, byte overwrites, truncation, splicing, inserted compression pointers
 (including backward chains and loops) and header count changes, then fed to
-L{vesyncd.dnscore.DNSCore.handle} (from allowed and refused sources) and to the upstream-answer
-check L{vesyncd.dnsforward.checkAnswer}.  Counts inputs, escapes (exceptions out of either,
+L{vesyncd.dns.answers.DNSCore.handle} (from allowed and refused sources) and to the upstream-answer
+check L{vesyncd.dns.forward.checkAnswer}.  Counts inputs, escapes (exceptions out of either,
 or internal errors the core caught), outcomes, and the max / p99 handling time per packet.
 
     python -m bench.dns_fuzz            # 50,000 mutations
@@ -28,8 +28,8 @@ from typing import Any
 from dnslib import CAA, DNSRecord, EDNS0, QTYPE, RR, SRV, TXT, A
 from twisted.internet import task
 
-from vesyncd.dnscore import DNSCore, parseQuestion
-from vesyncd.dnsforward import checkAnswer
+from vesyncd.dns.answers import DNSCore, parseQuestion
+from vesyncd.dns.forward import checkAnswer
 
 
 def seeds() -> list[bytes]:

@@ -2,7 +2,7 @@
 Load generator: many simulated plugs in one process, driven by JSON lines on stdin.
 
 A lean asyncio client (no WebSocket library): it sends the exact upgrade request of a real plug
-(L{vesyncd.sim.upgradeRequest}), the login object of L{vesyncd.sim.SimPlug}, and masked frames
+(L{vesyncd.sim.plug.upgradeRequest}), the login object of L{vesyncd.sim.plug.SimPlug}, and masked frames
 built once per message kind, so that one process on one core can hold many thousands of plugs
 and still measure the server rather than itself.  The Twisted client of C{vesyncd-sim} costs
 several times more CPU per message; it stays the behavioural reference, this is the load.
@@ -39,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-from vesyncd.sim import WS_ACCEPT, SimPlug, plugId, upgradeRequest
+from vesyncd.sim.plug import WS_ACCEPT, SimPlug, plugId, upgradeRequest
 
 MASK = b"\x5a\x3c\x96\x0f"
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -81,7 +81,7 @@ def percentiles(samples: list[float]) -> dict[str, Any]:
 
 
 class Plug(asyncio.Protocol):
-    """One plug connection; answers the server as L{vesyncd.sim.SimPlug} does."""
+    """One plug connection; answers the server as L{vesyncd.sim.plug.SimPlug} does."""
 
     __slots__ = ("gen", "index", "transport", "buf", "open", "loggedIn", "pending", "relay", "started", "kaOnKr")
 

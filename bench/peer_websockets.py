@@ -5,7 +5,7 @@ It does what vesyncd's plug server does on the hot paths and nothing else: answe
 (the first frame) with C{/loginReply}, C{/ka} with C{/kr} and the time at once, ignores
 C{/report}, answers a server C{/ka} probe's C{/kr} by ignoring it, and sends C{/relay} for
 C{relay(plugId, on)} (the plug's C{/runtimeInfo} completes it).  The replies are built with the
-same encoders as vesyncd (L{vesyncd.messages}), so both servers put the same bytes on the wire.
+same encoders as vesyncd (L{vesyncd.plugs.codec}), so both servers put the same bytes on the wire.
 No rate limit, no deadlines, no validation beyond C{json.loads}: the best case for plain Python.
 
     python -m bench.peer_websockets --port 17300
@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
-from vesyncd import messages as m
+from vesyncd.plugs import codec as m
 
 #: Connected plugs by id, and the relay commands waiting for their /runtimeInfo.
 PLUGS: dict[str, Any] = {}

@@ -4,8 +4,8 @@ C{twistd vesyncd} runs), on the epoll reactor, logging to a file as C{twistd -n 
 
     python -m bench.serve_vesyncd --port P --state-dir D [--frame-rate R] [--control] [--tracemalloc]
 
-C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.ws.FRAME_RATE}) for the saturation
-test; C{--control} adds the control port (C{vesyncd.control_tap}) when the daemon's feature list
+C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.plugs.server.FRAME_RATE}) for the saturation
+test; C{--control} adds the control port (C{vesyncd.control.tap}) when the daemon's feature list
 does not have it yet; C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
 on SIGUSR1.  On SIGUSR2 it writes C{STATE_DIR/heap.json}: glibc's, SQLite's and pymalloc's heap
 figures (cheap; no tracemalloc needed).
@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logfile = open(args.logfile or f"{args.state_dir}/vesyncd.log", "a")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(logfile)], redirectStandardIO=False)
-    if "no-store" in args.experiment and "vesyncd.store_tap" in tap.FEATURES:
-        tap.FEATURES.remove("vesyncd.store_tap")  # the in-memory ledger instead of SQLite
-    if args.control and "vesyncd.control_tap" not in tap.FEATURES:
-        tap.FEATURES.append("vesyncd.control_tap")
+    if "no-store" in args.experiment and "vesyncd.storage.tap" in tap.FEATURES:
+        tap.FEATURES.remove("vesyncd.storage.tap")  # the in-memory ledger instead of SQLite
+    if args.control and "vesyncd.control.tap" not in tap.FEATURES:
+        tap.FEATURES.append("vesyncd.control.tap")
     config = tap.Options()
     plugs = f"tcp:{args.port}:interface=127.0.0.1" + (f":backlog={args.backlog}" if args.backlog else "")
     config.parseOptions(["--plugs", plugs, "--state-dir", args.state_dir,
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         top.plugListener.factory.frameRate = args.frame_rate
     factory = top.plugListener.factory
     if "no-utf8-validate" in args.experiment:
-        # vesyncd.messages.parseObject decodes (and so validates) UTF-8 itself.
+        # vesyncd.plugs.codec.parseObject decodes (and so validates) UTF-8 itself.
         factory.setProtocolOptions(utf8validateIncoming=False)
     if "lazy-pformat" in args.experiment:
         # Autobahn pformats its ~40 options for a debug line on every connection, logged or not.

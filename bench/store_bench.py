@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
 
-from vesyncd.hub import PlugState
-from vesyncd.store import Store, inlineRunner
-from vesyncd.store_ledger import SQLiteLedger
+from vesyncd.core.hub import PlugState
+from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.ledger import SQLiteLedger
 
 ZONE = ZoneInfo("America/New_York")
 START = 1767243600.0  # 2026-01-01T00:00-05:00

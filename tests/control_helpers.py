@@ -9,14 +9,14 @@ from twisted.spread import pb
 from twisted.test import iosim
 from zope.interface import implementer
 
-from vesyncd import messages as m
+from vesyncd.plugs import codec as m
 from vesyncd.auth import FailureThrottle, makePortal
-from vesyncd.control_client import ControlClient, ControlClientProtocol
-from vesyncd.control_core import ControlCore, IControlAvatar
-from vesyncd.control_server import ControlFactory
-from vesyncd.hub import Hub, PlugSession
-from vesyncd.interfaces import IPlugConnection
-from vesyncd.pb import ControlPBFactory, IControlPerspective, perspectiveFactory
+from vesyncd.control.client import ControlClient, ControlClientProtocol
+from vesyncd.control.api import ControlCore, IControlAvatar
+from vesyncd.control.amp import ControlFactory
+from vesyncd.core.hub import Hub, PlugSession
+from vesyncd.core.interfaces import IPlugConnection
+from vesyncd.control.pb import ControlPBFactory, IControlPerspective, perspectiveFactory
 
 TOKEN = "ab" * 32
 START = 1_700_000_000.0
@@ -109,10 +109,10 @@ def runDaemon() -> None:
 
     from vesyncd import tap
 
-    if "vesyncd.control_tap" not in tap.FEATURES:
-        from vesyncd import control_tap
+    if "vesyncd.control.tap" not in tap.FEATURES:
+        from vesyncd.control import tap as control_tap
 
-        tap.FEATURES.append("vesyncd.control_tap")
+        tap.FEATURES.append("vesyncd.control.tap")
         tap.Options.optFlags = tap.Options.optFlags + control_tap.optFlags
         tap.Options.optParameters = tap.Options.optParameters + control_tap.optParameters
     from twisted.scripts.twistd import run

@@ -9,7 +9,7 @@ from twisted.internet import reactor, task
 
 from zope.interface import implementer
 
-from vesyncd.interfaces import IPlugConnection
+from vesyncd.core.interfaces import IPlugConnection
 
 
 @implementer(IPlugConnection)

@@ -151,10 +151,11 @@ class Watcher:
 
 def enableFeature() -> None:
     """Make C{tap.Options} know the MQTT options, as listing the module in FEATURES does."""
-    from vesyncd import mqtt_tap, tap
+    from vesyncd import tap
+    from vesyncd.mqtt import tap as mqtt_tap
 
-    if "vesyncd.mqtt_tap" not in tap.FEATURES:
-        tap.FEATURES.append("vesyncd.mqtt_tap")
+    if "vesyncd.mqtt.tap" not in tap.FEATURES:
+        tap.FEATURES.append("vesyncd.mqtt.tap")
         tap.Options.optFlags = tap.Options.optFlags + list(mqtt_tap.optFlags)
         tap.Options.optParameters = tap.Options.optParameters + list(mqtt_tap.optParameters)
 
@@ -183,7 +184,7 @@ class Daemon:
     @inlineCallbacks
     def start(self, plugs: int = 2) -> Any:
         """Start the services and connect C{plugs} simulated plugs; fires when they are online."""
-        from vesyncd.sim import Simulator
+        from vesyncd.sim.plug import Simulator
 
         self.top.startService()
         port = yield self.top.plugListener.listening

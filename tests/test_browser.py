@@ -21,11 +21,11 @@ from twisted.internet import reactor, task, threads
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
-from vesyncd import web_tap
-from vesyncd.hub import Hub
+from vesyncd.web import tap as web_tap
+from vesyncd.core.hub import Hub
 from vesyncd.service import ListenerService
-from vesyncd.sim import Simulator
-from vesyncd.ws import PlugServerFactory
+from vesyncd.sim.plug import Simulator
+from vesyncd.plugs.server import PlugServerFactory
 
 CHROMIUM = os.environ.get("VESYNCD_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("VESYNCD_CHROMEDRIVER", "/usr/bin/chromedriver")

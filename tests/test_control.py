@@ -9,9 +9,9 @@ import pytest
 from twisted.trial import unittest
 from twisted.python import usage
 
-from vesyncd import control_commands as c
-from vesyncd.control_server import MAX_IN_FLIGHT, MAX_PENDING_BYTES
-from vesyncd.control_tap import checkEndpoint, postOptions, unixPath
+from vesyncd.control import commands as c
+from vesyncd.control.amp import MAX_IN_FLIGHT, MAX_PENDING_BYTES
+from vesyncd.control.tap import checkEndpoint, postOptions, unixPath
 
 from control_helpers import TOKEN, World
 
@@ -186,7 +186,7 @@ class CommandTests(unittest.TestCase):
 
     def test_energy(self) -> None:
         """Energy answers every bucket of the period, and refuses a bad period."""
-        self.world.sessions[0].received(__import__("vesyncd.messages", fromlist=["Report"]).Report(
+        self.world.sessions[0].received(__import__("vesyncd.plugs.codec", fromlist=["Report"]).Report(
             wattSeconds=3600 * 10, seconds=60))
         day = self.call(self.client.energy("00", "year", "2023"))
         self.assertEqual(len(day["buckets"]), 12)
@@ -198,7 +198,7 @@ class CommandTests(unittest.TestCase):
         """After Watch the server pushes relay (with cause), runtime, alias and forgotten events."""
         events: list[dict] = []
         self.call(self.client.watch(events.append))
-        self.world.sessions[0].received(__import__("vesyncd.messages", fromlist=["State"]).State(relay=True))
+        self.world.sessions[0].received(__import__("vesyncd.plugs.codec", fromlist=["State"]).State(relay=True))
         self.call(self.client.rename("10", "Fan"))
         self.call(self.client.forget("Fan"))
         kinds = [(e["event"], e.get("relay"), e.get("cause")) for e in events]

@@ -9,7 +9,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
 from control_helpers import TOKEN, World, selfSignedPEM
-from vesyncd.control_client import CertificateRefused, certificateFingerprint, connect
+from vesyncd.control.client import CertificateRefused, certificateFingerprint, connect
 
 
 class TLSTests(unittest.TestCase):

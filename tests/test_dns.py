@@ -15,11 +15,11 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel
 
-from vesyncd.dnscore import (
+from vesyncd.dns.answers import (
     DNSCore, DNSCounters, Outcome, RateLimitedLog, nameToWire, parseQuestion,
 )
-from vesyncd.dnsforward import Forwarder
-from vesyncd.dnsserver import (
+from vesyncd.dns.forward import Forwarder
+from vesyncd.dns.server import (
     AnswerAddressFinder, DNSDatagramProtocol, DNSStartupError, DNSStreamFactory,
     makeDNSService, parseUpstream, systemUpstreams,
 )

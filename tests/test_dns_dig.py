@@ -14,7 +14,7 @@ from twisted.internet import defer, reactor, utils
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial import unittest
 
-from vesyncd.dnsserver import makeDNSService
+from vesyncd.dns.server import makeDNSService
 
 DIG = shutil.which("dig")
 

@@ -13,8 +13,8 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial import unittest
 
-from vesyncd.dnscore import DNSCounters, parseQuestion
-from vesyncd.dnsforward import Forwarder, checkAnswer
+from vesyncd.dns.answers import DNSCounters, parseQuestion
+from vesyncd.dns.forward import Forwarder, checkAnswer
 
 
 def query(name: str, qtype: str = "A", qid: int = 0x4242, edns: bool = False) -> bytes:

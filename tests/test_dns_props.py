@@ -10,9 +10,9 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from vesyncd.dnscore import DNSCore, Outcome, parseQuestion
-from vesyncd.dnsforward import Forwarder, checkAnswer
-from vesyncd.dnsserver import DNSStreamFactory
+from vesyncd.dns.answers import DNSCore, Outcome, parseQuestion
+from vesyncd.dns.forward import Forwarder, checkAnswer
+from vesyncd.dns.server import DNSStreamFactory
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

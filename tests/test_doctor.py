@@ -1,4 +1,4 @@
-"""Tests for vesyncd.doctor: every check's OK/WARN/FAIL path with fake probes, the output
+"""Tests for vesyncd.doctor.checks: every check's OK/WARN/FAIL path with fake probes, the output
 formats, and the real probes' /proc parsing and responder query (loopback only)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
-from vesyncd import doctor as D
-from vesyncd import doctor_probes as DP
+from vesyncd.doctor import checks as D
+from vesyncd.doctor import probes as DP
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 LAN = "192.168.1.10"

@@ -14,9 +14,11 @@ from twisted.trial import unittest
 
 from bench.hardening import conformance
 from bench.hardening.common import raiseFileLimit
-from vesyncd import hub as h
-from vesyncd import sim, tap, ws
-from vesyncd.sim import Simulator
+from vesyncd.core import hub as h
+from vesyncd import tap
+from vesyncd.sim import plug as sim
+from vesyncd.plugs import server as ws
+from vesyncd.sim.plug import Simulator
 from tests.fakes import waitFor
 
 LOGIN = sim.maskedFrame(json.dumps({"id": "attacker-plug", "firmVersion": "1.89"}).encode(), False)

@@ -12,9 +12,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionLost
 
-from vesyncd import hub as h
-from vesyncd import messages as m
-from vesyncd import sim, ws
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
+from vesyncd.sim import plug as sim
+from vesyncd.plugs import server as ws
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVER_SETTINGS = settings(max_examples=60, deadline=None,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from vesyncd import hub as h
-from vesyncd import messages as m
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
 from tests.fakes import FakeConnection
 
 LOGIN = m.Login(id="plug-1", firmVersion="1.89", deviceName="vesync_wifi_outlet", relay=True)

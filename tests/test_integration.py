@@ -7,9 +7,9 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from vesyncd import hub as h
+from vesyncd.core import hub as h
 from vesyncd import tap
-from vesyncd.sim import Simulator
+from vesyncd.sim.plug import Simulator
 from tests.fakes import waitFor
 
 

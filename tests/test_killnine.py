@@ -1,7 +1,7 @@
 """kill -9 of a real vesyncd process while simulated plugs report: the database survives, little is lost.
 
 The daemon runs under twistd in a subprocess with the store feature enabled by a small wrapper (so the
-test works whether or not vesyncd.store_tap is in tap.FEATURES yet); the simulated plugs run in this
+test works whether or not vesyncd.storage.tap is in tap.FEATURES yet); the simulated plugs run in this
 process at 60x speed, on loopback only, and count every /report they send.
 """
 
@@ -24,10 +24,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
-from vesyncd.hub import PlugState
+from vesyncd.core.hub import PlugState
 from vesyncd.paths import DATABASE
-from vesyncd.sim import Simulator, plugId
-from vesyncd.store import Store, inlineRunner
+from vesyncd.sim.plug import Simulator, plugId
+from vesyncd.storage.store import Store, inlineRunner
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""
@@ -39,9 +39,9 @@ def scratch(test: unittest.TestCase) -> Path:
 WRAPPER = """
 import sys
 import vesyncd.tap as tap
-if "vesyncd.store_tap" not in tap.FEATURES:
-    import vesyncd.store_tap as feature
-    tap.FEATURES.append("vesyncd.store_tap")
+if "vesyncd.storage.tap" not in tap.FEATURES:
+    import vesyncd.storage.tap as feature
+    tap.FEATURES.append("vesyncd.storage.tap")
     tap.Options.optParameters = tap.Options.optParameters + list(feature.optParameters)
 from twisted.scripts.twistd import run
 sys.argv = ["twistd", "-n", "--pidfile=", "vesyncd"] + sys.argv[1:]

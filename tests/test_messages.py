@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vesyncd import messages as m
+from vesyncd.plugs import codec as m
 
 LOGIN = (b'{"account":"1234567","id":"443c878f-f675-4c90-98e8-2f4566914d39","deviceName":"vesync_wifi_outlet",'
          b'"deviceVersion":"1.5","deviceVersionCode":5,"type":"wifi-switch","apptype":"switch-measure",'

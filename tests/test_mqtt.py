@@ -10,11 +10,11 @@ import pytest
 from twisted.internet.task import Clock
 
 from tests.fakes import FakeConnection
-from vesyncd import hub as h
-from vesyncd import messages as m
-from vesyncd import mqtt_ha as ha
-from vesyncd.mqtt import BadCommand, MQTTBridge, parseRelayCommand, validPrefix
-from vesyncd.mqtt_client import MQTTConfigError, PendingPublishes, backoffDelay, parseBrokerURL
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
+from vesyncd.mqtt import discovery as ha
+from vesyncd.mqtt.bridge import BadCommand, MQTTBridge, parseRelayCommand, validPrefix
+from vesyncd.mqtt.client import MQTTConfigError, PendingPublishes, backoffDelay, parseBrokerURL
 
 PLUG = "2b8e1f5c-0000-4000-8000-000000000001"
 LOGIN = m.Login(id=PLUG, firmVersion="1.89", deviceName="vesync_wifi_outlet", deviceVersion="1.5", relay=True)

@@ -15,7 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
 from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker, Daemon, Watcher, waitFor
-from vesyncd import mqtt_ha as ha
+from vesyncd.mqtt import discovery as ha
 
 HA = "homeassistant"
 

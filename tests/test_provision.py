@@ -1,4 +1,4 @@
-"""Tests for vesyncd.provision: the setup-message codec, the client, and the simulated setup mode.
+"""Tests for vesyncd.setup.client: the setup-message codec, the client, and the simulated setup mode.
 
 Everything network-facing runs on 127.0.0.1 with port 0.
 """
@@ -21,8 +21,8 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from vesyncd import provision as P
-from vesyncd import setupserver as S
+from vesyncd.setup import client as P
+from vesyncd.setup import plugside as S
 
 PASSWORD = "Zq9-secret-Wifi-pass"
 DNS_IP = "192.168.1.10"

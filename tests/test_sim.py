@@ -11,9 +11,10 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from vesyncd import messages as m
-from vesyncd import provision, sim
-from vesyncd.setupmode import SetupModePlug
+from vesyncd.plugs import codec as m
+from vesyncd.setup import client as provision
+from vesyncd.sim import plug as sim
+from vesyncd.sim.setupmode import SetupModePlug
 
 
 class RecordingProtocol:

@@ -1,4 +1,4 @@
-"""Tests for vesyncd.store, vesyncd.store_ledger and vesyncd.store_tap: in memory, task.Clock, fixed zones."""
+"""Tests for vesyncd.storage.store, vesyncd.storage.ledger and vesyncd.storage.tap: in memory, task.Clock, fixed zones."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from twisted.python import usage
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from vesyncd import messages as m
-from vesyncd.energy import MemoryLedger
-from vesyncd.hub import Hub
-from vesyncd.interfaces import IEnergyLedger
+from vesyncd.plugs import codec as m
+from vesyncd.core.energy import MemoryLedger
+from vesyncd.core.hub import Hub
+from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.service import StartupError
-from vesyncd.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
-from vesyncd.store_ledger import SQLiteLedger
-from vesyncd.store_tap import Persister, PowerOnPolicy, StoreService, openStore, parseZone
+from vesyncd.storage.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
+from vesyncd.storage.ledger import SQLiteLedger
+from vesyncd.storage.tap import Persister, PowerOnPolicy, StoreService, openStore, parseZone
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from vesyncd import hub as h
-from vesyncd import messages as m
-from vesyncd.store_tap import Persister
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
+from vesyncd.storage.tap import Persister
 from tests.fakes import FakeConnection
 
 

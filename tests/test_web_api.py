@@ -13,9 +13,9 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, TOKEN, Harness, runtime
-from vesyncd import messages as m
-from vesyncd.hub import MAX_QUEUED_COMMANDS
-from vesyncd.periods import hostZone
+from vesyncd.plugs import codec as m
+from vesyncd.core.hub import MAX_QUEUED_COMMANDS
+from vesyncd.core.periods import hostZone
 
 
 class StaticTests(unittest.TestCase):

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, TOKEN, Harness, runtime
-from vesyncd import messages as m
+from vesyncd.plugs import codec as m
 from vesyncd.web.events import HEARTBEAT, MAX_BUFFERED, frame
 
 

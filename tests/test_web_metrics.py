@@ -6,8 +6,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, Harness, runtime
-from vesyncd import messages as m
-from vesyncd.dnscore import DNSCounters
+from vesyncd.plugs import codec as m
+from vesyncd.dns.answers import DNSCounters
 
 
 def scrape(h: Harness, **kw) -> dict[str, list]:

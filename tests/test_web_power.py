@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from vesyncd import hub as h
-from vesyncd import messages as m
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
 from vesyncd.web.events import PowerHistory
 from tests.fakes import FakeConnection
 

@@ -10,7 +10,7 @@ from twisted.internet import task
 from twisted.python import usage
 from twisted.trial import unittest
 
-from vesyncd import web_tap
+from vesyncd.web import tap as web_tap
 from vesyncd.web.api import WebApp
 
 
@@ -54,7 +54,7 @@ class WiringTests(unittest.TestCase):
 
         from twisted.application import service
 
-        from vesyncd.hub import Hub
+        from vesyncd.core.hub import Hub
 
         state = Path(tempfile.mkdtemp(prefix="vesyncd-web-")) / "state"
         self.addCleanup(shutil.rmtree, state.parent, True)

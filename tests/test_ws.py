@@ -10,9 +10,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
-from vesyncd import hub as h
-from vesyncd import messages as m
-from vesyncd import sim, ws
+from vesyncd.core import hub as h
+from vesyncd.plugs import codec as m
+from vesyncd.sim import plug as sim
+from vesyncd.plugs import server as ws
 
 PLUG_REQUEST = (
     b"GET /gnws HTTP/1.1\r\n"

@@ -15,9 +15,9 @@ from typing import Any
 from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 
-from vesyncd import hub as h
-from vesyncd import ws
-from vesyncd.sim import Simulator, maskedFrame, upgradeRequest
+from vesyncd.core import hub as h
+from vesyncd.plugs import server as ws
+from vesyncd.sim.plug import Simulator, maskedFrame, upgradeRequest
 from tests.fakes import waitFor
 
 

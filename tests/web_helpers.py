@@ -12,9 +12,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from tests.fakes import FakeConnection
-from vesyncd import messages as m
+from vesyncd.plugs import codec as m
 from vesyncd.auth import FailureThrottle
-from vesyncd.hub import Hub, PlugSession
+from vesyncd.core.hub import Hub, PlugSession
 from vesyncd.web import WebApp, makeSite
 
 TOKEN = "t0ken" * 8

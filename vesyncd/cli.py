@@ -23,10 +23,10 @@ from typing import Any, Callable, TextIO
 from twisted.internet import task
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from . import paths
-from .auth import readToken
-from .control_client import ControlConnectError, connect
-from .control_commands import ControlError
+from vesyncd import paths
+from vesyncd.auth import readToken
+from vesyncd.control.client import ControlConnectError, connect
+from vesyncd.control.commands import ControlError
 
 
 class CLIError(Exception):
@@ -326,7 +326,8 @@ async def _runCommand(client: Any, args: argparse.Namespace, out: TextIO) -> int
 
 async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
     """C{vesyncctl doctor}: the doctor's probes, with the daemon reached through the control port."""
-    from . import doctor, doctor_probes
+    from vesyncd.doctor import checks as doctor
+    from vesyncd.doctor import probes as doctor_probes
 
     clients: list[Any] = []
 
@@ -370,7 +371,7 @@ async def runDoctor(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 async def runProvision(reactor: Any, args: argparse.Namespace, out: TextIO) -> int:
     """C{vesyncctl provision}: send Wi-Fi settings to a plug in setup mode."""
-    from . import provision as P
+    from vesyncd.setup import client as P
 
     serverIP = args.server_ip
     if not serverIP:

@@ -1,7 +1,7 @@
 """
 The twistd plugin's options and service: wiring only.
 
-C{makeService} builds the core (L{vesyncd.hub.Hub}) and plugs each listener and front end into it
+C{makeService} builds the core (L{vesyncd.core.hub.Hub}) and plugs each listener and front end into it
 from the options; every rule lives in the modules it wires.
 """
 
@@ -16,13 +16,13 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
-from . import __version__
-from .config import applyConfig, findConfigArgument, loadConfigFile
-from .hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
-from .paths import defaultStateDir
-from .service import (DaemonService, IntervalService, ListenerService, ShutdownHook, StartupError,
+from vesyncd import __version__
+from vesyncd.config import applyConfig, findConfigArgument, loadConfigFile
+from vesyncd.core.hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
+from vesyncd.paths import defaultStateDir
+from vesyncd.service import (DaemonService, IntervalService, ListenerService, ShutdownHook, StartupError,
                       raiseFileLimit, withBacklog)
-from .ws import LOGIN_TIMEOUT, PlugServerFactory
+from vesyncd.plugs.server import LOGIN_TIMEOUT, PlugServerFactory
 
 log = Logger()
 
@@ -34,8 +34,8 @@ DEFAULT_PLUGS = "tcp:17273:interface=127.0.0.1"
 #: C{makeServices(parent, hub, config, reactor, context)} to add its services.  C{context} is a
 #: namespace shared by the wiring: C{stateDir}, C{store}, C{token}, C{listeners} and what each
 #: feature adds for the ones after it.
-FEATURES: list[str] = ["vesyncd.store_tap", "vesyncd.dns_tap", "vesyncd.control_tap", "vesyncd.mqtt_tap",
-                       "vesyncd.web_tap"]
+FEATURES: list[str] = ["vesyncd.storage.tap", "vesyncd.dns.tap", "vesyncd.control.tap", "vesyncd.mqtt.tap",
+                       "vesyncd.web.tap"]
 
 
 def _features() -> list[ModuleType]:
@@ -209,7 +209,7 @@ def _build(config: Options, reactor: Any) -> DaemonService:
         module.makeServices(top, hub, config, reactor, context)
 
     if config["demo-plugs"]:
-        from .demo import DemoPlugs
+        from vesyncd.sim.demo import DemoPlugs
 
         DemoPlugs(reactor, plugs, config["demo-plugs"]).setServiceParent(top)
     return top

@@ -242,7 +242,7 @@ def partVanish(work: Path, quick: bool) -> dict[str, Any]:
     simProc = subprocess.Popen([str(Path(PY).parent / "vesyncd-sim"), "--server", f"127.0.0.1:{d.port}",
                                 "--count", "1", "--seed", "vanish"], env=ENV, cwd=str(ROOT),
                                stdout=subprocess.DEVNULL, stderr=open(work / "vanish.err", "a"))
-    from vesyncd.sim import plugId
+    from vesyncd.sim.plug import plugId
 
     ident = plugId("vanish", 0)
     result: dict[str, Any] = {"offline_after": offlineAfter, "command_timeout": commandTimeout}

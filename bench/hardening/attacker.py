@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from bench.hardening.common import LOOPBACK, percentile, raiseFileLimit
-from vesyncd import sim
+from vesyncd.sim import plug as sim
 
 
 def _new() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """
 A test-only WebSocket echo endpoint with vesyncd's production plug-server options.
 
-It subclasses L{vesyncd.ws.PlugServerProtocol} and L{vesyncd.ws.PlugServerFactory}, so the
+It subclasses L{vesyncd.plugs.server.PlugServerProtocol} and L{vesyncd.plugs.server.PlugServerFactory}, so the
 Autobahn protocol options (64 KiB frame and message limits, masked client frames required,
 no compression, failByDrop, no auto-ping) and vesyncd's own guards (8 KiB handshake cap,
 handshake deadline, write-stall bound) are the production ones; only L{onMessage} differs: it
@@ -21,8 +21,8 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 
-from vesyncd import ws
-from vesyncd.hub import Hub
+from vesyncd.plugs import server as ws
+from vesyncd.core.hub import Hub
 
 
 class EchoProtocol(ws.PlugServerProtocol):

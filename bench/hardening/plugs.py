@@ -1,5 +1,5 @@
 """
-Simulated plugs (L{vesyncd.sim}) that time each C{/ka} -> C{/kr} round trip.
+Simulated plugs (L{vesyncd.sim.plug}) that time each C{/ka} -> C{/kr} round trip.
 
 C{python -m bench.hardening.plugs --port P --count 100 --speed 60 --seconds 90 --out FILE}
 runs C{count} simulated 1.89 plugs against 127.0.0.1:P for C{seconds} and then writes FILE:
@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet import reactor
 
 from bench.hardening.common import LOOPBACK, raiseFileLimit
-from vesyncd import sim
+from vesyncd.sim import plug as sim
 
 
 class TimedPlug(sim.SimPlug):

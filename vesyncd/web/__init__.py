@@ -1,5 +1,5 @@
 """The web front end: JSON API, dashboard page, server-sent events and Prometheus metrics."""
 
-from .api import WebApp, makeSite
+from vesyncd.web.api import WebApp, makeSite
 
 __all__ = ["WebApp", "makeSite"]

@@ -3,7 +3,7 @@ The HTTP front end: the JSON API, the page's static files, server-sent events an
 
 Routes are a small table of (method, path pattern) pairs handled by one leaf resource: every
 API handler calls the same hub methods as the control port and serialises plugs with
-L{vesyncd.hub.PlugState.toJSON}.  Nothing here keeps plug state of its own except the short
+L{vesyncd.core.hub.PlugState.toJSON}.  Nothing here keeps plug state of its own except the short
 power history for the page's sparklines.
 """
 
@@ -24,13 +24,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
-from .. import __version__
-from ..auth import FailureThrottle
-from ..hub import CommandError, Hub
-from ..periods import hostZone
-from .auth import AuthFailure, Session, WebAuth, peerOf
-from .events import EventStreams, PowerHistory
-from .metrics import registryFor
+from vesyncd import __version__
+from vesyncd.auth import FailureThrottle
+from vesyncd.core.hub import CommandError, Hub
+from vesyncd.core.periods import hostZone
+from vesyncd.web.auth import AuthFailure, Session, WebAuth, peerOf
+from vesyncd.web.events import EventStreams, PowerHistory
+from vesyncd.web.metrics import registryFor
 
 log = Logger()
 

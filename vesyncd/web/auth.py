@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from ..auth import FailureThrottle, tokenMatches
+from vesyncd.auth import FailureThrottle, tokenMatches
 
 log = Logger()
 

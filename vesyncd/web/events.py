@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..hub import ENERGY, FORGOTTEN, RUNTIME, Event, Hub, UnknownPlug, isoTime
+from vesyncd.core.hub import ENERGY, FORGOTTEN, RUNTIME, Event, Hub, UnknownPlug, isoTime
 
 log = Logger()
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..hub import Hub
+from vesyncd.core.hub import Hub
 
 #: hub.stats keys "commands_<result>" become vesyncd_commands_total{result=...}.
 COMMAND_PREFIX = "commands_"

@@ -1,0 +1,205 @@
+"""
+The control protocol: every AMP command of the control port, in one module shared by the
+daemon (L{vesyncd.control.amp}) and its clients (L{vesyncd.control.client}, C{vesyncctl}).
+
+Structured results travel as JSON text in one AMP value (L{JSON}), so their schema is the one
+documented in C{docs/control.md} and shared with C{--json} output, HTTP and MQTT.  An AMP value
+holds at most 64 KiB, which is why L{ListPlugs} pages and L{Energy} answers one period at a time.
+
+The error classes here are used by the AMP port and the Perspective Broker root alike; each has
+a C{code} (the JSON spelling) and an AMP error code (the wire spelling).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.protocols import amp
+from twisted.spread import pb
+
+#: The largest JSON text one AMP value can carry.
+MAX_VALUE = amp.MAX_VALUE_LENGTH
+#: Plugs per L{ListPlugs} page at most (one plug's JSON is well under 1 KiB).
+MAX_PAGE = 50
+#: Longest plug reference, alias, token or period value accepted from a client.
+MAX_ARGUMENT = 256
+
+
+class ControlError(pb.Error):
+    """A control request failed; C{code} names the reason for clients and C{--json} output."""
+
+    code = "failed"
+    amp_code = b"FAILED"
+
+
+class UnknownPlug(ControlError):
+    """No plug matches the reference (or an id prefix matches several plugs)."""
+
+    code = "unknown"
+    amp_code = b"UNKNOWN_PLUG"
+
+
+class PlugOffline(ControlError):
+    """The plug is known but not connected."""
+
+    code = "offline"
+    amp_code = b"PLUG_OFFLINE"
+
+
+class CommandTimeout(ControlError):
+    """The plug did not confirm the command in time."""
+
+    code = "timeout"
+    amp_code = b"COMMAND_TIMEOUT"
+
+
+class Busy(ControlError):
+    """Too many requests, watchers or commands are already waiting; try again later."""
+
+    code = "busy"
+    amp_code = b"BUSY"
+
+
+class InvalidArgument(ControlError):
+    """An argument is not acceptable; the message says why."""
+
+    code = "invalid"
+    amp_code = b"INVALID_ARGUMENT"
+
+
+class NotLoggedIn(ControlError):
+    """A command other than Login came before a successful Login."""
+
+    code = "not_logged_in"
+    amp_code = b"NOT_LOGGED_IN"
+
+
+class BadToken(ControlError):
+    """The token presented at Login is wrong."""
+
+    code = "bad_token"
+    amp_code = b"BAD_TOKEN"
+
+
+class CommandFailed(ControlError):
+    """The plug answered, but not as asked (e.g. its relay did not change)."""
+
+    code = "failed"
+    amp_code = b"COMMAND_FAILED"
+
+
+ERRORS: tuple[type[ControlError], ...] = (
+    UnknownPlug, PlugOffline, CommandTimeout, Busy, InvalidArgument, NotLoggedIn, BadToken, CommandFailed,
+)
+#: Every error any command may answer, as AMP's C{errors} mapping.
+AMP_ERRORS: dict[type[Exception], bytes] = {cls: cls.amp_code for cls in ERRORS}
+
+
+class JSON(amp.Unicode):
+    """An AMP argument holding any JSON value as compact UTF-8 text (at most 64 KiB)."""
+
+    def toString(self, inObject: Any) -> bytes:
+        """Serialise to compact JSON text."""
+        return amp.Unicode.toString(self, json.dumps(inObject, separators=(",", ":"), sort_keys=True))
+
+    def fromString(self, inString: bytes) -> Any:
+        """Parse JSON text (a peer sending malformed JSON gets a protocol error, not a crash)."""
+        return json.loads(amp.Unicode.fromString(self, inString))
+
+
+class ControlCommand(amp.Command):
+    """Base of the control commands: each may fail with any of L{ERRORS}."""
+
+    errors = AMP_ERRORS
+
+
+class Login(ControlCommand):
+    """Present the control token; every other command fails with NotLoggedIn before this."""
+
+    arguments = [(b"token", amp.Unicode())]
+    response: list[tuple[bytes, amp.Argument]] = []
+
+
+class ListPlugs(ControlCommand):
+    """One page of plugs ordered by name: C{plugs} (PlugState JSON), C{total}, C{offset}."""
+
+    arguments = [(b"offset", amp.Integer()), (b"limit", amp.Integer())]
+    response = [(b"plugs", JSON()), (b"total", amp.Integer()), (b"offset", amp.Integer())]
+
+
+class GetPlug(ControlCommand):
+    """One plug by id, unique id prefix or alias."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class Switch(ControlCommand):
+    """Switch a plug C{on}, C{off} or C{toggle}; answers its state once the plug confirmed it."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"state", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class Refresh(ControlCommand):
+    """Ask a plug for fresh readings; answers its new state."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class Rename(ControlCommand):
+    """Set a plug's alias (an empty alias clears it)."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"alias", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class SetPowerOn(ControlCommand):
+    """Set a plug's power-on policy: C{on}, C{off}, C{last} or C{none}."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"policy", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class Forget(ControlCommand):
+    """Forget a plug (its state, alias and energy history); answers its last state."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
+class Info(ControlCommand):
+    """The daemon's version, uptime, listeners and counters."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response = [(b"info", JSON())]
+
+
+class Energy(ControlCommand):
+    """Energy buckets of one C{day} (YYYY-MM-DD), C{month} (YYYY-MM) or C{year} (YYYY)."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"period", amp.Unicode()), (b"value", amp.Unicode())]
+    response = [(b"history", JSON())]
+
+
+class Watch(ControlCommand):
+    """Start receiving L{PushEvent}s on this connection."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response: list[tuple[bytes, amp.Argument]] = []
+
+
+class Unwatch(ControlCommand):
+    """Stop receiving L{PushEvent}s."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response: list[tuple[bytes, amp.Argument]] = []
+
+
+class PushEvent(amp.Command):
+    """Sent by the daemon to a watching client: one event (see docs/control.md); no answer."""
+
+    arguments = [(b"event", JSON())]
+    requiresAnswer = False

@@ -1,0 +1,1 @@
+"""The network-free core: plug registry, sessions, events, energy accounting and settings."""

@@ -1,0 +1,54 @@
+"""
+The seams between vesyncd's network-free core and everything around it.
+
+Data flows one way: a plug connection decodes frames and hands typed messages to the core
+(L{vesyncd.core.hub.Hub}); the core emits L{vesyncd.core.hub.Event}s that front ends (control port, PB,
+MQTT, HTTP) subscribe to; commands go from a front end to the core, and from the core to the
+plug through L{IPlugConnection}.  No front end talks to another, and none reaches into a protocol.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from vesyncd.core.energy import EnergySummary
+
+
+class IPlugConnection(Interface):
+    """What the core needs from one plug's network connection."""
+
+    peer = Attribute("The plug's address as text, e.g. '192.168.1.23:50123', for logs and state.")
+
+    def send(payload: bytes) -> None:
+        """Send one compact JSON message to the plug (the connection encrypts it if it must)."""
+
+    def disconnect(reason: str) -> None:
+        """Close the connection; C{reason} is logged.  Closing twice is harmless."""
+
+
+class IEnergyLedger(Interface):
+    """Where energy reports go and where today's and lifetime figures come from."""
+
+    def record(plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
+        """Account one C{/report} received at POSIX time C{at}."""
+
+    def summary(plugId: str, now: float) -> "EnergySummary":
+        """Today's and lifetime watt-hours for a plug (zeros for an unknown plug)."""
+
+    def history(plugId: str, period: str, value: str) -> "Deferred[dict]":
+        """Energy buckets of one period, in the configured time zone.
+
+        C{period} is C{"day"} (C{value} C{"YYYY-MM-DD"}, one bucket per hour), C{"month"}
+        (C{"YYYY-MM"}, per day) or C{"year"} (C{"YYYY"}, per month).  Fires with
+        C{{"plug", "period", "value", "unit", "timezone", "buckets": [{"start": ISO 8601 with
+        offset, "label", "wh"}], "total_wh"}}; every bucket of the period is present (zero when
+        nothing was used).  Fails with C{ValueError} for a malformed period or value.
+        """
+
+    def forget(plugId: str) -> None:
+        """Drop what is kept for a plug that the user forgot."""

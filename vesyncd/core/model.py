@@ -1,0 +1,154 @@
+"""
+The values the core hands to front ends: plug state, events, and the errors commands fail with.
+
+Front ends (control port, PB, MQTT, HTTP) import these to read and serialise what the hub
+reports; they never change a L{PlugState} they were given (the hub hands out copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from vesyncd.core.energy import EnergySummary
+
+
+class CommandError(Exception):
+    """A command could not be carried out; C{code} names the reason for front ends."""
+
+    code = "failed"
+
+
+class UnknownPlug(CommandError):
+    """No plug matches the given id, id prefix or alias."""
+
+    code = "unknown"
+
+
+class AmbiguousPlug(UnknownPlug):
+    """The reference matches more than one plug."""
+
+    code = "ambiguous"
+
+
+class PlugOffline(CommandError):
+    """The plug is known but not connected."""
+
+    code = "offline"
+
+
+class CommandTimeout(CommandError):
+    """The plug did not confirm the command in time."""
+
+    code = "timeout"
+
+
+class QueueFull(CommandError):
+    """Too many commands are already waiting for this plug."""
+
+    code = "busy"
+
+
+class InvalidArgument(CommandError):
+    """An argument (e.g. an alias) is not acceptable; the message says why."""
+
+    code = "invalid"
+
+
+# Event kinds, emitted in this order of importance; front ends switch on them.
+PLUG_NEW = "plug_new"
+ONLINE = "online"
+OFFLINE = "offline"
+RELAY = "relay"
+RUNTIME = "runtime"
+ENERGY = "energy"
+RSSI = "rssi"
+ALIAS = "alias"
+POWER_ON = "power_on"
+FORGOTTEN = "forgotten"
+EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, POWER_ON, FORGOTTEN)
+
+# Causes of a relay change.
+CAUSE_COMMAND = "command"
+CAUSE_BUTTON = "button"
+CAUSE_TIMER = "timer"
+CAUSE_LOGIN = "login"
+CAUSE_PLUG = "plug"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a plug at POSIX time C{at}; C{data} depends on C{kind}."""
+
+    kind: str
+    plug: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def isoTime(at: float | None) -> str | None:
+    """POSIX time as ISO 8601 UTC with a Z, or None."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class PlugState:
+    """Everything known about one plug.  Front ends read copies from L{Hub.plugs}."""
+
+    id: str
+    alias: str | None = None
+    online: bool = False
+    relay: bool | None = None
+    relay_cause: str | None = None
+    relay_changed: float | None = None
+    power_w: float | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None
+    meastate: str | None = None
+    runtime_at: float | None = None
+    rssi_dbm: int | None = None
+    firmware: str | None = None
+    encrypted: bool = False
+    device: dict[str, Any] = field(default_factory=dict)
+    address: str | None = None
+    first_seen: float | None = None
+    last_seen: float | None = None
+    connected_since: float | None = None
+    last_report: dict[str, Any] | None = None
+    timer: dict[str, Any] | None = None
+    trigger: dict[str, Any] | None = None
+    ctl_flags: dict[str, Any] | None = None
+    power_on: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The alias when set, else the id."""
+        return self.alias or self.id
+
+    def toJSON(self, energy: EnergySummary | None = None) -> dict[str, Any]:
+        """The documented, stable JSON form shared by the CLI, the control port, HTTP and MQTT."""
+        relay = None if self.relay is None else ("on" if self.relay else "off")
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "alias": self.alias,
+            "online": self.online,
+            "relay": relay,
+            "relay_cause": self.relay_cause,
+            "power_w": self.power_w,
+            "voltage_v": self.voltage_v,
+            "rssi_dbm": self.rssi_dbm,
+            "firmware": self.firmware,
+            "encrypted": self.encrypted,
+            "address": self.address,
+            "first_seen": isoTime(self.first_seen),
+            "last_seen": isoTime(self.last_seen),
+            "model": self.device.get("deviceName") or None,
+            "power_on": self.power_on,
+        }
+        if energy is not None:
+            doc["energy_today_kwh"] = round(energy.today_wh / 1000.0, 6)
+            doc["energy_lifetime_kwh"] = round(energy.lifetime_wh / 1000.0, 6)
+        return doc

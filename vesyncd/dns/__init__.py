@@ -1,0 +1,1 @@
+"""The DNS responder: answers, forwarding, discovery and the UDP/TCP adapters."""

@@ -1,0 +1,1 @@
+"""The MQTT bridge, its transport and Home Assistant discovery."""

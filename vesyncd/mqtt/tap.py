@@ -1,0 +1,60 @@
+"""
+Wiring of the MQTT bridge: its options and its service (see L{vesyncd.mqtt.bridge}).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application import service
+from twisted.python import usage
+
+from vesyncd.mqtt.bridge import MQTTService, validPrefix
+from vesyncd.mqtt.client import MQTTConfigError, parseBrokerURL
+
+optFlags = [
+    ["no-ha-discovery", None, "Do not publish Home Assistant MQTT discovery configs."],
+]
+
+optParameters = [
+    ["mqtt", None, None,
+     "MQTT broker to bridge to: mqtt://[user:password@]host[:port] or mqtts://... (TLS, certificate "
+     "verified). Off unless given."],
+    ["mqtt-ca", None, None, "CA certificate file (PEM) to verify an mqtts:// broker with (default: system CAs)."],
+    ["mqtt-prefix", None, "vesyncd", "Topic prefix of vesyncd's MQTT topics."],
+    ["ha-discovery-prefix", None, "homeassistant", "Home Assistant's MQTT discovery prefix."],
+]
+
+
+def postOptions(config: Any) -> None:
+    """Check the MQTT options; the URL is parsed into C{config['mqtt-settings']}."""
+    config["mqtt-settings"] = None
+    for name in ("mqtt-prefix", "ha-discovery-prefix"):
+        if not validPrefix(config[name]):
+            raise usage.UsageError(f"--{name} {config[name]!r}: 1-64 characters, no +, # or empty level, "
+                                   "no leading or trailing slash")
+    if not config["mqtt"]:
+        if config["mqtt-ca"]:
+            raise usage.UsageError("--mqtt-ca needs --mqtt")
+        return
+    ca = config["mqtt-ca"]
+    if ca and not os.path.isfile(ca):
+        raise usage.UsageError(f"--mqtt-ca {ca}: no such file")
+    try:
+        config["mqtt-settings"] = parseBrokerURL(config["mqtt"], ca or None)
+    except MQTTConfigError as e:
+        raise usage.UsageError(str(e)) from None
+
+
+def makeServices(parent: service.MultiService, hub: Any, config: Any, reactor: Any, context: Any) -> None:
+    """Add the MQTT bridge when C{--mqtt} is given."""
+    settings = config.get("mqtt-settings") if hasattr(config, "get") else None
+    if settings is None and config["mqtt"]:
+        settings = parseBrokerURL(config["mqtt"], config["mqtt-ca"] or None)
+    if settings is None:
+        return
+    mqtt = MQTTService(reactor, hub, settings, prefix=config["mqtt-prefix"],
+                       discoveryPrefix=config["ha-discovery-prefix"], discovery=not config["no-ha-discovery"])
+    mqtt.setServiceParent(parent)
+    context.mqtt = mqtt

@@ -1,0 +1,475 @@
+"""
+The plug server: a thin Autobahn adapter between WebSocket frames and the core.
+
+Each connection decodes frames with L{vesyncd.plugs.codec}, hands typed messages to the
+L{vesyncd.core.hub.Hub}, and sends what the hub asks for.  It answers the upgrade as the vendor cloud
+did (a minimal 101 with a lower-case C{Upgrade: websocket} and no C{Server:} header), switches to
+AES binary frames when a firmware 2.x plug sends one, and guards the daemon against hostile
+peers: capped handshake headers, handshake and login deadlines, frame and message size limits, a
+per-connection frame rate limit, and a bound on what may wait to be written to a plug that
+stops reading.
+"""
+
+from __future__ import annotations
+
+from pprint import pformat
+from typing import Any
+
+import autobahn.websocket.protocol as _autobahnProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.defer import succeed
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from vesyncd.plugs import codec as m
+from vesyncd.core.hub import Hub
+from vesyncd.core.session import PlugSession, cancelCall
+from vesyncd.core.interfaces import IPlugConnection
+
+log = Logger()
+
+PLUG_PATH = "/gnws"
+MAX_HANDSHAKE = 8 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+LOGIN_TIMEOUT = 10.0
+#: Frames per second a plug may send on average, and the burst it may send at once.
+FRAME_RATE = 5.0
+FRAME_BURST = 40.0
+#: Frames dropped by the rate limit before the connection is closed.
+MAX_DROPPED = 100
+#: Decode errors tolerated on one connection before it is closed.
+MAX_BAD_FRAMES = 10
+#: How long a plug may refuse to read before it is dropped, once the write buffer is full.
+WRITE_STALL_TIMEOUT = 30.0
+#: Bytes that may be queued for a plug that stopped reading before it is dropped.
+MAX_QUEUED_BYTES = 256 * 1024
+def unauthenticatedLimit() -> int:
+    """How many connections may wait for their login at once: three quarters of the process's
+    file-descriptor limit, so a flood of half-open or slow handshakes cannot use them all up
+    (a simultaneous reconnect of every plug must still fit)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 4096
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(256, soft * 3 // 4)
+
+
+def formatPeer(peer: str | None) -> str:
+    """Autobahn's C{tcp:1.2.3.4:5678} / C{tcp6:[::1]:5678} as C{1.2.3.4:5678}."""
+    if not peer:
+        return "?"
+    for prefix in ("tcp4:", "tcp6:", "tcp:", "unix:"):
+        if peer.startswith(prefix):
+            return peer[len(prefix):]
+    return peer
+
+
+class _LazyFormat:
+    """C{pformat} deferred until the text is rendered.
+
+    Autobahn's C{connectionMade} pformats its ~40 options for a debug line on every connection
+    whether or not debug lines are logged: a quarter of the CPU of a plug's login.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __str__(self) -> str:
+        return pformat(self._value)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+#: Attributes of the opening handshake that Autobahn keeps for the life of the connection.
+_HANDSHAKE_STATE = ("http_request_data", "http_headers", "http_status_line", "http_request_uri",
+                    "http_request_path", "http_request_params", "http_request_host", "http_response_data")
+
+
+@implementer(IPlugConnection)
+class _PlugLink:
+    """The face of one connection that the core sees (kept apart from Autobahn's own names)."""
+
+    def __init__(self, protocol: "PlugServerProtocol") -> None:
+        self._protocol = protocol
+        self.peer = protocol.peerAddress
+
+    def send(self, payload: bytes) -> None:
+        """Send one JSON message, encrypted when the plug speaks firmware 2.x."""
+        self._protocol.sendPlugMessage(payload)
+
+    def disconnect(self, reason: str) -> None:
+        """Drop the connection."""
+        self._protocol.closeWithReason(reason)
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """Notices when the transport's write buffer is full because the plug stopped reading."""
+
+    def __init__(self, protocol: "PlugServerProtocol") -> None:
+        self._protocol = protocol
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._protocol.writeStalled()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._protocol.writeResumed()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
+class PlugServerProtocol(WebSocketServerProtocol):
+    """One plug's WebSocket connection; see the module docstring for what it enforces."""
+
+    factory: "PlugServerFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: PlugSession | None = None
+        self.encrypted = False
+        self.peerAddress = "?"
+        self._link: _PlugLink | None = None
+        self._loginTimer: IDelayedCall | None = None
+        self._handshakeTimer: IDelayedCall | None = None
+        self._stallTimer: IDelayedCall | None = None
+        self._watch: _WriteWatch | None = None
+        self._tokens = FRAME_BURST
+        self._tokensAt = 0.0
+        self._dropped = 0
+        self._badFrames = 0
+        self._queuedWhileStalled = 0
+        self._closing = False
+        self._unauthenticated = False
+
+    # -- connection and handshake --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        _autobahnProtocol.pformat = _LazyFormat  # type: ignore[attr-defined]
+        try:
+            super().connectionMade()
+        finally:
+            _autobahnProtocol.pformat = pformat  # type: ignore[attr-defined]
+        self.peerAddress = formatPeer(self.peer)
+        self._link = _PlugLink(self)
+        self._tokensAt = self.factory.hub.clock.seconds()
+        self.factory.hub.stats["connections"] += 1
+        if self.factory.unauthenticated >= self.factory.maxUnauthenticated:
+            self.factory.hub.stats["rejected_too_many_unauthenticated"] += 1
+            if self.factory.unauthenticated == self.factory.maxUnauthenticated:
+                log.warn("{n} connections have not logged in yet; refusing more (last from {peer})",
+                         n=self.factory.unauthenticated, peer=self.peerAddress)
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        self.factory.unauthenticated += 1
+        self._unauthenticated = True
+        # Our own deadline on the hub's clock: Autobahn's runs on the global reactor.
+        self._handshakeTimer = self.factory.hub.clock.callLater(self.factory.handshakeTimeout,
+                                                                self._handshakeTimedOut)
+        self._watch = _WriteWatch(self)
+        try:
+            self.transport.registerProducer(self._watch, True)
+        except RuntimeError:  # pragma: no cover - a transport that already has a producer
+            self._watch = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Refuse handshakes whose headers exceed L{MAX_HANDSHAKE} bytes; pass the rest on."""
+        if self.state == self.STATE_CONNECTING:
+            pending = len(self.data) + len(data)
+            if pending > MAX_HANDSHAKE and b"\r\n\r\n" not in (self.data + data)[: MAX_HANDSHAKE + 4]:
+                self._reject("handshake", f"opening handshake headers exceed {MAX_HANDSHAKE} bytes")
+                return
+        # Autobahn's Twisted adapter only adds a debug line here, whose arguments it formats
+        # whether or not debug is on (a tenth of a /ka's cost); go straight to its parser.
+        self._dataReceived(data)
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """Accept every path (plugs use C{/gnws}); log any other path once per connection."""
+        try:
+            if request.path != PLUG_PATH:
+                log.info("connection from {peer} asked for path {path!r}, not {expected}; accepting it",
+                         peer=self.peerAddress, path=request.path[:200], expected=PLUG_PATH)
+        except Exception:
+            log.failure("onConnect failed for {peer}", peer=self.peerAddress)
+        return None
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Send bytes; the 101 response gets the lower-case C{Upgrade: websocket} plugs saw from the cloud."""
+        if self.state == self.STATE_CONNECTING and data.startswith(b"HTTP/1.1 101"):
+            data = data.replace(b"\r\nUpgrade: WebSocket\r\n", b"\r\nUpgrade: websocket\r\n", 1)
+        if self._watch is not None and self._watch.paused:
+            self._queuedWhileStalled += len(data)
+            if self._queuedWhileStalled > MAX_QUEUED_BYTES:
+                self._reject("write_buffer", f"plug stopped reading ({self._queuedWhileStalled} bytes waiting)")
+                return
+        if self.state == self.STATE_OPEN and not sync and not chopsize and not self.send_queue \
+                and not self.logOctets:
+            # Autobahn's own path does the same write, but first formats arguments for a debug
+            # line that is never logged: measurable on every /kr.
+            self.transport.write(data)
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+            return
+        super().sendData(data, sync, chopsize)
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        if self.state == self.STATE_CONNECTING:
+            self._reject("handshake_timeout", f"opening handshake not finished within "
+                         f"{self.factory.handshakeTimeout:g} s")
+
+    def onOpen(self) -> None:
+        """Stop the handshake deadline, forget the handshake, and start the login deadline."""
+        cancelCall(self._handshakeTimer)
+        self._handshakeTimer = None
+        for name in _HANDSHAKE_STATE:
+            if name in self.__dict__:
+                setattr(self, name, None)
+        try:
+            self._loginTimer = self.factory.hub.clock.callLater(self.factory.loginTimeout, self._loginTimedOut)
+        except Exception:
+            log.failure("onOpen failed for {peer}", peer=self.peerAddress)
+
+    def _loginTimedOut(self) -> None:
+        self._loginTimer = None
+        if self.session is None:
+            self._reject("login_timeout", f"no login within {self.factory.loginTimeout:g} s")
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _allowFrame(self) -> bool:
+        """Token bucket: C{FRAME_RATE} frames/s on average with bursts of C{FRAME_BURST}."""
+        now = self.factory.hub.clock.seconds()
+        self._tokens = min(FRAME_BURST, self._tokens + (now - self._tokensAt) * self.factory.frameRate)
+        self._tokensAt = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Decode one frame and hand it to the core; bad frames are counted, logged and dropped."""
+        if self._closing:
+            return
+        hub = self.factory.hub
+        if not self._allowFrame():
+            self._dropped += 1
+            hub.stats["frames_rate_limited"] += 1
+            if self._dropped == 1:
+                log.warn("plug {plug} at {peer} sends frames too fast; dropping the excess",
+                         plug=self._who(), peer=self.peerAddress)
+            if self._dropped >= MAX_DROPPED:
+                self._reject("flood", f"{self._dropped} frames over the rate limit")
+            return
+        try:
+            if isBinary:
+                if not self.encrypted:
+                    self.encrypted = True
+                    log.info("{peer} sends binary frames: speaking AES (firmware 2.x)", peer=self.peerAddress)
+                payload = m.aesDecrypt(payload)
+            message = m.decodeFrame(payload, expectLogin=self.session is None)
+        except m.ProtocolError as e:
+            self._badFrame(str(e), payload)
+            return
+        try:
+            if self.session is None:
+                assert isinstance(message, m.Login)
+                self._loggedIn(message)
+            else:
+                self.session.received(message)
+        except Exception:
+            log.failure("handling a message from {peer} failed", peer=self.peerAddress)
+            hub.stats["internal_errors"] += 1
+
+    def onMessageEnd(self) -> None:
+        """Hand the whole message to L{onMessage} (vesyncd registers no Autobahn message observers,
+        so it skips Autobahn's observer dispatch and its future for every frame)."""
+        data, self.message_data = self.message_data, None
+        if not self.failedByMe:
+            self.onMessage(b"".join(data), self.message_is_binary)
+
+    def _badFrame(self, reason: str, payload: bytes) -> None:
+        hub = self.factory.hub
+        hub.stats["frames_rejected"] += 1
+        self._badFrames += 1
+        if self.session is None:
+            self._reject("bad_login", f"bad login: {reason}")
+            return
+        if self._badFrames <= 3:
+            log.warn("plug {plug} at {peer} sent a bad frame ({reason}): {sample!r}",
+                     plug=self._who(), peer=self.peerAddress, reason=reason, sample=bytes(payload[:80]))
+        if self._badFrames >= MAX_BAD_FRAMES:
+            self._reject("bad_frames", f"{self._badFrames} bad frames")
+
+    def _loggedIn(self, login: m.Login) -> None:
+        self._authenticated()
+        cancelCall(self._loginTimer)
+        self._loginTimer = None
+        assert self._link is not None
+        log.info("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
+                 fw=login.firmVersion or "?", aes=", AES" if self.encrypted else "")
+        self.session = self.factory.hub.login(self._link, login, encrypted=self.encrypted)
+
+    def sendPlugMessage(self, payload: bytes) -> None:
+        """Send one JSON message as a text frame, or as an AES binary frame to firmware 2.x."""
+        if self._closing or self.state != self.STATE_OPEN:
+            return
+        if self.encrypted:
+            payload = m.aesEncrypt(payload)
+        n = len(payload)
+        if n >= m.MAX_PAYLOAD:
+            # The server only ever sends small messages; never let a bug put a huge one on the wire.
+            log.error("refusing to send a {n}-byte message to {peer}", n=n, peer=self.peerAddress)
+            return
+        # Every server message is one small unmasked frame (RFC 6455 5.2: FIN + opcode, then a
+        # 7-bit or 16-bit length): built here, as Autobahn's general sendMessage/sendFrame path
+        # costs more than the rest of a /kr put together.
+        first = 0x82 if self.encrypted else 0x81
+        header = bytes((first, n)) if n < 126 else bytes((first, 126, n >> 8, n & 0xFF))
+        self.trafficStats.outgoingWebSocketMessages += 1
+        self.trafficStats.outgoingWebSocketFrames += 1
+        self.sendData(header + payload)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _who(self) -> str:
+        return self.session.plug.id if self.session is not None else "(not logged in)"
+
+    def _reject(self, reason: str, detail: str) -> None:
+        """Count, log with the peer, and drop this connection."""
+        hub = self.factory.hub
+        hub.stats["rejected_" + reason] += 1
+        log.warn("closing connection from {peer} ({plug}): {detail}", peer=self.peerAddress,
+                 plug=self._who(), detail=detail)
+        self.closeWithReason(detail)
+
+    def closeWithReason(self, reason: str) -> None:
+        """Drop the TCP connection now (plugs never do a closing handshake)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.wasClean = False
+        self.wasNotCleanReason = reason
+        if self.state == self.STATE_CLOSED:
+            return
+        self.dropConnection(abort=True)
+
+    def writeStalled(self) -> None:
+        """The write buffer is full: give the plug L{WRITE_STALL_TIMEOUT} seconds to read."""
+        if self._stallTimer is None:
+            self._queuedWhileStalled = 0
+            self._stallTimer = self.factory.hub.clock.callLater(WRITE_STALL_TIMEOUT, self._stallTimedOut)
+
+    def writeResumed(self) -> None:
+        """The plug reads again."""
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        self._queuedWhileStalled = 0
+
+    def _stallTimedOut(self) -> None:
+        self._stallTimer = None
+        self._reject("write_stall", f"plug has not read for {WRITE_STALL_TIMEOUT:g} s")
+
+    def _authenticated(self) -> None:
+        """This connection no longer counts against the factory's C{maxUnauthenticated}."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.factory.unauthenticated -= 1
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """Autobahn's close handling, then let go of every reference back to this protocol.
+
+        A closed connection must be freed by reference counting alone: with thousands of plugs
+        connected the cyclic collector's full passes are minutes apart, and a reconnecting plug
+        whose old connection waits for one holds its memory until then (the pages then stay with
+        the allocator).  Autobahn resolves C{is_closed} with the protocol itself, and the core's
+        link and the write watch point back at it; those three are the cycles dropped here.
+        """
+        self._authenticated()
+        super().connectionLost(reason)
+        self._link = self._watch = None
+        if self.is_closed.called:
+            self.is_closed = succeed(None)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        """Tell the core the connection is gone, and stop every timer."""
+        self._closing = True
+        for timer in (self._loginTimer, self._stallTimer, self._handshakeTimer):
+            cancelCall(timer)
+        self._loginTimer = self._stallTimer = self._handshakeTimer = None
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.lost(self.wasNotCleanReason or "connection closed")
+            except Exception:
+                log.failure("ending session of {peer} failed", peer=self.peerAddress)
+
+
+class PlugServerFactory(WebSocketServerFactory):
+    """Builds plug connections for one L{Hub}, with the limits that keep the daemon safe."""
+
+    protocol = PlugServerProtocol
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        reactor: Any = None,
+        loginTimeout: float = LOGIN_TIMEOUT,
+        handshakeTimeout: float = HANDSHAKE_TIMEOUT,
+        frameRate: float = FRAME_RATE,
+        maxUnauthenticated: int | None = None,
+    ) -> None:
+        self._optionsClass: tuple[type, type] | None = None
+        super().__init__(server=None, reactor=reactor)
+        self.hub = hub
+        self.unauthenticated = 0
+        self.maxUnauthenticated = maxUnauthenticated if maxUnauthenticated is not None else unauthenticatedLimit()
+        self.loginTimeout = loginTimeout
+        self.handshakeTimeout = handshakeTimeout
+        self.frameRate = frameRate
+        self.setProtocolOptions(
+            maxFramePayloadSize=m.MAX_PAYLOAD,
+            maxMessagePayloadSize=m.MAX_PAYLOAD,
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=1,
+            autoPingInterval=0,
+            requireMaskedClientFrames=True,
+            failByDrop=True,
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        """Set Autobahn options (see L{buildProtocol} for why this forgets the protocol class)."""
+        super().setProtocolOptions(**options)
+        self._optionsClass = None
+
+    def buildProtocol(self, addr: Any) -> PlugServerProtocol:
+        """A connection whose class carries the options, so Autobahn copies none into each instance.
+
+        Autobahn copies every option the protocol lacks from the factory into the connection's
+        own C{__dict__} (about 40 attributes, some 2 KiB per plug); as class attributes of a
+        subclass made once per factory and option set they are shared by every connection.
+        """
+        base = self.protocol
+        if self._optionsClass is None or self._optionsClass[0] is not base:
+            options = {name: getattr(self, name) for name in base.CONFIG_ATTRS if hasattr(self, name)}
+            self._optionsClass = (base, type(base.__name__, (base,), options))
+        proto = self._optionsClass[1]()
+        proto.factory = self
+        return proto

@@ -1,0 +1,1 @@
+"""Simulated plugs: for tests, demos, load and the setup exchange."""

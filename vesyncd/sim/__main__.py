@@ -1,0 +1,8 @@
+"""C{python -m vesyncd.sim}: the same as C{vesyncd-sim}."""
+
+import sys
+
+from vesyncd.sim.plug import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The SQLite state: schema and migrations, the writer, the energy ledger."""

@@ -1,0 +1,103 @@
+"""
+The SQLite L{IEnergyLedger}: every report stored raw and rolled up per hour, day and month.
+
+It gives the same figures as L{vesyncd.core.energy.MemoryLedger}.  C{summary} is synchronous, so the
+lifetime and today's totals live in memory (loaded from the rollups at start, exact integer
+watt-seconds); C{history} reads the rollups in the store's writer thread after writing what is
+queued, so a report accounted a moment ago is in the answer.
+"""
+
+from __future__ import annotations
+
+from datetime import date, tzinfo
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from vesyncd.core.energy import EnergySummary
+from vesyncd.core.interfaces import IEnergyLedger
+from vesyncd.core.periods import UNITS, buckets, zoneName
+from vesyncd.storage.store import Store, localDay
+
+log = Logger()
+
+
+@implementer(IEnergyLedger)
+class SQLiteLedger:
+    """Energy accounting persisted through a L{Store}; lifetime totals only ever grow."""
+
+    def __init__(self, store: Store, now: float) -> None:
+        self.store = store
+        self.zone: tzinfo = store.zone
+        self._lifetime, todays, today = store.loadEnergy(now)
+        self._today: dict[str, tuple[date, int]] = {p: (today, ws) for p, ws in todays.items()}
+
+    def record(self, plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
+        """Count one report in memory at once and queue it for the database."""
+        try:
+            ws, secs = int(wattSeconds), int(seconds)
+        except (TypeError, ValueError):
+            ws = secs = -1
+        if ws < 0 or secs < 0 or not isinstance(at, (int, float)) or at != at:
+            # Never subtract: a negative or malformed report would shrink the lifetime counter.
+            self.store.stats["reports_refused"] += 1
+            log.warn("store: refusing a malformed report from {plug}: e={e!r} t={t!r}", plug=plugId,
+                     e=wattSeconds, t=seconds)
+            return
+        self._lifetime[plugId] = self._lifetime.get(plugId, 0) + ws
+        day = localDay(at, self.zone)
+        previous = self._today.get(plugId)
+        self._today[plugId] = (day, (previous[1] if previous and previous[0] == day else 0) + ws)
+        self.store.addReport(plugId, float(at), ws, secs)
+
+    def summary(self, plugId: str, now: float) -> EnergySummary:
+        """Today's watt-hours (zero once the day has turned) and lifetime watt-hours, from memory."""
+        today = self._today.get(plugId)
+        todayWs = today[1] if today and today[0] == localDay(now, self.zone) else 0
+        return EnergySummary(today_wh=todayWs / 3600.0, lifetime_wh=self._lifetime.get(plugId, 0) / 3600.0)
+
+    def history(self, plugId: str, period: str, value: str) -> Deferred:
+        """Every bucket of a day, month or year from the rollups (see L{IEnergyLedger.history})."""
+        try:
+            spans = buckets(period, value, self.zone)
+        except ValueError as e:
+            return fail(e)
+        if not isinstance(plugId, str):
+            return fail(ValueError("plug id must be text"))
+        d = self.store.flush()
+        d.addErrback(lambda f: None)  # a failing write must not hide what is already stored
+        d.addCallback(lambda _: self.store.run(self._read, plugId, period, spans))
+        d.addCallback(lambda rows: self._document(plugId, period, value, rows))
+        return d
+
+    def _read(self, plugId: str, period: str, spans: list[Any]) -> list[int]:
+        """Watt-seconds per bucket (writer thread): hours for a day, days for a month, months for a year."""
+        conn = self.store.connection()
+        if period == "day":
+            lo = int(spans[0][0].timestamp() // 3600)
+            hi = int(spans[-1][1].timestamp() // 3600)
+            hours = dict(conn.execute("SELECT hour, ws FROM hours WHERE plug = ? AND hour >= ? AND hour < ?",
+                                      (plugId, lo, hi)))
+            return [sum(hours.get(h, 0) for h in range(int(s.timestamp() // 3600), int(e.timestamp() // 3600)))
+                    for s, e, _ in spans]
+        table, column = ("days", "day") if period == "month" else ("months", "month")
+        labels = [label for _, _, label in spans]
+        found = dict(conn.execute(f"SELECT {column}, ws FROM {table} WHERE plug = ? AND {column} >= ?"
+                                  f" AND {column} <= ?", (plugId, labels[0], labels[-1])))
+        return [found.get(label, 0) for label in labels]
+
+    def _document(self, plugId: str, period: str, value: str, values: list[int]) -> dict[str, Any]:
+        spans = buckets(period, value, self.zone)
+        rows = [{"start": start.isoformat(), "label": label, "wh": round(ws / 3600.0, 6)}
+                for (start, _end, label), ws in zip(spans, values)]
+        return {"plug": plugId, "period": period, "value": value, "unit": UNITS[period],
+                "timezone": zoneName(self.zone), "buckets": rows,
+                "total_wh": round(sum(r["wh"] for r in rows), 6)}
+
+    def forget(self, plugId: str) -> None:
+        """Drop the plug's totals now and its rows with the next write."""
+        self._lifetime.pop(plugId, None)
+        self._today.pop(plugId, None)
+        self.store.deletePlug(plugId)

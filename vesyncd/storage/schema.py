@@ -1,0 +1,190 @@
+"""
+The database of vesyncd's state directory, as data: the schema, its migrations, opening it, and
+converting plug state to and from rows.  Nothing here touches the reactor; L{vesyncd.storage.store} runs
+it all in its writer thread.  Tables are described in L{vesyncd.storage.store}.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from twisted.logger import Logger
+
+from vesyncd.core.model import PlugState
+from vesyncd.core.periods import zoneName
+
+log = Logger()
+
+SCHEMA_VERSION = 2
+MAX_DEVICE_JSON = 4096
+MAX_TEXT = 256
+
+#: The columns of C{plugs} (schema 2) and the L{PlugState} field each one holds.
+PLUG_COLUMNS = ("id", "alias", "first_seen", "last_seen", "address", "firmware", "encrypted", "device",
+                "relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "runtime_at",
+                "rssi_dbm", "power_on")
+
+
+class StoreOpenError(Exception):
+    """The database cannot be opened or created; the message is one line saying what to do."""
+
+
+def dayKey(hour: int, zone: tzinfo) -> str:
+    """The local day (YYYY-MM-DD) whose history buckets count UTC hour C{hour}.
+
+    A day's buckets take every UTC hour from the one holding local midnight, exactly as
+    L{vesyncd.core.energy.MemoryLedger} does, so the two ledgers agree even in half-hour zones.
+    """
+    return datetime.fromtimestamp(hour * 3600 + 3599, tz=zone).date().isoformat()
+
+
+def localDay(at: float, zone: tzinfo) -> date:
+    """The calendar date of POSIX time C{at} in C{zone}."""
+    return datetime.fromtimestamp(at, tz=zone).date()
+
+
+# -- schema and migrations -------------------------------------------------------------------------
+
+def _migrate0to1(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 1: plugs with alias and relay, and raw reports."""
+    conn.execute("CREATE TABLE IF NOT EXISTS plugs (id TEXT PRIMARY KEY, alias TEXT, first_seen REAL,"
+                 " last_seen REAL, relay INTEGER)")
+    conn.execute("CREATE TABLE IF NOT EXISTS reports (plug TEXT NOT NULL, at REAL NOT NULL,"
+                 " ws INTEGER NOT NULL, seconds INTEGER NOT NULL)")
+
+
+def _migrate1to2(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 2: every plug field, hourly/daily/monthly rollups (built from the raw reports), meta."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(plugs)")}
+    types = {"encrypted": "INTEGER", "relay_changed": "REAL", "power_w": "REAL", "voltage_v": "REAL",
+             "current_a": "REAL", "runtime_at": "REAL", "rssi_dbm": "INTEGER"}
+    for column in PLUG_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE plugs ADD COLUMN {column} {types.get(column, 'TEXT')}")
+    for table, key in (("hours", "hour INTEGER"), ("days", "day TEXT"), ("months", "month TEXT")):
+        name = key.split()[0]
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (plug TEXT NOT NULL, {key} NOT NULL,"
+                     f" ws INTEGER NOT NULL DEFAULT 0, seconds INTEGER NOT NULL DEFAULT 0,"
+                     f" PRIMARY KEY (plug, {name})) WITHOUT ROWID")
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO hours (plug, hour, ws, seconds) SELECT plug, CAST(at / 3600 AS INTEGER),"
+                 " SUM(ws), SUM(seconds) FROM reports WHERE ws >= 0 GROUP BY 1, 2"
+                 " ON CONFLICT (plug, hour) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds")
+    rebuildCalendar(conn, zone)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def rebuildCalendar(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Recompute the day and month rollups from the hourly ones for C{zone} (inside a transaction)."""
+    conn.execute("DELETE FROM days")
+    conn.execute("DELETE FROM months")
+    days: dict[tuple[str, str], list[int]] = {}
+    for plug, hour, ws, seconds in conn.execute("SELECT plug, hour, ws, seconds FROM hours"):
+        acc = days.setdefault((plug, dayKey(hour, zone)), [0, 0])
+        acc[0] += ws
+        acc[1] += seconds
+    months: dict[tuple[str, str], list[int]] = {}
+    for (plug, day), (ws, seconds) in days.items():
+        acc = months.setdefault((plug, day[:7]), [0, 0])
+        acc[0] += ws
+        acc[1] += seconds
+    conn.executemany("INSERT INTO days VALUES (?, ?, ?, ?)", [(p, d, w, s) for (p, d), (w, s) in days.items()])
+    conn.executemany("INSERT INTO months VALUES (?, ?, ?, ?)", [(p, m, w, s) for (p, m), (w, s) in months.items()])
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('zone', ?)", (zoneName(zone),))
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database file in WAL mode, usable from the one writer thread."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a killed process; only an OS crash may lose the last one.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def openDatabase(path: Path, zone: tzinfo, connector: Callable[[Path], sqlite3.Connection] = connect
+                 ) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; raise L{StoreOpenError} with advice."""
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        conn = connector(path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreOpenError(f"database {path} has schema version {version}, newer than this vesyncd "
+                                 f"({SCHEMA_VERSION}): upgrade vesyncd or use another --state-dir")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn, zone)
+                log.info("store: migrated {path} to schema version {v}", path=str(path), v=step + 1)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'zone'").fetchone()
+            if row is None or row[0] != zoneName(zone):
+                log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",
+                         old=row[0] if row else None, new=zoneName(zone))
+                rebuildCalendar(conn, zone)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return conn
+    except StoreOpenError:
+        raise
+    except (sqlite3.Error, OSError) as e:
+        raise StoreOpenError(
+            f"cannot use the database {path} in state directory {directory}: {e}; make the directory "
+            f"writable by the daemon's user (with free space), or choose another with --state-dir") from None
+
+
+def _text(value: Any) -> str | None:
+    """A bounded string, or None."""
+    return None if value is None else str(value)[:MAX_TEXT]
+
+
+def plugRow(plug: PlugState) -> tuple[Any, ...]:
+    """The C{plugs} row of a plug's state, in L{PLUG_COLUMNS} order (strings bounded)."""
+    device = json.dumps(plug.device, default=str)[:MAX_DEVICE_JSON] if plug.device else None
+    relay = None if plug.relay is None else int(bool(plug.relay))
+    return (plug.id, _text(plug.alias), plug.first_seen, plug.last_seen, _text(plug.address), _text(plug.firmware),
+            int(bool(plug.encrypted)), device, relay, _text(plug.relay_cause), plug.relay_changed, plug.power_w,
+            plug.voltage_v, plug.current_a, plug.runtime_at, plug.rssi_dbm, _text(plug.power_on))
+
+
+def plugFromRow(row: Iterable[Any]) -> PlugState:
+    """Rebuild an offline L{PlugState} from a C{plugs} row (bad fields become None)."""
+    values = dict(zip(PLUG_COLUMNS, row))
+    device: dict[str, Any] = {}
+    try:
+        loaded = json.loads(values["device"]) if values["device"] else {}
+        if isinstance(loaded, dict):
+            device = loaded
+    except ValueError:
+        pass
+
+    def num(name: str) -> float | None:
+        v = values.get(name)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    policy = values.get("power_on")
+    relay = values.get("relay")
+    return PlugState(
+        id=str(values["id"]), alias=values.get("alias") or None, online=False,
+        relay=None if relay is None else bool(relay), relay_cause=values.get("relay_cause"),
+        relay_changed=num("relay_changed"), power_w=num("power_w"), voltage_v=num("voltage_v"),
+        current_a=num("current_a"), runtime_at=num("runtime_at"),
+        rssi_dbm=int(values["rssi_dbm"]) if isinstance(values.get("rssi_dbm"), int) else None,
+        firmware=values.get("firmware"), encrypted=bool(values.get("encrypted")), device=device,
+        address=values.get("address"), first_seen=num("first_seen"), last_seen=num("last_seen"),
+        power_on=policy if policy in ("on", "off", "last") else None)
+
+
+# -- the writer ------------------------------------------------------------------------------------

@@ -1,0 +1,392 @@
+"""
+SQLite persistence for vesyncd: one writer that never blocks the reactor (the schema, its migrations
+and row conversions are in L{vesyncd.storage.schema}).
+
+Every database call runs in one dedicated thread (a one-thread pool), so SQLite's single-writer rule
+holds and the reactor never waits on an fsync.  Writers queue work in memory: plug state is
+coalesced per plug (only the latest row matters), energy reports go to a bounded deque that is
+flushed every C{flushInterval} seconds or every C{batchRows} reports, in one transaction per batch.
+When a write fails (full disk, read-only file system, I/O error) the batch goes back to the front
+of the queue and is retried with exponential backoff; if the queue overflows meanwhile the oldest
+raw report rows are folded into their hourly totals, so the energy is still counted in every
+rollup and lifetime figure and only the raw row is lost (counted in C{stats["raw_dropped"]}).
+
+Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}):
+ - C{plugs}: one row per plug with everything needed to rebuild its L{PlugState};
+ - C{reports}: every raw C{/report} (plug, time, watt-seconds, seconds), pruned after the retention;
+ - C{hours}: watt-seconds per plug and UTC hour (C{hour = floor(at / 3600)}), kept forever;
+ - C{days}, C{months}: per plug and local day / month of the configured zone, kept forever and
+   rebuilt from C{hours} if the zone changes;
+ - C{meta}: key/value pairs (the zone the day and month rollups were built in).
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from datetime import date, tzinfo
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from vesyncd.core.model import PlugState
+from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
+    SCHEMA_VERSION,
+    MAX_DEVICE_JSON,
+    MAX_TEXT,
+    PLUG_COLUMNS,
+    StoreOpenError,
+    dayKey,
+    localDay,
+    rebuildCalendar,
+    connect,
+    openDatabase,
+    plugRow,
+    plugFromRow,
+)
+
+log = Logger()
+
+Runner = Callable[..., Deferred]
+
+FLUSH_INTERVAL = 1.0
+BATCH_ROWS = 500
+#: Raw reports kept in memory while the database is slow or failing (about an hour for 10,000 plugs).
+MAX_QUEUED_REPORTS = 200_000
+#: Reports written per transaction at most, so one batch never holds the writer for long.
+MAX_BATCH = 20_000
+PRUNE_BATCH = 2_000
+RETRY_MIN = 1.0
+RETRY_MAX = 60.0
+
+
+def threadRunner(reactor: Any) -> tuple[Runner, Callable[[], None]]:
+    """A runner that calls functions in one dedicated thread, and a function stopping that thread."""
+    from twisted.internet.threads import deferToThreadPool
+    from twisted.python.threadpool import ThreadPool
+
+    pool = ThreadPool(minthreads=1, maxthreads=1, name="vesyncd-store")
+
+    def run(fn: Callable[..., Any], *args: Any) -> Deferred:
+        # Started on first use, not at creation: twistd forks to daemonize after building the
+        # service, and a thread started before that fork would not exist in the daemon.
+        if not pool.started:
+            pool.start()
+        return deferToThreadPool(reactor, pool, fn, *args)
+
+    return run, pool.stop
+
+
+def inlineRunner(fn: Callable[..., Any], *args: Any) -> Deferred:
+    """Run a database call at once in the calling thread (tests and tools)."""
+    return maybeDeferred(fn, *args)
+
+
+class Store:
+    """The open database and its queued writer; every database call goes through L{run}."""
+
+    def __init__(self, conn: sqlite3.Connection | None, path: Path, zone: tzinfo, clock: IReactorTime, *,
+                 run: Runner = inlineRunner, stopRunner: Callable[[], None] | None = None,
+                 flushInterval: float = FLUSH_INTERVAL, batchRows: int = BATCH_ROWS,
+                 maxQueued: int = MAX_QUEUED_REPORTS, retentionDays: float = 400.0,
+                 connector: Callable[[Path], sqlite3.Connection] = connect) -> None:
+        self.conn = conn
+        self.connector = connector
+        self.path = path
+        self.zone = zone
+        self.clock = clock
+        self.run = run
+        self._stopRunner = stopRunner
+        self.flushInterval = flushInterval
+        self.batchRows = batchRows
+        self.maxQueued = maxQueued
+        self.retentionDays = retentionDays
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._reports: collections.deque[tuple[str, float, int, int]] = collections.deque()
+        self._folded: dict[tuple[str, int], list[int]] = {}
+        self._plugs: dict[str, tuple[Any, ...]] = {}
+        self._deletes: set[str] = set()
+        self._inFlight: Deferred | None = None
+        self._retryAt = 0.0
+        self._backoff = 0.0
+        self._dayCache: dict[int, str] = {}
+        self._loop: task.LoopingCall | None = None
+        self._pruneLoop: task.LoopingCall | None = None
+        self.closed = False
+
+    @classmethod
+    def open(cls, path: Path, zone: tzinfo, clock: IReactorTime, **kw: Any) -> "Store":
+        """Open and migrate the database at C{path} (blocking: call it before the reactor runs)."""
+        return cls(openDatabase(path, zone), path, zone, clock, **kw)
+
+    def detach(self) -> None:
+        """Close the connection opened for loading; the writer thread opens its own when it first writes.
+
+        SQLite connections must not cross a C{fork}, and twistd forks to daemonize after
+        building the service.
+        """
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def connection(self) -> sqlite3.Connection:
+        """The writer thread's connection, reopened if it was detached or dropped after an error."""
+        if self.conn is None:
+            self.conn = self.connector(self.path)
+        return self.conn
+
+    # -- loading (blocking, at start) -----------------------------------------------------------
+
+    def loadPlugs(self) -> list[PlugState]:
+        """Every stored plug as an offline L{PlugState}; unreadable rows are logged and skipped."""
+        plugs = []
+        for row in self.connection().execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs"):
+            try:
+                plugs.append(plugFromRow(row))
+            except Exception:
+                log.failure("store: skipping an unreadable plug row")
+        return plugs
+
+    def loadEnergy(self, now: float) -> tuple[dict[str, int], dict[str, int], date]:
+        """Lifetime and today's watt-seconds per plug from the rollups, and today's local date."""
+        lifetime = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, SUM(ws) FROM months GROUP BY plug")}
+        today = localDay(now, self.zone)
+        todays = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, ws FROM days WHERE day = ?",
+                                                             (today.isoformat(),))}
+        return lifetime, todays, today
+
+    # -- queueing (reactor thread) --------------------------------------------------------------
+
+    def putPlug(self, plug: PlugState) -> None:
+        """Queue a plug's current state for writing (replacing any queued older state)."""
+        self._plugs[plug.id] = plugRow(plug)
+
+    def deletePlug(self, plugId: str) -> None:
+        """Queue the removal of everything kept for a plug."""
+        self._plugs.pop(plugId, None)
+        self._deletes.add(plugId)
+        self._reports = collections.deque(r for r in self._reports if r[0] != plugId)
+        self._folded = {k: v for k, v in self._folded.items() if k[0] != plugId}
+
+    def addReport(self, plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
+        """Queue one energy report; a full queue folds its oldest raw rows into hourly totals."""
+        self._reports.append((plugId, at, wattSeconds, seconds))
+        self.stats["reports_queued"] += 1
+        self._bound()
+        if len(self._reports) >= self.batchRows:
+            self.flush()
+
+    def _bound(self) -> None:
+        """Keep the raw queue bounded without losing energy: fold overflow into hourly totals."""
+        while len(self._reports) > self.maxQueued:
+            plugId, at, ws, seconds = self._reports.popleft()
+            acc = self._folded.setdefault((plugId, int(at // 3600)), [0, 0])
+            acc[0] += ws
+            acc[1] += seconds
+            self.stats["raw_dropped"] += 1
+            if self.stats["raw_dropped"] == 1:
+                log.error("store: {n} reports are waiting for the database: keeping only their hourly "
+                          "totals from now on (raw rows are lost, energy is not)", n=self.maxQueued)
+
+    @property
+    def pending(self) -> int:
+        """Writes waiting in memory (raw reports, folded hours and plug rows)."""
+        return len(self._reports) + len(self._folded) + len(self._plugs) + len(self._deletes)
+
+    def flush(self) -> Deferred:
+        """Write what is queued now; fires when it is written or has failed (then it is retried)."""
+        if self._inFlight is not None:
+            d: Deferred = Deferred()
+            self._inFlight.addBoth(lambda _: self.flush().chainDeferred(d) and None)
+            return d
+        if self.closed or not self.pending or self.clock.seconds() < self._retryAt:
+            return succeed(None)
+        reports = [self._reports.popleft() for _ in range(min(len(self._reports), MAX_BATCH))]
+        folded, self._folded = self._folded, {}
+        plugs, self._plugs = self._plugs, {}
+        deletes, self._deletes = self._deletes, set()
+        batch = (reports, folded, plugs, deletes)
+        self._inFlight = self.run(self._write, batch)
+
+        def done(_: Any) -> None:
+            self._inFlight = None
+            self.stats["batches"] += 1
+            self.stats["reports_written"] += len(reports)
+            if self._backoff:
+                log.info("store: writing to {path} works again", path=str(self.path))
+            self._backoff = 0.0
+            self._retryAt = 0.0
+            if len(self._reports) >= self.batchRows:
+                self.flush()
+
+        def failed(f: Any) -> None:
+            self._inFlight = None
+            self._requeue(reports, folded, plugs, deletes)
+            self.stats["write_failures"] += 1
+            self._backoff = min(RETRY_MAX, self._backoff * 2 or RETRY_MIN)
+            self._retryAt = self.clock.seconds() + self._backoff
+            # Log the first failure of a streak in full, then once a minute of backoff.
+            if self._backoff in (RETRY_MIN, RETRY_MAX) or self.stats["write_failures"] == 1:
+                log.error("store: cannot write to {path}: {error}; keeping {n} writes in memory and "
+                          "retrying in {delay:g} s", path=str(self.path), error=f.getErrorMessage(),
+                          n=self.pending, delay=self._backoff)
+
+        return self._inFlight.addCallbacks(done, failed)
+
+    def _requeue(self, reports: list[tuple[str, float, int, int]], folded: dict[tuple[str, int], list[int]],
+                 plugs: dict[str, tuple[Any, ...]], deletes: set[str]) -> None:
+        """Put a failed batch back in front of what was queued since, newer plug rows winning."""
+        self._deletes |= deletes
+        self._reports.extendleft(reversed(reports))
+        for key, (ws, seconds) in folded.items():
+            acc = self._folded.setdefault(key, [0, 0])
+            acc[0] += ws
+            acc[1] += seconds
+        for plugId, row in plugs.items():
+            self._plugs.setdefault(plugId, row)
+        self._bound()
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _day(self, hour: int) -> str:
+        key = self._dayCache.get(hour)
+        if key is None:
+            if len(self._dayCache) > 10_000:
+                self._dayCache.clear()
+            key = self._dayCache[hour] = dayKey(hour, self.zone)
+        return key
+
+    def _write(self, batch: tuple[list[tuple[str, float, int, int]], dict[tuple[str, int], list[int]],
+                                  dict[str, tuple[Any, ...]], set[str]]) -> None:
+        """One transaction: forgotten plugs, raw rows, rollup increments, plug rows (writer thread)."""
+        reports, folded, plugs, deletes = batch
+        hours: dict[tuple[str, int], list[int]] = {k: list(v) for k, v in folded.items()}
+        for plugId, at, ws, seconds in reports:
+            acc = hours.setdefault((plugId, int(at // 3600)), [0, 0])
+            acc[0] += ws
+            acc[1] += seconds
+        days: dict[tuple[str, str], list[int]] = {}
+        for (plugId, hour), (ws, seconds) in hours.items():
+            acc = days.setdefault((plugId, self._day(hour)), [0, 0])
+            acc[0] += ws
+            acc[1] += seconds
+        months: dict[tuple[str, str], list[int]] = {}
+        for (plugId, day), (ws, seconds) in days.items():
+            acc = months.setdefault((plugId, day[:7]), [0, 0])
+            acc[0] += ws
+            acc[1] += seconds
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for plugId in deletes:
+                for table in ("plugs", "reports", "hours", "days", "months"):
+                    conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
+            conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
+            for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
+                conn.executemany(
+                    f"INSERT INTO {table} (plug, {column}, ws, seconds) VALUES (?, ?, ?, ?) ON CONFLICT"
+                    f" (plug, {column}) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds",
+                    [(p, k, ws, s) for (p, k), (ws, s) in rows.items()])
+            upserts = list(plugs.values())
+            if upserts:
+                names = ", ".join(PLUG_COLUMNS)
+                updates = ", ".join(f"{c} = excluded.{c}" for c in PLUG_COLUMNS[1:])
+                conn.executemany(f"INSERT INTO plugs ({names}) VALUES ({', '.join('?' * len(PLUG_COLUMNS))})"
+                                 f" ON CONFLICT (id) DO UPDATE SET {updates}", upserts)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            # Reopen for the retry: after an I/O error or a replaced file the old handle may stay broken.
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+            self.conn = None
+            raise
+
+    # -- pruning ---------------------------------------------------------------------------------
+
+    def prune(self) -> Deferred:
+        """Delete raw reports older than the retention, in small transactions; fires with the count."""
+        cutoff = self.clock.seconds() - self.retentionDays * 86400
+        total = [0]
+
+        def step(deleted: int) -> Any:
+            total[0] += deleted
+            if deleted < PRUNE_BATCH or self.closed:
+                if total[0]:
+                    log.info("store: pruned {n} raw reports older than {days:g} days", n=total[0],
+                             days=self.retentionDays)
+                self.stats["pruned"] += total[0]
+                return total[0]
+            return self.run(self._pruneBatch, cutoff).addCallback(step)
+
+        return self.run(self._pruneBatch, cutoff).addCallback(step)
+
+    def _pruneBatch(self, cutoff: float) -> int:
+        """Delete up to L{PRUNE_BATCH} of the oldest raw rows older than C{cutoff} (writer thread).
+
+        Rows are appended in time order, so the oldest rows have the smallest rowids: walking from
+        the first rowid needs no index on the time column (which would slow every insert).
+        """
+        conn = self.connection()
+        rows = conn.execute("SELECT rowid, at FROM reports ORDER BY rowid LIMIT ?", (PRUNE_BATCH,)).fetchall()
+        old = [(rowid,) for rowid, at in rows if at < cutoff]
+        if not old:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(old)
+
+    # -- service life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Flush every C{flushInterval} seconds and prune once a day (first an hour after start)."""
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._loop.start(self.flushInterval, now=False)
+        self._pruneLoop = task.LoopingCall(self._prune)
+        self._pruneLoop.clock = self.clock
+        self._pruneDelay = self.clock.callLater(3600, lambda: self._pruneLoop.start(86400, now=True))
+
+    def _tick(self) -> None:
+        self.flush()
+
+    def _prune(self) -> None:
+        self.prune().addErrback(lambda f: log.failure("store: pruning failed (will try tomorrow)", f))
+
+    def stop(self) -> Deferred:
+        """Write what is queued (one try), then close the database and its thread."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._pruneLoop is not None and self._pruneLoop.running:
+            self._pruneLoop.stop()
+        delay = getattr(self, "_pruneDelay", None)
+        if delay is not None and delay.active():
+            delay.cancel()
+        self._retryAt = 0.0
+        d = self.flush()
+
+        def close(_: Any) -> None:
+            if self.pending:
+                log.error("store: {n} writes could not be saved at shutdown", n=self.pending)
+            self.closed = True
+            return self.run(self.detach)
+
+        def stopThread(_: Any) -> None:
+            if self._stopRunner is not None:
+                self._stopRunner()
+
+        return d.addBoth(close).addErrback(lambda f: log.failure("store: closing failed", f)).addBoth(stopThread)

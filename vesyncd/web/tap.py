@@ -1,0 +1,108 @@
+"""
+Options and wiring of the web front end (C{--http}, C{--no-http}, C{--http-insecure},
+C{--metrics-public}); the rules live in L{vesyncd.web}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from twisted.application import service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from vesyncd import paths
+from vesyncd.auth import loadOrCreateToken
+from vesyncd.service import ListenerService, withBacklog
+
+log = Logger()
+
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
+
+optFlags = [
+    ["no-http", None, "Do not serve the web page, HTTP API and /metrics."],
+    ["http-insecure", None, "Allow a plain-HTTP (non-TLS) web listener beyond loopback."],
+    ["metrics-public", None, "Serve /metrics without the control token."],
+]
+optParameters = [
+    ["http", None, DEFAULT_HTTP,
+     "Endpoint of the web page, HTTP API and /metrics. Beyond loopback use ssl:PORT:privateKey=...:certKey=... "
+     "(or --http-insecure)."],
+]
+
+
+def _splitEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """An endpoint string's kind, positional arguments and keyword arguments (colons may be escaped)."""
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", description)]
+    positional, keywords = [], {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z]+", key):
+            keywords[key] = value
+        else:
+            positional.append(part)
+    return parts[0].lower(), positional, keywords
+
+
+def isPrivateEndpoint(description: str) -> bool:
+    """True when an endpoint string only accepts connections from this machine (loopback TCP, UNIX)."""
+    kind, _positional, keywords = _splitEndpoint(description)
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6"):
+        return False
+    interface = keywords.get("interface", "").strip("[]")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def postOptions(config: Any) -> None:
+    """Refuse a plain-HTTP listener beyond loopback unless --http-insecure says so."""
+    if config["no-http"]:
+        return
+    description = config["http"]
+    kind = _splitEndpoint(description)[0]
+    if kind == "ssl" or isPrivateEndpoint(description) or config["http-insecure"]:
+        return
+    raise usage.UsageError(
+        f"--http {description} would serve the control token and session cookies without TLS beyond this "
+        "machine. Use an ssl: endpoint (e.g. ssl:8443:privateKey=key.pem:certKey=cert.pem), keep it on "
+        "loopback (tcp:8080:interface=127.0.0.1), or add --http-insecure if you accept that risk.")
+
+
+class _WebLifetime(service.Service):
+    """Closes event streams and stops following the hub when the daemon stops."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        self.app.stop()
+
+
+def makeServices(parent: service.MultiService, hub: Any, config: Any, reactor: Any, context: Any) -> None:
+    """Add the web listener to C{parent}; loads the control token if no earlier feature did."""
+    if config["no-http"]:
+        return
+    from vesyncd.web import WebApp, makeSite
+
+    if getattr(context, "token", None) is None:
+        context.token = loadOrCreateToken(config["state-dir"] / paths.TOKEN_FILE)
+    app = WebApp(hub, reactor, context.token, dns=lambda: getattr(context, "dns", None),
+                 metricsPublic=bool(config["metrics-public"]))
+    _WebLifetime(app).setServiceParent(parent)
+    listener = ListenerService(reactor, "web server", withBacklog(config["http"]), makeSite(app, reactor),
+                               hint="choose another port with --http, or turn the web page off with --no-http")
+    listener.setServiceParent(parent)
+    context.listeners["http"] = listener
+    context.web = app
+    if config["http-insecure"] and not isPrivateEndpoint(config["http"]) and _splitEndpoint(config["http"])[0] != "ssl":
+        log.warn("web server on {endpoint} without TLS: the token and cookies cross the network in clear text",
+                 endpoint=config["http"])
