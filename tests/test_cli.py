@@ -180,8 +180,8 @@ def test_watchSeesButtonPress(daemon: Any) -> None:
         time.sleep(1.0)  # let the watch start before pressing
         sim.stdin.write("press 0\n")
         sim.stdin.flush()
-        event = watched.waitFor(lambda e: e.get("event") == "relay" and e.get("cause") == "button")
-        assert event["relay"] in ("on", "off") and event["at"].endswith("Z")
+        event = watched.waitFor(lambda e: e.get("event") == "relay" and e["data"].get("cause") == "button")
+        assert event["data"]["relay"] in (True, False) and event["at"].endswith("Z")
     finally:
         watcher.terminate()
         watcher.wait(5)

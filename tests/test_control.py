@@ -201,10 +201,10 @@ class CommandTests(unittest.TestCase):
         self.world.sessions[0].received(__import__("vesyncd.plugs.codec", fromlist=["State"]).State(relay=True))
         self.call(self.client.rename("10", "Fan"))
         self.call(self.client.forget("Fan"))
-        kinds = [(e["event"], e.get("relay"), e.get("cause")) for e in events]
-        self.assertIn(("relay", "on", "button"), kinds)
+        kinds = [(e["event"], e["data"].get("relay"), e["data"].get("cause")) for e in events]
+        self.assertIn(("relay", True, "button"), kinds)
         self.assertEqual([e["event"] for e in events][-2:], ["alias", "forgotten"])
-        self.assertEqual(events[-1]["alias"], "Fan")
+        self.assertEqual((events[-1]["alias"], events[-1]["name"]), ("Fan", "Fan"))
         self.call(self.client._call(c.Unwatch, None))
         self.world.confirm(0, False)
         self.pump.flush()

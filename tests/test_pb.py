@@ -59,7 +59,7 @@ class PBTests(unittest.TestCase):
         self.world.confirm(0, True)
         self.pump.flush()
         self.assertEqual(self.successResultOf(d)["relay"], "on")
-        self.assertIn(("relay", "on", "command"), [(e["event"], e.get("relay"), e.get("cause"))
+        self.assertIn(("relay", True, "command"), [(e["event"], e["data"].get("relay"), e["data"].get("cause"))
                                                    for e in watcher.events])
         d = perspective.callRemote("getPlug", "nope")
         self.pump.flush()

@@ -118,26 +118,49 @@ def energyCSV(history: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _relayWord(value: Any) -> str:
+    return "-" if value is None else ("on" if value else "off")
+
+
+def _energyText(data: dict[str, Any]) -> str:
+    """An energy report as Wh over its seconds, with the average power."""
+    ws, seconds = data.get("watt_seconds"), data.get("seconds")
+    if not isinstance(ws, (int, float)):
+        return "-"
+    wh = ws / 3600.0
+    text = f"energy {wh:.{2 if wh < 10 else 1}f} Wh over {seconds} s"
+    average = data.get("average_w")
+    if isinstance(average, (int, float)):
+        text += f" (avg {average:.0f} W)" if average >= 10 else f" (avg {average:.1f} W)"
+    return text
+
+
 def formatEvent(event: dict[str, Any]) -> str:
-    """One human line per event."""
-    name = event.get("alias") or event.get("plug")
+    """One human line per event (the event shape of docs/control.md)."""
+    name = event.get("name") or event.get("alias") or event.get("plug")
     kind = event.get("event")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
     detail = ""
     if kind == "relay":
-        detail = f"{event.get('relay')} ({event.get('cause')})"
+        detail = f"{_relayWord(data.get('relay'))} ({data.get('cause')})"
     elif kind == "runtime":
-        detail = f"{_num(event.get('power_w'), 'W')} {_num(event.get('voltage_v'), 'V')}"
+        detail = f"{_num(data.get('power_w'), 'W')} {_num(data.get('voltage_v'), 'V')}"
     elif kind == "energy":
-        detail = f"{event.get('watt_seconds')} Ws over {event.get('seconds')} s"
+        detail = _energyText(data)
+        kind = None
     elif kind == "rssi":
-        detail = f"{event.get('rssi_dbm')} dBm"
+        detail = f"{data.get('rssi_dbm')} dBm"
     elif kind == "alias":
-        detail = repr(event.get("alias"))
-    elif kind in ("online", "plug_new"):
-        detail = str(event.get("address") or "")
+        detail = repr(data.get("alias"))
+    elif kind in ("online", "plug_new", "plug_pending"):
+        detail = str(data.get("address") or "")
     elif kind == "offline":
-        detail = str(event.get("reason") or "")
-    return f"{event.get('at')} {name} {kind} {detail}".rstrip()
+        detail = str(data.get("reason") or "")
+    elif kind == "power_on":
+        detail = str(data.get("power_on") or "none")
+    elif kind == "plug_conflict":
+        detail = "differs in " + ", ".join(str(f) for f in data.get("fields") or [])
+    return " ".join(str(part) for part in (event.get("at"), name, kind, detail) if part)
 
 
 # --- arguments ----------------------------------------------------------------------------------

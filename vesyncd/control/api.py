@@ -3,7 +3,7 @@ The request logic of the control plane, shared by the AMP port and the Perspecti
 
 Both front ends call L{ControlCore} and nothing else: it resolves plugs through the hub, maps the
 hub's L{CommandError}s to the control errors of L{vesyncd.control.commands}, checks arguments,
-and serialises plugs with L{PlugState.toJSON} and events with L{eventToJSON}.  Every method
+and serialises plugs with L{PlugState.toJSON} and events with L{vesyncd.core.events.eventJSON}.  Every method
 returns a Deferred, so a front end handles results and errors in one way.
 """
 
@@ -19,8 +19,9 @@ from zope.interface import Interface
 from vesyncd import __version__
 from vesyncd.control import commands as c
 from vesyncd.core import hub as h
+from vesyncd.core.events import eventJSON
 from vesyncd.core.hub import Event, Hub, PlugState, isoTime
-from vesyncd.service import describeAddress
+from vesyncd.service import DaemonInfo, describeAddress
 
 log = Logger()
 
@@ -59,25 +60,6 @@ def _text(value: Any, name: str, limit: int = c.MAX_ARGUMENT) -> str:
     if len(value) > limit:
         raise c.InvalidArgument(f"{name} is longer than {limit} characters")
     return value
-
-
-def _relayWord(value: Any) -> Any:
-    """C{True}/C{False}/C{None} as the JSON words C{"on"}/C{"off"}/C{null}."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return value
-
-
-def eventToJSON(event: Event, plug: PlugState | None = None) -> dict[str, Any]:
-    """The documented JSON form of a hub event: C{event}, C{plug}, C{alias}, C{at} and its data."""
-    doc: dict[str, Any] = {"event": event.kind, "plug": event.plug, "at": isoTime(event.at)}
-    if plug is not None:
-        doc["alias"] = plug.alias
-    for key, value in event.data.items():
-        if key in ("relay", "previous"):
-            value = _relayWord(value)
-        doc[key] = value
-    return doc
 
 
 class Watchers:
@@ -119,9 +101,7 @@ class Watchers:
             plug = self.hub.get(event.plug) if event.kind != h.FORGOTTEN else None
         except h.UnknownPlug:
             plug = None
-        doc = eventToJSON(event, plug)
-        if event.kind == h.FORGOTTEN:
-            doc.setdefault("alias", event.data.get("alias"))
+        doc = eventJSON(event, plug)
         for callback in list(self._callbacks):
             try:
                 callback(doc)
@@ -131,11 +111,11 @@ class Watchers:
 
 
 class ControlCore:
-    """Every control request, on top of the hub; C{context} is the wiring's shared namespace."""
+    """Every control request, on top of the hub; C{info} is what the daemon tells about itself."""
 
-    def __init__(self, hub: Hub, context: Any = None, *, maxWatchers: int = MAX_WATCHERS) -> None:
+    def __init__(self, hub: Hub, info: DaemonInfo | None = None, *, maxWatchers: int = MAX_WATCHERS) -> None:
         self.hub = hub
-        self.context = context
+        self.daemonInfo = info if info is not None else DaemonInfo()
         self.watchers = Watchers(hub, maxWatchers)
         #: Counters of the control plane itself, shown by L{info}.
         self.stats: dict[str, int] = {"logins": 0, "bad_tokens": 0, "connections": 0, "requests": 0}
@@ -224,8 +204,8 @@ class ControlCore:
     def _info(self) -> dict[str, Any]:
         status = self.hub.status()
         listeners: dict[str, str] = {}
-        ctx = self.context
-        for name, listener in (getattr(ctx, "listeners", None) or {}).items():
+        daemon = self.daemonInfo
+        for name, listener in daemon.listeners.items():
             port = getattr(listener, "port", None)
             listeners[name] = describeAddress(port.getHost()) if port is not None else str(
                 getattr(listener, "description", listener))
@@ -238,11 +218,11 @@ class ControlCore:
             "control": dict(self.stats, watchers=len(self.watchers)),
             **status,
         }
-        if ctx is not None and getattr(ctx, "stateDir", None) is not None:
-            doc["state_dir"] = str(ctx.stateDir)
-        # Features may publish facts (e.g. the LAN address plugs are told) in context.info;
-        # values may be callables so they are read at request time.
-        for key, value in dict(getattr(ctx, "info", None) or {}).items():
+        if daemon.stateDir is not None:
+            doc["state_dir"] = str(daemon.stateDir)
+        # Parts of the daemon publish facts (e.g. the LAN address plugs are told); values may be
+        # callables so they are read at request time.
+        for key, value in dict(daemon.facts).items():
             try:
                 doc[key] = value() if callable(value) else value
             except Exception:
