@@ -2,11 +2,11 @@
 Run vesyncd for a benchmark: the daemon built by L{vesyncd.tap.makeService} (exactly what
 C{twistd vesyncd} runs), on the epoll reactor, logging to a file as C{twistd -n --logfile} does.
 
-    python -m bench.serve_vesyncd --port P --state-dir D [--frame-rate R] [--control] [--tracemalloc]
+    python -m bench.serve_vesyncd --port P --state-dir D [--frame-rate R] [--tracemalloc]
 
 C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.plugs.server.FRAME_RATE}) for the saturation
-test; C{--control} adds the control port (C{vesyncd.control.tap}) when the daemon's feature list
-does not have it yet; C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
+test (the control port is always there, as in the daemon; C{--control} is accepted for older
+callers); C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
 on SIGUSR1.  On SIGUSR2 it writes C{STATE_DIR/heap.json}: glibc's, SQLite's and pymalloc's heap
 figures (cheap; no tracemalloc needed).
 """
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--state-dir", required=True)
     p.add_argument("--frame-rate", type=float, default=None)
-    p.add_argument("--control", action="store_true")
+    p.add_argument("--control", action="store_true", help="accepted for older callers: the control port is always on")
     p.add_argument("--tracemalloc", action="store_true")
     p.add_argument("--logfile", default=None)
     p.add_argument("--backlog", type=int, default=None, help="listen backlog (default: vesyncd's own)")
@@ -138,15 +138,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logfile = open(args.logfile or f"{args.state_dir}/vesyncd.log", "a")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(logfile)], redirectStandardIO=False)
-    if "no-store" in args.experiment and "vesyncd.storage.tap" in tap.FEATURES:
-        tap.FEATURES.remove("vesyncd.storage.tap")  # the in-memory ledger instead of SQLite
-    if args.control and "vesyncd.control.tap" not in tap.FEATURES:
-        tap.FEATURES.append("vesyncd.control.tap")
     config = tap.Options()
     plugs = f"tcp:{args.port}:interface=127.0.0.1" + (f":backlog={args.backlog}" if args.backlog else "")
     config.parseOptions(["--plugs", plugs, "--state-dir", args.state_dir,
                          "--no-dns", "--no-http", "--refresh-interval", "0"])
-    top = tap.makeService(config, reactor)
+    # no-store: the in-memory ledger instead of SQLite.
+    top = tap.makeService(config, reactor, persistent="no-store" not in args.experiment)
     if args.frame_rate is not None:
         top.plugListener.factory.frameRate = args.frame_rate
     factory = top.plugListener.factory

@@ -104,17 +104,9 @@ def selfSignedPEM(name: str = "localhost") -> tuple[bytes, bytes]:
 
 
 def runDaemon() -> None:
-    """Run twistd with the control plane wired (until the lead lists it in tap.FEATURES)."""
+    """Run twistd with the arguments of this process (the daemon as C{twistd vesyncd} runs it)."""
     import sys
 
-    from vesyncd import tap
-
-    if "vesyncd.control.tap" not in tap.FEATURES:
-        from vesyncd.control import tap as control_tap
-
-        tap.FEATURES.append("vesyncd.control.tap")
-        tap.Options.optFlags = tap.Options.optFlags + control_tap.optFlags
-        tap.Options.optParameters = tap.Options.optParameters + control_tap.optParameters
     from twisted.scripts.twistd import run
 
     sys.argv = ["twistd"] + sys.argv[1:]

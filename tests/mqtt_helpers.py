@@ -149,26 +149,14 @@ class Watcher:
         self.client.loop_stop()
 
 
-def enableFeature() -> None:
-    """Make C{tap.Options} know the MQTT options, as listing the module in FEATURES does."""
-    from vesyncd import tap
-    from vesyncd.mqtt import tap as mqtt_tap
-
-    if "vesyncd.mqtt.tap" not in tap.FEATURES:
-        tap.FEATURES.append("vesyncd.mqtt.tap")
-        tap.Options.optFlags = tap.Options.optFlags + list(mqtt_tap.optFlags)
-        tap.Options.optParameters = tap.Options.optParameters + list(mqtt_tap.optParameters)
-
 
 class Daemon:
     """The daemon in-process, built by C{tap.makeService} with C{--mqtt}, plus simulated plugs."""
 
     def __init__(self, brokerPort: int, stateDir: str, extra: list[str] = ()) -> None:
-        enableFeature()
         from vesyncd import tap
 
         self.config = tap.Options()
-        flags = {entry[0] for entry in self.config.optFlags}
         # Other features must not bind fixed ports (DNS on 53) in this test.
         others = ["--no-dns", "--no-http"]
         self.config.parseOptions([*others, "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir", stateDir,

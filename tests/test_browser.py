@@ -23,7 +23,8 @@ from twisted.trial import unittest
 
 from vesyncd.web import tap as web_tap
 from vesyncd.core.hub import Hub
-from vesyncd.service import ListenerService
+from vesyncd.auth import loadOrCreateToken
+from vesyncd.service import DaemonInfo, ListenerService
 from vesyncd.sim.plug import Simulator
 from vesyncd.plugs.server import PlugServerFactory
 
@@ -82,14 +83,13 @@ class BrowserTests(unittest.TestCase):
         plugs.setServiceParent(self.top)
         config = {"http": "tcp:0:interface=127.0.0.1", "no-http": False, "http-insecure": False,
                   "metrics-public": False, "state-dir": self.tmp / "state"}
-        web_tap.postOptions(config)
-        self.context = type("Context", (), {})()
-        self.context.token = None
-        self.context.listeners = {"plugs": plugs}
-        web_tap.makeServices(self.top, self.hub, config, reactor, self.context)
+        web_tap.checkOptions(config)
+        self.info = DaemonInfo(stateDir=config["state-dir"], listeners={"plugs": plugs})
+        self.token = loadOrCreateToken(config["state-dir"] / "control.token")
+        web_tap.makeServices(self.top, self.hub, config, reactor, self.token, self.info)
         self.top.startService()
         self.addCleanup(self.top.stopService)
-        d = gatherResults([plugs.listening, self.context.listeners["http"].listening])
+        d = gatherResults([plugs.listening, self.info.listeners["http"].listening])
         d.addCallback(self._started)
         return d
 
@@ -131,7 +131,7 @@ class BrowserTests(unittest.TestCase):
         def login() -> None:
             driver.get(self.base + "/")
             wait().until(lambda d: d.find_element(By.ID, "login").is_displayed())
-            driver.find_element(By.ID, "token").send_keys(self.context.token)
+            driver.find_element(By.ID, "token").send_keys(self.token)
             driver.find_element(By.CSS_SELECTOR, "#login button").click()
             wait().until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.online")) == 2)
             wait().until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class").split())

@@ -11,7 +11,7 @@ from twisted.python import usage
 
 from vesyncd.control import commands as c
 from vesyncd.control.amp import MAX_IN_FLIGHT, MAX_PENDING_BYTES
-from vesyncd.control.tap import checkEndpoint, postOptions, unixPath
+from vesyncd.control.tap import checkEndpoint, checkOptions, unixPath
 
 from control_helpers import TOKEN, World
 
@@ -271,7 +271,7 @@ class OptionTests(unittest.SynchronousTestCase):
     def test_defaultIsUnixSocket(self) -> None:
         """Without --control the endpoint is control.sock in the state directory, mode 660."""
         config = {"state-dir": "/tmp/x", "control": None, "pb": None, "control-insecure": False}
-        postOptions(config)
+        checkOptions(config)
         self.assertEqual(config["control"], "unix:/tmp/x/control.sock:mode=660")
         self.assertEqual(str(unixPath(config["control"])), "/tmp/x/control.sock")
 

@@ -1,8 +1,7 @@
 """kill -9 of a real vesyncd process while simulated plugs report: the database survives, little is lost.
 
-The daemon runs under twistd in a subprocess with the store feature enabled by a small wrapper (so the
-test works whether or not vesyncd.storage.tap is in tap.FEATURES yet); the simulated plugs run in this
-process at 60x speed, on loopback only, and count every /report they send.
+The daemon runs under twistd in a subprocess started through a small wrapper; the simulated plugs run in
+this process at 60x speed, on loopback only, and count every /report they send.
 """
 
 from __future__ import annotations
@@ -38,11 +37,6 @@ def scratch(test: unittest.TestCase) -> Path:
 
 WRAPPER = """
 import sys
-import vesyncd.tap as tap
-if "vesyncd.storage.tap" not in tap.FEATURES:
-    import vesyncd.storage.tap as feature
-    tap.FEATURES.append("vesyncd.storage.tap")
-    tap.Options.optParameters = tap.Options.optParameters + list(feature.optParameters)
 from twisted.scripts.twistd import run
 sys.argv = ["twistd", "-n", "--pidfile=", "vesyncd"] + sys.argv[1:]
 run()

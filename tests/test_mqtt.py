@@ -271,10 +271,8 @@ def test_tap_options() -> None:
     """--mqtt is off by default; bad values stop start-up with a line that hides the password."""
     from twisted.python import usage
 
-    from tests.mqtt_helpers import enableFeature
     from vesyncd import tap
 
-    enableFeature()
     config = tap.Options()
     config.parseOptions(["--state-dir", "/tmp/unused"])
     assert config["mqtt"] is None and config["mqtt-settings"] is None

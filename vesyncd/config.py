@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from twisted.python import usage
+from twisted.python import reflect, usage
 
 
 def findConfigArgument(argv: list[str]) -> str | None:
@@ -51,8 +51,13 @@ def applyConfig(options: usage.Options, data: dict[str, Any], path: str) -> None
 
     @raise usage.UsageError: an unknown key, or a value of the wrong kind, naming the key.
     """
-    flags = {name for name, *_ in options.optFlags}
-    params = {name: entry for name, *entry in options.optParameters}
+    # The daemon's Options gathers its flags and parameters from each package's options class.
+    flagTable: list[Any] = []
+    paramTable: list[Any] = []
+    reflect.accumulateClassList(type(options), "optFlags", flagTable)
+    reflect.accumulateClassList(type(options), "optParameters", paramTable)
+    flags = {name for name, *_ in flagTable}
+    params = {name: entry for name, *entry in paramTable}
     for key, value in data.items():
         name = key.replace("_", "-")
         attr = name.replace("-", "_")

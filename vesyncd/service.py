@@ -1,11 +1,14 @@
 """
 Small services the daemon is assembled from: a listener that says where it listens and fails
-start-up with one clear line, and a service that runs a function on an interval.
+start-up with one clear line, a service that runs a function on an interval, and what the running
+daemon tells about itself.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from twisted.application import service
@@ -14,6 +17,20 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 log = Logger()
+
+
+@dataclass
+class DaemonInfo:
+    """What the running daemon tells about itself (C{vesyncctl info}, the web page, the doctor).
+
+    C{listeners} are filled in as the wiring adds them; C{facts} holds values that a part of the
+    daemon publishes (e.g. the LAN address plugs are told), each a value or a callable read at
+    request time.
+    """
+
+    stateDir: Path | None = None
+    listeners: dict[str, "ListenerService"] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class StartupError(Exception):

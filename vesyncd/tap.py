@@ -1,52 +1,47 @@
 """
-The twistd plugin's options and service: wiring only.
+The twistd plugin's options and service: wiring only, top to bottom.
 
-C{makeService} builds the core (L{vesyncd.core.hub.Hub}) and plugs each listener and front end into it
-from the options; every rule lives in the modules it wires.
+L{Options} gathers each package's options (every package that listens or serves brings its own
+options class and C{checkOptions}); L{makeService} opens the state, builds the core
+(L{vesyncd.core.hub.Hub}) and plugs each listener and front end into it.  Every rule lives in the
+modules wired here; what one part needs from another is passed to it by name.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from types import ModuleType, SimpleNamespace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd import __version__
+from vesyncd import __version__, paths
+from vesyncd.auth import loadOrCreateToken
 from vesyncd.config import applyConfig, findConfigArgument, loadConfigFile
-from vesyncd.core.hub import COMMAND_TIMEOUT, KEEPALIVE_IDLE, OFFLINE_AFTER, ONLINE, PROBE_INTERVAL, Hub
+from vesyncd.control import tap as controlTap
+from vesyncd.control.api import ControlCore
+from vesyncd.core import settings as coreSettings
+from vesyncd.core.hub import Hub
+from vesyncd.core.model import ONLINE
+from vesyncd.core.settings import Settings
+from vesyncd.dns import tap as dnsTap
+from vesyncd.dns.server import DNSService
+from vesyncd.mqtt import tap as mqttTap
+from vesyncd.mqtt.bridge import MQTTService
 from vesyncd.paths import defaultStateDir
-from vesyncd.service import (DaemonService, IntervalService, ListenerService, ShutdownHook, StartupError,
-                      raiseFileLimit, withBacklog)
-from vesyncd.plugs.server import LOGIN_TIMEOUT, PlugServerFactory
+from vesyncd.plugs import tap as plugsTap
+from vesyncd.service import (DaemonInfo, DaemonService, IntervalService, ListenerService, ShutdownHook,
+                             StartupError, raiseFileLimit)
+from vesyncd.sim.demo import DemoPlugs
+from vesyncd.storage import tap as storageTap
+from vesyncd.web import tap as webTap
+from vesyncd.web.api import WebApp
 
 log = Logger()
 
-DEFAULT_PLUGS = "tcp:17273:interface=127.0.0.1"
-
-#: Front ends and services wired around the core.  Each module may define C{optFlags},
-#: C{optParameters} and C{optRepeatable} (C{[name, doc]} pairs of repeatable options, collected
-#: into lists) for L{Options}, C{postOptions(config)} to validate them, and
-#: C{makeServices(parent, hub, config, reactor, context)} to add its services.  C{context} is a
-#: namespace shared by the wiring: C{stateDir}, C{store}, C{token}, C{listeners} and what each
-#: feature adds for the ones after it.
-FEATURES: list[str] = ["vesyncd.storage.tap", "vesyncd.dns.tap", "vesyncd.control.tap", "vesyncd.mqtt.tap",
-                       "vesyncd.web.tap"]
-
-
-def _features() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in FEATURES]
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"{text} is not a positive number")
-    return value
+DEFAULT_PLUGS = plugsTap.DEFAULT_PLUGS
 
 
 def _count(text: str) -> int:
@@ -56,8 +51,19 @@ def _count(text: str) -> int:
     return value
 
 
-class Options(usage.Options):
-    """Options of C{twistd vesyncd} / C{twist vesyncd}; each is also a key of the C{--config} file."""
+class CoreOptions:
+    """The core's liveness, timeout and new-plug settings (L{vesyncd.core.settings})."""
+
+    optParameters = coreSettings.optParameters
+
+
+class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsTap.DNSOptions, controlTap.ControlOptions,
+              mqttTap.MQTTOptions, webTap.WebOptions, usage.Options):
+    """Options of C{twistd vesyncd} / C{twist vesyncd}; each is also a key of the C{--config} file.
+
+    Twisted gathers C{optFlags} and C{optParameters} from every base class, so each package's options
+    class above adds its own.
+    """
 
     synopsis = "[options]"
     longdesc = (
@@ -67,21 +73,11 @@ class Options(usage.Options):
         "ssl:..., unix:PATH)."
     )
 
-    optFlags: list[list[Any]] = []
-
     optParameters = [
         ["config", None, None, "TOML file with option values (keys named like the long options)."],
-        ["plugs", None, DEFAULT_PLUGS,
-         "Endpoint the plugs connect to. Plugs on the LAN need e.g. tcp:17273 (all interfaces)."],
         ["state-dir", None, None,
          "Directory for the database and control token (default /var/lib/vesyncd as root, "
          "else $XDG_STATE_HOME/vesyncd)."],
-        ["keepalive-idle", None, KEEPALIVE_IDLE, "Seconds of plug silence before vesyncd sends it a /ka.", _positive],
-        ["probe-interval", None, PROBE_INTERVAL, "Seconds between further /ka probes to a silent plug.", _positive],
-        ["offline-after", None, OFFLINE_AFTER,
-         "Seconds of silence after which a plug is offline and its connection closed.", _positive],
-        ["command-timeout", None, COMMAND_TIMEOUT, "Seconds a plug has to confirm a command.", _positive],
-        ["login-timeout", None, LOGIN_TIMEOUT, "Seconds a new connection has to send its login.", _positive],
         ["refresh-interval", None, 60.0, "Seconds between power/voltage refreshes of every plug (0: never).",
          float],
         ["demo-plugs", None, 0, "Start this many simulated plugs in-process against the plug port (demos).",
@@ -90,12 +86,8 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        for name, _doc in self._repeatable():
+        for name in dnsTap.REPEATABLE:
             self[name] = []
-
-    @classmethod
-    def _repeatable(cls) -> list[tuple[str, str]]:
-        return [tuple(entry) for module in _features() for entry in getattr(module, "optRepeatable", [])]
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -111,45 +103,60 @@ class Options(usage.Options):
         super().parseOptions(argv)
 
     def postOptions(self) -> None:
-        """Check that the values fit together."""
-        if self["offline-after"] <= self["keepalive-idle"]:
-            raise usage.UsageError(
-                f"--offline-after ({self['offline-after']:g}) must be longer than --keepalive-idle "
-                f"({self['keepalive-idle']:g})")
+        """Check the core's settings, then each package's own options."""
+        try:
+            self["settings"] = Settings.fromOptions(self)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         self["state-dir"] = Path(self["state-dir"]).expanduser() if self["state-dir"] else defaultStateDir()
-        for module in _features():
-            check = getattr(module, "postOptions", None)
-            if check is not None:
-                check(self)
+        storageTap.checkOptions(self)
+        dnsTap.checkOptions(self)
+        controlTap.checkOptions(self)
+        mqttTap.checkOptions(self)
+        webTap.checkOptions(self)
 
 
-def _addFeatureOptions() -> None:
-    """Merge each feature's options into L{Options}, with an appending C{opt_} per repeatable one."""
-    for module in _features():
-        Options.optFlags = Options.optFlags + list(getattr(module, "optFlags", []))
-        Options.optParameters = Options.optParameters + list(getattr(module, "optParameters", []))
-        for name, doc in getattr(module, "optRepeatable", []):
-            setattr(Options, "opt_" + name.replace("-", "_"), _appender(name, doc))
+@dataclass
+class DaemonParts:
+    """The parts of a built daemon, by name, for the tests and benchmarks that reach one."""
+
+    info: DaemonInfo
+    hub: Hub
+    plugs: ListenerService
+    stored: storageTap.StoredState | None
+    dns: DNSService | None
+    control: ControlCore
+    mqtt: MQTTService | None
+    web: WebApp | None
+
+    @property
+    def listeners(self) -> dict[str, ListenerService]:
+        """Every listener by name: plugs, control, pb, http."""
+        return self.info.listeners
 
 
-def _appender(name: str, doc: str) -> Any:
-    """An C{opt_} method (one argument, as usage.Options requires) that appends to a list."""
+class Daemon(DaemonService):
+    """The whole daemon: its services, and (as C{context}) its parts."""
 
-    def append(self: Options, value: str) -> None:
-        self[name].append(value)
+    context: DaemonParts
 
-    append.__doc__ = doc
-    return append
+    @property
+    def hub(self) -> Hub:
+        """The core every part is wired to."""
+        return self.context.hub
+
+    @property
+    def plugListener(self) -> ListenerService:
+        """The listener plugs connect to."""
+        return self.context.plugs
 
 
-_addFeatureOptions()
-
-
-def makeService(config: Options, reactor: Any = None) -> DaemonService:
+def makeService(config: Options, reactor: Any = None, *, persistent: bool = True) -> Daemon:
     """Build the daemon from parsed options: the hub, the plug server, and every front end.
 
     Called by twistd (no C{reactor} given), a start-up problem ends the process with one line on
     standard error and exit status 1; called with a reactor (tests), it raises L{StartupError}.
+    With C{persistent=False} nothing is stored: energy is kept in memory (benchmarks).
     """
     fromTwistd = reactor is None
     if reactor is None:
@@ -157,7 +164,7 @@ def makeService(config: Options, reactor: Any = None) -> DaemonService:
 
         reactor = _reactor
     try:
-        top = _build(config, reactor)
+        top = build(config, reactor, persistent=persistent)
     except StartupError as e:
         if not fromTwistd:
             raise
@@ -167,49 +174,34 @@ def makeService(config: Options, reactor: Any = None) -> DaemonService:
     return top
 
 
-def _build(config: Options, reactor: Any) -> DaemonService:
+def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
+    """Wire the daemon's parts in the order they depend on each other (see L{makeService})."""
     files = raiseFileLimit()
-    top = DaemonService()
-    context = SimpleNamespace(stateDir=config["state-dir"], store=None, token=None, ledger=None, known=[],
-                              listeners={}, info={})
-    top.context = context  # type: ignore[attr-defined]
-    for module in _features():
-        prepare = getattr(module, "prepare", None)
-        if prepare is not None:
-            prepare(top, config, reactor, context)
-    hub = Hub(
-        reactor,
-        keepaliveIdle=config["keepalive-idle"],
-        probeInterval=config["probe-interval"],
-        offlineAfter=config["offline-after"],
-        commandTimeout=config["command-timeout"],
-        ledger=context.ledger,
-        known=context.known,
-    )
-    top.hub = hub  # type: ignore[attr-defined]
+    log.info("open-file limit {files} (each plug is one)", files=files)
+    top = Daemon()
+    info = DaemonInfo(stateDir=config["state-dir"])
 
-    factory = PlugServerFactory(hub, reactor=reactor, loginTimeout=config["login-timeout"])
-    log.info("open-file limit {files} (each plug is one); at most {n} connections may wait for their login",
-             files=files, n=factory.maxUnauthenticated)
-    plugs = ListenerService(reactor, "plug server", withBacklog(config["plugs"]), factory)
-    plugs.setServiceParent(top)
-    top.plugListener = plugs  # type: ignore[attr-defined]
+    # The state comes first: the hub starts from the plugs and energy totals it holds.
+    stored = storageTap.openState(top, config, reactor) if persistent else None
+    settings: Settings = config["settings"]
+    hub = Hub(reactor, settings, ledger=stored.ledger if stored else None, known=stored.known if stored else ())
+    plugs = plugsTap.makeServices(top, hub, config, reactor, settings.login_timeout, info)
     # On shutdown the plugs go offline while the store and front ends can still record it.
     ShutdownHook(lambda: hub.closeAll("vesyncd is stopping")).setServiceParent(top)
-    if config["plugs"] == DEFAULT_PLUGS:
-        log.info("plug server listens on loopback only; for plugs on your LAN use --plugs tcp:17273")
-
     if config["refresh-interval"] > 0:
         IntervalService(reactor, config["refresh-interval"], hub.refreshAll).setServiceParent(top)
         # A plug that comes online gets its power and voltage read at once, not a minute later.
         hub.subscribe(lambda event: event.kind == ONLINE and hub.refresh(event.plug).addErrback(lambda f: None))
+    if stored is not None:
+        storageTap.makeServices(hub, stored)
 
-    context.listeners["plugs"] = plugs
-    for module in _features():
-        module.makeServices(top, hub, config, reactor, context)
+    dns = dnsTap.makeServices(top, config, reactor, info)
+    token = loadOrCreateToken(Path(config["state-dir"]) / paths.TOKEN_FILE)
+    control = controlTap.makeServices(top, hub, config, reactor, token, info)
+    mqtt = mqttTap.makeServices(top, hub, config, reactor)
+    web = webTap.makeServices(top, hub, config, reactor, token, info, dns)
 
     if config["demo-plugs"]:
-        from vesyncd.sim.demo import DemoPlugs
-
         DemoPlugs(reactor, plugs, config["demo-plugs"]).setServiceParent(top)
+    top.context = DaemonParts(info, hub, plugs, stored, dns, control, mqtt, web)
     return top

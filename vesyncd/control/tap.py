@@ -1,6 +1,6 @@
 """
-Wiring of the control plane (AMP control port and Perspective Broker) into the daemon: options,
-their checks, and services.  Listed in C{vesyncd.tap.FEATURES}.
+The control plane's part of the daemon (AMP control port and Perspective Broker): options, their
+checks, and services.
 """
 
 from __future__ import annotations
@@ -13,24 +13,31 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from vesyncd import paths
-from vesyncd.auth import FailureThrottle, loadOrCreateToken, makePortal
+from vesyncd.auth import FailureThrottle, makePortal
 from vesyncd.control.api import ControlCore, IControlAvatar
 from vesyncd.control.amp import ControlFactory
 from vesyncd.control.pb import ControlPBFactory, IControlPerspective, perspectiveFactory
-from vesyncd.service import ListenerService, StartupError
+from vesyncd.core.hub import Hub
+from vesyncd.service import DaemonInfo, ListenerService, StartupError
 
 log = Logger()
 
-optFlags = [
-    ["control-insecure", None,
-     "Allow plain TCP for --control and --pb (the token then crosses the network in clear text)."],
-]
-optParameters = [
-    ["control", None, None,
-     "Endpoint of the AMP control port (default: unix:STATE_DIR/control.sock:mode=660). TCP needs "
-     "--control-insecure; for remote clients use ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem."],
-    ["pb", None, None, "Endpoint of the Perspective Broker front end (off by default; same rules as --control)."],
-]
+
+
+class ControlOptions:
+    """The control plane's options, part of the daemon's L{vesyncd.tap.Options}."""
+
+    optFlags = [
+        ["control-insecure", None,
+         "Allow plain TCP for --control and --pb (the token then crosses the network in clear text)."],
+    ]
+    optParameters = [
+        ["control", None, None,
+         "Endpoint of the AMP control port (default: unix:STATE_DIR/control.sock:mode=660). TCP needs "
+         "--control-insecure; for remote clients use ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem."],
+        ["pb", None, None,
+         "Endpoint of the Perspective Broker front end (off by default; same rules as --control)."],
+    ]
 
 
 def checkEndpoint(option: str, description: str, insecure: bool) -> None:
@@ -48,7 +55,7 @@ def checkEndpoint(option: str, description: str, insecure: bool) -> None:
                                f"(and certKey=CERT.pem unless the key file holds both)")
 
 
-def postOptions(config: Any) -> None:
+def checkOptions(config: Any) -> None:
     """Fill in the default control endpoint and check both endpoints."""
     if not config.get("control"):
         config["control"] = paths.controlEndpoint(Path(config["state-dir"]))
@@ -87,29 +94,24 @@ class ControlListener(ListenerService):
         super().privilegedStartService()
 
 
-def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any) -> None:
-    """Load or create the token, build the shared portal, and listen for AMP (and PB)."""
-    stateDir = Path(config["state-dir"])
-    if context.token is None:
-        context.token = loadOrCreateToken(stateDir / paths.TOKEN_FILE)
-    core = ControlCore(hub, context)
-    portal = makePortal(context.token, {
+def makeServices(parent: Any, hub: Hub, config: Any, reactor: Any, token: str, info: DaemonInfo) -> ControlCore:
+    """Listen for AMP (and PB) clients holding C{token}, through one portal; return the API they share."""
+    core = ControlCore(hub, info)
+    portal = makePortal(token, {
         IControlAvatar: lambda avatarId, mind: core,
         IControlPerspective: perspectiveFactory(core),
     })
     throttle = FailureThrottle()
-    context.control = core
-    context.portal = portal
-    context.throttle = throttle
     control = ControlListener(reactor, "control port", config["control"],
                               ControlFactory(core, portal, reactor, throttle=throttle),
                               hint="another vesyncd may be running with this state directory")
     control.setServiceParent(parent)
-    context.listeners["control"] = control
+    info.listeners["control"] = control
     if config.get("pb"):
         pbListener = ControlListener(reactor, "PB front end", config["pb"],
                                      ControlPBFactory(core, portal, reactor, throttle=throttle))
         pbListener.setServiceParent(parent)
-        context.listeners["pb"] = pbListener
+        info.listeners["pb"] = pbListener
     if config.get("control-insecure"):
         log.warn("--control-insecure: control clients may connect over plain TCP")
+    return core

@@ -1,32 +1,50 @@
-"""Wiring of the DNS responder into the daemon: its options and its service."""
+"""The DNS responder's part of the daemon: its options, their checks, and its service."""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.python import usage
 
-optFlags = [
-    ["no-dns", None, "Do not answer DNS (redirect the plugs some other way)."],
-]
+from vesyncd.service import DaemonInfo
 
-optParameters = [
-    ["dns-port", None, 53, "UDP and TCP port of the DNS responder.", int],
-    ["dns-interface", None, "127.0.0.1",
-     "Address the DNS responder binds: your LAN address for plugs to use it ('' for all IPv4)."],
-    ["address", None, None,
-     "IPv4 address answered for intercepted names (default: this host's address toward the asker)."],
-]
+if TYPE_CHECKING:
+    from vesyncd.dns.server import DNSService
 
-optRepeatable = [
-    ["dns-upstream", "Upstream resolver IP[:PORT] for other names (repeatable; default: /etc/resolv.conf)."],
-    ["dns-intercept", "A name answered with this host's address (repeatable; default server2.vesync.com)."],
-    ["dns-allow", "A network (CIDR) allowed to query (repeatable; default loopback and private ranges)."],
-]
+#: Options that may be given several times; each collects into a list.
+REPEATABLE = ("dns-upstream", "dns-intercept", "dns-allow")
 
 
-def postOptions(config: Any) -> None:
+class DNSOptions:
+    """The DNS responder's options, part of the daemon's L{vesyncd.tap.Options}."""
+
+    optFlags = [
+        ["no-dns", None, "Do not answer DNS (redirect the plugs some other way)."],
+    ]
+
+    optParameters = [
+        ["dns-port", None, 53, "UDP and TCP port of the DNS responder.", int],
+        ["dns-interface", None, "127.0.0.1",
+         "Address the DNS responder binds: your LAN address for plugs to use it ('' for all IPv4)."],
+        ["address", None, None,
+         "IPv4 address answered for intercepted names (default: this host's address toward the asker)."],
+    ]
+
+    def opt_dns_upstream(self, value: str) -> None:
+        """Upstream resolver IP[:PORT] for other names (repeatable; default: /etc/resolv.conf)."""
+        self.setdefault("dns-upstream", []).append(value)  # type: ignore[attr-defined]
+
+    def opt_dns_intercept(self, value: str) -> None:
+        """A name answered with this host's address (repeatable; default server2.vesync.com)."""
+        self.setdefault("dns-intercept", []).append(value)  # type: ignore[attr-defined]
+
+    def opt_dns_allow(self, value: str) -> None:
+        """A network (CIDR) allowed to query (repeatable; default loopback and private ranges)."""
+        self.setdefault("dns-allow", []).append(value)  # type: ignore[attr-defined]
+
+
+def checkOptions(config: Any) -> None:
     """Check the DNS options, so a typo stops start-up with a line naming it."""
     from vesyncd.dns.server import parseUpstream
 
@@ -50,16 +68,18 @@ def postOptions(config: Any) -> None:
             raise usage.UsageError(f"--dns-allow {cidr!r} is not a network (e.g. 192.168.1.0/24)") from None
 
 
-def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any) -> None:
-    """Add the DNS responder unless --no-dns; its counters go into C{context.dns}."""
+def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo) -> DNSService | None:
+    """Add the DNS responder to C{parent} unless --no-dns, and return it.
+
+    Publishes in C{info.facts} the address plugs should use for this host (what provisioning hands
+    them by default), where the responder answers, and its counters.
+    """
     from vesyncd.dns.server import makeDNSService, primaryLANAddress
 
-    context.dns = None
-    # The address plugs should use for this host: what provisioning hands them by default.
-    context.info["address"] = config["address"] or primaryLANAddress()
-    context.info["dns_listen"] = None
+    info.facts["address"] = config["address"] or primaryLANAddress()
+    info.facts["dns_listen"] = None
     if config["no-dns"]:
-        return
+        return None
 
     service = makeDNSService(
         reactor,
@@ -71,12 +91,12 @@ def makeServices(parent: Any, hub: Any, config: Any, reactor: Any, context: Any)
         allow=config["dns-allow"] or None,
     )
     service.setServiceParent(parent)
-    context.dns = service
-    context.info["dns"] = lambda: service.counters.asDict()
+    info.facts["dns"] = lambda: service.counters.asDict()
 
     def listening() -> list[Any] | None:
         port = service.udpPort
         return None if port is None else [port.getHost().host, port.getHost().port]
 
     # Where the responder answers, so `vesyncctl doctor` asks the right port.
-    context.info["dns_listen"] = listening
+    info.facts["dns_listen"] = listening
+    return service

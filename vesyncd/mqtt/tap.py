@@ -1,5 +1,6 @@
 """
-Wiring of the MQTT bridge: its options and its service (see L{vesyncd.mqtt.bridge}).
+The MQTT bridge's part of the daemon: its options, their checks, and its service (see
+L{vesyncd.mqtt.bridge}).
 """
 
 from __future__ import annotations
@@ -10,24 +11,29 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
+from vesyncd.core.hub import Hub
 from vesyncd.mqtt.bridge import MQTTService, validPrefix
 from vesyncd.mqtt.client import MQTTConfigError, parseBrokerURL
 
-optFlags = [
-    ["no-ha-discovery", None, "Do not publish Home Assistant MQTT discovery configs."],
-]
+class MQTTOptions:
+    """The MQTT bridge's options, part of the daemon's L{vesyncd.tap.Options}."""
 
-optParameters = [
-    ["mqtt", None, None,
-     "MQTT broker to bridge to: mqtt://[user:password@]host[:port] or mqtts://... (TLS, certificate "
-     "verified). Off unless given."],
-    ["mqtt-ca", None, None, "CA certificate file (PEM) to verify an mqtts:// broker with (default: system CAs)."],
-    ["mqtt-prefix", None, "vesyncd", "Topic prefix of vesyncd's MQTT topics."],
-    ["ha-discovery-prefix", None, "homeassistant", "Home Assistant's MQTT discovery prefix."],
-]
+    optFlags = [
+        ["no-ha-discovery", None, "Do not publish Home Assistant MQTT discovery configs."],
+    ]
+
+    optParameters = [
+        ["mqtt", None, None,
+         "MQTT broker to bridge to: mqtt://[user:password@]host[:port] or mqtts://... (TLS, certificate "
+         "verified). Off unless given."],
+        ["mqtt-ca", None, None,
+         "CA certificate file (PEM) to verify an mqtts:// broker with (default: system CAs)."],
+        ["mqtt-prefix", None, "vesyncd", "Topic prefix of vesyncd's MQTT topics."],
+        ["ha-discovery-prefix", None, "homeassistant", "Home Assistant's MQTT discovery prefix."],
+    ]
 
 
-def postOptions(config: Any) -> None:
+def checkOptions(config: Any) -> None:
     """Check the MQTT options; the URL is parsed into C{config['mqtt-settings']}."""
     config["mqtt-settings"] = None
     for name in ("mqtt-prefix", "ha-discovery-prefix"):
@@ -47,14 +53,14 @@ def postOptions(config: Any) -> None:
         raise usage.UsageError(str(e)) from None
 
 
-def makeServices(parent: service.MultiService, hub: Any, config: Any, reactor: Any, context: Any) -> None:
-    """Add the MQTT bridge when C{--mqtt} is given."""
+def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any) -> MQTTService | None:
+    """Add the MQTT bridge to C{parent} when C{--mqtt} is given, and return it."""
     settings = config.get("mqtt-settings") if hasattr(config, "get") else None
     if settings is None and config["mqtt"]:
         settings = parseBrokerURL(config["mqtt"], config["mqtt-ca"] or None)
     if settings is None:
-        return
+        return None
     mqtt = MQTTService(reactor, hub, settings, prefix=config["mqtt-prefix"],
                        discoveryPrefix=config["ha-discovery-prefix"], discovery=not config["no-ha-discovery"])
     mqtt.setServiceParent(parent)
-    context.mqtt = mqtt
+    return mqtt

@@ -10,6 +10,7 @@ deletes it, and C{online} applies the plug's power-on policy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from vesyncd.core.hub import ENERGY, FORGOTTEN, ONLINE, RSSI, CommandError, Event, Hub, UnknownPlug
+from vesyncd.core.model import PlugState
 from vesyncd.paths import DATABASE
 from vesyncd.core.periods import hostZone, zoneName
 from vesyncd.service import StartupError
@@ -36,11 +38,15 @@ def _retention(text: str) -> float:
     return value
 
 
-optParameters = [
-    ["timezone", None, None, "IANA time zone of energy days and months, e.g. Europe/Berlin (default: the host's)."],
-    ["retention-days", None, 400.0, "Days raw energy reports are kept (hourly, daily and monthly totals: forever).",
-     _retention],
-]
+class StorageOptions:
+    """The store's options, part of the daemon's L{vesyncd.tap.Options}."""
+
+    optParameters = [
+        ["timezone", None, None,
+         "IANA time zone of energy days and months, e.g. Europe/Berlin (default: the host's)."],
+        ["retention-days", None, 400.0,
+         "Days raw energy reports are kept (hourly, daily and monthly totals: forever).", _retention],
+    ]
 
 
 def parseZone(value: Any) -> tzinfo:
@@ -58,7 +64,7 @@ def parseZone(value: Any) -> tzinfo:
                                f"(e.g. Europe/Berlin, America/New_York, UTC)") from None
 
 
-def postOptions(config: Any) -> None:
+def checkOptions(config: Any) -> None:
     """Turn C{--timezone} into a tzinfo (host zone by default), refusing unknown names."""
     config["timezone"] = parseZone(config.get("timezone"))
 
@@ -224,25 +230,32 @@ def openStore(config: Any, reactor: Any) -> Store:
     return store
 
 
-def prepare(parent: service.MultiService, config: Any, reactor: Any, context: Any) -> None:
-    """Open the database, load known plugs and energy totals into C{context} before the hub exists."""
+@dataclass
+class StoredState:
+    """What the state directory holds at start-up, and the service that keeps writing to it."""
+
+    store: Store
+    ledger: SQLiteLedger
+    known: list[PlugState]
+    service: StoreService
+    powerOn: PowerOnPolicy | None = None
+
+
+def openState(parent: service.MultiService, config: Any, reactor: Any) -> StoredState:
+    """Open the database and load the known plugs and energy totals, before the hub exists."""
     store = openStore(config, reactor)
     known = store.loadPlugs()
-    context.ledger = SQLiteLedger(store, reactor.seconds())
+    ledger = SQLiteLedger(store, reactor.seconds())
     store.detach()
-    ids = {p.id for p in context.known}
-    context.known = list(context.known) + [p for p in known if p.id not in ids]
-    context.store = store
     storeService = StoreService(store)
     storeService.setServiceParent(parent)
-    context.storeService = storeService
     log.info("store: {path}: {n} plugs known ({aliases} with aliases), energy days in {zone}",
              path=str(store.path), n=len(known), aliases=sum(1 for p in known if p.alias), zone=zoneName(store.zone))
+    return StoredState(store, ledger, known, storeService)
 
 
-def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, context: Any) -> None:
-    """Persist hub events and apply power-on policies."""
-    store: Store = context.store
-    context.storeService.hub = hub
-    context.persister = context.storeService.persister = Persister(hub, store)
-    context.powerOn = PowerOnPolicy(hub)
+def makeServices(hub: Hub, stored: StoredState) -> None:
+    """Persist the hub's events to the store and apply power-on policies."""
+    stored.service.hub = hub
+    stored.service.persister = Persister(hub, stored.store)
+    stored.powerOn = PowerOnPolicy(hub)

@@ -1,6 +1,6 @@
 """
-Options and wiring of the web front end (C{--http}, C{--no-http}, C{--http-insecure},
-C{--metrics-public}); the rules live in L{vesyncd.web}.
+The web front end's part of the daemon: its options (C{--http}, C{--no-http}, C{--http-insecure},
+C{--metrics-public}), their checks, and its listener; the rules live in L{vesyncd.web}.
 """
 
 from __future__ import annotations
@@ -13,24 +13,28 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd import paths
-from vesyncd.auth import loadOrCreateToken
-from vesyncd.service import ListenerService, withBacklog
+from vesyncd.core.hub import Hub
+from vesyncd.service import DaemonInfo, ListenerService, withBacklog
+from vesyncd.web.api import WebApp, makeSite
 
 log = Logger()
 
 DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 
-optFlags = [
-    ["no-http", None, "Do not serve the web page, HTTP API and /metrics."],
-    ["http-insecure", None, "Allow a plain-HTTP (non-TLS) web listener beyond loopback."],
-    ["metrics-public", None, "Serve /metrics without the control token."],
-]
-optParameters = [
-    ["http", None, DEFAULT_HTTP,
-     "Endpoint of the web page, HTTP API and /metrics. Beyond loopback use ssl:PORT:privateKey=...:certKey=... "
-     "(or --http-insecure)."],
-]
+
+class WebOptions:
+    """The web front end's options, part of the daemon's L{vesyncd.tap.Options}."""
+
+    optFlags = [
+        ["no-http", None, "Do not serve the web page, HTTP API and /metrics."],
+        ["http-insecure", None, "Allow a plain-HTTP (non-TLS) web listener beyond loopback."],
+        ["metrics-public", None, "Serve /metrics without the control token."],
+    ]
+    optParameters = [
+        ["http", None, DEFAULT_HTTP,
+         "Endpoint of the web page, HTTP API and /metrics. Beyond loopback use ssl:PORT:privateKey=...:certKey=... "
+         "(or --http-insecure)."],
+    ]
 
 
 def _splitEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
@@ -62,7 +66,7 @@ def isPrivateEndpoint(description: str) -> bool:
         return False
 
 
-def postOptions(config: Any) -> None:
+def checkOptions(config: Any) -> None:
     """Refuse a plain-HTTP listener beyond loopback unless --http-insecure says so."""
     if config["no-http"]:
         return
@@ -87,22 +91,21 @@ class _WebLifetime(service.Service):
         self.app.stop()
 
 
-def makeServices(parent: service.MultiService, hub: Any, config: Any, reactor: Any, context: Any) -> None:
-    """Add the web listener to C{parent}; loads the control token if no earlier feature did."""
-    if config["no-http"]:
-        return
-    from vesyncd.web import WebApp, makeSite
+def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, token: str,
+                 info: DaemonInfo, dns: Any = None) -> WebApp | None:
+    """Add the web listener to C{parent} unless --no-http, and return the app it serves.
 
-    if getattr(context, "token", None) is None:
-        context.token = loadOrCreateToken(config["state-dir"] / paths.TOKEN_FILE)
-    app = WebApp(hub, reactor, context.token, dns=lambda: getattr(context, "dns", None),
-                 metricsPublic=bool(config["metrics-public"]))
+    C{token} lets clients in; C{dns} (the DNS responder or None) lends its counters to /metrics.
+    """
+    if config["no-http"]:
+        return None
+    app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]))
     _WebLifetime(app).setServiceParent(parent)
     listener = ListenerService(reactor, "web server", withBacklog(config["http"]), makeSite(app, reactor),
                                hint="choose another port with --http, or turn the web page off with --no-http")
     listener.setServiceParent(parent)
-    context.listeners["http"] = listener
-    context.web = app
+    info.listeners["http"] = listener
     if config["http-insecure"] and not isPrivateEndpoint(config["http"]) and _splitEndpoint(config["http"])[0] != "ssl":
         log.warn("web server on {endpoint} without TLS: the token and cookies cross the network in clear text",
                  endpoint=config["http"])
+    return app
