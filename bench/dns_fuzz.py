@@ -28,7 +28,8 @@ from typing import Any
 from dnslib import CAA, DNSRecord, EDNS0, QTYPE, RR, SRV, TXT, A
 from twisted.internet import task
 
-from vesyncd.dns.answers import DNSCore, parseQuestion
+from vesyncd.dns.answers import DNSCore
+from vesyncd.dns.wire import parseQuestion
 from vesyncd.dns.forward import checkAnswer
 
 

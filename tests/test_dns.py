@@ -15,14 +15,12 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel
 
-from vesyncd.dns.answers import (
-    DNSCore, DNSCounters, Outcome, RateLimitedLog, nameToWire, parseQuestion,
-)
+from vesyncd.dns.adapters import DNSDatagramProtocol, DNSStreamFactory
+from vesyncd.dns.answers import DNSCore, DNSCounters, Outcome, RateLimitedLog
+from vesyncd.dns.discovery import AnswerAddressFinder, parseUpstream, systemUpstreams
 from vesyncd.dns.forward import Forwarder
-from vesyncd.dns.server import (
-    AnswerAddressFinder, DNSDatagramProtocol, DNSStartupError, DNSStreamFactory,
-    makeDNSService, parseUpstream, systemUpstreams,
-)
+from vesyncd.dns.server import DNSStartupError, makeDNSService
+from vesyncd.dns.wire import nameToWire, parseQuestion
 
 LAN = ("192.168.1.50", 40000)
 

@@ -13,7 +13,8 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial import unittest
 
-from vesyncd.dns.answers import DNSCounters, parseQuestion
+from vesyncd.dns.answers import DNSCounters
+from vesyncd.dns.wire import parseQuestion
 from vesyncd.dns.forward import Forwarder, checkAnswer
 
 

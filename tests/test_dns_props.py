@@ -10,9 +10,10 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from vesyncd.dns.answers import DNSCore, Outcome, parseQuestion
+from vesyncd.dns.adapters import DNSStreamFactory
+from vesyncd.dns.answers import DNSCore, Outcome
 from vesyncd.dns.forward import Forwarder, checkAnswer
-from vesyncd.dns.server import DNSStreamFactory
+from vesyncd.dns.wire import parseQuestion
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

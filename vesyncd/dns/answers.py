@@ -4,14 +4,8 @@ The network-free half of vesyncd's DNS responder: bytes in, a decision out.
 L{DNSCore.handle} takes one query exactly as it arrived (a UDP payload, or one TCP message
 without its length prefix), the peer's address and the local address it was sent to, and
 returns an L{Outcome}: a reply to send, a query to forward upstream, or a drop.  It never
-raises: anything unexpected is counted (C{counters.errors}) and dropped.
-
-The wire parsing here is our own, deliberately small and strict: the header, the single
-question (no compression pointers: nothing precedes it that could be pointed at), then a walk
-over the remaining records that checks only their framing (names with bounded, backward-only
-pointers; lengths within the packet) and notes the EDNS OPT record.  Record data is never
-interpreted, so the parser bugs of general-purpose libraries (dnslib's RecursionError on long
-pointer chains, UnicodeDecodeError on a CAA tag) cannot be reached from here.
+raises: anything unexpected is counted (C{counters.errors}) and dropped.  The wire format is
+read and written by L{vesyncd.dns.wire}.
 
 Intercepted names (exact match, ASCII case-insensitive) get an authoritative answer built by
 hand; the query name's case is copied back byte for byte (0x20 randomisation).  Replies for the
@@ -24,29 +18,19 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from vesyncd.dns.wire import (
+    AA, CLASS_ANY, CLASS_IN, HEADER, OPCODE_MASK, QR, RCODE_FORMERR, RCODE_NOERROR,
+    RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_ANY, MessageShape, Question,
+    WireError, errorResponse, makeHeader, nameToWire, optRecord, parseQuestion, walkRecords,
+)
+
 log = Logger()
 
-# Header flag bits and codes (RFC 1035, 6891).
-QR = 0x8000
-AA = 0x0400
-TC = 0x0200
-RD = 0x0100
-RA = 0x0080
-OPCODE_MASK = 0x7800
-RCODE_NOERROR, RCODE_FORMERR, RCODE_SERVFAIL = 0, 1, 2
-RCODE_NXDOMAIN, RCODE_NOTIMP, RCODE_REFUSED = 3, 4, 5
-TYPE_A, TYPE_OPT, TYPE_ANY = 1, 41, 255
-CLASS_IN, CLASS_ANY = 1, 255
-
-#: Our advertised EDNS UDP payload size (the DNS flag day 2020 value).
-EDNS_PAYLOAD = 1232
-#: Pointer hops followed in one name before it counts as a loop.
-MAX_POINTER_HOPS = 32
 #: Fast-path reply cache entries before it is emptied.
 CACHE_SIZE = 2048
 #: Peer-permission cache entries before it is emptied.
@@ -56,14 +40,6 @@ DEFAULT_ALLOW: tuple[str, ...] = (
     "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
     "100.64.0.0/10", "::1/128", "fc00::/7", "fe80::/10",
 )
-
-_HEADER = struct.Struct("!HHHHHH")
-_TYPECLASS = struct.Struct("!HH")
-_RRFIXED = struct.Struct("!HHIH")
-
-
-class WireError(ValueError):
-    """A DNS message whose framing vesyncd cannot accept; the message says what is wrong."""
 
 
 @dataclass
@@ -78,7 +54,10 @@ class DNSCounters:
     in time; C{upstream_timeouts}: single upstream attempts that timed out or failed;
     C{spoofed}: upstream packets dropped for a wrong source, ID or question; C{overload}:
     queries refused because too many forwards were pending; C{tcp_*}: TCP connection events;
-    C{errors}: internal errors caught (should stay 0); C{pending}: forwards in flight now.
+    C{errors}: internal errors caught (should stay 0); C{pending}: forwards in flight now;
+    C{truncated}: UDP answers cut to the client's size with TC set; C{rate_limited}: UDP answers
+    not sent because their source was over its response rate; C{rate_slipped}: of those, the
+    ones answered with an empty TC reply instead (so a real client retries over TCP).
     """
 
     queries: int = 0
@@ -100,6 +79,9 @@ class DNSCounters:
     tcp_oversize_closed: int = 0
     errors: int = 0
     pending: int = 0
+    truncated: int = 0
+    rate_limited: int = 0
+    rate_slipped: int = 0
 
     def __getitem__(self, name: str) -> int:
         """Return the counter C{name}, so the object reads like a dict."""
@@ -147,179 +129,6 @@ class RateLimitedLog:
         return True
 
 
-@dataclass(frozen=True)
-class Question:
-    """The one question of a query: lower-cased wire name, type, class, and where it ends."""
-
-    name: bytes        # wire format, ASCII lower-cased, e.g. b"\\x07server2\\x06vesync\\x03com\\x00"
-    qtype: int
-    qclass: int
-    end: int           # offset just past the question in the message
-
-    @property
-    def key(self) -> tuple[bytes, int, int]:
-        """The tuple compared when matching an upstream answer to its query."""
-        return (self.name, self.qtype, self.qclass)
-
-    def text(self) -> str:
-        """The name as dotted text (for logs), with odd bytes escaped."""
-        return wireToText(self.name)
-
-
-def wireToText(wire: bytes) -> str:
-    """Render an uncompressed wire-format name as dotted text, escaping non-printable bytes."""
-    out, pos = [], 0
-    while pos < len(wire) and wire[pos]:
-        n = wire[pos]
-        label = wire[pos + 1:pos + 1 + n]
-        out.append("".join(chr(b) if 0x21 <= b < 0x7F and b not in b".\\" else "\\%03d" % b
-                           for b in label))
-        pos += n + 1
-    return ".".join(out) + "."
-
-
-def nameToWire(name: str) -> bytes:
-    """Convert a dotted ASCII name to lower-cased wire format; raise C{ValueError} if invalid."""
-    name = name.strip().rstrip(".").lower()
-    if not name:
-        raise ValueError("empty DNS name")
-    try:
-        labels = [label.encode("ascii") for label in name.split(".")]
-    except UnicodeEncodeError:
-        raise ValueError(f"DNS name {name!r} is not ASCII (use its xn-- form)") from None
-    if any(not 0 < len(label) < 64 for label in labels):
-        raise ValueError(f"DNS name {name!r} has an empty or over-long label")
-    wire = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
-    if len(wire) > 255:
-        raise ValueError(f"DNS name {name!r} is longer than 255 bytes")
-    return wire
-
-
-def parseQuestion(data: bytes, pointers: bool = False) -> Question:
-    """Parse the single question that follows the 12-byte header of C{data}.
-
-    The name is returned lower-cased.  A compression pointer is a L{WireError} unless
-    C{pointers} (used for upstream answers, where it is legal if odd).
-    """
-    name, pos = readName(data, 12, pointers)
-    if pos + 4 > len(data):
-        raise WireError("question truncated")
-    qtype, qclass = _TYPECLASS.unpack_from(data, pos)
-    return Question(name.lower(), qtype, qclass, pos + 4)
-
-
-def readName(data: bytes, pos: int, pointers: bool = True) -> tuple[bytes, int]:
-    """Read a (possibly compressed) name at C{pos}; return its wire form and the offset after it.
-
-    Pointers must point backwards and at most L{MAX_POINTER_HOPS} are followed; the expanded
-    name may not exceed 255 bytes.  Anything else raises L{WireError}.
-    """
-    parts = []
-    total = 0
-    end = -1
-    hops = 0
-    size = len(data)
-    while True:
-        if pos >= size:
-            raise WireError("name runs past the end")
-        n = data[pos]
-        if n == 0:
-            parts.append(b"\0")
-            total += 1
-            if total > 255:
-                raise WireError("name longer than 255 bytes")
-            return b"".join(parts), (pos + 1 if end < 0 else end)
-        if n < 64:
-            if pos + 1 + n > size:
-                raise WireError("label runs past the end")
-            parts.append(data[pos:pos + 1 + n])
-            total += n + 1
-            if total > 255:
-                raise WireError("name longer than 255 bytes")
-            pos += n + 1
-        elif n >= 0xC0:
-            if not pointers:
-                raise WireError("compression pointer in the question")
-            if pos + 2 > size:
-                raise WireError("pointer runs past the end")
-            target = ((n & 0x3F) << 8) | data[pos + 1]
-            if target >= pos:
-                raise WireError("forward or self compression pointer")
-            hops += 1
-            if hops > MAX_POINTER_HOPS:
-                raise WireError("compression pointer chain too long")
-            if end < 0:
-                end = pos + 2
-            pos = target
-        else:
-            raise WireError("reserved label type")
-
-
-def skipName(data: bytes, pos: int) -> int:
-    """Validate the name at C{pos} (as L{readName}) and return the offset after it."""
-    return readName(data, pos, True)[1]
-
-
-@dataclass
-class MessageShape:
-    """What L{walkRecords} learned: EDNS presence, its version and DO bit, and the end offset."""
-
-    edns: bool = False
-    ednsVersion: int = 0
-    ednsDO: bool = False
-    end: int = 0
-
-
-def walkRecords(data: bytes, pos: int, counts: Sequence[int]) -> MessageShape:
-    """Check the framing of the answer, authority and additional sections starting at C{pos}.
-
-    C{counts} are the three record counts from the header.  Raise L{WireError} on a record that
-    runs past the end, a bad name, an OPT record outside the additional section, not owned by
-    the root, or present twice.  Bytes after the last record are tolerated.
-    """
-    shape = MessageShape()
-    size = len(data)
-    for section, count in enumerate(counts):
-        for _ in range(count):
-            owner = pos
-            pos = skipName(data, pos)
-            if pos + 10 > size:
-                raise WireError("resource record truncated")
-            rtype, rclass, ttl, rdlen = _RRFIXED.unpack_from(data, pos)
-            pos += 10 + rdlen
-            if pos > size:
-                raise WireError("record data runs past the end")
-            if rtype == TYPE_OPT:
-                if section != 2 or shape.edns or data[owner] != 0:
-                    raise WireError("misplaced or repeated OPT record")
-                shape.edns = True
-                shape.ednsVersion = (ttl >> 16) & 0xFF
-                shape.ednsDO = bool(ttl & 0x8000)
-    shape.end = pos
-    return shape
-
-
-def makeHeader(query: bytes, rcode: int, flags: int = 0, qd: int = 0, an: int = 0,
-               ar: int = 0) -> bytes:
-    """A response header for C{query}: its ID, opcode and RD bit, QR and RA set, C{rcode}."""
-    qflags = (query[2] << 8) | query[3]
-    flags |= QR | RA | (qflags & (OPCODE_MASK | RD)) | (rcode & 0xF)
-    return query[:2] + _HEADER.pack(0, flags, qd, an, 0, ar)[2:]
-
-
-def errorResponse(query: bytes, rcode: int, question: Question | None = None) -> bytes:
-    """A reply to C{query} carrying only C{rcode} (and the question, copied, when known)."""
-    if question is None:
-        return makeHeader(query, rcode)
-    return makeHeader(query, rcode, qd=1) + query[12:question.end]
-
-
-def optRecord(do: bool, extRcode: int = 0) -> bytes:
-    """Our OPT pseudo-record: root owner, L{EDNS_PAYLOAD}, version 0, DO echoed, no options."""
-    return b"\0" + struct.pack("!HHBBHH", TYPE_OPT, EDNS_PAYLOAD, extRcode, 0,
-                               0x8000 if do else 0, 0)
-
-
 def parseNetworks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Parse CIDRs (or bare addresses); raise C{ValueError} naming the first bad entry."""
     nets = []
@@ -342,6 +151,8 @@ class Outcome:
     action: str
     data: bytes = b""
     question: Question | None = None
+    #: The query's EDNS and framing, when it was parsed (not on the cached fast path).
+    shape: MessageShape | None = None
 
 
 _DROP = Outcome(Outcome.DROP)
@@ -437,7 +248,7 @@ class DNSCore:
             self.badInput.warn("DNS: runt packet ({size} bytes) from {peer}",
                                size=len(data), peer=_peerText(peer))
             return _DROP
-        _id, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+        _id, flags, qd, an, ns, ar = HEADER.unpack_from(data)
         if flags & QR:
             self.counters.dropped += 1
             return _DROP
@@ -455,7 +266,7 @@ class DNSCore:
         except WireError as e:
             return self._malformed(data, peer, str(e), question)
         if question.name not in self.intercept:
-            return Outcome(Outcome.FORWARD, data, question)
+            return Outcome(Outcome.FORWARD, data, question, shape)
         reply = self._intercepted(data, question, shape, address)
         if reply is None:
             self.counters.servfail += 1
@@ -466,7 +277,7 @@ class DNSCore:
             self._cache.clear()
         self._cache[(key, address)] = reply[2:]  # type: ignore[index]
         self.counters.answered += 1
-        return Outcome(Outcome.REPLY, reply, question)
+        return Outcome(Outcome.REPLY, reply, question, shape)
 
     def _intercepted(self, data: bytes, question: Question, shape: MessageShape,
                      address: str | None) -> bytes | None:

@@ -29,10 +29,8 @@ from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vesyncd.dns.answers import (
-    RCODE_SERVFAIL, DNSCounters, Question, RateLimitedLog, WireError, errorResponse,
-    parseQuestion,
-)
+from vesyncd.dns.answers import DNSCounters, RateLimitedLog
+from vesyncd.dns.wire import RCODE_SERVFAIL, Question, WireError, errorResponse, parseQuestion
 
 log = Logger()
 
@@ -260,7 +258,7 @@ class PendingForward:
         if self.done:
             return
         self.done = True
-        self.forwarder._release(self)
+        self.forwarder.release(self)
         for timer in (self.deadline, self.retry):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -334,7 +332,8 @@ class Forwarder:
         self.counters.pending = len(self.pending)
         pending.start()
 
-    def _release(self, pending: PendingForward) -> None:
+    def release(self, pending: PendingForward) -> None:
+        """Forget C{pending}, which has finished (answered, failed or cancelled)."""
         self.pending.pop(pending.key, None)
         self.counters.pending = len(self.pending)
 

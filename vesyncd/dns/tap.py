@@ -29,6 +29,11 @@ class DNSOptions:
          "Address the DNS responder binds: your LAN address for plugs to use it ('' for all IPv4)."],
         ["address", None, None,
          "IPv4 address answered for intercepted names (default: this host's address toward the asker)."],
+        ["dns-rate-limit", None, 100,
+         "UDP answers per second to one source network (/24 or /56); 0 for no limit.", int],
+        ["dns-rate-slip", None, 2,
+         "Over the rate, every Nth answer is an empty truncated one (the client retries over TCP);"
+         " 0 drops them all.", int],
     ]
 
     def opt_dns_upstream(self, value: str) -> None:
@@ -46,7 +51,7 @@ class DNSOptions:
 
 def checkOptions(config: Any) -> None:
     """Check the DNS options, so a typo stops start-up with a line naming it."""
-    from vesyncd.dns.server import parseUpstream
+    from vesyncd.dns.discovery import parseUpstream
 
     if not 0 <= config["dns-port"] < 65536:
         raise usage.UsageError(f"--dns-port {config['dns-port']} is not a port number")
@@ -57,6 +62,9 @@ def checkOptions(config: Any) -> None:
                 ipaddress.ip_address(value)
             except ValueError:
                 raise usage.UsageError(f"--{name} {value!r} is not an IP address") from None
+    for name in ("dns-rate-limit", "dns-rate-slip"):
+        if config[name] < 0:
+            raise usage.UsageError(f"--{name} {config[name]} is negative (0 turns it off)")
     try:
         config["dns-upstream-parsed"] = [parseUpstream(u) for u in config["dns-upstream"]] or None
     except ValueError as e:
@@ -74,7 +82,8 @@ def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo) -> DN
     Publishes in C{info.facts} the address plugs should use for this host (what provisioning hands
     them by default), where the responder answers, and its counters.
     """
-    from vesyncd.dns.server import makeDNSService, primaryLANAddress
+    from vesyncd.dns.discovery import primaryLANAddress
+    from vesyncd.dns.server import makeDNSService
 
     info.facts["address"] = config["address"] or primaryLANAddress()
     info.facts["dns_listen"] = None
@@ -89,6 +98,8 @@ def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo) -> DN
         upstreams=config["dns-upstream-parsed"],
         intercept=config["dns-intercept"] or ["server2.vesync.com"],
         allow=config["dns-allow"] or None,
+        rateLimit=config["dns-rate-limit"],
+        rateSlip=config["dns-rate-slip"],
     )
     service.setServiceParent(parent)
     info.facts["dns"] = lambda: service.counters.asDict()
