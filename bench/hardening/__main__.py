@@ -12,7 +12,10 @@ Parts (each on 127.0.0.1 only, bounded in count and time, stopping by itself):
  - kill9: C{kill -9} of the daemon with 1,000 simulated plugs (C{vesyncd-sim --count 1000
    --speed 30 --spread 2}); time until all are online again after the restart;
  - vanish: a plug process frozen with SIGSTOP is marked offline within C{--offline-after}; a
-   command to it fails promptly (CommandTimeout while still online, PlugOffline after).
+   command to it fails promptly (CommandTimeout while still online, PlugOffline after);
+ - lan: one hostile device on the LAN against 20 victim plugs with every front end on: energy
+   poisoning, name squatting, takeovers, id floods, control characters, HTTP and control floods,
+   MQTT republish storms, DNS amplification (L{bench.hardening.lan}).
 
 It prints a report at the end (inputs tried, crashes, connections refused, data lost, time to
 recover) and one JSON line; the exit status is 1 when a target is missed.
@@ -31,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.hardening import conformance
+from bench.hardening import conformance, lan
 from bench.hardening.common import freePort, percentile, raiseFileLimit, readJSON, waitUntil, writeJSON
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +45,10 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHO
 class Daemon:
     """The real daemon in a subprocess (L{bench.hardening.daemon}), with its stats file."""
 
-    def __init__(self, work: Path, port: int, extra: list[str] = (), maxSeconds: float = 600) -> None:
+    def __init__(self, work: Path, port: int, extra: list[str] = (), maxSeconds: float = 600,
+                 withFrontEnds: bool = False) -> None:
         self.work, self.port, self.extra, self.maxSeconds = work, port, list(extra), maxSeconds
+        self.frontEnds = [] if withFrontEnds else ["--no-dns", "--no-http"]
         self.stateDir = work / "state"
         self.statsPath = work / "daemon.json"
         self.proc: subprocess.Popen | None = None
@@ -54,7 +59,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [PY, "-m", "bench.hardening.daemon", "--stats", str(self.statsPath), "--log", str(self.work / "daemon.log"),
              "--max-seconds", str(self.maxSeconds), "--", "--plugs", f"tcp:{self.port}:interface=127.0.0.1",
-             "--state-dir", str(self.stateDir), "--no-dns", "--no-http", "--refresh-interval", "0", *self.extra],
+             "--state-dir", str(self.stateDir), *self.frontEnds, "--refresh-interval", "0", *self.extra],
             env=ENV, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=open(self.work / "daemon.err", "a"))
         if waitUntil(lambda: (self.stats() or {}).get("port") == self.port, 20) is None:
             raise RuntimeError(f"daemon did not start: {(self.work / 'daemon.err').read_text()[-2000:]}")
@@ -281,8 +286,13 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
+def partLAN(work: Path, quick: bool) -> dict[str, Any]:
+    """Attacks from a hostile device on the LAN (L{bench.hardening.lan})."""
+    return lan.run(work, quick, Daemon, ENV, ROOT, PY)
+
+
 PARTS = {"conformance": lambda w, q: partConformance(q), "attack": partAttack, "kill9": partKill9,
-         "vanish": partVanish}
+         "vanish": partVanish, "lan": partLAN}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -323,6 +333,11 @@ def report(results: dict[str, Any]) -> str:
     if v and "error" not in v:
         lines.append(f"vanish (SIGSTOP): offline after {v['offline_s']} s (deadline {v['offline_after']} s); command "
                      f"while vanishing: {v['command_while_vanishing']}; after offline: {v['command_after_offline']}")
+    h = results.get("lan")
+    if h and "error" not in h:
+        lines.append(f"lan: {h['victims']} victims, MQTT {'on' if h['mqtt'] else 'off (no mosquitto)'}; each attack "
+                     f"with the victims' /ka p99 and switch commands confirmed during it")
+        lines.extend(lan.report(h))
     for name, r in results.items():
         if isinstance(r, dict) and "error" in r:
             lines.append(f"{name}: ERROR {r['error']}")

@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def write() -> None:
         runCommand()
+        status = hub.status()
         writeJSON(statsPath, {
             "pid": os.getpid(), "t": time.time(), "uptime": time.time() - started,
             "port": top.plugListener.port.getHost().port if top.plugListener.port else None,
-            "online": len(hub._sessions), "known": len(hub._plugs), "stats": dict(hub.stats),
+            "online": status["plugs_online"], "known": status["plugs_known"], "stats": status["counters"],
             "rss_kib": rssKiB(), "cpu_s": round(time.process_time(), 3), "commands": commands,
         })
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from twisted.internet import reactor
 
 from bench.hardening.common import LOOPBACK, raiseFileLimit
 from vesyncd.sim import plug as sim
+from vesyncd.sim import runner as simrunner
 
 
 class TimedPlug(sim.SimPlug):
@@ -27,9 +29,9 @@ class TimedPlug(sim.SimPlug):
 
     kaSent: float | None = None
 
-    def _sendKeepalive(self) -> None:
+    def sendKeepalive(self) -> None:
         self.kaSent = time.perf_counter() if self.protocol is not None else None
-        super()._sendKeepalive()
+        super().sendKeepalive()
 
     def received(self, obj: dict[str, Any]) -> None:
         if obj.get("uri") == "/kr" and self.kaSent is not None:
@@ -61,11 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     runners = []
     for i in range(args.count):
         plug = TimedPlug(reactor, sim.plugId(args.seed, i), speed=args.speed, relay=i % 2 == 0, onEvent=onEvent)
-        runner = sim.PlugRunner(reactor, plug, LOOPBACK, args.port)
+        runner = simrunner.PlugRunner(reactor, plug, LOOPBACK, args.port)
         runner.start(2.0 * i / args.count)
         runners.append(runner)
 
+    finished: list[bool] = []
+
     def finish() -> None:
+        if finished:
+            return
+        finished.append(True)
         online = sum(1 for r in runners if r.plug.loggedIn)
         with open(args.out, "w") as f:
             json.dump({"samples": TimedPlug.samples, "events": events, "online_at_end": online,
@@ -75,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         reactor.callLater(0.2, reactor.stop)
 
     reactor.callLater(args.seconds, finish)
+    # SIGTERM ends the run early with the figures so far (the LAN part stops its victims this way).
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(finish))
     reactor.run()
     return 0
 
