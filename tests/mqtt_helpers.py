@@ -172,7 +172,7 @@ class Daemon:
     @inlineCallbacks
     def start(self, plugs: int = 2) -> Any:
         """Start the services and connect C{plugs} simulated plugs; fires when they are online."""
-        from vesyncd.sim.plug import Simulator
+        from vesyncd.sim.runner import Simulator
 
         self.top.startService()
         port = yield self.top.plugListener.listening

@@ -25,7 +25,7 @@ from vesyncd.web import tap as web_tap
 from vesyncd.core.hub import Hub
 from vesyncd.auth import loadOrCreateToken
 from vesyncd.service import DaemonInfo, ListenerService
-from vesyncd.sim.plug import Simulator
+from vesyncd.sim.runner import Simulator
 from vesyncd.plugs.server import PlugServerFactory
 
 CHROMIUM = os.environ.get("VESYNCD_CHROMIUM", "/usr/bin/chromium")

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from vesyncd.core import hub as h
 from vesyncd import tap
-from vesyncd.sim.plug import Simulator
+from vesyncd.sim.runner import Simulator
 from tests.fakes import waitFor
 
 

@@ -25,7 +25,8 @@ from twisted.trial import unittest
 
 from vesyncd.core.hub import PlugState
 from vesyncd.paths import DATABASE
-from vesyncd.sim.plug import Simulator, plugId
+from vesyncd.sim.plug import plugId
+from vesyncd.sim.runner import Simulator
 from vesyncd.storage.store import Store, inlineRunner
 
 def scratch(test: unittest.TestCase) -> Path:

@@ -13,7 +13,9 @@ from twisted.trial import unittest
 
 from vesyncd.plugs import codec as m
 from vesyncd.setup import client as provision
+from vesyncd.sim import main as simmain
 from vesyncd.sim import plug as sim
+from vesyncd.sim import runner as simrunner
 from vesyncd.sim.setupmode import SetupModePlug
 
 
@@ -94,21 +96,22 @@ def test_ids_are_stable() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     """Failed connects are retried with growing, jittered, capped delays."""
     clock = Clock()
-    runner = sim.PlugRunner(clock, sim.SimPlug(clock, "x"), "127.0.0.1", 1)
+    runner = simrunner.PlugRunner(clock, sim.SimPlug(clock, "x"), "127.0.0.1", 1)
     runner.running = True
     delays = []
     for _ in range(12):
-        runner._lost()
-        delays.append(runner._retry.getTime() - clock.seconds())
-        runner._retry.cancel()
-    assert delays[0] < 1.1 and max(delays) <= sim.MAX_BACKOFF + 0.1 and delays[5] > delays[0]
+        runner.connectionEnded()
+        assert runner.retryCall is not None
+        delays.append(runner.retryCall.getTime() - clock.seconds())
+        runner.retryCall.cancel()
+    assert delays[0] < 1.1 and max(delays) <= simrunner.MAX_BACKOFF + 0.1 and delays[5] > delays[0]
 
 
 def test_parse_server() -> None:
     """--server takes HOST:PORT, HOST, and [v6]:PORT."""
-    assert sim.parseServer("10.0.0.2:17273") == ("10.0.0.2", 17273)
-    assert sim.parseServer("server2.vesync.com") == ("server2.vesync.com", 17273)
-    assert sim.parseServer("[::1]:5") == ("::1", 5)
+    assert simmain.parseServer("10.0.0.2:17273") == ("10.0.0.2", 17273)
+    assert simmain.parseServer("server2.vesync.com") == ("server2.vesync.com", 17273)
+    assert simmain.parseServer("[::1]:5") == ("::1", 5)
 
 
 def test_cli_usage_error() -> None:

@@ -17,7 +17,8 @@ from twisted.trial import unittest
 
 from vesyncd.core import hub as h
 from vesyncd.plugs import server as ws
-from vesyncd.sim.plug import Simulator, maskedFrame, upgradeRequest
+from vesyncd.sim.plug import maskedFrame, upgradeRequest
+from vesyncd.sim.runner import Simulator
 from tests.fakes import waitFor
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from vesyncd.sim.plug import main
+from vesyncd.sim.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

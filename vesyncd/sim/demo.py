@@ -8,7 +8,7 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from vesyncd.service import ListenerService
-from vesyncd.sim.plug import Simulator
+from vesyncd.sim.runner import Simulator
 
 log = Logger()
 

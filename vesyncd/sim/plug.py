@@ -1,5 +1,5 @@
 """
-vesyncd-sim: simulated Voltson plugs, for tests, demos and load.
+One simulated Voltson plug: its behaviour (L{SimPlug}) and its side of the WebSocket (L{SimPlugProtocol}).
 
 Each simulated plug behaves like an ESW01 on firmware 1.89 (plain JSON text frames) or 2.123
 (AES binary frames): it sends the exact upgrade request of a real plug, logs in with a stable
@@ -7,7 +7,8 @@ generated id, sends C{/ka} with an RSSI about every 180 s, a C{/report} 3 s afte
 with watt-seconds matching its load, answers C{/relay} and C{/getRuntime} with C{/runtimeInfo}
 in the vendor's fixed-point encoding, answers a server C{/ka} with a bare C{/kr}, sends
 C{/state} on a button press, and reconnects with exponential backoff and jitter (resolving the
-server's name again each time) when the server goes away.  C{--speed} scales every timer.
+server's name again each time) when the server goes away (L{vesyncd.sim.runner}).  C{speed}
+scales every timer.
 
 The client side of WebSocket is written here rather than taken from Autobahn on purpose: the
 simulator must put on the wire exactly the bytes a plug sends (a fixed key, the C{deviceVersion:5}
@@ -16,26 +17,20 @@ header, no Origin or User-Agent) and stay cheap at thousands of plugs in one pro
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
-import ipaddress
 import json
 import os
 import random
 import struct
-import sys
 import uuid
 from typing import Any, Callable
 
-from twisted.internet import endpoints, task
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from vesyncd.plugs import codec as m
-from vesyncd.addresses import splitHostPort
 
 log = Logger()
 
@@ -43,7 +38,6 @@ WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WS_ACCEPT = base64.b64encode(hashlib.sha1(WS_KEY.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
 KA_INTERVAL = 180.0
 REPORT_DELAY = 3.0
-MAX_BACKOFF = 60.0
 PROFILES = {
     "1.89": {"firmVersion": "1.89", "firmVersionCode": 89, "deviceVersion": "1.5", "deviceVersionCode": 5},
     "2.123": {"firmVersion": "2.123", "firmVersionCode": 123, "deviceVersion": "1.5", "deviceVersionCode": 5},
@@ -159,12 +153,13 @@ class SimPlug:
         self._krDeadline = None
         self._emit("disconnected")
 
-    def _sendKeepalive(self) -> None:
+    def sendKeepalive(self) -> None:
+        """Send C{/ka} with this plug's RSSI and schedule the next one (and the wait for C{/kr})."""
         self.send({"uri": "/ka", "rssi": self.rssi + random.randint(-2, 2)})
         # A plug that gets no /kr gives up on the server and reconnects.
         if self._krDeadline is None or not self._krDeadline.active():
             self._krDeadline = self.clock.callLater(2 * KA_INTERVAL / self.speed, self._noReply)
-        self.later(KA_INTERVAL * random.uniform(0.97, 1.03), self._sendKeepalive)
+        self.later(KA_INTERVAL * random.uniform(0.97, 1.03), self.sendKeepalive)
 
     def _noReply(self) -> None:
         self._krDeadline = None
@@ -195,7 +190,7 @@ class SimPlug:
                 self.lastReport = self.clock.seconds()
                 self._emit("online")
                 # First /ka a little after login, spread so that thousands of plugs do not align.
-                self.later(random.uniform(1.0, KA_INTERVAL), self._sendKeepalive)
+                self.later(random.uniform(1.0, KA_INTERVAL), self.sendKeepalive)
         elif uri == "/kr":
             if self._krDeadline is not None and self._krDeadline.active():
                 self._krDeadline.cancel()
@@ -233,12 +228,13 @@ class SimPlugProtocol(Protocol):
         self.port = port
         self._buffer = b""
         self._open = False
-        self.opened: Deferred = Deferred()
 
     def connectionMade(self) -> None:
+        """Send the plug's exact upgrade request."""
         self.transport.write(upgradeRequest(self.host, self.port))
 
     def dataReceived(self, data: bytes) -> None:
+        """Check the 101, then parse server frames; a peer that sends too much is cut off."""
         self._buffer += data
         if len(self._buffer) > MAX_INBOUND:
             self.transport.abortConnection()
@@ -253,10 +249,14 @@ class SimPlugProtocol(Protocol):
                 log.warn("sim plug {plug}: upgrade refused: {line!r}", plug=self.plug.id, line=lines[0][:100])
                 self.transport.abortConnection()
                 return
-            self._open = True
-            self.plug.connected(self)
+            self.upgraded()
         while self._open and self._parseFrame():
             pass
+
+    def upgraded(self) -> None:
+        """The server answered the upgrade with a valid 101: frames flow from now on."""
+        self._open = True
+        self.plug.connected(self)
 
     def _parseFrame(self) -> bool:
         buf = self._buffer
@@ -308,210 +308,6 @@ class SimPlugProtocol(Protocol):
             self.transport.write(maskedFrame(payload, False))
 
     def connectionLost(self, reason: Any = None) -> None:
+        """Tell the plug its connection is gone."""
         self._open = False
         self.plug.disconnected()
-
-
-class PlugRunner:
-    """Keeps one simulated plug connected to its server, reconnecting with backoff and jitter."""
-
-    def __init__(self, reactor: Any, plug: SimPlug, host: str, port: int) -> None:
-        self.reactor = reactor
-        self.plug = plug
-        self.host = host
-        self.port = port
-        self.attempts = 0
-        self.running = False
-        self._retry: IDelayedCall | None = None
-
-    def _endpoint(self) -> Any:
-        try:
-            address = ipaddress.ip_address(self.host)
-        except ValueError:
-            # A name: resolved again on every attempt, as a plug looks up its server again.
-            return endpoints.HostnameEndpoint(self.reactor, self.host, self.port, timeout=10)
-        if address.version == 6:
-            return endpoints.TCP6ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
-        return endpoints.TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
-
-    def start(self, delay: float = 0.0) -> None:
-        """Start connecting (after C{delay} seconds)."""
-        self.running = True
-        self._retry = self.reactor.callLater(delay, self._connect)
-
-    def stop(self) -> None:
-        """Disconnect and stay disconnected."""
-        self.running = False
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        if self.plug.protocol is not None and self.plug.protocol.transport is not None:
-            self.plug.protocol.transport.abortConnection()
-
-    def _connect(self) -> None:
-        self._retry = None
-        if not self.running:
-            return
-        factory = Factory.forProtocol(lambda: _RunnerProtocol(self))
-        d = self._endpoint().connect(factory)
-        d.addErrback(lambda f: self._lost())
-
-    def _lost(self) -> None:
-        if not self.running:
-            return
-        self.attempts += 1
-        delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self.attempts, 10)) / max(self.plug.speed, 1.0)
-        self._retry = self.reactor.callLater(random.uniform(0.5, 1.0) * delay + 0.05, self._connect)
-
-
-class _RunnerProtocol(SimPlugProtocol):
-    def __init__(self, runner: PlugRunner) -> None:
-        super().__init__(runner.plug, runner.host, runner.port)
-        self.runner = runner
-
-    def dataReceived(self, data: bytes) -> None:
-        wasOpen = self._open
-        super().dataReceived(data)
-        if self._open and not wasOpen:
-            self.runner.attempts = 0
-
-    def connectionLost(self, reason: Any = None) -> None:
-        super().connectionLost(reason)
-        self.runner._lost()
-
-
-class Simulator:
-    """A set of simulated plugs against one server."""
-
-    def __init__(self, reactor: Any, host: str, port: int, count: int = 1, *, firmware: str = "1.89",
-                 speed: float = 1.0, load_w: float = 20.0, seed: str = "sim", start: int = 0,
-                 onEvent: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.reactor = reactor
-        self.runners = []
-        for i in range(start, start + count):
-            plug = SimPlug(reactor, plugId(seed, i), firmware=firmware, speed=speed, load_w=load_w,
-                           relay=bool(i % 2 == 0), onEvent=onEvent)
-            self.runners.append(PlugRunner(reactor, plug, host, port))
-
-    @property
-    def plugs(self) -> list[SimPlug]:
-        """The simulated plugs, in order."""
-        return [r.plug for r in self.runners]
-
-    def start(self, spread: float = 0.0) -> None:
-        """Connect every plug, spread evenly over C{spread} seconds."""
-        n = max(len(self.runners), 1)
-        for i, runner in enumerate(self.runners):
-            runner.start(spread * i / n)
-
-    def stop(self) -> None:
-        """Disconnect every plug."""
-        for runner in self.runners:
-            runner.stop()
-
-    def find(self, ref: str) -> SimPlug:
-        """A plug by index or id prefix."""
-        if ref.isdigit() and int(ref) < len(self.runners):
-            return self.runners[int(ref)].plug
-        for plug in self.plugs:
-            if plug.id.startswith(ref):
-                return plug
-        raise KeyError(ref)
-
-
-class _StdinCommands(Protocol):
-    """Line commands on standard input: C{press PLUG}, C{load PLUG WATTS}, C{status}."""
-
-    def __init__(self, sim: Simulator, out: Callable[[dict[str, Any]], None]) -> None:
-        self.sim = sim
-        self.out = out
-        self._buf = b""
-
-    def dataReceived(self, data: bytes) -> None:
-        self._buf += data
-        while b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
-            self._command(line.decode("utf-8", "replace").split())
-
-    def _command(self, words: list[str]) -> None:
-        try:
-            if words[:1] == ["press"]:
-                self.sim.find(words[1]).press()
-            elif words[:1] == ["load"]:
-                self.sim.find(words[1]).load_w = float(words[2])
-            elif words[:1] == ["status"]:
-                for p in self.sim.plugs:
-                    self.out({"event": "status", "plug": p.id, "online": p.loggedIn,
-                              "relay": "on" if p.relay else "off", "load_w": p.load_w})
-        except (IndexError, KeyError, ValueError) as e:
-            self.out({"event": "error", "error": f"bad command {' '.join(words)!r}: {e}"})
-
-
-def parseServer(text: str) -> tuple[str, int]:
-    """C{HOST:PORT}, C{HOST} (port 17273) or C{[v6]:PORT}; raises ValueError otherwise."""
-    return splitHostPort(text, 17273)
-
-
-def buildParser() -> argparse.ArgumentParser:
-    """The command line of C{vesyncd-sim}."""
-    p = argparse.ArgumentParser(prog="vesyncd-sim", description="Simulated Etekcity Voltson plugs for vesyncd.")
-    p.add_argument("--server", default="127.0.0.1:17273", help="HOST:PORT of the plug server (default %(default)s)")
-    p.add_argument("--count", type=int, default=1, help="number of plugs (default %(default)s)")
-    p.add_argument("--firmware", choices=sorted(PROFILES), default="1.89",
-                   help="firmware profile: 1.89 plain JSON, 2.123 AES frames (default %(default)s)")
-    p.add_argument("--speed", type=float, default=1.0, help="scale every timer by this factor (default %(default)s)")
-    p.add_argument("--load", type=float, default=20.0, help="load in watts while on (default %(default)s)")
-    p.add_argument("--seed", default="sim", help="seed of the stable plug ids (default %(default)s)")
-    p.add_argument("--start-index", type=int, default=0, help="index of the first plug (for several processes)")
-    p.add_argument("--spread", type=float, default=0.0, help="spread the first connections over S seconds")
-    p.add_argument("--press-every", type=float, default=0.0, help="press a random plug's button every S seconds")
-    p.add_argument("--events", action="store_true", help="print one JSON line per event; read commands on stdin")
-    p.add_argument("--setup-mode", action="store_true",
-                   help="behave like a factory-reset plug: wait for provisioning on --listen first")
-    p.add_argument("--listen", default="127.0.0.1:41234", help="setup-mode listen HOST:PORT (default %(default)s)")
-    p.add_argument("--server-port", type=int, default=17273,
-                   help="port used after provisioning (plugs always use 17273; for tests)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run C{vesyncd-sim} until interrupted."""
-    args = buildParser().parse_args(argv)
-    if args.count < 1 or args.speed <= 0:
-        print("vesyncd-sim: --count must be at least 1 and --speed positive", file=sys.stderr)
-        return 2
-    from twisted.internet import reactor, stdio
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-
-    def out(obj: dict[str, Any]) -> None:
-        if args.events:
-            sys.stdout.write(json.dumps(obj) + "\n")
-            sys.stdout.flush()
-
-    try:
-        host, port = parseServer(args.server)
-    except ValueError:
-        print(f"vesyncd-sim: --server {args.server!r} is not HOST:PORT", file=sys.stderr)
-        return 2
-
-    if args.setup_mode:
-        from vesyncd.sim.setupmode import runSetupMode
-
-        return runSetupMode(reactor, args, out)
-
-    sim = Simulator(reactor, host, port, args.count, firmware=args.firmware, speed=args.speed,
-                    load_w=args.load, seed=args.seed, start=args.start_index, onEvent=out)
-    sim.start(args.spread)
-    if args.events:
-        stdio.StandardIO(_StdinCommands(sim, out))
-    if args.press_every > 0:
-        task.LoopingCall(lambda: random.choice(sim.plugs).press()).start(args.press_every, now=False)
-    log.info("simulating {n} plug(s), firmware {fw}, against {host}:{port}", n=args.count, fw=args.firmware,
-             host=host, port=port)
-    reactor.run()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from vesyncd.setup.codec import parsePlugAddress
 from vesyncd.setup.plugside import SetupModeFactory
-from vesyncd.sim.plug import Simulator
+from vesyncd.sim.runner import Simulator
 
 log = Logger()
 
