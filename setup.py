@@ -39,6 +39,7 @@ setup(
             "pytest>=8.0",
             "hypothesis>=6.100",
             "selenium>=4.11",
+            "websockets>=12.0",
         ],
         "bench": [
             "websockets>=12.0",
@@ -48,7 +49,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "vesyncd-sim = vesyncd.sim.plug:main",
+            "vesyncd-sim = vesyncd.sim.main:main",
             "vesyncctl = vesyncd.cli:main",
         ],
     },
