@@ -13,6 +13,7 @@ from twisted.test import iosim
 from vesyncd.core import hub as h
 from vesyncd.plugs import codec as m
 from vesyncd.sim import plug as sim
+from vesyncd.plugs import limits
 from vesyncd.plugs import server as ws
 
 PLUG_REQUEST = (
@@ -123,7 +124,7 @@ def test_bad_frames_after_login_dropped_then_closed() -> None:
     proto.dataReceived(frame(b'{"id":"p3"}'))
     proto.dataReceived(frame(b"garbage"))
     assert not transport.disconnecting and hub.get("p3").online
-    for _ in range(ws.MAX_BAD_FRAMES):
+    for _ in range(limits.MAX_BAD_FRAMES):
         clock.advance(1)
         proto.dataReceived(frame(b'{"uri":"/ka","rssi":"x"}'))
     assert transport.disconnecting
@@ -181,13 +182,13 @@ def test_flood_is_rate_limited_then_closed() -> None:
     proto.dataReceived(PLUG_REQUEST)
     proto.dataReceived(frame(b'{"id":"flood"}'))
     transport.clear()
-    burst = frame(b'{"uri":"/ka","rssi":-40}') * int(ws.FRAME_BURST + 20)
+    burst = frame(b'{"uri":"/ka","rssi":-40}') * int(limits.FRAME_BURST + 20)
     proto.dataReceived(burst)
     answered = len(serverFrames(transport.value()))
-    assert answered <= ws.FRAME_BURST
+    assert answered <= limits.FRAME_BURST
     assert hub.stats["frames_rate_limited"] >= 19
     assert not transport.disconnecting
-    proto.dataReceived(frame(b'{"uri":"/ka","rssi":-40}') * ws.MAX_DROPPED)
+    proto.dataReceived(frame(b'{"uri":"/ka","rssi":-40}') * limits.MAX_DROPPED)
     assert transport.disconnecting
 
 
@@ -198,7 +199,7 @@ def test_stalled_reader_dropped() -> None:
     proto.dataReceived(PLUG_REQUEST)
     proto.dataReceived(frame(b'{"id":"slow"}'))
     transport.producer.pauseProducing()
-    clock.advance(ws.WRITE_STALL_TIMEOUT + 1)
+    clock.advance(limits.WRITE_STALL_TIMEOUT + 1)
     assert transport.disconnecting
     assert hub.stats["rejected_write_stall"] == 1
 
@@ -211,7 +212,7 @@ def test_stalled_reader_bytes_bounded() -> None:
     proto.dataReceived(frame(b'{"id":"slow2"}'))
     transport.producer.pauseProducing()
     session = proto.session
-    for _ in range(ws.MAX_QUEUED_BYTES // 50 + 10):
+    for _ in range(limits.MAX_QUEUED_BYTES // 50 + 10):
         session.connection.send(b'{"uri":"/ka","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}')
     assert transport.disconnecting
     assert hub.stats["rejected_write_buffer"] == 1

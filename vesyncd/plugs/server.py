@@ -13,51 +13,42 @@ stops reading.
 from __future__ import annotations
 
 from pprint import pformat
+from types import FunctionType
 from typing import Any
 
 import autobahn.websocket.protocol as _autobahnProtocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from vesyncd.plugs import codec as m
+from vesyncd.plugs.limits import (
+    FRAME_RATE,
+    HANDSHAKE_TIMEOUT,
+    LOGIN_TIMEOUT,
+    MAX_HANDSHAKE,
+    WRITE_STALL_TIMEOUT,
+    ConnectionSlots,
+    Deadline,
+    FrameBudget,
+    WriteStall,
+    unauthenticatedLimit,
+)
 from vesyncd.core.hub import Hub
-from vesyncd.core.session import PlugSession, cancelCall
+from vesyncd.core.session import PlugSession
 from vesyncd.core.interfaces import IPlugConnection
 
 log = Logger()
 
 PLUG_PATH = "/gnws"
-MAX_HANDSHAKE = 8 * 1024
-HANDSHAKE_TIMEOUT = 10.0
-LOGIN_TIMEOUT = 10.0
-#: Frames per second a plug may send on average, and the burst it may send at once.
-FRAME_RATE = 5.0
-FRAME_BURST = 40.0
-#: Frames dropped by the rate limit before the connection is closed.
-MAX_DROPPED = 100
-#: Decode errors tolerated on one connection before it is closed.
-MAX_BAD_FRAMES = 10
-#: How long a plug may refuse to read before it is dropped, once the write buffer is full.
-WRITE_STALL_TIMEOUT = 30.0
-#: Bytes that may be queued for a plug that stopped reading before it is dropped.
-MAX_QUEUED_BYTES = 256 * 1024
-def unauthenticatedLimit() -> int:
-    """How many connections may wait for their login at once: three quarters of the process's
-    file-descriptor limit, so a flood of half-open or slow handshakes cannot use them all up
-    (a simultaneous reconnect of every plug must still fit)."""
-    try:
-        import resource
 
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
-        return 4096
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 20
-    return max(256, soft * 3 // 4)
+
+def refuseCompression(offers: list[Any]) -> None:
+    """Decline every permessage-deflate offer: plugs never compress, and a compressed stream
+    would undo the frame and message size limits."""
+    return None
 
 
 def formatPeer(peer: str | None) -> str:
@@ -113,26 +104,6 @@ class _PlugLink:
         self._protocol.closeWithReason(reason)
 
 
-@implementer(IPushProducer)
-class _WriteWatch:
-    """Notices when the transport's write buffer is full because the plug stopped reading."""
-
-    def __init__(self, protocol: "PlugServerProtocol") -> None:
-        self._protocol = protocol
-        self.paused = False
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self._protocol.writeStalled()
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._protocol.writeResumed()
-
-    def stopProducing(self) -> None:
-        self.paused = False
-
-
 class PlugServerProtocol(WebSocketServerProtocol):
     """One plug's WebSocket connection; see the module docstring for what it enforces."""
 
@@ -144,48 +115,48 @@ class PlugServerProtocol(WebSocketServerProtocol):
         self.encrypted = False
         self.peerAddress = "?"
         self._link: _PlugLink | None = None
-        self._loginTimer: IDelayedCall | None = None
-        self._handshakeTimer: IDelayedCall | None = None
-        self._stallTimer: IDelayedCall | None = None
-        self._watch: _WriteWatch | None = None
-        self._tokens = FRAME_BURST
-        self._tokensAt = 0.0
-        self._dropped = 0
-        self._badFrames = 0
-        self._queuedWhileStalled = 0
+        self._budget: FrameBudget | None = None
+        self._handshakeDeadline: Deadline | None = None
+        self._loginDeadline: Deadline | None = None
+        self._stall: WriteStall | None = None
         self._closing = False
-        self._unauthenticated = False
+        self._holdsSlot = False
 
     # -- connection and handshake --------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        """Start Autobahn's handshake, then apply the factory's limits: a slot among the
+        connections not logged in yet, a handshake deadline and a watch on the write buffer."""
         _autobahnProtocol.pformat = _LazyFormat  # type: ignore[attr-defined]
         try:
             super().connectionMade()
         finally:
             _autobahnProtocol.pformat = pformat  # type: ignore[attr-defined]
+        factory = self.factory
+        clock = factory.hub.clock
         self.peerAddress = formatPeer(self.peer)
         self._link = _PlugLink(self)
-        self._tokensAt = self.factory.hub.clock.seconds()
-        self.factory.hub.stats["connections"] += 1
-        if self.factory.unauthenticated >= self.factory.maxUnauthenticated:
-            self.factory.hub.stats["rejected_too_many_unauthenticated"] += 1
-            if self.factory.unauthenticated == self.factory.maxUnauthenticated:
+        self._budget = FrameBudget(clock, rate=factory.frameRate)
+        factory.hub.stats["connections"] += 1
+        if not factory.slots.acquire():
+            factory.hub.stats["rejected_too_many_unauthenticated"] += 1
+            if factory.hub.stats["rejected_too_many_unauthenticated"] == 1 or \
+                    factory.hub.stats["rejected_too_many_unauthenticated"] % 1000 == 0:
                 log.warn("{n} connections have not logged in yet; refusing more (last from {peer})",
-                         n=self.factory.unauthenticated, peer=self.peerAddress)
+                         n=factory.slots.used, peer=self.peerAddress)
             self._closing = True
             self.transport.abortConnection()
             return
-        self.factory.unauthenticated += 1
-        self._unauthenticated = True
+        self._holdsSlot = True
         # Our own deadline on the hub's clock: Autobahn's runs on the global reactor.
-        self._handshakeTimer = self.factory.hub.clock.callLater(self.factory.handshakeTimeout,
-                                                                self._handshakeTimedOut)
-        self._watch = _WriteWatch(self)
+        self._handshakeDeadline = Deadline(clock)
+        self._handshakeDeadline.start(factory.handshakeTimeout, self._handshakeTimedOut)
+        self._loginDeadline = Deadline(clock)
+        self._stall = WriteStall(clock, self._stallTimedOut)
         try:
-            self.transport.registerProducer(self._watch, True)
+            self.transport.registerProducer(self._stall, True)
         except RuntimeError:  # pragma: no cover - a transport that already has a producer
-            self._watch = None
+            self._stall = None
 
     def dataReceived(self, data: bytes) -> None:
         """Refuse handshakes whose headers exceed L{MAX_HANDSHAKE} bytes; pass the rest on."""
@@ -208,15 +179,26 @@ class PlugServerProtocol(WebSocketServerProtocol):
             log.failure("onConnect failed for {peer}", peer=self.peerAddress)
         return None
 
+    def succeedHandshake(self, res: Any) -> None:
+        """Send the 101; an error while building it is logged with the peer and ends the connection.
+
+        Autobahn runs this as the callback of a Deferred it keeps no reference to, so an
+        exception here would otherwise vanish and leave the peer waiting for a 101 that never comes.
+        """
+        try:
+            super().succeedHandshake(res)
+        except Exception:
+            log.failure("opening handshake with {peer} failed", peer=self.peerAddress)
+            self._reject("handshake_error", "internal error in the opening handshake")
+
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """Send bytes; the 101 response gets the lower-case C{Upgrade: websocket} plugs saw from the cloud."""
         if self.state == self.STATE_CONNECTING and data.startswith(b"HTTP/1.1 101"):
             data = data.replace(b"\r\nUpgrade: WebSocket\r\n", b"\r\nUpgrade: websocket\r\n", 1)
-        if self._watch is not None and self._watch.paused:
-            self._queuedWhileStalled += len(data)
-            if self._queuedWhileStalled > MAX_QUEUED_BYTES:
-                self._reject("write_buffer", f"plug stopped reading ({self._queuedWhileStalled} bytes waiting)")
-                return
+        stall = self._stall
+        if stall is not None and stall.queued(len(data)):
+            self._reject("write_buffer", f"plug stopped reading ({stall.waiting} bytes waiting)")
+            return
         if self.state == self.STATE_OPEN and not sync and not chopsize and not self.send_queue \
                 and not self.logOctets:
             # Autobahn's own path does the same write, but first formats arguments for a debug
@@ -227,53 +209,43 @@ class PlugServerProtocol(WebSocketServerProtocol):
         super().sendData(data, sync, chopsize)
 
     def _handshakeTimedOut(self) -> None:
-        self._handshakeTimer = None
         if self.state == self.STATE_CONNECTING:
             self._reject("handshake_timeout", f"opening handshake not finished within "
                          f"{self.factory.handshakeTimeout:g} s")
 
     def onOpen(self) -> None:
         """Stop the handshake deadline, forget the handshake, and start the login deadline."""
-        cancelCall(self._handshakeTimer)
-        self._handshakeTimer = None
-        for name in _HANDSHAKE_STATE:
-            if name in self.__dict__:
-                setattr(self, name, None)
         try:
-            self._loginTimer = self.factory.hub.clock.callLater(self.factory.loginTimeout, self._loginTimedOut)
+            if self._handshakeDeadline is not None:
+                self._handshakeDeadline.cancel()
+            for name in _HANDSHAKE_STATE:
+                if name in self.__dict__:
+                    setattr(self, name, None)
+            if self._loginDeadline is not None:
+                self._loginDeadline.start(self.factory.loginTimeout, self._loginTimedOut)
         except Exception:
             log.failure("onOpen failed for {peer}", peer=self.peerAddress)
 
     def _loginTimedOut(self) -> None:
-        self._loginTimer = None
         if self.session is None:
             self._reject("login_timeout", f"no login within {self.factory.loginTimeout:g} s")
 
     # -- frames --------------------------------------------------------------------------------
-
-    def _allowFrame(self) -> bool:
-        """Token bucket: C{FRAME_RATE} frames/s on average with bursts of C{FRAME_BURST}."""
-        now = self.factory.hub.clock.seconds()
-        self._tokens = min(FRAME_BURST, self._tokens + (now - self._tokensAt) * self.factory.frameRate)
-        self._tokensAt = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Decode one frame and hand it to the core; bad frames are counted, logged and dropped."""
         if self._closing:
             return
         hub = self.factory.hub
-        if not self._allowFrame():
-            self._dropped += 1
+        budget = self._budget
+        assert budget is not None
+        if not budget.allow():
             hub.stats["frames_rate_limited"] += 1
-            if self._dropped == 1:
+            if budget.dropped == 1:
                 log.warn("plug {plug} at {peer} sends frames too fast; dropping the excess",
                          plug=self._who(), peer=self.peerAddress)
-            if self._dropped >= MAX_DROPPED:
-                self._reject("flood", f"{self._dropped} frames over the rate limit")
+            if budget.flooded:
+                self._reject("flood", f"{budget.dropped} frames over the rate limit")
             return
         try:
             if isBinary:
@@ -303,22 +275,22 @@ class PlugServerProtocol(WebSocketServerProtocol):
             self.onMessage(b"".join(data), self.message_is_binary)
 
     def _badFrame(self, reason: str, payload: bytes) -> None:
-        hub = self.factory.hub
-        hub.stats["frames_rejected"] += 1
-        self._badFrames += 1
+        self.factory.hub.stats["frames_rejected"] += 1
+        assert self._budget is not None
+        tooMany = self._budget.badFrame()
         if self.session is None:
             self._reject("bad_login", f"bad login: {reason}")
             return
-        if self._badFrames <= 3:
+        if self._budget.bad <= 3:
             log.warn("plug {plug} at {peer} sent a bad frame ({reason}): {sample!r}",
                      plug=self._who(), peer=self.peerAddress, reason=reason, sample=bytes(payload[:80]))
-        if self._badFrames >= MAX_BAD_FRAMES:
-            self._reject("bad_frames", f"{self._badFrames} bad frames")
+        if tooMany:
+            self._reject("bad_frames", f"{self._budget.bad} bad frames")
 
     def _loggedIn(self, login: m.Login) -> None:
-        self._authenticated()
-        cancelCall(self._loginTimer)
-        self._loginTimer = None
+        self._releaseSlot()
+        if self._loginDeadline is not None:
+            self._loginDeadline.cancel()
         assert self._link is not None
         log.info("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
                  fw=login.firmVersion or "?", aes=", AES" if self.encrypted else "")
@@ -346,6 +318,11 @@ class PlugServerProtocol(WebSocketServerProtocol):
 
     # -- closing -------------------------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        """Whether this connection is being dropped (no more frames are read or sent)."""
+        return self._closing
+
     def _who(self) -> str:
         return self.session.plug.id if self.session is not None else "(not logged in)"
 
@@ -368,28 +345,14 @@ class PlugServerProtocol(WebSocketServerProtocol):
             return
         self.dropConnection(abort=True)
 
-    def writeStalled(self) -> None:
-        """The write buffer is full: give the plug L{WRITE_STALL_TIMEOUT} seconds to read."""
-        if self._stallTimer is None:
-            self._queuedWhileStalled = 0
-            self._stallTimer = self.factory.hub.clock.callLater(WRITE_STALL_TIMEOUT, self._stallTimedOut)
-
-    def writeResumed(self) -> None:
-        """The plug reads again."""
-        if self._stallTimer is not None and self._stallTimer.active():
-            self._stallTimer.cancel()
-        self._stallTimer = None
-        self._queuedWhileStalled = 0
-
     def _stallTimedOut(self) -> None:
-        self._stallTimer = None
         self._reject("write_stall", f"plug has not read for {WRITE_STALL_TIMEOUT:g} s")
 
-    def _authenticated(self) -> None:
+    def _releaseSlot(self) -> None:
         """This connection no longer counts against the factory's C{maxUnauthenticated}."""
-        if self._unauthenticated:
-            self._unauthenticated = False
-            self.factory.unauthenticated -= 1
+        if self._holdsSlot:
+            self._holdsSlot = False
+            self.factory.slots.release()
 
     def connectionLost(self, reason: Any = None) -> None:
         """Autobahn's close handling, then let go of every reference back to this protocol.
@@ -400,18 +363,20 @@ class PlugServerProtocol(WebSocketServerProtocol):
         the allocator).  Autobahn resolves C{is_closed} with the protocol itself, and the core's
         link and the write watch point back at it; those three are the cycles dropped here.
         """
-        self._authenticated()
+        self._releaseSlot()
         super().connectionLost(reason)
-        self._link = self._watch = None
+        self._link = self._stall = None
         if self.is_closed.called:
             self.is_closed = succeed(None)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         """Tell the core the connection is gone, and stop every timer."""
         self._closing = True
-        for timer in (self._loginTimer, self._stallTimer, self._handshakeTimer):
-            cancelCall(timer)
-        self._loginTimer = self._stallTimer = self._handshakeTimer = None
+        for deadline in (self._loginDeadline, self._handshakeDeadline):
+            if deadline is not None:
+                deadline.cancel()
+        if self._stall is not None:
+            self._stall.stopProducing()
         session, self.session = self.session, None
         if session is not None:
             try:
@@ -438,8 +403,8 @@ class PlugServerFactory(WebSocketServerFactory):
         self._optionsClass: tuple[type, type] | None = None
         super().__init__(server=None, reactor=reactor)
         self.hub = hub
-        self.unauthenticated = 0
-        self.maxUnauthenticated = maxUnauthenticated if maxUnauthenticated is not None else unauthenticatedLimit()
+        self.slots = ConnectionSlots(maxUnauthenticated if maxUnauthenticated is not None
+                                     else unauthenticatedLimit())
         self.loginTimeout = loginTimeout
         self.handshakeTimeout = handshakeTimeout
         self.frameRate = frameRate
@@ -451,8 +416,18 @@ class PlugServerFactory(WebSocketServerFactory):
             autoPingInterval=0,
             requireMaskedClientFrames=True,
             failByDrop=True,
-            perMessageCompressionAccept=lambda offers: None,
+            perMessageCompressionAccept=refuseCompression,
         )
+
+    @property
+    def unauthenticated(self) -> int:
+        """How many connections have not logged in yet."""
+        return self.slots.used
+
+    @property
+    def maxUnauthenticated(self) -> int:
+        """How many connections may wait for their login at once."""
+        return self.slots.limit
 
     def setProtocolOptions(self, **options: Any) -> None:
         """Set Autobahn options (see L{buildProtocol} for why this forgets the protocol class)."""
@@ -468,7 +443,11 @@ class PlugServerFactory(WebSocketServerFactory):
         """
         base = self.protocol
         if self._optionsClass is None or self._optionsClass[0] is not base:
-            options = {name: getattr(self, name) for name in base.CONFIG_ATTRS if hasattr(self, name)}
+            # A function stored on a class becomes a method of each instance; Autobahn calls its
+            # option functions (perMessageCompressionAccept) with the offers alone.
+            options = {name: staticmethod(value) if isinstance(value, FunctionType) else value
+                       for name, value in ((name, getattr(self, name)) for name in base.CONFIG_ATTRS
+                                           if hasattr(self, name))}
             self._optionsClass = (base, type(base.__name__, (base,), options))
         proto = self._optionsClass[1]()
         proto.factory = self
