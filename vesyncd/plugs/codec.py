@@ -4,7 +4,10 @@ The plug frame codec: WebSocket payloads <-> typed messages, and the AES layer o
 Everything a plug sends passes through L{decodeFrame} before the core sees it.  The decoder is
 strict about shapes (a JSON object, known fields of the right type, bounded size and depth) and
 lenient about extras (unknown fields are kept in C{extra}, unknown URIs become L{Unknown}).  Any
-input it cannot accept raises L{ProtocolError}, and nothing else.
+input it cannot accept raises L{ProtocolError}, and nothing else.  Every string a plug sends, in
+known fields, unknown fields and field names alike, comes out bounded in length and with its
+control and format characters replaced (L{cleanText}), so the core, its logs and every front end
+only ever hold text that is safe to show.
 
 The wire format is documented in C{docs/protocol.md}; field meanings and sources are there.
 """
@@ -23,6 +26,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 MAX_PAYLOAD = 64 * 1024
 #: Deepest JSON nesting accepted; real messages are flat objects.
 MAX_DEPTH = 8
+#: Longest string kept from a field the decoder does not know, and from a field name.
+MAX_TEXT = 256
+MAX_KEY = 64
+#: What a control or format character in a plug's string is shown as.
+REPLACEMENT = "\ufffd"
 
 AES_KEY = b"llwantaeskey1.01"
 AES_IV = b"llwantaesivv1.01"
@@ -33,6 +41,13 @@ RELAY_OFF = "break"
 
 class ProtocolError(ValueError):
     """A frame from a plug that vesyncd cannot accept; the message says why."""
+
+
+def _shown(value: Any) -> str:
+    """A plug's value as error messages quote it: its repr (which escapes every control
+    character), at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # --- AES layer (firmware 2.x) ------------------------------------------------------------------
@@ -73,13 +88,13 @@ def decodeFixed(text: str) -> float:
     @raise ProtocolError: C{text} is not a short hex number.
     """
     if not isinstance(text, str) or not 0 < len(text) <= 12:
-        raise ProtocolError(f"fixed-point value {text!r} is not a short hex string")
+        raise ProtocolError(f"fixed-point value {_shown(text)} is not a short hex string")
     try:
         value = int(text, 16)
     except ValueError:
-        raise ProtocolError(f"fixed-point value {text!r} is not hex") from None
+        raise ProtocolError(f"fixed-point value {_shown(text)} is not hex") from None
     if value < 0:
-        raise ProtocolError(f"fixed-point value {text!r} is negative")
+        raise ProtocolError(f"fixed-point value {_shown(text)} is negative")
     return (value >> 12) + (value & 0xFFF) / 1000.0
 
 
@@ -100,7 +115,7 @@ def decodePair(text: Any, name: str) -> tuple[float, float] | None:
     if text == "NaN":
         return None
     if not isinstance(text, str) or text.count(":") != 1:
-        raise ProtocolError(f"{name} {text!r} is not an 'A:B' pair")
+        raise ProtocolError(f"{name} {_shown(text)} is not an 'A:B' pair")
     first, second = text.split(":")
     return decodeFixed(first), decodeFixed(second)
 
@@ -113,13 +128,13 @@ def encodePair(first: float, second: float) -> str:
 def _hexCount(text: Any, name: str) -> int:
     """Decode a C{/report} counter: a lower-case hex string without prefix or padding."""
     if not isinstance(text, str) or not 0 < len(text) <= 12:
-        raise ProtocolError(f"{name} {text!r} is not a short hex string")
+        raise ProtocolError(f"{name} {_shown(text)} is not a short hex string")
     try:
         value = int(text, 16)
     except ValueError:
-        raise ProtocolError(f"{name} {text!r} is not hex") from None
+        raise ProtocolError(f"{name} {_shown(text)} is not hex") from None
     if value < 0:
-        raise ProtocolError(f"{name} {text!r} is negative")
+        raise ProtocolError(f"{name} {_shown(text)} is negative")
     return value
 
 
@@ -243,7 +258,7 @@ def _relay(value: Any, name: str = "relay", optional: bool = False) -> bool | No
         return False
     if optional and value is None:
         return None
-    raise ProtocolError(f"{name} {value!r} is neither 'open' nor 'break'")
+    raise ProtocolError(f"{name} {_shown(value)} is neither 'open' nor 'break'")
 
 
 def _int(value: Any, name: str, optional: bool = True) -> int | None:
@@ -251,22 +266,48 @@ def _int(value: Any, name: str, optional: bool = True) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**53:
-        raise ProtocolError(f"{name} {value!r} is not an integer")
+        raise ProtocolError(f"{name} {_shown(value)} is not an integer")
+    return value
+
+
+def cleanText(text: str, limit: int = MAX_TEXT) -> str:
+    """C{text} cut to C{limit} characters, with every character that is not printable replaced
+    by U+FFFD: C0 and C1 controls, DEL, bidi overrides and other format characters, line and
+    paragraph separators.
+
+    Every string a plug sends passes through here before the core sees it, so no status line,
+    log line, terminal or page ever gets a plug's escape sequence, bell or reordered text.
+    """
+    if len(text) > limit:
+        text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else REPLACEMENT for ch in text)
+
+
+def _cleanValue(value: Any) -> Any:
+    """A JSON value with every string in it, keys included, passed through L{cleanText}."""
+    if isinstance(value, str):
+        return cleanText(value)
+    if isinstance(value, dict):
+        return {cleanText(k, MAX_KEY): _cleanValue(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleanValue(v) for v in value]
     return value
 
 
 def _str(value: Any, name: str, limit: int = 256) -> str:
-    """Accept a short JSON string; a missing field is the empty string."""
+    """Accept a short JSON string, cleaned (L{cleanText}); a missing field is the empty string."""
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit:
         raise ProtocolError(f"{name} is not a string of at most {limit} characters")
-    return value
+    return cleanText(value, limit)
 
 
 def _rest(obj: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
-    """The fields of C{obj} that a message type does not know."""
-    return {k: v for k, v in obj.items() if k not in known and k != "uri"}
+    """The fields of C{obj} that a message type does not know, names and values cleaned."""
+    return {cleanText(k, MAX_KEY): _cleanValue(v) for k, v in obj.items() if k not in known and k != "uri"}
 
 
 _LOGIN_FIELDS = (
@@ -470,13 +511,13 @@ def decodeObject(obj: dict[str, Any], expectLogin: bool) -> Message:
     uri = obj.get("uri")
     if expectLogin:
         if uri is not None:
-            raise ProtocolError(f"expected a login, got uri {uri!r}")
+            raise ProtocolError(f"expected a login, got uri {_shown(uri)}")
         return _login(obj)
     if not isinstance(uri, str) or len(uri) > 64:
         raise ProtocolError("message has no string 'uri'")
     decoder = DECODERS.get(uri)
     if decoder is None:
-        return Unknown(extra=_rest(obj, ()), uri=uri)
+        return Unknown(extra=_rest(obj, ()), uri=cleanText(uri))
     return decoder(obj)
 
 
