@@ -17,8 +17,9 @@ from bench.hardening.common import raiseFileLimit
 from vesyncd.core import hub as h
 from vesyncd import tap
 from vesyncd.sim import plug as sim
+from vesyncd.plugs import limits
 from vesyncd.plugs import server as ws
-from vesyncd.sim.plug import Simulator
+from vesyncd.sim.runner import Simulator
 from tests.fakes import waitFor
 
 LOGIN = sim.maskedFrame(json.dumps({"id": "attacker-plug", "firmVersion": "1.89"}).encode(), False)
@@ -112,7 +113,7 @@ class AbuseTests(unittest.TestCase):
         yield defer.ensureDeferred(waitFor(lambda: all(self.hub.isOnline(p.id) for p in plugs.plugs), what="logins"))
         flooder = yield self.peer(sim.upgradeRequest("127.0.0.1", self.port) + LOGIN + KA * 400)
         yield defer.ensureDeferred(waitFor(lambda: flooder.closed, timeout=5, what="flooder closed"))
-        self.assertLessEqual(flooder.received.count(b'"uri":"/kr"'), ws.FRAME_BURST + 2)
+        self.assertLessEqual(flooder.received.count(b'"uri":"/kr"'), limits.FRAME_BURST + 2)
         self.assertEqual(self.hub.stats["rejected_flood"], 1)
         self.assertFalse(self.hub.isOnline("attacker-plug"))
         results = yield defer.gatherResults([self.hub.switch(p.id, None) for p in plugs.plugs])
@@ -121,18 +122,22 @@ class AbuseTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_plug_that_stops_reading_cannot_grow_memory(self) -> Any:
         """A plug that never reads is dropped once MAX_QUEUED_BYTES wait beyond a full write buffer."""
+        built: list[ws.PlugServerProtocol] = []
+        buildProtocol = self.factory.buildProtocol
+        self.factory.buildProtocol = lambda addr: built.append(buildProtocol(addr)) or built[-1]  # type: ignore
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", self.port))
         self.addCleanup(s.close)
         s.sendall(sim.upgradeRequest("127.0.0.1", self.port) + LOGIN)
         yield defer.ensureDeferred(waitFor(lambda: self.hub.isOnline("attacker-plug"), what="login"))
-        session = self.hub._sessions["attacker-plug"]
-        proto = session.connection._protocol
+        (proto,) = built
+        session = proto.session
+        assert session is not None
         chunk = b'{"uri":"/x","pad":"' + b"a" * 65000 + b'"}'
         peak = 0
         for _ in range(400):  # at most ~26 MB offered; the bound must cut it off long before
-            if proto._closing:
+            if proto.closing:
                 break
             session.connection.send(chunk)
             transport = proto.transport
@@ -140,7 +145,7 @@ class AbuseTests(unittest.TestCase):
             yield task.deferLater(reactor, 0.001, lambda: None)
         yield defer.ensureDeferred(waitFor(lambda: not self.hub.isOnline("attacker-plug"), what="drop"))
         self.assertEqual(self.hub.stats["rejected_write_buffer"], 1)
-        self.assertLess(peak, 64 * 1024 + ws.MAX_QUEUED_BYTES + 2 * len(chunk))
+        self.assertLess(peak, 64 * 1024 + limits.MAX_QUEUED_BYTES + 2 * len(chunk))
 
 
 @pytest.mark.skipif(conformance.available() is not None,

@@ -28,15 +28,9 @@ from vesyncd.core.hub import Hub
 class EchoProtocol(ws.PlugServerProtocol):
     """The production plug protocol, answering each message with itself."""
 
-    def onOpen(self) -> None:
-        """Stop the handshake deadline like production, but start no login deadline."""
-        if self._handshakeTimer is not None and self._handshakeTimer.active():
-            self._handshakeTimer.cancel()
-        self._handshakeTimer = None
-
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """Echo the message as it came (text or binary)."""
-        if self._closing:
+        if self.closing:
             return
         self.sendMessage(payload, isBinary)
 
@@ -47,7 +41,7 @@ class EchoFactory(ws.PlugServerFactory):
     protocol = EchoProtocol
 
     def __init__(self, reactor: Any, failByDrop: bool | None = None) -> None:
-        super().__init__(Hub(reactor), reactor=reactor, frameRate=1e9)
+        super().__init__(Hub(reactor), reactor=reactor, frameRate=1e9, loginTimeout=None)
         if failByDrop is not None:
             self.setProtocolOptions(failByDrop=failByDrop)
 

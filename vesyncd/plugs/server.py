@@ -221,7 +221,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
             for name in _HANDSHAKE_STATE:
                 if name in self.__dict__:
                     setattr(self, name, None)
-            if self._loginDeadline is not None:
+            if self._loginDeadline is not None and self.factory.loginTimeout is not None:
                 self._loginDeadline.start(self.factory.loginTimeout, self._loginTimedOut)
         except Exception:
             log.failure("onOpen failed for {peer}", peer=self.peerAddress)
@@ -386,7 +386,8 @@ class PlugServerProtocol(WebSocketServerProtocol):
 
 
 class PlugServerFactory(WebSocketServerFactory):
-    """Builds plug connections for one L{Hub}, with the limits that keep the daemon safe."""
+    """Builds plug connections for one L{Hub}, with the limits that keep the daemon safe
+    (C{loginTimeout=None} starts no login deadline, for test endpoints that speak no plug protocol)."""
 
     protocol = PlugServerProtocol
 
@@ -395,7 +396,7 @@ class PlugServerFactory(WebSocketServerFactory):
         hub: Hub,
         *,
         reactor: Any = None,
-        loginTimeout: float = LOGIN_TIMEOUT,
+        loginTimeout: float | None = LOGIN_TIMEOUT,
         handshakeTimeout: float = HANDSHAKE_TIMEOUT,
         frameRate: float = FRAME_RATE,
         maxUnauthenticated: int | None = None,
