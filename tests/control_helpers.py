@@ -14,7 +14,9 @@ from vesyncd.auth import FailureThrottle, makePortal
 from vesyncd.control.client import ControlClient, ControlClientProtocol
 from vesyncd.control.api import ControlCore, IControlAvatar
 from vesyncd.control.amp import ControlFactory
-from vesyncd.core.hub import Hub, PlugSession
+from vesyncd.core.hub import Hub
+from vesyncd.core.settings import Settings
+from vesyncd.core.session import PlugSession
 from vesyncd.core.interfaces import IPlugConnection
 from vesyncd.control.pb import ControlPBFactory, IControlPerspective, perspectiveFactory
 
@@ -43,10 +45,10 @@ class FakePlugConnection:
 class World:
     """A hub on a clock with plugs logged in, a control core, and a portal with the test token."""
 
-    def __init__(self, plugs: int = 2, maxWatchers: int = 64) -> None:
+    def __init__(self, plugs: int = 2, maxWatchers: int = 64, settings: Settings | None = None) -> None:
         self.clock = task.Clock()
         self.clock.advance(START)
-        self.hub = Hub(self.clock, commandTimeout=5.0)
+        self.hub = Hub(self.clock, settings if settings is not None else Settings(command_timeout=5.0))
         self.sessions: list[PlugSession] = []
         for i in range(plugs):
             self.sessions.append(self.hub.login(FakePlugConnection(f"192.0.2.{10 + i}:50000"),
@@ -101,17 +103,3 @@ def selfSignedPEM(name: str = "localhost") -> tuple[bytes, bytes]:
     keyPEM = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), keyPEM
-
-
-def runDaemon() -> None:
-    """Run twistd with the arguments of this process (the daemon as C{twistd vesyncd} runs it)."""
-    import sys
-
-    from twisted.scripts.twistd import run
-
-    sys.argv = ["twistd"] + sys.argv[1:]
-    run()
-
-
-if __name__ == "__main__":
-    runDaemon()

@@ -105,10 +105,10 @@ class CommandTests(unittest.TestCase):
 
     def test_listPlugsPages(self) -> None:
         """Pages follow offset and limit; the client fetches them all."""
-        page = self.call(self.client._call(c.ListPlugs, None, offset=1, limit=1))
+        page = self.call(self.client.listPage(1, 1))
         self.assertEqual((page["total"], page["offset"], len(page["plugs"])), (2, 1, 1))
         self.assertEqual(len(self.call(self.client.listPlugs(pageSize=1))), 2)
-        self.fails(self.client._call(c.ListPlugs, None, offset=-1, limit=1), c.InvalidArgument)
+        self.fails(self.client.listPage(-1, 1), c.InvalidArgument)
 
     def test_getPlugByPrefixAndAlias(self) -> None:
         """GetPlug resolves an id prefix and an alias (case-insensitive)."""
@@ -205,7 +205,7 @@ class CommandTests(unittest.TestCase):
         self.assertIn(("relay", True, "button"), kinds)
         self.assertEqual([e["event"] for e in events][-2:], ["alias", "forgotten"])
         self.assertEqual((events[-1]["alias"], events[-1]["name"]), ("Fan", "Fan"))
-        self.call(self.client._call(c.Unwatch, None))
+        self.call(self.client.unwatch())
         self.world.confirm(0, False)
         self.pump.flush()
         self.assertEqual(events[-1]["event"], "forgotten")

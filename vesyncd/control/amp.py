@@ -51,6 +51,13 @@ def peerHost(transport: Any) -> str:
     return str(getattr(peer, "host", None) or "unix")
 
 
+def fitJSON(items: list[Any]) -> list[Any]:
+    """The longest head of C{items} (halving) whose JSON fits one AMP value."""
+    while items and len(c.JSON().toString(items)) > c.MAX_VALUE:
+        items = items[: len(items) // 2]
+    return items
+
+
 class Responders(amp.CommandLocator):
     """The AMP responders of one connection; every one calls the shared L{ControlCore}."""
 
@@ -75,10 +82,7 @@ class Responders(amp.CommandLocator):
         """One page of plugs; the page is cut further if its JSON would not fit one AMP value."""
 
         def fit(page: dict[str, Any]) -> dict[str, Any]:
-            plugs = page["plugs"]
-            while plugs and len(c.JSON().toString(plugs)) > c.MAX_VALUE:
-                plugs = plugs[: len(plugs) // 2]
-            page["plugs"] = plugs
+            page["plugs"] = fitJSON(page["plugs"])
             return page
 
         return self.core.listPlugs(offset, limit).addCallback(fit)
@@ -122,6 +126,16 @@ class Responders(amp.CommandLocator):
     def energy(self, plug: str, period: str, value: str) -> Deferred:
         """One period of energy history (at most 25 buckets: far below 64 KiB)."""
         return self.core.energy(plug, period, value).addCallback(lambda doc: {"history": doc})
+
+    @c.Pending.responder
+    def pending(self) -> Deferred:
+        """Plugs held until approved (cut to what fits one AMP value)."""
+        return self.core.pending().addCallback(lambda plugs: {"pending": fitJSON(plugs)})
+
+    @c.Approve.responder
+    def approve(self, plug: str) -> Deferred:
+        """Accept a held plug."""
+        return self.core.approve(plug).addCallback(lambda doc: {"plug": doc})
 
     @c.Watch.responder
     def watch(self) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from zope.interface import Interface
 
 from vesyncd import __version__
 from vesyncd.control import commands as c
-from vesyncd.core import hub as h
-from vesyncd.core.events import eventJSON
-from vesyncd.core.hub import Event, Hub, PlugState, isoTime
+from vesyncd.core import model as h
+from vesyncd.core.events import eventJSON, jsonValue
+from vesyncd.core.hub import Hub
+from vesyncd.core.model import Event, PlugState, isoTime
 from vesyncd.service import DaemonInfo, describeAddress
 
 log = Logger()
@@ -29,7 +30,8 @@ log = Logger()
 MAX_WATCHERS = 64
 
 _ERROR_MAP: list[tuple[type[Exception], type[c.ControlError]]] = [
-    (h.UnknownPlug, c.UnknownPlug),  # AmbiguousPlug is a subclass: also "unknown" for clients
+    (h.AmbiguousPlug, c.AmbiguousPlug),  # before UnknownPlug, its base class
+    (h.UnknownPlug, c.UnknownPlug),
     (h.PlugOffline, c.PlugOffline),
     (h.CommandTimeout, c.CommandTimeout),
     (h.QueueFull, c.Busy),
@@ -194,6 +196,24 @@ class ControlCore:
                 raise c.InvalidArgument("period must be day, month or year")
             plug = self.hub.resolve(_text(ref, "plug"))
             return self.hub.ledger.history(plug.id, period, _text(value, "value", 16))
+
+        return self._call(go)
+
+    def pending(self) -> Deferred:
+        """Plugs held until approved, as JSON objects (the hub bounds how many)."""
+
+        def go() -> list[Any]:
+            return [jsonValue(p.toJSON() if isinstance(p, PlugState) else p) for p in self.hub.pending()]
+
+        return self._call(go)
+
+    def approve(self, ref: str) -> Deferred:
+        """Accept a held plug; fires with its plug JSON."""
+
+        def go() -> dict[str, Any]:
+            approved = self.hub.approve(_text(ref, "plug"))
+            plug = approved if isinstance(approved, PlugState) else self.hub.get(ref)
+            return self.plugJSON(plug)
 
         return self._call(go)
 

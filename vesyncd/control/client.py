@@ -171,12 +171,16 @@ class ControlClient:
         """Present the token."""
         return self._call(c.Login, None, token=token)
 
+    def listPage(self, offset: int, limit: int) -> Deferred:
+        """One page of plugs: C{{"plugs", "total", "offset"}}."""
+        return self._call(c.ListPlugs, None, offset=offset, limit=limit)
+
     @inlineCallbacks
     def listPlugs(self, pageSize: int = c.MAX_PAGE) -> Any:
         """Every plug (fetching page after page)."""
         plugs: list[dict[str, Any]] = []
         while True:
-            page = yield self._call(c.ListPlugs, None, offset=len(plugs), limit=pageSize)
+            page = yield self.listPage(len(plugs), pageSize)
             plugs.extend(page["plugs"])
             if not page["plugs"] or len(plugs) >= page["total"]:
                 return plugs
@@ -213,10 +217,28 @@ class ControlClient:
         """One period of energy history."""
         return self._call(c.Energy, "history", plug=plug, period=period, value=value)
 
+    def pending(self) -> Deferred:
+        """Plugs held until approved."""
+        return self._call(c.Pending, "pending")
+
+    def approve(self, plug: str) -> Deferred:
+        """Accept a held plug; fires with its state."""
+        return self._call(c.Approve, "plug", plug=plug)
+
+    def lost(self) -> Deferred:
+        """A Deferred that fires (with the reason) once the connection is closed."""
+        result: Deferred = Deferred()
+        self.protocol.lost.addBoth(lambda reason: (result.callback(reason), reason)[1])
+        return result
+
     def watch(self, onEvent: Callable[[dict[str, Any]], None]) -> Deferred:
         """Receive events with C{onEvent(event)}; fires once the daemon has started pushing."""
         self.protocol.onEvent = onEvent
         return self._call(c.Watch, None)
+
+    def unwatch(self) -> Deferred:
+        """Stop receiving events."""
+        return self._call(c.Unwatch, None)
 
     def close(self) -> None:
         """Close the connection."""

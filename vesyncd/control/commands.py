@@ -34,10 +34,18 @@ class ControlError(pb.Error):
 
 
 class UnknownPlug(ControlError):
-    """No plug matches the reference (or an id prefix matches several plugs)."""
+    """No plug matches the reference."""
 
     code = "unknown"
     amp_code = b"UNKNOWN_PLUG"
+
+
+class AmbiguousPlug(UnknownPlug):
+    """The reference names more than one plug (an alias and another plug's id, or an id prefix);
+    the message lists them.  A subclass of L{UnknownPlug}: either way no plug was picked."""
+
+    code = "ambiguous"
+    amp_code = b"AMBIGUOUS_PLUG"
 
 
 class PlugOffline(ControlError):
@@ -89,8 +97,9 @@ class CommandFailed(ControlError):
     amp_code = b"COMMAND_FAILED"
 
 
+# AmbiguousPlug before its base class: AMP answers with the first listed class that matches.
 ERRORS: tuple[type[ControlError], ...] = (
-    UnknownPlug, PlugOffline, CommandTimeout, Busy, InvalidArgument, NotLoggedIn, BadToken, CommandFailed,
+    AmbiguousPlug, UnknownPlug, PlugOffline, CommandTimeout, Busy, InvalidArgument, NotLoggedIn, BadToken, CommandFailed,
 )
 #: Every error any command may answer, as AMP's C{errors} mapping.
 AMP_ERRORS: dict[type[Exception], bytes] = {cls: cls.amp_code for cls in ERRORS}
@@ -182,6 +191,20 @@ class Energy(ControlCommand):
 
     arguments = [(b"plug", amp.Unicode()), (b"period", amp.Unicode()), (b"value", amp.Unicode())]
     response = [(b"history", JSON())]
+
+
+class Pending(ControlCommand):
+    """Plugs held until approved (C{--new-plugs hold}): C{pending}, a JSON array of plugs."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response = [(b"pending", JSON())]
+
+
+class Approve(ControlCommand):
+    """Accept a held plug: it is stored and published from now on; answers its plug JSON."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"plug", JSON())]
 
 
 class Watch(ControlCommand):

@@ -80,6 +80,14 @@ class ControlPerspective(pb.Referenceable):
         """One period of energy history."""
         return self.core.energy(plug, period, value)
 
+    def remote_pending(self) -> Deferred:
+        """Plugs held until approved."""
+        return self.core.pending()
+
+    def remote_approve(self, plug: str) -> Deferred:
+        """Accept a held plug; fires with its state."""
+        return self.core.approve(plug)
+
     def remote_watch(self, watcher: Any) -> None:
         """Send every event to C{watcher.callRemote("event", event)} from now on."""
         if not isinstance(watcher, pb.RemoteReference):
@@ -148,10 +156,11 @@ class ControlRoot(pb.Root):
                               peerHost(transport), None, IControlPerspective).addCallbacks(ok, refused)
 
 
-class _Broker(pb.Broker):
-    """A broker with a small string limit and a login deadline."""
+class ControlBroker(pb.Broker):
+    """A broker with a small string limit and a login deadline; C{controlRoot} is its connection's root."""
 
     sizeLimit = MAX_STRING
+    controlRoot: "ControlRoot | None" = None
 
     def connectionMade(self) -> None:
         """Start the login deadline."""
@@ -161,7 +170,7 @@ class _Broker(pb.Broker):
         self._deadline = factory.clock.callLater(factory.loginTimeout, self._expired)
 
     def _expired(self) -> None:
-        root = getattr(self, "_controlRoot", None)
+        root = self.controlRoot
         if root is None or not root.loggedIn:
             log.info("PB client {peer} did not log in in time: closing", peer=peerText(self.transport))
             self.transport.loseConnection()
@@ -176,7 +185,7 @@ class _Broker(pb.Broker):
 class ControlPBFactory(pb.PBServerFactory):
     """Serves a fresh L{ControlRoot} per connection, all sharing one core, portal and throttle."""
 
-    protocol = _Broker
+    protocol = ControlBroker
 
     def __init__(self, core: ControlCore, portal: Portal, clock: IReactorTime, *,
                  throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT) -> None:
@@ -187,12 +196,12 @@ class ControlPBFactory(pb.PBServerFactory):
         self.throttle = throttle if throttle is not None else FailureThrottle()
         self.loginTimeout = loginTimeout
 
-    def buildProtocol(self, addr: Any) -> _Broker:
+    def buildProtocol(self, addr: Any) -> ControlBroker:
         """A broker whose root object is this connection's own L{ControlRoot}."""
-        broker = _Broker(isClient=False, security=self.security)
+        broker = ControlBroker(isClient=False, security=self.security)
         broker.factory = self
         root = ControlRoot(self, broker)
-        broker._controlRoot = root  # type: ignore[attr-defined]
+        broker.controlRoot = root
         broker.setNameForLocal("root", root)
         return broker
 
