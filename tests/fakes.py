@@ -6,6 +6,7 @@ import json
 from typing import Any, Callable
 
 from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from zope.interface import implementer
 
@@ -35,10 +36,19 @@ class FakeConnection:
         return [m.get("uri") for m in self.sent]
 
 
-async def waitFor(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll C{predicate} on the real reactor until it holds, failing after C{timeout} seconds."""
+def waitFor(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Deferred:
+    """The tests' one polling helper: fire with C{predicate()}'s first truthy value, polled on the real
+    reactor every 20 ms (it waits for I/O, never sleeps); fail with AssertionError after C{timeout} s."""
     deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await task.deferLater(reactor, 0.02, lambda: None)
+
+    @inlineCallbacks
+    def poll() -> Any:
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            yield task.deferLater(reactor, 0.02, lambda: None)
+
+    return poll()

@@ -367,7 +367,7 @@ class _Lines:
             if predicate(line):
                 return line
 
-    def waitFor(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+    def waitJSON(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
         """The first JSON line satisfying C{predicate}."""
 
         def matches(line: str) -> bool:
@@ -412,7 +412,7 @@ def test_vesyncctlAgainstADaemon() -> None:
             simLines = _Lines(sim.stdout)
             online: set[str] = set()
             while len(online) < 3:
-                online.add(simLines.waitFor(lambda e: e.get("event") == "online")["plug"])
+                online.add(simLines.waitJSON(lambda e: e.get("event") == "online")["plug"])
 
             listed = ctl(stateDir, "--json", "list")
             assert listed.returncode == 0, listed.stderr
@@ -424,10 +424,10 @@ def test_vesyncctlAgainstADaemon() -> None:
             first, second = ("off", "on") if plugs[0]["relay"] == "on" else ("on", "off")
             result = ctl(stateDir, first, plugId[:8])
             assert result.returncode == 0 and f"is {first}" in result.stdout, result.stderr
-            simLines.waitFor(lambda e: e.get("event") == "relay" and e.get("plug") == plugId and e["relay"] == first)
+            simLines.waitJSON(lambda e: e.get("event") == "relay" and e.get("plug") == plugId and e["relay"] == first)
             result = ctl(stateDir, "--json", second, plugId)
             assert result.returncode == 0 and json.loads(result.stdout)["relay"] == second
-            simLines.waitFor(lambda e: e.get("event") == "relay" and e.get("plug") == plugId and e["relay"] == second)
+            simLines.waitJSON(lambda e: e.get("event") == "relay" and e.get("plug") == plugId and e["relay"] == second)
 
             watcher = subprocess.Popen([str(BIN / "vesyncctl"), "--state-dir", stateDir, "--json", "watch"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -436,7 +436,7 @@ def test_vesyncctlAgainstADaemon() -> None:
             watchNotes.waitLine(lambda line: "watching events" in line)
             sim.stdin.write("press 0\n")
             sim.stdin.flush()
-            event = watched.waitFor(lambda e: e.get("event") == "relay" and e["data"].get("cause") == "button")
+            event = watched.waitJSON(lambda e: e.get("event") == "relay" and e["data"].get("cause") == "button")
             assert event["data"]["relay"] in (True, False) and event["at"].endswith("Z")
 
             doctor = ctl(stateDir, "doctor", "--json")
@@ -457,18 +457,18 @@ def test_vesyncctlAgainstADaemon() -> None:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             procs.append(fresh)
             freshLines = _Lines(fresh.stdout)
-            freshLines.waitFor(lambda e: e.get("event") == "setup_mode")
+            freshLines.waitJSON(lambda e: e.get("event") == "setup_mode")
             result = ctl(stateDir, "provision", "--ssid", "HomeNet", "--password", "s3cret-pass", "--server-ip",
                          "127.0.0.1", "--plug-address", f"127.0.0.1:{setupPort}", "--timeout", "10")
             assert result.returncode == 0, result.stderr
             assert "vesyncctl list" in result.stdout
             assert "s3cret-pass" not in result.stdout + result.stderr
-            new = watched.waitFor(lambda e: e.get("event") == "plug_new")
-            freshLines.waitFor(lambda e: e.get("event") == "online")
+            new = watched.waitJSON(lambda e: e.get("event") == "plug_new")
+            freshLines.waitJSON(lambda e: e.get("event") == "online")
             switched = ctl(stateDir, "--json", "off", new["plug"][:12])
             assert switched.returncode == 0, switched.stderr
             assert json.loads(switched.stdout)["relay"] == "off"
-            freshLines.waitFor(lambda e: e.get("event") == "relay" and e.get("relay") == "off")
+            freshLines.waitJSON(lambda e: e.get("event") == "relay" and e.get("relay") == "off")
         finally:
             for proc in reversed(procs):
                 if proc.poll() is None:

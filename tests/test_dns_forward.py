@@ -13,6 +13,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial import unittest
 
+from tests.fakes import waitFor
 from vesyncd.dns.answers import DNSCounters
 from vesyncd.dns.wire import parseQuestion
 from vesyncd.dns.forward import Forwarder, checkAnswer
@@ -168,27 +169,12 @@ class ForwardTests(unittest.TestCase):
         q = query("example.com")
         d = self.forward(fw, q)
         yield up.nextQuery()
-        yield self.waitFor(lambda: self.counters.spoofed == 3)
+        yield waitFor(lambda: self.counters.spoofed == 3)
         self.assertFalse(d.called)
         up.respond = lambda data, addr: [richAnswer(data)]
         up.transport.write(richAnswer(up.queries[0]), ("127.0.0.1", self.ports[0].getHost().port))
         answer = yield d
         self.assertEqual(answer[:2], q[:2])
-
-    def waitFor(self, condition, timeout: float = 5.0) -> defer.Deferred:
-        """Poll the (real) reactor until C{condition()}: waits for I/O, not for timers."""
-        d = defer.Deferred()
-        deadline = reactor.seconds() + timeout
-
-        def check():
-            if condition():
-                d.callback(None)
-            elif reactor.seconds() > deadline:
-                d.errback(AssertionError("condition not met"))
-            else:
-                reactor.callLater(0.01, check)
-        check()
-        return d
 
     @defer.inlineCallbacks
     def test_timeoutNextUpstreamThenServfail(self):
@@ -204,7 +190,7 @@ class ForwardTests(unittest.TestCase):
         yield second
         self.assertEqual(self.counters.upstream_timeouts, 1)
         self.clock.advance(2.0)
-        yield self.waitFor(lambda: len(self.upstreams[0][0].queries) == 2)
+        yield waitFor(lambda: len(self.upstreams[0][0].queries) == 2)
         self.assertFalse(d.called)
         self.clock.advance(1.0)
         answer = yield d
