@@ -12,11 +12,12 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from typing import Any, Callable
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
+
+from tests.fakes import waitFor
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 SKIP_REASON = "mosquitto is not installed (apt-get install mosquitto; .ci/run installs it)"
@@ -29,21 +30,21 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def waitFor(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Deferred:
-    """Fire with the predicate's first truthy value, polling on the reactor; fail after C{timeout}."""
-    deadline = time.monotonic() + timeout
+class TurnClock(task.Clock):
+    """A Clock on which a call made with no delay waits for the next L{turn}, as on a real reactor
+    (where calls made while timed calls run wait for the next iteration); C{advance(0)} would run
+    a whole chain of them at once."""
 
-    @inlineCallbacks
-    def poll() -> Any:
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            yield task.deferLater(reactor, 0.02, lambda: None)
+    #: How far one turn moves the clock.
+    TURN = 0.001
 
-    return poll()
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Schedule a call; one with no delay runs at the next turn."""
+        return super().callLater(delay if delay > 0 else self.TURN, callable, *args, **kw)
+
+    def turn(self) -> None:
+        """Run the calls due by the next turn (not the ones they schedule)."""
+        self.advance(self.TURN)
 
 
 class Broker:
@@ -148,6 +149,22 @@ class Watcher:
         self.client.disconnect()
         self.client.loop_stop()
 
+
+
+def seedPlugs(stateDir: str, ids: list[str]) -> None:
+    """Store plugs in a state directory's database, so the daemon starts knowing them (offline)."""
+    from pathlib import Path
+
+    from vesyncd.core.model import PlugState
+    from vesyncd.core.periods import hostZone
+    from vesyncd.paths import DATABASE
+    from vesyncd.storage.store import Store
+
+    store = Store.open(Path(stateDir) / DATABASE, hostZone(), task.Clock())
+    for plugId in ids:
+        store.putPlug(PlugState(id=plugId))
+    store.flush()
+    store.detach()
 
 
 class Daemon:

@@ -10,11 +10,13 @@ import pytest
 from twisted.internet.task import Clock
 
 from tests.fakes import FakeConnection
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
 from vesyncd.mqtt import discovery as ha
 from vesyncd.mqtt.bridge import BadCommand, MQTTBridge, parseRelayCommand, validPrefix
-from vesyncd.mqtt.client import MQTTConfigError, PendingPublishes, backoffDelay, parseBrokerURL
+from vesyncd.mqtt.outbox import PendingPublishes
+from vesyncd.mqtt.settings import MQTTConfigError, backoffDelay, parseBrokerURL
 
 PLUG = "2b8e1f5c-0000-4000-8000-000000000001"
 LOGIN = m.Login(id=PLUG, firmVersion="1.89", deviceName="vesync_wifi_outlet", deviceVersion="1.5", relay=True)
@@ -27,20 +29,24 @@ class FakePublisher:
         self.log: list[tuple[str, bytes]] = []
         self.retained: dict[str, bytes] = {}
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0) -> None:
+    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0,
+                bulk: bool = False) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
         self.log.append((topic, data))
         if retain:
             self.retained[topic] = data
 
+    def congested(self) -> bool:
+        return False
+
     def json(self, topic: str) -> Any:
         return json.loads(self.retained[topic])
 
 
-def makeBridge(**kw: Any) -> tuple[h.Hub, MQTTBridge, FakePublisher, Clock]:
+def makeBridge(**kw: Any) -> tuple[Hub, MQTTBridge, FakePublisher, Clock]:
     clock = Clock()
     clock.advance(1_700_000_000)
-    hub = h.Hub(clock)
+    hub = Hub(clock)
     publisher = FakePublisher()
     bridge = MQTTBridge(hub, publisher, **kw)
     bridge.start()
@@ -218,7 +224,7 @@ def test_bridge_relay_set_commands_hub() -> None:
     assert len(conn.sent) == before
     bridge.message(f"vesyncd/{PLUG}/relay/set", b"off")
     assert conn.sent[-1]["uri"] == "/relay"
-    clock.advance(h.COMMAND_TIMEOUT + 1)  # the timeout is logged, not raised
+    clock.advance(hub.settings.command_timeout + 1)  # the timeout is logged, not raised
 
 
 def test_bridge_alias_moves_topics_and_keeps_ids() -> None:

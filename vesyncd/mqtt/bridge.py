@@ -8,10 +8,13 @@ Topics (no leading slash), C{<plug>} being the alias slug when unique, else the 
     <prefix>/<plug>/relay            ON | OFF (retained)
     <prefix>/<plug>/relay/set        ON, OFF, TOGGLE, 1, 0, true, false (any case)
     <prefix>/<plug>/state            the plug's JSON document (retained)
+    <prefix>/<plug>/event            each hub event, as L{vesyncd.core.events.eventJSON} (not retained)
 
-The bridge talks to a publisher (C{publish(topic, payload, retain)}) and is told of
-connections and messages by its owner, so it is tested in memory; L{MQTTService} wires it
-to L{vesyncd.mqtt.client.ReactorMQTTClient}.
+The bridge talks to a publisher (C{publish(topic, payload, retain, qos, bulk)} and
+C{congested()}) and is told of connections, messages and a drained publisher by its owner, so
+it is tested in memory; L{MQTTService} wires it to L{vesyncd.mqtt.client.ReactorMQTTClient}.
+Full republishes (on connect, on Home Assistant's C{online}) go through a
+L{vesyncd.mqtt.republish.Republisher}: coalesced, and sliced per reactor turn.
 """
 
 from __future__ import annotations
@@ -21,12 +24,17 @@ from typing import Any, Callable, Protocol
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
+from vesyncd.core.events import eventJSON
 from vesyncd.mqtt import discovery as ha
-from vesyncd.mqtt.client import BrokerSettings, ReactorMQTTClient
+from vesyncd.mqtt.client import ReactorMQTTClient
+from vesyncd.mqtt.republish import SLICE, SPACING, Republisher
+from vesyncd.mqtt.settings import BrokerSettings
 
 log = Logger()
 
@@ -44,8 +52,12 @@ _TOGGLE = {"toggle"}
 class Publisher(Protocol):
     """Where the bridge's messages go."""
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0) -> None:
-        """Publish (or keep for later) one message."""
+    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0,
+                bulk: bool = False) -> None:
+        """Publish (or keep for later) one message; C{bulk} ones belong to a full republish."""
+
+    def congested(self) -> bool:
+        """True while so much waits that a republish should pause (until the bridge's L{drained})."""
 
 
 class BadCommand(ValueError):
@@ -87,8 +99,9 @@ def validPrefix(prefix: str) -> bool:
 class MQTTBridge:
     """Publishes the hub's plugs as retained MQTT topics and HA discovery, and obeys C{relay/set}."""
 
-    def __init__(self, hub: h.Hub, publisher: Publisher, *, prefix: str = "vesyncd",
-                 discoveryPrefix: str = "homeassistant", discovery: bool = True) -> None:
+    def __init__(self, hub: Hub, publisher: Publisher, *, prefix: str = "vesyncd",
+                 discoveryPrefix: str = "homeassistant", discovery: bool = True,
+                 clock: IReactorTime | None = None, slice: int = SLICE, birthSpacing: float = SPACING) -> None:
         self.hub = hub
         self.publisher = publisher
         self.prefix = prefix
@@ -102,6 +115,10 @@ class MQTTBridge:
         #: config topic -> payload last published, to skip identical re-publishes on each login.
         self._configs: dict[str, bytes] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        #: Seconds between republishes asked for by Home Assistant's 'online'.
+        self.birthSpacing = birthSpacing
+        self.republisher = Republisher(clock if clock is not None else hub.clock, self._beginRepublish,
+                                       self._republishPlug, publisher.congested, slice)
 
     @property
     def subscriptions(self) -> list[str]:
@@ -119,24 +136,40 @@ class MQTTBridge:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self.republisher.stop()
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def _pub(self, topic: str, payload: bytes | str) -> None:
-        self.publisher.publish(topic, payload, retain=True)
+    def _pub(self, topic: str, payload: bytes | str, bulk: bool = False) -> None:
+        self.publisher.publish(topic, payload, retain=True, bulk=bulk)
 
     def publishAll(self) -> None:
-        """Publish the bridge status, every plug's discovery and every plug's state (on connect)."""
+        """Publish the bridge status, every plug's discovery and every plug's state (on connect, on
+        Home Assistant's C{online}): one republish at a time, the plugs a slice per reactor turn."""
+        self.republisher.request()
+
+    def drained(self) -> None:
+        """The publisher is no longer congested: a waiting republish carries on."""
+        self.republisher.resume()
+
+    def _beginRepublish(self) -> list[str]:
         self._pub(self.statusTopic, ONLINE)
         if self.discovery:
             topic, config = ha.bridgeConfig(self.prefix, self.discoveryPrefix)
             self._pub(topic, _dumps(config))
         self._syncNodes()
         self._configs.clear()
-        for plug in self.hub.plugs():
-            self._publishPlug(plug, discovery=True)
+        return list(self.nodes)
 
-    def _publishPlug(self, plug: h.PlugState, discovery: bool) -> None:
+    def _republishPlug(self, plugId: str) -> None:
+        try:
+            plug = self.hub.get(plugId)
+        except h.CommandError:
+            return  # forgotten since the republish began
+        if plug.id == plugId:
+            self._publishPlug(plug, discovery=True, bulk=True)
+
+    def _publishPlug(self, plug: h.PlugState, discovery: bool, bulk: bool = False) -> None:
         node = self.nodes.get(plug.id) or ha.safeId(plug.id)
         topics = ha.plugTopics(self.prefix, node)
         if discovery and self.discovery:
@@ -145,17 +178,21 @@ class MQTTBridge:
                 payload = _dumps(config)
                 if self._configs.get(topic) != payload:
                     self._configs[topic] = payload
-                    self._pub(topic, payload)
-        self._pub(topics["availability"], ONLINE if plug.online else OFFLINE)
+                    self._pub(topic, payload, bulk)
+        self._pub(topics["availability"], ONLINE if plug.online else OFFLINE, bulk)
         word = relayWord(plug.relay)
         if word is not None:
-            self._pub(topics["relay"], word)
-        self._publishState(plug)
+            self._pub(topics["relay"], word, bulk)
+        self._publishState(plug, bulk)
 
-    def _publishState(self, plug: h.PlugState) -> None:
+    def _publishState(self, plug: h.PlugState, bulk: bool = False) -> None:
         node = self.nodes.get(plug.id) or ha.safeId(plug.id)
         doc = plug.toJSON(self.hub.energy(plug.id))
-        self._pub(ha.plugTopics(self.prefix, node)["state"], _dumps(doc))
+        self._pub(ha.plugTopics(self.prefix, node)["state"], _dumps(doc), bulk)
+
+    def _publishEvent(self, event: h.Event, plug: h.PlugState | None, node: str | None) -> None:
+        if node is not None:
+            self.publisher.publish(f"{self.prefix}/{node}/event", _dumps(eventJSON(event, plug)), retain=False)
 
     def _clearTopics(self, node: str) -> None:
         topics = ha.plugTopics(self.prefix, node)
@@ -178,16 +215,21 @@ class MQTTBridge:
     # -- hub events ----------------------------------------------------------------------------
 
     def event(self, event: h.Event) -> None:
-        """Publish what one hub event changed."""
+        """Publish what one hub event changed, then the event itself on the plug's C{event} topic."""
         if event.kind == h.FORGOTTEN:
+            self._publishEvent(event, None, self.nodes.get(event.plug))
             self._forget(event.plug)
             return
         try:
             plug = self.hub.get(event.plug)
-        except h.UnknownPlug:
+        except h.CommandError:
             return
         if plug.id != event.plug:
             return
+        self._publishChange(event, plug)
+        self._publishEvent(event, plug, self.nodes.get(plug.id))
+
+    def _publishChange(self, event: h.Event, plug: h.PlugState) -> None:
         if event.kind == h.PLUG_NEW or event.plug not in self.nodes:
             node = ha.safeId(plug.id)
             if plug.alias is None and node not in self.nodes.values() and node != "status":
@@ -233,8 +275,9 @@ class MQTTBridge:
             return
         if self.discovery and topic == self.haStatusTopic:
             if not retained and payload[:16].strip().lower() == ONLINE:
-                log.info("mqtt: Home Assistant is online: publishing discovery and state again")
-                self.publishAll()
+                if not self.republisher.busy:
+                    log.info("mqtt: Home Assistant is online: publishing discovery and state again")
+                self.republisher.request(spacing=self.birthSpacing)
             return
         levels = topic.split("/")
         prefixLevels = self.prefix.split("/")
@@ -283,10 +326,11 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 class MQTTService(service.Service):
     """Runs an L{MQTTBridge} over a reconnecting L{ReactorMQTTClient} while the daemon runs."""
 
-    def __init__(self, reactor: Any, hub: h.Hub, settings: BrokerSettings, *, prefix: str = "vesyncd",
+    def __init__(self, reactor: Any, hub: Hub, settings: BrokerSettings, *, prefix: str = "vesyncd",
                  discoveryPrefix: str = "homeassistant", discovery: bool = True,
                  minDelay: float | None = None, maxDelay: float | None = None) -> None:
-        self.bridge = MQTTBridge(hub, self, prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery)
+        self.bridge = MQTTBridge(hub, self, prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery,
+                                 clock=reactor)
         kw: dict[str, Any] = {}
         if minDelay is not None:
             kw["minDelay"] = minDelay
@@ -295,11 +339,16 @@ class MQTTService(service.Service):
         self.client = ReactorMQTTClient(
             reactor, settings, willTopic=self.bridge.statusTopic, willPayload=OFFLINE,
             subscriptions=self.bridge.subscriptions, onConnect=self.bridge.publishAll,
-            onMessage=self.bridge.message, **kw)
+            onMessage=self.bridge.message, onDrained=self.bridge.drained, onDropped=self.bridge.publishAll, **kw)
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0) -> None:
+    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0,
+                bulk: bool = False) -> None:
         """Hand one message to the client (sent now, or kept while the broker is away)."""
-        self.client.publish(topic, payload, retain=retain, qos=qos)
+        self.client.publish(topic, payload, retain=retain, qos=qos, bulk=bulk)
+
+    def congested(self) -> bool:
+        """True while the client's outbox is too full for a republish to go on."""
+        return self.client.congested()
 
     def startService(self) -> None:
         """Follow the hub and connect."""

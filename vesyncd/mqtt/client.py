@@ -1,171 +1,47 @@
 """
 An MQTT connection that lives on the Twisted reactor, built on paho-mqtt's external-loop API.
 
-paho does the MQTT framing; Twisted does the waiting.  Once connected, the client's socket is
-registered with the reactor as an C{IReadDescriptor}/C{IWriteDescriptor}, and C{loop_read},
-C{loop_write} and C{loop_misc} are called from the reactor thread only, so every paho callback
-(and everything it touches: the bridge, the hub) runs in the reactor thread.
+Every paho call and callback (and everything it touches: the bridge, the hub) runs in the
+reactor thread; the socket is watched by L{vesyncd.mqtt.transport.SocketWatcher}.  The one
+blocking step of paho, C{connect} (name lookup, TCP connect, TLS handshake, all with a timeout),
+runs in the reactor's thread pool on a fresh paho client that no other thread knows of yet; the
+reactor adopts the connected client when that call returns.  A new paho client is made for every
+attempt, so no client is ever shared between threads.
 
-The one blocking step of paho, C{connect} (name lookup, TCP connect, TLS handshake, all with a
-timeout), runs in the reactor's thread pool on a fresh paho client that no other thread knows
-of yet; the reactor adopts the connected client when that call returns.  A new paho client is
-made for every attempt, so no client is ever shared between threads.
-
-While the broker is away, retained publishes are kept as a bounded dict (latest payload per
-topic); they are sent after the next successful connect, after the C{onConnect} hook ran.
-Reconnects back off exponentially with jitter, capped.
+Messages wait in a bounded L{vesyncd.mqtt.outbox.Outbox} and are handed to paho a few hundred at
+a time (the next ones once paho has written those), so paho's own queue never grows with a
+slow broker and a live change overtakes a bulk republish.  Retained values wait while the
+broker is away and go out after the next connect, after the C{onConnect} hook ran.  Reconnects
+back off exponentially with jitter, capped.
 """
 
 from __future__ import annotations
 
-import random
 import secrets
-import ssl
-from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
 
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReadDescriptor, IWriteDescriptor
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+
+from vesyncd.mqtt.outbox import MAX_PENDING, Outbox
+from vesyncd.mqtt.settings import MAX_BACKOFF, MIN_BACKOFF, BrokerSettings, backoffDelay
+from vesyncd.mqtt.transport import SocketWatcher, makePahoClient
 
 log = Logger()
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
 KEEPALIVE = 60
-CONNECT_TIMEOUT = 10.0
-MIN_BACKOFF = 1.0
-MAX_BACKOFF = 60.0
-#: Topics whose latest retained payload is kept while the broker is away.
-MAX_PENDING = 10000
-#: The largest packet the broker may send us (MQTT 5 Maximum Packet Size): commands are tiny.
-MAX_INBOUND_PACKET = 64 * 1024
 STOP_TIMEOUT = 3.0
-
-
-class MQTTConfigError(ValueError):
-    """An C{--mqtt} URL or related option is not usable; the message says why (never the password)."""
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how to connect; C{password} is never part of C{repr} or L{describe}."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    caFile: str | None = None
-
-    def describe(self) -> str:
-        """The broker as a URL for logs: user name kept, password left out."""
-        scheme = "mqtts" if self.tls else "mqtt"
-        user = f"{self.username}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}"
-
-
-def parseBrokerURL(url: str, caFile: str | None = None) -> BrokerSettings:
-    """Parse C{mqtt://[user:password@]host[:port]} or C{mqtts://...}.
-
-    @raise MQTTConfigError: the URL is malformed; the message never repeats the password.
-    """
-    if not isinstance(url, str) or len(url) > 1024:
-        raise MQTTConfigError("--mqtt takes a URL of at most 1024 characters")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise MQTTConfigError("--mqtt: the URL is malformed (expected mqtt://[user:password@]host[:port])") from None
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise MQTTConfigError(f"--mqtt: scheme must be mqtt:// or mqtts://, not {parts.scheme!r}")
-    if not parts.hostname:
-        raise MQTTConfigError("--mqtt: the URL names no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise MQTTConfigError("--mqtt: the URL takes no path, query or fragment")
-    tls = parts.scheme == "mqtts"
-    if caFile is not None and not tls:
-        raise MQTTConfigError("--mqtt-ca needs an mqtts:// URL")
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    if password is not None and username is None:
-        raise MQTTConfigError("--mqtt: a password needs a user name")
-    return BrokerSettings(host=parts.hostname, port=port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
-                          tls=tls, username=username, password=password, caFile=caFile)
-
-
-def backoffDelay(attempt: int, minDelay: float = MIN_BACKOFF, maxDelay: float = MAX_BACKOFF,
-                 rand: Callable[[float, float], float] = random.uniform) -> float:
-    """Seconds to wait before reconnect attempt C{attempt} (1, 2, ...): doubling, capped, jittered."""
-    base = min(maxDelay, minDelay * 2 ** min(max(attempt - 1, 0), 30))
-    return rand(0.5, 1.0) * base
-
-
-class PendingPublishes:
-    """The latest retained payload per topic, kept while disconnected, bounded to C{limit} topics."""
-
-    def __init__(self, limit: int = MAX_PENDING) -> None:
-        self.limit = limit
-        self._items: dict[str, bytes] = {}
-        self.dropped = 0
-
-    def put(self, topic: str, payload: bytes) -> None:
-        """Keep C{payload} as the value for C{topic}, dropping the oldest topic when full."""
-        if topic in self._items:
-            self._items[topic] = payload
-            return
-        if len(self._items) >= self.limit:
-            oldest = next(iter(self._items))
-            del self._items[oldest]
-            self.dropped += 1
-        self._items[topic] = payload
-
-    def discard(self, topic: str) -> None:
-        """Forget the pending value of C{topic} (a fresher one was just sent)."""
-        self._items.pop(topic, None)
-
-    def drain(self) -> list[tuple[str, bytes]]:
-        """Take every pending publish, oldest topic first."""
-        items, self._items = list(self._items.items()), {}
-        return items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@implementer(IReadDescriptor, IWriteDescriptor)
-class _SocketWatcher:
-    """Hands the reactor's readiness notifications for paho's socket to the client."""
-
-    def __init__(self, owner: "ReactorMQTTClient", paho: Any, sock: Any) -> None:
-        self.owner = owner
-        self.paho = paho
-        self.sock = sock
-        self._fd = sock.fileno()
-        self.active = True
-
-    def fileno(self) -> int:
-        return self._fd if self.active else -1
-
-    def logPrefix(self) -> str:
-        return "mqtt"
-
-    def doRead(self) -> None:
-        if self.active:
-            self.owner._doRead(self)
-
-    def doWrite(self) -> None:
-        if self.active:
-            self.owner._doWrite(self)
-
-    def connectionLost(self, reason: Failure) -> None:
-        if self.active:
-            self.owner._dropConnection(self.paho, f"socket lost: {reason.getErrorMessage()}")
+#: Messages handed to paho and not yet written; more wait in the outbox.
+MAX_IN_FLIGHT = 256
+#: Above this many waiting messages the client is congested (a bulk republish should wait) ...
+HIGH_WATER = 2000
+#: ... until no more than this many wait.
+LOW_WATER = 500
+#: Seconds between log lines about dropped messages.
+DROP_LOG_INTERVAL = 60.0
 
 
 class ReactorMQTTClient:
@@ -173,15 +49,20 @@ class ReactorMQTTClient:
 
     C{onConnect()} runs after each successful connect (subscriptions are already sent), then
     the retained publishes kept while disconnected go out.  C{onMessage(topic, payload,
-    retained)} runs for each message on a subscribed topic.  The will (C{willTopic},
-    C{willPayload}, retained) is also published by L{stop} before a clean disconnect.
+    retained)} runs for each message on a subscribed topic.  C{onDrained()} runs when the
+    outbox, once L{congested}, is back to C{lowWater} messages; C{onDropped()} when retained
+    values were lost to the outbox's bounds (the owner should publish its state again).  The
+    will (C{willTopic}, C{willPayload}, retained) is also published by L{stop} before a clean
+    disconnect.
     """
 
     def __init__(self, reactor: Any, settings: BrokerSettings, *, willTopic: str, willPayload: bytes,
                  subscriptions: list[str], onConnect: Callable[[], None],
-                 onMessage: Callable[[str, bytes, bool], None], clientId: str | None = None,
+                 onMessage: Callable[[str, bytes, bool], None], onDrained: Callable[[], None] | None = None,
+                 onDropped: Callable[[], None] | None = None, clientId: str | None = None,
                  minDelay: float = MIN_BACKOFF, maxDelay: float = MAX_BACKOFF,
-                 keepalive: int = KEEPALIVE, maxPending: int = MAX_PENDING) -> None:
+                 keepalive: int = KEEPALIVE, maxPending: int = MAX_PENDING, maxInFlight: int = MAX_IN_FLIGHT,
+                 highWater: int = HIGH_WATER, lowWater: int = LOW_WATER) -> None:
         self.reactor = reactor
         self.settings = settings
         self.willTopic = willTopic
@@ -189,17 +70,31 @@ class ReactorMQTTClient:
         self.subscriptions = list(subscriptions)
         self.onConnect = onConnect
         self.onMessage = onMessage
+        self.onDrained = onDrained
+        self.onDropped = onDropped
         self.clientId = clientId or f"vesyncd-{secrets.token_hex(4)}"
         self.minDelay = minDelay
         self.maxDelay = maxDelay
         self.keepalive = keepalive
-        self.pending = PendingPublishes(maxPending)
+        self.outbox = Outbox(maxPending)
+        self.maxInFlight = maxInFlight
+        self.highWater = highWater
+        self.lowWater = min(lowWater, highWater)
+        #: Messages handed to paho that it has not reported written (QoS 0) or acknowledged.
+        self.inFlight = 0
+        #: Messages handed to paho since start.
+        self.sent = 0
+        #: Events not sent because the broker was away.
+        self.eventsSkipped = 0
         self.connected = False
         self.running = False
         self.attempts = 0
         self.connects = 0
+        self._congested = False
+        self._droppedSeen = 0
+        self._dropLogged: float | None = None
         self._paho: Any = None
-        self._watcher: _SocketWatcher | None = None
+        self._watcher: SocketWatcher | None = None
         self._connecting: Deferred | None = None
         self._retry: IDelayedCall | None = None
         self._misc = task.LoopingCall(self._loopMisc)
@@ -248,57 +143,88 @@ class ReactorMQTTClient:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0) -> None:
-        """Publish now if connected; else keep a retained publish as the topic's latest value."""
+    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0,
+                bulk: bool = False) -> None:
+        """Queue one message and send what the connection takes now.
+
+        A retained message is the topic's latest value (C{bulk} ones, from a republish, go
+        after live ones); a message that is not retained is an event, skipped while the broker
+        is away.
+        """
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-        if self.connected and self._paho is not None:
-            self.pending.discard(topic)
-            info = self._paho.publish(topic, data, qos=qos, retain=retain)
-            if info.rc == 0:
-                return
-            log.debug("mqtt: publish to {topic} failed ({rc}); keeping it for the next connection",
-                      topic=topic, rc=info.rc)
         if retain:
-            before = self.pending.dropped
-            self.pending.put(topic, data)
-            if self.pending.dropped != before and self.pending.dropped in (1, 100, 10000):
-                log.warn("mqtt: {n} pending publishes dropped while the broker is away (limit {limit} topics)",
-                         n=self.pending.dropped, limit=self.pending.limit)
+            self.outbox.putRetained(topic, data, bulk)
+            self._noteDrops()
+        elif self.connected:
+            self.outbox.putEvent(topic, data, qos)
+        else:
+            self.eventsSkipped += 1
+            return
+        self._feed()
+
+    def backlog(self) -> int:
+        """Messages waiting in the outbox."""
+        return len(self.outbox)
+
+    def congested(self) -> bool:
+        """True while more than C{highWater} messages wait; C{onDrained} follows once they went."""
+        if len(self.outbox) > self.highWater:
+            self._congested = True
+        return self._congested
+
+    def _feed(self) -> None:
+        paho = self._paho
+        if self.connected and paho is not None:
+            while self.inFlight < self.maxInFlight:
+                item = self.outbox.pop()
+                if item is None:
+                    break
+                topic, data, retain, qos = item
+                info = paho.publish(topic, data, qos=qos, retain=retain)
+                if info.rc != 0:
+                    # The connection is going away: keep the value for the next one.
+                    if retain:
+                        self.outbox.putRetained(topic, data)
+                    break
+                self.inFlight += 1
+                self.sent += 1
+        if self._congested and len(self.outbox) <= self.lowWater:
+            self._congested = False
+            if self.onDrained is not None:
+                self.onDrained()
+
+    def _noteDrops(self) -> None:
+        dropped = self.outbox.dropped
+        if dropped == self._droppedSeen:
+            return
+        self._droppedSeen = dropped
+        now = self.reactor.seconds()
+        if self._dropLogged is None or now - self._dropLogged >= DROP_LOG_INTERVAL:
+            self._dropLogged = now
+            log.warn("mqtt: {n} retained messages dropped so far: more waited than the outbox holds "
+                     "({limit} topics); they will be published again from the current state",
+                     n=dropped, limit=self.outbox.maxTopics)
+        if self.onDropped is not None:
+            self.onDropped()
+
+    def _onPublish(self, paho: Any, userdata: Any, mid: Any, reason: Any, properties: Any) -> None:
+        # QoS 0: paho wrote the message; QoS 1: the broker acknowledged it.
+        if paho is self._paho:
+            self.inFlight = max(0, self.inFlight - 1)
 
     # -- connecting ----------------------------------------------------------------------------
-
-    def _makePaho(self) -> Any:
-        from paho.mqtt import client as pahoclient
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        paho = pahoclient.Client(pahoclient.CallbackAPIVersion.VERSION2, client_id=self.clientId,
-                                 protocol=pahoclient.MQTTv5, reconnect_on_failure=False)
-        paho.connect_timeout = CONNECT_TIMEOUT
-        paho.suppress_exceptions = False
-        if self.settings.username is not None:
-            paho.username_pw_set(self.settings.username, self.settings.password)
-        if self.settings.tls:
-            context = ssl.create_default_context(cafile=self.settings.caFile)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            paho.tls_set_context(context)
-        paho.will_set(self.willTopic, self.willPayload, qos=1, retain=True)
-        properties = Properties(PacketTypes.CONNECT)
-        properties.MaximumPacketSize = MAX_INBOUND_PACKET
-        paho._vesyncdConnectProperties = properties
-        return paho
 
     def _connect(self) -> None:
         self._retry = None
         if not self.running or self._connecting is not None or self._paho is not None:
             return
-        paho = self._makePaho()
+        paho, properties = makePahoClient(self.settings, self.clientId, self.willTopic, self.willPayload)
         settings = self.settings
 
         def blockingConnect() -> Any:
             # Runs in a pool thread, on a client no other thread has seen yet.
             paho.connect(settings.host, settings.port, keepalive=self.keepalive, clean_start=True,
-                         properties=paho._vesyncdConnectProperties)
+                         properties=properties)
             return paho
 
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), blockingConnect)
@@ -324,10 +250,11 @@ class ReactorMQTTClient:
                 self._scheduleReconnect()
             return
         self._paho = paho
-        watcher = self._watcher = _SocketWatcher(self, paho, sock)
+        watcher = self._watcher = SocketWatcher(paho, sock, self._doRead, self._doWrite, self._socketLost)
         paho.on_connect = self._onConnect
         paho.on_disconnect = self._onDisconnect
         paho.on_message = self._onMessage
+        paho.on_publish = self._onPublish
         paho.on_socket_register_write = lambda c, u, s: self._watchWrite(watcher, True)
         paho.on_socket_unregister_write = lambda c, u, s: self._watchWrite(watcher, False)
         paho.on_socket_close = lambda c, u, s: self._unwatch(watcher)
@@ -335,7 +262,7 @@ class ReactorMQTTClient:
         if paho.want_write():
             self.reactor.addWriter(watcher)
 
-    def _watchWrite(self, watcher: _SocketWatcher, on: bool) -> None:
+    def _watchWrite(self, watcher: SocketWatcher, on: bool) -> None:
         if not watcher.active:
             return
         if on:
@@ -343,31 +270,36 @@ class ReactorMQTTClient:
         else:
             self.reactor.removeWriter(watcher)
 
-    def _unwatch(self, watcher: _SocketWatcher) -> None:
+    def _unwatch(self, watcher: SocketWatcher) -> None:
         if watcher.active:
             self.reactor.removeReader(watcher)
             self.reactor.removeWriter(watcher)
-            watcher.active = False
+            watcher.deactivate()
 
-    def _doRead(self, watcher: _SocketWatcher) -> None:
+    def _doRead(self, watcher: SocketWatcher) -> None:
         paho = watcher.paho
         try:
             paho.loop_read()
-            # TLS may hold decrypted records the kernel no longer signals as readable.
-            sock = watcher.sock
-            while watcher.active and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            while watcher.tlsPending():
                 paho.loop_read()
         except Exception as e:
             log.failure("mqtt: reading from the broker failed")
             self.reactor.callLater(0, self._dropConnection, paho, f"read failed: {e}")
+            return
+        self._feed()
 
-    def _doWrite(self, watcher: _SocketWatcher) -> None:
+    def _doWrite(self, watcher: SocketWatcher) -> None:
         paho = watcher.paho
         try:
             paho.loop_write()
         except Exception as e:
             log.failure("mqtt: writing to the broker failed")
             self.reactor.callLater(0, self._dropConnection, paho, f"write failed: {e}")
+            return
+        self._feed()
+
+    def _socketLost(self, watcher: SocketWatcher, reason: Failure) -> None:
+        self._dropConnection(watcher.paho, f"socket lost: {reason.getErrorMessage()}")
 
     def _loopMisc(self) -> None:
         paho = self._paho
@@ -398,8 +330,7 @@ class ReactorMQTTClient:
             self.onConnect()
         except Exception:
             log.failure("mqtt: the connect hook failed")
-        for topic, payload in self.pending.drain():
-            paho.publish(topic, payload, qos=0, retain=True)
+        self._feed()
 
     def _onDisconnect(self, paho: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if paho is not self._paho:
@@ -423,10 +354,12 @@ class ReactorMQTTClient:
         wasConnected = self.connected
         self._paho = None
         self.connected = False
+        self.inFlight = 0
+        self.outbox.dropEvents()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             self._unwatch(watcher)
-        paho.on_connect = paho.on_disconnect = paho.on_message = None
+        paho.on_connect = paho.on_disconnect = paho.on_message = paho.on_publish = None
         paho.on_socket_register_write = paho.on_socket_unregister_write = paho.on_socket_close = None
         sock = paho.socket()
         if sock is not None:

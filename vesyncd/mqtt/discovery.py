@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from typing import Any, Iterable
 
 from vesyncd import __version__
@@ -54,6 +55,15 @@ def safeId(plugId: str) -> str:
     if _SAFE_ID.fullmatch(plugId):
         return plugId
     return "plug_" + hashlib.sha256(plugId.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def cleanText(text: Any, limit: int) -> str:
+    """Plug-supplied text fit for Home Assistant: control, format and separator characters (other
+    than the space) removed, at most C{limit} characters, surrounding spaces stripped."""
+    text = "" if text is None else str(text)
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(ch for ch in text if ch == " " or unicodedata.category(ch)[0] not in "CZ")
+    return text[:limit].strip()
 
 
 def slugify(alias: str | None) -> str:
@@ -121,19 +131,19 @@ def deviceInfo(plug: Any, prefix: str) -> dict[str, Any]:
     """The HA device block of one plug (C{plug} is a L{vesyncd.core.hub.PlugState})."""
     device: dict[str, Any] = {
         "identifiers": [f"vesyncd_{safeId(plug.id)}"],
-        "name": plug.alias or plug.id,
+        "name": cleanText(plug.alias, 64) or cleanText(plug.id, 64) or safeId(plug.id),
         "manufacturer": MANUFACTURER,
         "model": DEFAULT_MODEL,
         "via_device": bridgeIdentifier(prefix),
     }
     deviceName = (plug.device or {}).get("deviceName")
-    if isinstance(deviceName, str) and deviceName:
-        device["model_id"] = deviceName[:64]
-    if plug.firmware:
-        device["sw_version"] = str(plug.firmware)[:32]
+    if isinstance(deviceName, str) and cleanText(deviceName, 64):
+        device["model_id"] = cleanText(deviceName, 64)
+    if plug.firmware and cleanText(plug.firmware, 32):
+        device["sw_version"] = cleanText(plug.firmware, 32)
     version = (plug.device or {}).get("deviceVersion")
-    if isinstance(version, str) and version:
-        device["hw_version"] = version[:32]
+    if isinstance(version, str) and cleanText(version, 32):
+        device["hw_version"] = cleanText(version, 32)
     return device
 
 

@@ -13,7 +13,8 @@ from twisted.python import usage
 
 from vesyncd.core.hub import Hub
 from vesyncd.mqtt.bridge import MQTTService, validPrefix
-from vesyncd.mqtt.client import MQTTConfigError, parseBrokerURL
+from vesyncd.mqtt.settings import MQTTConfigError, parseBrokerURL
+
 
 class MQTTOptions:
     """The MQTT bridge's options, part of the daemon's L{vesyncd.tap.Options}."""
