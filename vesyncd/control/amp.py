@@ -3,7 +3,8 @@ The AMP control port: responders for L{vesyncd.control.commands} on top of L{Con
 
 Each connection must log in with the control token first (through the shared cred portal);
 until then every command fails with NotLoggedIn, and a connection that has not logged in within
-L{LOGIN_TIMEOUT} seconds is closed.  What one client may cost is bounded: the bytes of a box not
+L{LOGIN_TIMEOUT} seconds is closed.  What one client may cost is bounded: the connections open in
+total and from one host (L{vesyncd.control.limits}), the bytes of a box not
 yet complete (L{MAX_PENDING_BYTES}), requests in flight (L{MAX_IN_FLIGHT}), and a watcher whose
 transport stops taking data is dropped rather than buffered for.
 """
@@ -23,6 +24,7 @@ from zope.interface import implementer
 from vesyncd.control import commands as c
 from vesyncd.auth import BadLogin, FailureThrottle, TokenCredentials, throttledLogin
 from vesyncd.control.api import ControlCore, IControlAvatar
+from vesyncd.control.limits import ConnectionLimit, addressHost, addressText
 
 log = Logger()
 
@@ -36,19 +38,15 @@ MAX_IN_FLIGHT = 16
 def peerText(transport: Any) -> str:
     """A transport's peer as text for logs: C{127.0.0.1:50123} or C{unix socket}."""
     try:
-        peer = transport.getPeer()
+        return addressText(transport.getPeer())
     except Exception:
         return "unknown peer"
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    if host is not None and port is not None:
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return "unix socket"
 
 
 def peerHost(transport: Any) -> str:
     """The key a peer is throttled by: its host (all UNIX socket clients share one key)."""
     peer = getattr(transport, "getPeer", lambda: None)()
-    return str(getattr(peer, "host", None) or "unix")
+    return addressHost(peer) or "unix"
 
 
 def fitJSON(items: list[Any]) -> list[Any]:
@@ -163,16 +161,23 @@ class ControlProtocol(amp.AMP):
         self._loginTimer: Any = None
         self._unwatch: Any = None
         self._paused = False
+        self._admitted = False
         self.peer = "unknown peer"
         super().__init__(locator=Responders(self))
 
     # -- connection ----------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        """Start the login deadline and follow the transport's buffer."""
+        """Close at once beyond the connection caps; else start the login deadline and follow the buffer."""
         super().connectionMade()
         self.peer = peerText(self.transport)
         self.factory.core.stats["connections"] += 1
+        self._admitted = self.factory.limit.admit(self.transport.getPeer())
+        if not self._admitted:
+            # Refused in connectionMade, not buildProtocol: a TLS wrapper cannot take a None protocol.
+            abort = getattr(self.transport, "abortConnection", None)
+            (abort or self.transport.loseConnection)()
+            return
         self._loginTimer = self.factory.clock.callLater(self.factory.loginTimeout, self._loginExpired)
         self.transport.registerProducer(self, True)
 
@@ -185,6 +190,9 @@ class ControlProtocol(amp.AMP):
             logout, self._logout = self._logout, None
             logout()
         self.factory.connections.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self.factory.limit.release(self.transport.getPeer())
         super().connectionLost(reason)
 
     def _loginExpired(self) -> None:
@@ -300,12 +308,14 @@ class ControlFactory(Factory):
     protocol = ControlProtocol  # type: ignore[assignment]
 
     def __init__(self, core: ControlCore, portal: Portal, clock: IReactorTime, *,
-                 throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT) -> None:
+                 throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT,
+                 limit: ConnectionLimit | None = None) -> None:
         self.core = core
         self.portal = portal
         self.clock = clock
         self.throttle = throttle if throttle is not None else FailureThrottle()
         self.loginTimeout = loginTimeout
+        self.limit = limit if limit is not None else ConnectionLimit("control port")
         self.connections: set[ControlProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> ControlProtocol:

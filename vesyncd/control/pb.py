@@ -4,7 +4,8 @@ The Perspective Broker front end: the same requests as the AMP control port, for
 The root offers one method, C{login(token)}, which goes through the SAME cred portal as the AMP
 port and gives back a L{ControlPerspective}; its C{remote_*} methods call L{ControlCore}, so no
 request logic lives here.  Events go to a client-supplied Referenceable's C{remote_event(event)}.
-What one client may cost is bounded: Banana strings are capped at L{MAX_STRING}, a connection
+What one client may cost is bounded: connections in total and per host
+(L{vesyncd.control.limits}), Banana strings are capped at L{MAX_STRING}, a connection
 must log in within L{LOGIN_TIMEOUT} seconds, and a watcher that leaves more than
 L{MAX_UNANSWERED} events unanswered is dropped.
 """
@@ -23,6 +24,7 @@ from vesyncd.control import commands as c
 from vesyncd.auth import BadLogin, FailureThrottle, TokenCredentials, throttledLogin
 from vesyncd.control.api import ControlCore
 from vesyncd.control.amp import LOGIN_TIMEOUT, peerHost, peerText
+from vesyncd.control.limits import ConnectionLimit
 
 log = Logger()
 
@@ -161,12 +163,19 @@ class ControlBroker(pb.Broker):
 
     sizeLimit = MAX_STRING
     controlRoot: "ControlRoot | None" = None
+    _deadline: Any = None
+    _admitted = False
 
     def connectionMade(self) -> None:
-        """Start the login deadline."""
+        """Close at once beyond the connection caps; else start the login deadline."""
         super().connectionMade()
         factory: ControlPBFactory = self.factory
         factory.core.stats["connections"] += 1
+        self._admitted = factory.limit.admit(self.transport.getPeer())
+        if not self._admitted:
+            abort = getattr(self.transport, "abortConnection", None)
+            (abort or self.transport.loseConnection)()
+            return
         self._deadline = factory.clock.callLater(factory.loginTimeout, self._expired)
 
     def _expired(self) -> None:
@@ -176,9 +185,12 @@ class ControlBroker(pb.Broker):
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
-        """Cancel the deadline."""
-        if self._deadline.active():
+        """Cancel the deadline and free the connection's place."""
+        if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
+        if self._admitted:
+            self._admitted = False
+            self.factory.limit.release(self.transport.getPeer())
         super().connectionLost(reason)
 
 
@@ -188,13 +200,15 @@ class ControlPBFactory(pb.PBServerFactory):
     protocol = ControlBroker
 
     def __init__(self, core: ControlCore, portal: Portal, clock: IReactorTime, *,
-                 throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT) -> None:
+                 throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT,
+                 limit: ConnectionLimit | None = None) -> None:
         super().__init__(pb.Root())
         self.core = core
         self.portal = portal
         self.clock = clock
         self.throttle = throttle if throttle is not None else FailureThrottle()
         self.loginTimeout = loginTimeout
+        self.limit = limit if limit is not None else ConnectionLimit("PB front end")
 
     def buildProtocol(self, addr: Any) -> ControlBroker:
         """A broker whose root object is this connection's own L{ControlRoot}."""
