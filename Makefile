@@ -29,9 +29,11 @@ $(BENCH_STAMP): $(TEST_STAMP) setup.py
 
 venv: $(STAMP)
 
-## Start the daemon in the foreground with a simulated demo plug on loopback.
+## Start the demo in the foreground: the daemon with two simulated plugs, on loopback only (a default
+## port another program holds is replaced by a free one). ARGS="..." adds daemon options, e.g.
+## ARGS="--http tcp:8081:interface=127.0.0.1"; MQTT=1 adds a private mosquitto (when installed).
 run: $(STAMP)
-	$(BIN)/twistd -n --pidfile= vesyncd --config etc/vesyncd-dev.toml --demo-plugs 2
+	$(BIN)/python -m vesyncd.sim.launch --config etc/vesyncd-dev.toml $(if $(filter-out 0 no false,$(MQTT)),--mqtt) -- $(ARGS)
 
 ## Run every test (unit and loopback integration).
 test: $(TEST_STAMP)
