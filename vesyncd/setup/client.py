@@ -2,10 +2,10 @@
 Plug provisioning without the vendor app: the client side of the AP-mode setup exchange.
 
 L{provision} connects to a plug in setup mode (C{192.168.4.1:41234}), sends one
-C{/beginConfigRequest} built by L{vesyncd.setup.codec.buildConfigRequest}, and waits for one
+C{/beginConfigRequest} built by L{vesyncd.setup.request.buildConfigRequest}, and waits for one
 reply; every failure is a L{ProvisionError} subclass with a message that says what to do.  The
-codec's names are re-exported here, so callers need only this module.  The Wi-Fi password never
-appears in log events or error messages.
+names of the request, codec and error modules are re-exported here, so callers need only this
+module.  The Wi-Fi password never appears in log events or error messages.
 """
 
 from __future__ import annotations
@@ -22,38 +22,46 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from vesyncd.setup.codec import (  # noqa: F401 - re-exported: the module callers use
-    SETUP_HOST,
-    SETUP_PORT,
-    VENDOR_SERVER_IP,
-    SERVER_PORT,
-    MAX_SETUP_JSON,
-    MAX_REPLY_BYTES,
-    SETUP_CLIENT_TIMEOUT,
-    URI_REQUEST,
-    URI_REPLY,
-    URI_CONNECT_INFO,
-    ERR_OK,
-    ERR_BAD_LENGTH,
-    ERR_NOT_JSON,
-    ERR_BAD_URI,
     ERR_BAD_FIELD,
+    ERR_BAD_LENGTH,
     ERR_BAD_SERVER_IP,
-    REQUEST_FIELDS,
-    _NOT_JOINED_HINT,
-    ProvisionError,
-    InvalidSetupRequest,
-    PlugUnreachable,
-    PlugTimeout,
-    BadReply,
-    PlugRefused,
-    ConfigRequest,
-    buildConfigRequest,
-    encodeSetupMessage,
+    ERR_BAD_URI,
+    ERR_NOT_JSON,
+    ERR_OK,
+    MAX_REPLY_BYTES,
+    MAX_SETUP_JSON,
+    SETUP_CLIENT_TIMEOUT,
+    URI_CONNECT_INFO,
+    URI_REPLY,
     SetupMessageDecoder,
     decodeSetupMessage,
-    interpretReply,
     describeReply,
+    encodeSetupMessage,
+    interpretReply,
+)
+from vesyncd.setup.errors import (  # noqa: F401 - re-exported
+    BadReply,
+    InvalidSetupRequest,
+    PlugRefused,
+    PlugTimeout,
+    PlugUnreachable,
+    ProvisionError,
+)
+from vesyncd.setup.request import (  # noqa: F401 - re-exported
+    REQUEST_FIELDS,
+    SERVER_PORT,
+    SETUP_HOST,
+    SETUP_PORT,
+    URI_REQUEST,
+    VENDOR_SERVER_IP,
+    ConfigRequest,
+    buildConfigRequest,
     parsePlugAddress,
+)
+
+_NOT_JOINED_HINT = (
+    "is this machine joined to the plug's ESP_xxxxxx Wi-Fi? the plug is at 192.168.4.1 "
+    "(and is it still in setup mode, blue LED blinking slowly?)"
 )
 
 _log = Logger(namespace="vesyncd.setup.client")

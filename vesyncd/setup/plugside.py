@@ -15,23 +15,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from vesyncd.setup.codec import (
-    SETUP_CLIENT_TIMEOUT,
-    URI_REQUEST,
-    URI_REPLY,
-    ERR_OK,
-    ERR_BAD_LENGTH,
-    ERR_NOT_JSON,
-    ERR_BAD_URI,
     ERR_BAD_FIELD,
+    ERR_BAD_LENGTH,
     ERR_BAD_SERVER_IP,
-    _PASSWORD_FIELD,
-    ProvisionError,
-    BadReply,
-    ConfigRequest,
+    ERR_BAD_URI,
+    ERR_NOT_JSON,
+    ERR_OK,
+    SETUP_CLIENT_TIMEOUT,
+    URI_REPLY,
+    decodeBody,
     encodeSetupMessage,
-    _decodeBody,
     interpretReply,
 )
+from vesyncd.setup.errors import BadReply, ProvisionError
+from vesyncd.setup.request import PASSWORD_FIELD, URI_REQUEST, ConfigRequest
 
 _log = Logger(namespace="vesyncd.setup.client")
 
@@ -87,7 +84,7 @@ class _SetupModeProtocol(Protocol):
                 ERR_BAD_LENGTH, f"length byte says {length} but {len(buffer) - 1} bytes came"
             )
         try:
-            request = _decodeBody(bytes(buffer[1 : 1 + length]), "request", showData=False)
+            request = decodeBody(bytes(buffer[1 : 1 + length]), "request", showData=False)
         except BadReply as e:
             return self._reject(ERR_NOT_JSON, str(e))
         if request.get("uri") != URI_REQUEST:
@@ -97,7 +94,7 @@ class _SetupModeProtocol(Protocol):
                 return self._reject(ERR_BAD_FIELD, f"{name} missing or not a string")
         if not 1 <= len(request["wifiID"].encode("utf-8")) <= 32:
             return self._reject(ERR_BAD_FIELD, "wifiID is not 1-32 bytes")
-        if len(request[_PASSWORD_FIELD].encode("utf-8")) > 64:
+        if len(request[PASSWORD_FIELD].encode("utf-8")) > 64:
             return self._reject(ERR_BAD_FIELD, "wifiPassword longer than 64 bytes")
         try:
             ipaddress.IPv4Address(request["serverIP"])

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from vesyncd.setup.codec import parsePlugAddress
+from vesyncd.setup.request import parsePlugAddress
 from vesyncd.setup.plugside import SetupModeFactory
 from vesyncd.sim.runner import Simulator
 
