@@ -189,8 +189,8 @@ class _Conn:
 
 def _checkHub(hub: h.Hub, conns: list[_Conn]) -> None:
     """A logged-in plug is online or its connection is closed; sessions and online flags agree."""
-    for plug in hub._plugs.values():
-        assert plug.online == (plug.id in hub._sessions), plug
+    for plug in hub.plugs():
+        assert plug.online == hub.isOnline(plug.id), plug
     for session in hub._sessions.values():
         assert not session.closed
     for c in conns:
@@ -224,7 +224,7 @@ def test_server_survives_any_frame_sequence(steps: list[tuple[int, tuple[str, by
             if c.transport.producer is not None:
                 (c.transport.producer.pauseProducing if arg else c.transport.producer.resumeProducing)()
         elif kind == "command":
-            hub.refresh(arg).addBoth(results.append) if arg in hub._plugs else None
+            hub.refresh(arg).addBoth(results.append) if any(p.id == arg for p in hub.plugs()) else None
         elif not c.lost:
             if kind == "aes":
                 data = sim.maskedFrame(m.aesEncrypt(payload), True)
