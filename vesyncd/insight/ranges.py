@@ -1,0 +1,129 @@
+"""
+Calendar ranges relative to now (today, yesterday, this ISO week, this month, this year) and the
+energy and cost of hourly rows within each.
+
+Ranges are local calendar spans in a zone, as aware datetimes C{[start, end)}: days are local
+midnights (23 or 25 hours long around a daylight-saving change), the week starts on Monday
+(ISO 8601), and "this" week, month and year run to their calendar end (hours not yet lived have
+no rows, so the sum is the figure to date).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, Iterable, NamedTuple
+
+from vesyncd.insight.cost import Row, roundCost
+from vesyncd.insight.tariff import TariffSchedule
+
+#: The names of the ranges L{currentRanges} gives, in the order L{periodTotals} reports them.
+RANGE_NAMES = ("today", "yesterday", "week", "month", "year")
+#: Decimal places of watt-hour figures (as the ledger's history).
+WH_DIGITS = 6
+
+
+class Range(NamedTuple):
+    """A local calendar span C{[start, end)} as aware datetimes."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def startTs(self) -> float:
+        """The start as POSIX seconds."""
+        return self.start.timestamp()
+
+    @property
+    def endTs(self) -> float:
+        """The end as POSIX seconds."""
+        return self.end.timestamp()
+
+
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=zone)
+
+
+def _days(first: date, after: date, zone: tzinfo) -> Range:
+    return Range(_midnight(first, zone), _midnight(after, zone))
+
+
+def localToday(now: float, zone: tzinfo) -> date:
+    """The local date of POSIX time C{now} in C{zone}."""
+    return datetime.fromtimestamp(now, tz=zone).date()
+
+
+def today(now: float, zone: tzinfo) -> Range:
+    """Today, local midnight to local midnight."""
+    d = localToday(now, zone)
+    return _days(d, d + timedelta(days=1), zone)
+
+
+def yesterday(now: float, zone: tzinfo) -> Range:
+    """Yesterday, local midnight to local midnight."""
+    d = localToday(now, zone)
+    return _days(d - timedelta(days=1), d, zone)
+
+
+def thisWeek(now: float, zone: tzinfo) -> Range:
+    """This ISO week: Monday 00:00 to the next Monday 00:00, local."""
+    d = localToday(now, zone)
+    monday = d - timedelta(days=d.weekday())
+    return _days(monday, monday + timedelta(days=7), zone)
+
+
+def thisMonth(now: float, zone: tzinfo) -> Range:
+    """This calendar month, local."""
+    d = localToday(now, zone)
+    first = d.replace(day=1)
+    after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return _days(first, after, zone)
+
+
+def thisYear(now: float, zone: tzinfo) -> Range:
+    """This calendar year, local."""
+    d = localToday(now, zone)
+    return _days(date(d.year, 1, 1), date(d.year + 1, 1, 1), zone)
+
+
+def currentRanges(now: float, zone: tzinfo) -> dict[str, Range]:
+    """Each range of L{RANGE_NAMES} at C{now}."""
+    return {"today": today(now, zone), "yesterday": yesterday(now, zone), "week": thisWeek(now, zone),
+            "month": thisMonth(now, zone), "year": thisYear(now, zone)}
+
+
+def earliestStart(now: float, zone: tzinfo) -> int:
+    """The POSIX second from which hourly rows are needed for L{periodTotals} at C{now}.
+
+    Usually 1 January; earlier when yesterday or this week began in the year before.
+    """
+    return int(min(r.startTs for r in currentRanges(now, zone).values()))
+
+
+def periodTotals(rows: Iterable[Row], now: float, zone: tzinfo,
+                 schedule: TariffSchedule | None = None) -> dict[str, Any]:
+    """Energy (and cost) of hourly rows in each current range.
+
+    Gives C{{"today_wh", "yesterday_wh", "week_wh", "month_wh", "year_wh", "currency",
+    "today_cost", "yesterday_cost", "week_cost", "month_cost", "year_cost"}}: watt-hours rounded to
+    L{WH_DIGITS} decimals, costs as L{vesyncd.insight.cost.roundCost} (without the daily charge);
+    with no C{schedule}, C{currency} and every cost are None.  Rows must reach back to
+    L{earliestStart}; rows outside every range are ignored.
+    """
+    spans = [(name, r.startTs, r.endTs) for name, r in currentRanges(now, zone).items()]
+    lo = min(s for _, s, _ in spans)
+    hi = max(e for _, _, e in spans)
+    wh = dict.fromkeys(RANGE_NAMES, 0.0)
+    cost = dict.fromkeys(RANGE_NAMES, 0.0)
+    for hourStart, value in rows:
+        if not lo <= hourStart < hi:
+            continue
+        price = schedule.hourCost(hourStart, value, zone) if schedule is not None else 0.0
+        for name, start, end in spans:
+            if start <= hourStart < end:
+                wh[name] += value
+                cost[name] += price
+    result: dict[str, Any] = {f"{name}_wh": round(wh[name], WH_DIGITS) for name in RANGE_NAMES}
+    result["currency"] = schedule.currency if schedule is not None else None
+    for name in RANGE_NAMES:
+        result[f"{name}_cost"] = roundCost(cost[name]) if schedule is not None else None
+    return result
