@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from tests.test_ws import PLUG_REQUEST, frame, makeServer, rawServer
 from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
+from vesyncd.plugs import options
 from vesyncd.plugs import server as ws
 
 #: Strings a hostile plug might send: clear screen, set the terminal title, ring the bell, a raw
@@ -178,6 +179,15 @@ class HostileSessionTests(unittest.TestCase):
 
 
 # -- real third-party clients that offer permessage-deflate --------------------------------------------
+
+
+def test_option_functions_stay_plain_functions_on_the_options_class() -> None:
+    """Function options become static methods of the options class, so Autobahn's one-argument call works."""
+    hub, clock, factory = makeServer()
+    factory.setProtocolOptions(perMessageCompressionAccept=lambda offers: ("called", offers))
+    proto = factory.buildProtocol(None)
+    assert proto.perMessageCompressionAccept(["offer"]) == ("called", ["offer"])
+    assert options.optionsClass(ws.PlugServerProtocol, factory).perMessageCompressionAccept([]) == ("called", [])
 
 
 class CompressionOfferTests(unittest.TestCase):

@@ -12,11 +12,8 @@ stops reading.
 
 from __future__ import annotations
 
-from pprint import pformat
-from types import FunctionType
 from typing import Any
 
-import autobahn.websocket.protocol as _autobahnProtocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import succeed
@@ -24,6 +21,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vesyncd.plugs import codec as m
+from vesyncd.plugs.options import lazyDebugFormatting, optionsClass, refuseCompression
 from vesyncd.plugs.limits import (
     FRAME_RATE,
     HANDSHAKE_TIMEOUT,
@@ -45,12 +43,6 @@ log = Logger()
 PLUG_PATH = "/gnws"
 
 
-def refuseCompression(offers: list[Any]) -> None:
-    """Decline every permessage-deflate offer: plugs never compress, and a compressed stream
-    would undo the frame and message size limits."""
-    return None
-
-
 def formatPeer(peer: str | None) -> str:
     """Autobahn's C{tcp:1.2.3.4:5678} / C{tcp6:[::1]:5678} as C{1.2.3.4:5678}."""
     if not peer:
@@ -59,27 +51,6 @@ def formatPeer(peer: str | None) -> str:
         if peer.startswith(prefix):
             return peer[len(prefix):]
     return peer
-
-
-class _LazyFormat:
-    """C{pformat} deferred until the text is rendered.
-
-    Autobahn's C{connectionMade} pformats its ~40 options for a debug line on every connection
-    whether or not debug lines are logged: a quarter of the CPU of a plug's login.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def __str__(self) -> str:
-        return pformat(self._value)
-
-    __repr__ = __str__
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
 
 
 #: Attributes of the opening handshake that Autobahn keeps for the life of the connection.
@@ -127,11 +98,8 @@ class PlugServerProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         """Start Autobahn's handshake, then apply the factory's limits: a slot among the
         connections not logged in yet, a handshake deadline and a watch on the write buffer."""
-        _autobahnProtocol.pformat = _LazyFormat  # type: ignore[attr-defined]
-        try:
+        with lazyDebugFormatting():
             super().connectionMade()
-        finally:
-            _autobahnProtocol.pformat = pformat  # type: ignore[attr-defined]
         factory = self.factory
         clock = factory.hub.clock
         self.peerAddress = formatPeer(self.peer)
@@ -436,20 +404,11 @@ class PlugServerFactory(WebSocketServerFactory):
         self._optionsClass = None
 
     def buildProtocol(self, addr: Any) -> PlugServerProtocol:
-        """A connection whose class carries the options, so Autobahn copies none into each instance.
-
-        Autobahn copies every option the protocol lacks from the factory into the connection's
-        own C{__dict__} (about 40 attributes, some 2 KiB per plug); as class attributes of a
-        subclass made once per factory and option set they are shared by every connection.
-        """
+        """A connection whose class carries the options (L{optionsClass}, made once per factory
+        and option set), so Autobahn copies none into each instance."""
         base = self.protocol
         if self._optionsClass is None or self._optionsClass[0] is not base:
-            # A function stored on a class becomes a method of each instance; Autobahn calls its
-            # option functions (perMessageCompressionAccept) with the offers alone.
-            options = {name: staticmethod(value) if isinstance(value, FunctionType) else value
-                       for name, value in ((name, getattr(self, name)) for name in base.CONFIG_ATTRS
-                                           if hasattr(self, name))}
-            self._optionsClass = (base, type(base.__name__, (base,), options))
+            self._optionsClass = (base, optionsClass(base, self))
         proto = self._optionsClass[1]()
         proto.factory = self
         return proto
