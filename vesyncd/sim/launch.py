@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args, user = parseArguments(sys.argv[1:] if argv is None else argv)
     chosen = givenOptions(user)
     daemonArgs = ([] if "config" in chosen else ["--config", args.config]) + user
-    config = daemonOptions(daemonArgs)
+    # --help and --version print and exit while parsing: twistd does that, once.
+    config = None if chosen & {"help", "version"} else daemonOptions(daemonArgs)
     if config is None:
         return runTwistd(daemonArgs, [], None)
     found = listeners(config, chosen)
