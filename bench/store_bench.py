@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
 
-from vesyncd.core.hub import PlugState
+from vesyncd.core.model import PlugState
 from vesyncd.storage.store import Store, inlineRunner
 from vesyncd.storage.ledger import SQLiteLedger
 

@@ -12,7 +12,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionLost
 
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
 from vesyncd.sim import plug as sim
 from vesyncd.plugs import server as ws
@@ -187,7 +188,7 @@ class _Conn:
             self.proto.connectionLost(Failure(ConnectionLost("dropped")))
 
 
-def _checkHub(hub: h.Hub, conns: list[_Conn]) -> None:
+def _checkHub(hub: Hub, conns: list[_Conn]) -> None:
     """A logged-in plug is online or its connection is closed; sessions and online flags agree."""
     for plug in hub.plugs():
         assert plug.online == hub.isOnline(plug.id), plug
@@ -209,7 +210,7 @@ def test_server_survives_any_frame_sequence(steps: list[tuple[int, tuple[str, by
     """After a valid handshake, no frame sequence lets an exception escape or leaves the hub inconsistent."""
     clock = Clock()
     clock.advance(1_700_000_000)
-    hub = h.Hub(clock)
+    hub = Hub(clock)
     factory = ws.PlugServerFactory(hub, reactor=clock)
     conns = [_Conn(factory, 0), _Conn(factory, 1)]
     for c in conns:

@@ -7,18 +7,21 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
+from vesyncd.core.session import MAX_QUEUED_COMMANDS
+from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
 from tests.fakes import FakeConnection
 
 LOGIN = m.Login(id="plug-1", firmVersion="1.89", deviceName="vesync_wifi_outlet", relay=True)
 
 
-def makeHub(**kw: Any) -> tuple[h.Hub, Clock, list[h.Event]]:
+def makeHub(**kw: Any) -> tuple[Hub, Clock, list[h.Event]]:
     """A hub on a fake clock that records every event."""
     clock = Clock()
     clock.advance(1_700_000_000)
-    hub = h.Hub(clock, **kw)
+    hub = Hub(clock, Settings(**kw))
     events: list[h.Event] = []
     hub.subscribe(events.append)
     return hub, clock, events
@@ -56,8 +59,8 @@ def test_keepalive_answered_with_time() -> None:
 
 
 def test_silent_plug_is_probed_then_marked_offline() -> None:
-    """After keepaliveIdle of silence the hub sends /ka; past offlineAfter the plug is offline."""
-    hub, clock, events = makeHub(keepaliveIdle=60, probeInterval=15, offlineAfter=110)
+    """After keepalive_idle of silence the hub sends /ka; past offline_after the plug is offline."""
+    hub, clock, events = makeHub(keepalive_idle=60, probe_interval=15, offline_after=110)
     conn = FakeConnection()
     hub.login(conn, LOGIN)
     clock.advance(59)
@@ -76,7 +79,7 @@ def test_silent_plug_is_probed_then_marked_offline() -> None:
 
 def test_answering_plug_stays_online() -> None:
     """A plug that answers the probe with a bare /kr stays online indefinitely."""
-    hub, clock, events = makeHub(keepaliveIdle=60, probeInterval=15, offlineAfter=110)
+    hub, clock, events = makeHub(keepalive_idle=60, probe_interval=15, offline_after=110)
     conn = FakeConnection()
     session = hub.login(conn, LOGIN)
     for _ in range(20):
@@ -137,8 +140,8 @@ def test_commands_are_queued_not_interleaved() -> None:
 
 
 def test_command_timeout_then_next_runs() -> None:
-    """A plug that does not answer fails the command after commandTimeout; the queue moves on."""
-    hub, clock, events = makeHub(commandTimeout=5)
+    """A plug that does not answer fails the command after command_timeout; the queue moves on."""
+    hub, clock, events = makeHub(command_timeout=5)
     conn = FakeConnection()
     hub.login(conn, LOGIN)
     a = results(hub.switch("plug-1", False))
@@ -177,7 +180,7 @@ def test_queue_is_bounded() -> None:
     """Beyond MAX_QUEUED_COMMANDS waiting commands, more are refused with QueueFull."""
     hub, clock, events = makeHub()
     hub.login(FakeConnection(), LOGIN)
-    outs = [results(hub.refresh("plug-1")) for _ in range(h.MAX_QUEUED_COMMANDS + 2)]
+    outs = [results(hub.refresh("plug-1")) for _ in range(MAX_QUEUED_COMMANDS + 2)]
     refused = [o for o in outs if o and o[0].check(h.QueueFull)]
     assert len(refused) == 1
 
@@ -215,6 +218,9 @@ def test_report_accounts_energy() -> None:
     hub, clock, events = makeHub()
     session = hub.login(FakeConnection(), LOGIN)
     session.received(m.Report(wattSeconds=3600, seconds=180))
+    for _ in range(3):  # a second report's time must have passed (see test_trust_core)
+        clock.advance(60)
+        session.received(m.KeepAlive())
     session.received(m.Report(wattSeconds=3600, seconds=180))
     energy = hub.energy("plug-1")
     assert energy.lifetime_wh == pytest.approx(2.0) and energy.today_wh == pytest.approx(2.0)

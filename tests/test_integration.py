@@ -7,7 +7,8 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
 from vesyncd import tap
 from vesyncd.sim.runner import Simulator
 from tests.fakes import waitFor
@@ -23,7 +24,7 @@ class DaemonTests(unittest.TestCase):
         self.service = tap.makeService(options, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.hub: h.Hub = self.service.hub
+        self.hub: Hub = self.service.hub
         self.port = self.service.plugListener.port.getHost().port
 
     def extraOptions(self) -> list[str]:

@@ -23,7 +23,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
-from vesyncd.core.hub import PlugState
+from vesyncd.core.model import PlugState
 from vesyncd.paths import DATABASE
 from vesyncd.sim.plug import plugId
 from vesyncd.sim.runner import Simulator

@@ -24,7 +24,9 @@ from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.service import StartupError
 from vesyncd.storage.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
 from vesyncd.storage.ledger import SQLiteLedger
-from vesyncd.storage.tap import Persister, PowerOnPolicy, StoreService, openStore, parseZone
+from vesyncd.core.policy import PowerOnPolicy
+from vesyncd.storage.persister import Persister
+from vesyncd.storage.tap import StoreService, openStore, parseZone
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""

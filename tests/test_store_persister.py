@@ -5,9 +5,14 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from vesyncd.core import hub as h
+from vesyncd.core.model import PlugState
+from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
-from vesyncd.storage.tap import Persister
+from vesyncd.storage.persister import Persister
 from tests.fakes import FakeConnection
+
+#: Hundreds of plugs never seen before log in at once here; the new-id limit is not under test.
+MANY_NEW = Settings(max_new_plugs_per_minute=10_000)
 
 
 class RecordingStore:
@@ -17,7 +22,7 @@ class RecordingStore:
         self.puts: list[tuple[str, bool | None]] = []
         self.deletes: list[str] = []
 
-    def putPlug(self, plug: h.PlugState) -> None:
+    def putPlug(self, plug: PlugState) -> None:
         self.puts.append((plug.id, plug.relay))
 
     def deletePlug(self, plugId: str) -> None:
@@ -67,7 +72,7 @@ class TurnClock(Clock):
 def test_a_large_window_is_saved_a_chunk_per_reactor_turn() -> None:
     """Hundreds of plugs due at once are saved L{Persister.CHUNK} per turn, all of them, once."""
     clock = TurnClock()
-    hub = h.Hub(clock)
+    hub = h.Hub(clock, MANY_NEW)
     store = RecordingStore()
     persister = Persister(hub, store)  # type: ignore[arg-type]
     count = persister.CHUNK * 2 + 7
@@ -96,7 +101,7 @@ def test_a_window_closing_during_a_chunked_save_keeps_one_chain() -> None:
     """A new window that closes while the last one is still being saved takes over its chain:
     every plug is saved, and after C{flush} no save is left scheduled."""
     clock = TurnClock()
-    hub = h.Hub(clock)
+    hub = h.Hub(clock, MANY_NEW)
     store = RecordingStore()
     persister = Persister(hub, store)  # type: ignore[arg-type]
     count = persister.CHUNK * 4

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, TOKEN, Harness, runtime
 from vesyncd.plugs import codec as m
-from vesyncd.core.hub import MAX_QUEUED_COMMANDS
+from vesyncd.core.session import MAX_QUEUED_COMMANDS
 from vesyncd.core.periods import hostZone
 
 
@@ -171,7 +171,7 @@ class PlugRouteTests(unittest.TestCase):
         """A plug that never confirms gives 504 after the command timeout."""
         h = Harness()
         ex = h.send("POST", f"/api/plugs/{PLUG_A}/off")
-        h.clock.advance(h.hub.commandTimeout + 0.1)
+        h.clock.advance(h.hub.settings.command_timeout + 0.1)
         r = ex.response()
         self.assertEqual((r.status, r.json()["error"]), (504, "timeout"))
 

@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
-from vesyncd.core import hub as h
+from vesyncd.core import model as h
+from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
 from vesyncd.sim import plug as sim
 from vesyncd.plugs import limits
@@ -28,11 +29,11 @@ PLUG_REQUEST = (
 )
 
 
-def makeServer(**kw: Any) -> tuple[h.Hub, Clock, ws.PlugServerFactory]:
+def makeServer(**kw: Any) -> tuple[Hub, Clock, ws.PlugServerFactory]:
     """A hub and plug server factory on one fake clock."""
     clock = Clock()
     clock.advance(1_700_000_000)
-    hub = h.Hub(clock)
+    hub = Hub(clock)
     return hub, clock, ws.PlugServerFactory(hub, reactor=clock, **kw)
 
 

@@ -14,8 +14,10 @@ from twisted.internet.testing import StringTransport
 from tests.fakes import FakeConnection
 from vesyncd.plugs import codec as m
 from vesyncd.auth import FailureThrottle
-from vesyncd.core.hub import Hub, PlugSession
+from vesyncd.core.hub import Hub
+from vesyncd.core.session import PlugSession
 from vesyncd.web import WebApp, makeSite
+from vesyncd.web.limits import ConnectionLimits
 
 TOKEN = "t0ken" * 8
 PLUG_A = "aaaa1111-0000-4000-8000-000000000001"
@@ -112,7 +114,10 @@ class Harness:
         self.clock.advance(1_700_000_000)
         self.hub = Hub(self.clock)
         self.throttle = FailureThrottle()
-        self.app = WebApp(self.hub, self.clock, TOKEN, metricsPublic=self.metricsPublic,
+        # The exchanges below are never closed, so the connection caps are out of the way here
+        # (tests/test_trust_web.py tests them).
+        self.limits = ConnectionLimits(self.clock, maxTotal=100_000, maxPerHost=100_000)
+        self.app = WebApp(self.hub, self.clock, TOKEN, metricsPublic=self.metricsPublic, limits=self.limits,
                           throttle=self.throttle, maxStreams=self.maxStreams, dns=self.dns)
         self.site = makeSite(self.app, self.clock)
         self.sessionA, self.connA = login(self.hub, PLUG_A, relay=False)

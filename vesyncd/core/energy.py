@@ -8,7 +8,6 @@ live views need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -16,18 +15,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from vesyncd.core.interfaces import IEnergyLedger
+from vesyncd.core.model import EnergySummary
 from vesyncd.core.periods import UNITS, buckets, hostZone, zoneName
 
 #: Hours of history kept per plug in memory (about 400 days).
 MEMORY_HOURS = 400 * 24
-
-
-@dataclass(frozen=True)
-class EnergySummary:
-    """Watt-hours used today (in the configured time zone) and over the plug's whole life."""
-
-    today_wh: float = 0.0
-    lifetime_wh: float = 0.0
 
 
 def localDate(at: float, zone: tzinfo) -> date:

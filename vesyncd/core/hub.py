@@ -1,16 +1,17 @@
 """
 The network-free core: the plug registry, command routing and events (each connection's
-liveness and command queue are in L{vesyncd.core.session}).
+liveness and command queue are in L{vesyncd.core.session}, the rules against hostile plugs in
+L{vesyncd.core.trust}).
 
 The hub knows nothing of WebSocket, JSON framing, AMP, HTTP or MQTT.  A plug connection calls
 L{Hub.login} with the decoded login and then L{PlugSession.received} with each decoded message;
-front ends call L{Hub.switch}, L{Hub.refresh}, L{Hub.rename}, L{Hub.forget} and read
-L{Hub.plugs}, and they follow changes with L{Hub.subscribe}.  Time comes from an injected
-C{IReactorTime}, so every rule here is tested with C{task.Clock}.
+front ends call L{Hub.switch}, L{Hub.refresh}, L{Hub.rename}, L{Hub.forget}, L{Hub.approve} and
+read L{Hub.plugs} and L{Hub.pending}, and they follow changes with L{Hub.subscribe}.  Time comes
+from an injected C{IReactorTime}, so every rule here is tested with C{task.Clock}; timeouts and
+the new-plug rules come from one L{Settings}.
 
 Liveness: a plug is online from its login until its connection closes or it stays silent for
-C{offlineAfter} seconds.  After C{keepaliveIdle} seconds of silence the hub sends the plug a
-C{/ka} (and again every C{probeInterval} seconds); a live plug answers with C{/kr}.
+C{offline_after} seconds (see L{vesyncd.core.session}).
 """
 
 from __future__ import annotations
@@ -23,53 +24,68 @@ from typing import Any, Callable, Iterable
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from vesyncd.plugs import codec as m
-from vesyncd.core.energy import EnergySummary, MemoryLedger
-from vesyncd.core.interfaces import IEnergyLedger, IPlugConnection
-from vesyncd.core.session import (  # noqa: F401 - re-exported
-    COMMAND_TIMEOUT, KEEPALIVE_IDLE, MAX_QUEUED_COMMANDS, OFFLINE_AFTER, PROBE_INTERVAL, PlugSession,
-    _Command, cancelCall)
-from vesyncd.core.model import (  # noqa: F401 - re-exported: front ends import them from the hub
-    ALIAS, CAUSE_BUTTON, CAUSE_COMMAND, CAUSE_LOGIN, CAUSE_PLUG, CAUSE_TIMER, ENERGY, EVENT_KINDS,
-    FORGOTTEN, OFFLINE, ONLINE, PLUG_NEW, POWER_ON, RELAY, RSSI, RUNTIME, AmbiguousPlug, CommandError,
-    CommandTimeout, Event, InvalidArgument, PlugOffline, PlugState, QueueFull, UnknownPlug, isoTime)
+from vesyncd.core.energy import MemoryLedger
+from vesyncd.core.interfaces import IEnergyLedger, IPlugConnection, ISessionOwner
+from vesyncd.core.model import (ALIAS, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT, PLUG_NEW,
+                                PLUG_PENDING, POWER_ON, RELAY, AmbiguousPlug, EnergySummary, Event, InvalidArgument,
+                                PlugOffline, PlugState, UnknownPlug)
+from vesyncd.core.session import Command, PlugSession
+from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
+from vesyncd.core.trust import (MAX_REPORT_SECONDS, MAX_WATTS, NewIdLimit, ReportBound, compareIdentity,
+                                identityOf)
 
 log = Logger()
 
 MAX_ALIAS = 64
+#: Plugs whose refused reports were logged; beyond this the memory is cleared (so it stays bounded).
+MAX_NOTED = 4096
+#: A refused login is logged the first time and then every this many times for the same reason.
+LOG_EVERY = 100
+
+DEFAULT_SETTINGS = Settings()
 
 
+@implementer(ISessionOwner)
 class Hub:
     """The plug registry and the core API every front end uses."""
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        *,
-        keepaliveIdle: float = KEEPALIVE_IDLE,
-        probeInterval: float = PROBE_INTERVAL,
-        offlineAfter: float = OFFLINE_AFTER,
-        commandTimeout: float = COMMAND_TIMEOUT,
-        ledger: IEnergyLedger | None = None,
-        known: Iterable[PlugState] = (),
-    ) -> None:
-        if not 0 < keepaliveIdle < offlineAfter:
-            raise ValueError("keepalive idle time must be positive and shorter than the offline deadline")
+    def __init__(self, clock: IReactorTime, settings: Settings = DEFAULT_SETTINGS, *,
+                 ledger: IEnergyLedger | None = None, known: Iterable[PlugState] = ()) -> None:
         self.clock = clock
-        self.keepaliveIdle = keepaliveIdle
-        self.probeInterval = max(probeInterval, 0.5)
-        self.offlineAfter = offlineAfter
-        self.commandTimeout = commandTimeout
+        self.settings = settings
         self.ledger: IEnergyLedger = ledger if ledger is not None else MemoryLedger()
         self.started = clock.seconds()
         self.stats: collections.Counter[str] = collections.Counter()
         self._plugs: dict[str, PlugState] = {}
         self._sessions: dict[str, PlugSession] = {}
+        self._pending: dict[str, PlugState] = {}
+        self._aliases: dict[str, str] = {}  # case-folded alias -> plug id
+        self._ids: dict[str, list[str]] = {}  # case-folded id -> ids of known plugs
         self._subscribers: list[Callable[[Event], None]] = []
+        self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
+        self._noted: set[str] = set()
         for plug in known:
             plug.online = False
-            self._plugs[plug.id] = plug
+            self._add(plug)
+
+    def _add(self, plug: PlugState) -> None:
+        self._plugs[plug.id] = plug
+        self._ids.setdefault(plug.id.casefold(), []).append(plug.id)
+        if plug.alias:
+            self._aliases.setdefault(plug.alias.casefold(), plug.id)
+
+    def _remove(self, plug: PlugState) -> None:
+        del self._plugs[plug.id]
+        ids = self._ids.get(plug.id.casefold(), [])
+        if plug.id in ids:
+            ids.remove(plug.id)
+        if not ids:
+            self._ids.pop(plug.id.casefold(), None)
+        if plug.alias and self._aliases.get(plug.alias.casefold()) == plug.id:
+            del self._aliases[plug.alias.casefold()]
 
     # -- events --------------------------------------------------------------------------------
 
@@ -83,6 +99,10 @@ class Hub:
 
         return unsubscribe
 
+    def subscribers(self) -> int:
+        """How many callbacks follow the events."""
+        return len(self._subscribers)
+
     def _emit(self, kind: str, plugId: str, at: float, **data: Any) -> None:
         event = Event(kind, plugId, at, data)
         for callback in list(self._subscribers):
@@ -91,25 +111,96 @@ class Hub:
             except Exception:
                 log.failure("event subscriber {callback!r} failed on {kind}", callback=callback, kind=kind)
 
+    # -- what sessions ask (ISessionOwner) -----------------------------------------------------
+
+    def count(self, counter: str) -> None:
+        """Add one to a daemon-wide counter."""
+        self.stats[counter] += 1
+
+    def plugEvent(self, kind: str, plug: PlugState, at: float, **data: Any) -> None:
+        """Emit an event about C{plug}, unless it waits for approval (then nobody may see it yet)."""
+        if plug.id not in self._pending:
+            self._emit(kind, plug.id, at, **data)
+
+    def relayChanged(self, plug: PlugState, relay: bool | None, cause: str, at: float) -> None:
+        """Note a relay state the plug reported, with an event when it changed."""
+        if relay is None or relay is plug.relay:
+            return
+        previous = plug.relay
+        plug.relay, plug.relay_cause, plug.relay_changed = relay, cause, at
+        self.plugEvent(RELAY, plug, at, relay=relay, cause=cause, previous=previous)
+
+    def reported(self, plug: PlugState, peer: str, at: float, wattSeconds: int, seconds: int) -> None:
+        """Account a C{/report}, or refuse it when it claims more than the wall time allows (see L{ReportBound})."""
+        if plug.id in self._pending:
+            return  # a plug nobody approved has no energy on record
+        reason = ReportBound.check(plug, at, wattSeconds, seconds)
+        if reason is not None:
+            self.stats["reports_refused"] += 1
+            self.stats["reports_refused_" + reason] += 1
+            if reason == "implausible":
+                self.stats["reports_rejected"] += 1
+            plug.energy_refused_wh += max(0, min(wattSeconds, MAX_WATTS * MAX_REPORT_SECONDS)) / 3600.0
+            if plug.id not in self._noted:
+                if len(self._noted) >= MAX_NOTED:
+                    self._noted.clear()
+                self._noted.add(plug.id)
+                log.warn("plug {plug} at {peer}: refusing a report of {e} Ws over {t} s ({reason}); further "
+                         "refusals are counted in energy_refused_wh", plug=plug.id, peer=peer, e=wattSeconds,
+                         t=seconds, reason=reason)
+            return
+        plug.last_report = {"watt_seconds": wattSeconds, "seconds": seconds, "at": at}
+        self.stats["reports"] += 1
+        self.ledger.record(plug.id, at, wattSeconds, seconds)
+        summary = self.ledger.summary(plug.id, at)
+        self._emit(ENERGY, plug.id, at, watt_seconds=wattSeconds, seconds=seconds,
+                   average_w=(wattSeconds / seconds) if seconds else None,
+                   today_wh=summary.today_wh, lifetime_wh=summary.lifetime_wh)
+
+    def sessionEnded(self, session: Any, why: str, replaced: bool) -> None:
+        """Forget a closed session; its plug is offline unless a new connection replaced it."""
+        if self._sessions.get(session.plug.id) is session:
+            del self._sessions[session.plug.id]
+        if replaced:
+            return
+        plug = session.plug
+        if plug.online and plug.id not in self._sessions:
+            plug.online = False
+            self.plugEvent(OFFLINE, plug, self.clock.seconds(), reason=why)
+
     # -- plug side -----------------------------------------------------------------------------
 
-    def login(self, connection: IPlugConnection, login: m.Login, encrypted: bool = False) -> PlugSession:
-        """Register a plug's login on C{connection}; a live older connection with that id is replaced."""
+    def login(self, connection: IPlugConnection, login: m.Login, encrypted: bool = False) -> PlugSession | None:
+        """Register a plug's login on C{connection}; a live older connection with that id is replaced.
+
+        Returns None when the login is refused (the connection is then closed): an unknown id that
+        is another plug's alias, or more unknown ids than the settings allow (see L{Settings}).
+        """
         now = self.clock.seconds()
-        plug = self._plugs.get(login.id)
+        plugId = login.id
+        plug = self._plugs.get(plugId) or self._pending.get(plugId)
         isNew = plug is None
         if plug is None:
-            plug = self._plugs[login.id] = PlugState(id=login.id, first_seen=now)
-        old = self._sessions.pop(login.id, None)
+            refusal = self._admit(plugId)
+            if refusal is not None:
+                self._refuse(connection, plugId, refusal)
+                return None
+            plug = PlugState(id=plugId, first_seen=now)
+            if self.settings.new_plugs == NEW_PLUGS_HOLD:
+                self._pending[plugId] = plug
+            else:
+                self._add(plug)
+        old = self._sessions.pop(plugId, None)
         if old is not None:
             log.info("plug {plug} logged in again from {peer}: replacing its connection from {old}",
-                     plug=login.id, peer=connection.peer, old=old.connection.peer)
+                     plug=plugId, peer=connection.peer, old=old.connection.peer)
             self.stats["replaced"] += 1
             old.lost("replaced by a new connection", replaced=True)
             old.connection.disconnect("replaced by a new login")
         elif not isNew:
             self.stats["reconnects"] += 1
         self.stats["logins"] += 1
+        conflict = compareIdentity(plug, identityOf(login.account, connection.peer, login.firmVersion), now)
         wasOnline = plug.online
         plug.online = True
         plug.address = connection.peer
@@ -121,41 +212,56 @@ class Hub:
                       "firmName", "firmVersion", "firmVersionCode")
         }
         plug.last_seen = plug.connected_since = now
-        session = self._sessions[login.id] = PlugSession(self, connection, plug)
+        ReportBound.start(plug, now)
+        session = self._sessions[plugId] = PlugSession(self, connection, plug, self.settings)
         connection.send(m.loginReply(now))
+        if plugId in self._pending:
+            if isNew:
+                log.info("plug {plug} at {peer} is new: holding it until it is approved", plug=plugId,
+                         peer=connection.peer)
+                self._emit(PLUG_PENDING, plugId, now, address=plug.address, firmware=plug.firmware)
+            self.relayChanged(plug, login.relay, CAUSE_LOGIN, now)
+            return session
         if isNew:
-            self._emit(PLUG_NEW, plug.id, now, address=plug.address, firmware=plug.firmware)
+            self._emit(PLUG_NEW, plugId, now, address=plug.address, firmware=plug.firmware)
+        if conflict is not None:
+            self.stats["conflicts"] += 1
+            log.warn("plug {plug} logged in from {peer} with {fields} other than first seen ({first}): "
+                     "another device may be using its id", plug=plugId, peer=connection.peer,
+                     fields=", ".join(conflict["fields"]), first=conflict["first"])
+            self._emit(PLUG_CONFLICT, plugId, now, fields=conflict["fields"], first=conflict["first"],
+                       now=conflict["now"])
         if not wasOnline:
-            self._emit(ONLINE, plug.id, now, address=plug.address, firmware=plug.firmware)
-        self._setRelay(plug, login.relay, CAUSE_LOGIN, now)
+            self._emit(ONLINE, plugId, now, address=plug.address, firmware=plug.firmware)
+        self.relayChanged(plug, login.relay, CAUSE_LOGIN, now)
         return session
 
-    def _sessionEnded(self, session: PlugSession, why: str, replaced: bool) -> None:
-        if self._sessions.get(session.plug.id) is session:
-            del self._sessions[session.plug.id]
-        if replaced:
-            return
-        plug = session.plug
-        if plug.online and plug.id not in self._sessions:
-            plug.online = False
-            now = self.clock.seconds()
-            self._emit(OFFLINE, plug.id, now, reason=why)
+    def _admit(self, plugId: str) -> str | None:
+        """Why an id never seen before may not log in now, or None."""
+        if plugId.casefold() in self._aliases:
+            return "alias"
+        if self.settings.new_plugs == NEW_PLUGS_HOLD and len(self._pending) >= self.settings.max_pending:
+            offline = [p for p in self._pending.values() if not p.online]
+            if not offline:
+                return "pending_full"
+            # The oldest that is not even connected makes room: a real plug reconnects and waits again.
+            del self._pending[min(offline, key=lambda p: p.first_seen or 0.0).id]
+        if not self._newIds.allow(self.clock.seconds()):
+            return "new_rate"
+        return None
 
-    def _setRelay(self, plug: PlugState, relay: bool | None, cause: str, now: float) -> None:
-        if relay is None or relay is plug.relay:
-            return
-        previous = plug.relay
-        plug.relay, plug.relay_cause, plug.relay_changed = relay, cause, now
-        self._emit(RELAY, plug.id, now, relay=relay, cause=cause, previous=previous)
-
-    def _energy(self, plug: PlugState, now: float, wattSeconds: int, seconds: int) -> None:
-        plug.last_report = {"watt_seconds": wattSeconds, "seconds": seconds, "at": now}
-        self.stats["reports"] += 1
-        self.ledger.record(plug.id, now, wattSeconds, seconds)
-        summary = self.ledger.summary(plug.id, now)
-        self._emit(ENERGY, plug.id, now, watt_seconds=wattSeconds, seconds=seconds,
-                   average_w=(wattSeconds / seconds) if seconds else None,
-                   today_wh=summary.today_wh, lifetime_wh=summary.lifetime_wh)
+    def _refuse(self, connection: IPlugConnection, plugId: str, reason: str) -> None:
+        """Count, log (the first time and every L{LOG_EVERY} times per reason) and close a refused login."""
+        key = "logins_refused_" + reason
+        self.stats["logins_refused"] += 1
+        self.stats[key] += 1
+        if self.stats[key] % LOG_EVERY == 1 or LOG_EVERY == 1:
+            why = {"alias": "its id is another plug's name",
+                   "pending_full": f"{self.settings.max_pending} plugs already wait for approval",
+                   "new_rate": f"more than {self.settings.max_new_plugs_per_minute} new plug ids in a minute"}[reason]
+            log.warn("refusing login of unknown plug {plug} from {peer}: {why} ({n} refused for this reason)",
+                     plug=plugId, peer=connection.peer, why=why, n=self.stats[key])
+        connection.disconnect(f"login refused: {reason}")
 
     # -- front-end API -------------------------------------------------------------------------
 
@@ -164,34 +270,87 @@ class Hub:
         return replace(plug, device=dict(plug.device))
 
     def plugs(self) -> list[PlugState]:
-        """Copies of every known plug, ordered by name."""
+        """Copies of every known plug, ordered by name (plugs waiting for approval are not among them)."""
         return [self.snapshot(p) for p in sorted(self._plugs.values(), key=lambda p: (p.name.lower(), p.id))]
+
+    def pending(self) -> list[PlugState]:
+        """Copies of the plugs that wait for approval, oldest first."""
+        return [self.snapshot(p) for p in sorted(self._pending.values(), key=lambda p: (p.first_seen or 0.0, p.id))]
+
+    def approve(self, ref: str) -> PlugState:
+        """Take a plug that waits for approval (by id or unique id prefix) into the known plugs.
+
+        It then is announced as a first login would be (C{plug_new}, C{online}, C{relay}).
+        @raise UnknownPlug: no waiting plug matches; L{AmbiguousPlug}: a prefix matches several.
+        """
+        plug = self._pending.get(ref) if isinstance(ref, str) else None
+        if plug is None:
+            plug = self._match(ref, list(self._pending.values()), "waiting for approval")
+        if plug.id in self._plugs:  # pragma: no cover - pending ids are never known ones
+            raise InvalidArgument(f"plug {plug.id} is already known")
+        del self._pending[plug.id]
+        self._add(plug)
+        now = self.clock.seconds()
+        log.info("plug {plug} approved", plug=plug.id)
+        self._emit(PLUG_NEW, plug.id, now, address=plug.address, firmware=plug.firmware)
+        if plug.online:
+            self._emit(ONLINE, plug.id, now, address=plug.address, firmware=plug.firmware)
+        if plug.relay is not None:
+            self._emit(RELAY, plug.id, now, relay=plug.relay, cause=plug.relay_cause or CAUSE_LOGIN, previous=None)
+        return self.snapshot(plug)
+
+    def clearConflict(self, ref: str) -> PlugState:
+        """Accept the latest login's account, host and firmware as the plug's own and clear its conflict."""
+        plug = self.resolve(ref)
+        if plug.conflict is not None:
+            plug.first_identity = dict(plug.conflict["now"])
+            plug.conflict = None
+            self._emit(PLUG_CONFLICT, plug.id, self.clock.seconds(), fields=[], first=plug.first_identity,
+                       now=plug.first_identity)
+        return self.snapshot(plug)
 
     def energy(self, plugId: str) -> EnergySummary:
         """Today's and lifetime watt-hours of a plug, from the ledger."""
         return self.ledger.summary(plugId, self.clock.seconds())
 
     def resolve(self, ref: str) -> PlugState:
-        """Find a plug by id, alias (case-insensitive) or unique id prefix.
+        """Find a plug by id, alias (both case-insensitive) or unique id prefix.
 
         @raise UnknownPlug: nothing matches.
-        @raise AmbiguousPlug: an id prefix matches several plugs.
+        @raise AmbiguousPlug: the name is one plug's alias and another's id, or an id prefix
+            matches several plugs; the message lists them.
         """
         if not isinstance(ref, str) or not ref:
             raise UnknownPlug("no plug given")
-        plug = self._plugs.get(ref)
-        if plug is not None:
-            return plug
         folded = ref.casefold()
-        for plug in self._plugs.values():
-            if plug.alias is not None and plug.alias.casefold() == folded:
-                return plug
-        matches = [p for p in self._plugs.values() if p.id.casefold().startswith(folded)]
+        found: dict[str, str] = {}
+        if ref in self._plugs:
+            found[ref] = "id"
+        for plugId in self._ids.get(folded, ()):
+            found.setdefault(plugId, "id")
+        aliased = self._aliases.get(folded)
+        if aliased is not None:
+            found.setdefault(aliased, "alias")
+        if len(found) == 1:
+            return self._plugs[next(iter(found))]
+        if found:
+            names = "; ".join(f"plug {i} by its {how}" + (f" (alias {self._plugs[i].alias!r})"
+                                                            if self._plugs[i].alias and how == "id" else "")
+                              for i, how in sorted(found.items()))
+            raise AmbiguousPlug(f"{ref!r} matches {len(found)} plugs: {names}; use the full id")
+        return self._match(ref, list(self._plugs.values()), "known")
+
+    def _match(self, ref: Any, plugs: list[PlugState], what: str) -> PlugState:
+        """The one plug of C{plugs} whose id starts with C{ref} (case-insensitive)."""
+        if not isinstance(ref, str) or not ref:
+            raise UnknownPlug("no plug given")
+        folded = ref.casefold()
+        matches = [p for p in plugs if p.id.casefold().startswith(folded)]
         if len(matches) == 1:
             return matches[0]
         if matches:
             raise AmbiguousPlug(f"{ref!r} matches {len(matches)} plugs: give more of the id")
-        raise UnknownPlug(f"no plug is called {ref!r}")
+        raise UnknownPlug(f"no plug is called {ref!r}" if what == "known" else f"no plug {what} is called {ref!r}")
 
     def get(self, ref: str) -> PlugState:
         """A copy of the plug C{ref} names (see L{resolve})."""
@@ -207,14 +366,14 @@ class Hub:
         if session is None:
             self.stats["commands_offline"] += 1
             return fail(PlugOffline(f"plug {plug.name} is offline"))
-        return session.enqueue(_Command(kind=kind, result=Deferred(), target=target))
+        return session.enqueue(Command(kind=kind, result=Deferred(), target=target))
 
     def switch(self, ref: str, on: bool | None) -> Deferred:
         """Switch a plug on (True), off (False) or over (None); fires with the confirmed state.
 
         The result arrives when the plug's C{/runtimeInfo} confirms the relay.  Errors
         (L{UnknownPlug}, L{PlugOffline}, L{QueueFull}) come at once, L{CommandTimeout} after
-        C{commandTimeout} seconds.
+        the settings' C{command_timeout} seconds.
         """
         kind = "toggle" if on is None else ("on" if on else "off")
         return self._command(ref, kind, on)
@@ -224,31 +383,41 @@ class Hub:
         return self._command(ref, "refresh")
 
     def refreshAll(self) -> int:
-        """Ask every online plug for fresh readings (errors are only counted); returns how many."""
-        for plugId in list(self._sessions):
+        """Ask every online known plug for fresh readings (errors are only counted); returns how many."""
+        ids = [plugId for plugId in self._sessions if plugId in self._plugs]
+        for plugId in ids:
             self.refresh(plugId).addErrback(lambda f: None)
-        return len(self._sessions)
+        return len(ids)
 
     def rename(self, ref: str, alias: str | None) -> PlugState:
         """Set (or, with None or an empty string, clear) a plug's alias; aliases are unique.
 
-        @raise InvalidArgument: the alias is too long, unprintable, or taken by another plug.
+        @raise InvalidArgument: the alias is too long, unprintable, taken by another plug, or
+            another plug's id (in any case).
         """
         plug = self.resolve(ref)
         alias = (alias or "").strip() or None
         if alias is not None:
+            folded = alias.casefold()
             if len(alias) > MAX_ALIAS or not alias.isprintable():
                 raise InvalidArgument(f"an alias is 1-{MAX_ALIAS} printable characters")
             if re.fullmatch(r"[0-9a-fA-F-]{1,8}", alias) and any(
-                p.id.casefold().startswith(alias.casefold()) and p is not plug for p in self._plugs.values()
+                p.id.casefold().startswith(folded) and p is not plug for p in self._plugs.values()
             ):
                 raise InvalidArgument(f"alias {alias!r} would hide another plug's id")
-            for other in self._plugs.values():
-                if other is not plug and other.alias and other.alias.casefold() == alias.casefold():
-                    raise InvalidArgument(f"alias {alias!r} is already used by plug {other.id}")
+            for other in self._ids.get(folded, ()):
+                if other != plug.id:
+                    raise InvalidArgument(f"alias {alias!r} is the id of plug {other}")
+            owner = self._aliases.get(folded)
+            if owner is not None and owner != plug.id:
+                raise InvalidArgument(f"alias {alias!r} is already used by plug {owner}")
         if plug.alias != alias:
             previous = plug.alias
+            if previous and self._aliases.get(previous.casefold()) == plug.id:
+                del self._aliases[previous.casefold()]
             plug.alias = alias
+            if alias:
+                self._aliases[alias.casefold()] = plug.id
             self._emit(ALIAS, plug.id, self.clock.seconds(), alias=alias, previous=previous)
         return self.snapshot(plug)
 
@@ -269,7 +438,7 @@ class Hub:
         if session is not None:
             session.lost("forgotten", replaced=True)
             session.connection.disconnect("plug forgotten")
-        del self._plugs[plug.id]
+        self._remove(plug)
         self.ledger.forget(plug.id)
         self._emit(FORGOTTEN, plug.id, self.clock.seconds(), alias=plug.alias)
         return plug
@@ -277,10 +446,12 @@ class Hub:
     def status(self) -> dict[str, Any]:
         """Daemon-wide counters and gauges for C{info}, metrics and the doctor."""
         now = self.clock.seconds()
+        pendingOnline = sum(1 for p in self._pending.values() if p.online)
         return {
             "uptime_s": now - self.started,
             "plugs_known": len(self._plugs),
-            "plugs_online": len(self._sessions),
+            "plugs_online": len(self._sessions) - pendingOnline,
+            "plugs_pending": len(self._pending),
             "counters": dict(self.stats),
         }
 
@@ -294,5 +465,5 @@ class Hub:
         return len(sessions)
 
     def isOnline(self, plugId: str) -> bool:
-        """True while the plug has a live connection."""
-        return plugId in self._sessions
+        """True while a known plug has a live connection."""
+        return plugId in self._sessions and plugId in self._plugs

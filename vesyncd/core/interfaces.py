@@ -9,14 +9,14 @@ plug through L{IPlugConnection}.  No front end talks to another, and none reache
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from vesyncd.core.energy import EnergySummary
+    from vesyncd.core.model import EnergySummary, PlugState
 
 
 class IPlugConnection(Interface):
@@ -52,3 +52,27 @@ class IEnergyLedger(Interface):
 
     def forget(plugId: str) -> None:
         """Drop what is kept for a plug that the user forgot."""
+
+
+class ISessionOwner(Interface):
+    """What a plug session (L{vesyncd.core.session.PlugSession}) may ask of the registry that owns it."""
+
+    clock = Attribute("The injected IReactorTime every timer and timestamp comes from.")
+
+    def count(counter: str) -> None:
+        """Add one to a daemon-wide counter (shown by C{info} and the metrics)."""
+
+    def plugEvent(kind: str, plug: "PlugState", at: float, **data: Any) -> None:
+        """Tell subscribers that something happened to C{plug} (nothing for a plug held for approval)."""
+
+    def relayChanged(plug: "PlugState", relay: "bool | None", cause: str, at: float) -> None:
+        """The plug reported its relay; note and announce it if it changed."""
+
+    def reported(plug: "PlugState", peer: str, at: float, wattSeconds: int, seconds: int) -> None:
+        """Account an energy C{/report} from C{peer}, unless it claims more than could have been used."""
+
+    def snapshot(plug: "PlugState") -> "PlugState":
+        """A copy of a plug's state for a command's result."""
+
+    def sessionEnded(session: Any, why: str, replaced: bool) -> None:
+        """The session's connection is gone; unless C{replaced}, its plug is offline."""

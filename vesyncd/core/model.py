@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from vesyncd.core.energy import EnergySummary
-
 
 class CommandError(Exception):
     """A command could not be carried out; C{code} names the reason for front ends."""
@@ -67,7 +65,12 @@ RSSI = "rssi"
 ALIAS = "alias"
 POWER_ON = "power_on"
 FORGOTTEN = "forgotten"
-EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, POWER_ON, FORGOTTEN)
+#: A login for a known id disagrees with the account, address or firmware first seen for it.
+PLUG_CONFLICT = "plug_conflict"
+#: An unknown id logged in while new plugs are held; it waits for approval (see L{Settings.new_plugs}).
+PLUG_PENDING = "plug_pending"
+EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, POWER_ON, FORGOTTEN, PLUG_CONFLICT,
+               PLUG_PENDING)
 
 # Causes of a relay change.
 CAUSE_COMMAND = "command"
@@ -75,6 +78,14 @@ CAUSE_BUTTON = "button"
 CAUSE_TIMER = "timer"
 CAUSE_LOGIN = "login"
 CAUSE_PLUG = "plug"
+
+
+@dataclass(frozen=True)
+class EnergySummary:
+    """Watt-hours used today (in the configured time zone) and over the plug's whole life."""
+
+    today_wh: float = 0.0
+    lifetime_wh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ class PlugState:
     trigger: dict[str, Any] | None = None
     ctl_flags: dict[str, Any] | None = None
     power_on: str | None = None
+    #: POSIX time up to which energy reports have been counted (see L{vesyncd.core.trust.ReportBound}).
+    report_until: float | None = None
+    #: Watt-hours of reports refused as impossible for the wall time that passed.
+    energy_refused_wh: float = 0.0
+    #: The account, peer host and firmware of the first login seen for this id.
+    first_identity: dict[str, Any] | None = None
+    #: Set when a later login disagreed with L{first_identity}: {"at", "fields", "first", "now"}.
+    conflict: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -147,6 +166,8 @@ class PlugState:
             "last_seen": isoTime(self.last_seen),
             "model": self.device.get("deviceName") or None,
             "power_on": self.power_on,
+            "energy_refused_wh": round(self.energy_refused_wh, 6),
+            "conflict": self.conflict,
         }
         if energy is not None:
             doc["energy_today_kwh"] = round(energy.today_wh / 1000.0, 6)

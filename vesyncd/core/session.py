@@ -1,38 +1,32 @@
 """
 One logged-in plug connection: its liveness, the handling of each message it sends, and the
-queue of commands sent to it.  Owned by L{vesyncd.core.hub.Hub}, which creates a session on every
-login and is told when it ends.
+queue of commands sent to it.  Owned by an L{ISessionOwner} (the hub), which creates a session on
+every login and is told when it ends; the session talks to it only through that interface.
 
-Liveness: after C{keepaliveIdle} seconds of silence the session sends the plug a C{/ka} (and
-again every C{probeInterval} seconds); past C{offlineAfter} seconds of silence it closes the
+Liveness: after C{keepalive_idle} seconds of silence the session sends the plug a C{/ka} (and
+again every C{probe_interval} seconds); past C{offline_after} seconds of silence it closes the
 connection and the plug is offline.  Commands are queued and never interleaved: the next goes
-out when the plug's C{/runtimeInfo} confirms the previous one, or it times out.
+out when the plug's C{/runtimeInfo} confirms the previous one, or it times out.  The times come
+from the L{Settings} the owner hands over.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from vesyncd.plugs import codec as m
-from vesyncd.core.interfaces import IPlugConnection
+from vesyncd.core.interfaces import IPlugConnection, ISessionOwner
 from vesyncd.core.model import (CAUSE_BUTTON, CAUSE_COMMAND, CAUSE_PLUG, CAUSE_TIMER, RSSI, RUNTIME, CommandError,
-                    CommandTimeout, PlugOffline, PlugState, QueueFull)
-
-if TYPE_CHECKING:
-    from vesyncd.core.hub import Hub
+                                CommandTimeout, PlugOffline, PlugState, QueueFull)
+from vesyncd.core.settings import Settings
 
 log = Logger()
 
-#: Defaults, chosen so that a plug that vanishes without a FIN is offline within 2 minutes.
-KEEPALIVE_IDLE = 60.0
-PROBE_INTERVAL = 15.0
-OFFLINE_AFTER = 110.0
-COMMAND_TIMEOUT = 5.0
 #: Commands waiting for one plug beyond this are refused at once.
 MAX_QUEUED_COMMANDS = 32
 #: Unknown URIs remembered per plug (each is logged once).
@@ -40,7 +34,7 @@ MAX_UNKNOWN_URIS = 32
 
 
 @dataclass
-class _Command:
+class Command:
     """One command waiting for, or waiting on, a plug."""
 
     kind: str  # "on", "off", "toggle", "refresh"
@@ -68,43 +62,46 @@ def cancelCall(call: IDelayedCall | None) -> None:
 class PlugSession:
     """One logged-in connection of one plug: keeps it alive, routes its messages and commands."""
 
-    def __init__(self, hub: "Hub", connection: IPlugConnection, plug: PlugState) -> None:
-        self.hub = hub
+    def __init__(self, owner: ISessionOwner, connection: IPlugConnection, plug: PlugState,
+                 settings: Settings) -> None:
+        self.owner = owner
+        self.clock = owner.clock
+        self.settings = settings
         self.connection = connection
         self.plug = plug
-        self.lastHeard = hub.clock.seconds()
+        self.lastHeard = self.clock.seconds()
         self.closed = False
         # A list and a lazily made set: an empty deque costs ~620 bytes and an empty set ~220, per
         # connected plug, and the queue holds at most MAX_QUEUED_COMMANDS.
-        self._queue: list[_Command] = []
-        self._current: _Command | None = None
+        self._queue: list[Command] = []
+        self._current: Command | None = None
         self._unknownSeen: set[str] | None = None
         self._liveness: IDelayedCall | None = None
-        self._scheduleLiveness(hub.keepaliveIdle)
+        self._scheduleLiveness(settings.keepalive_idle)
 
     # -- liveness -----------------------------------------------------------------------------
 
     def _scheduleLiveness(self, delay: float) -> None:
-        self._liveness = self.hub.clock.callLater(max(delay, 0.001), self._checkLiveness)
+        self._liveness = self.clock.callLater(max(delay, 0.001), self._checkLiveness)
 
     def _checkLiveness(self) -> None:
         """Probe a quiet plug with C{/ka}, and drop one silent past the offline deadline."""
         self._liveness = None
         if self.closed:
             return
-        hub = self.hub
-        silent = hub.clock.seconds() - self.lastHeard
-        if silent >= hub.offlineAfter:
+        settings = self.settings
+        silent = self.clock.seconds() - self.lastHeard
+        if silent >= settings.offline_after:
             log.info("plug {plug} silent for {silent:.0f} s: marking offline", plug=self.plug.id, silent=silent)
-            hub.stats["liveness_timeouts"] += 1
+            self.owner.count("liveness_timeouts")
             self.connection.disconnect("keepalive deadline passed")
             self.lost("silent for {:.0f} s".format(silent))
             return
-        if silent >= hub.keepaliveIdle:
+        if silent >= settings.keepalive_idle:
             self.connection.send(m.keepAliveProbe())
-            nextCheck = min(hub.probeInterval, hub.offlineAfter - silent)
+            nextCheck = min(settings.probeEvery, settings.offline_after - silent)
         else:
-            nextCheck = min(hub.keepaliveIdle - silent, hub.offlineAfter - silent)
+            nextCheck = min(settings.keepalive_idle - silent, settings.offline_after - silent)
         self._scheduleLiveness(nextCheck)
 
     # -- messages from the plug ----------------------------------------------------------------
@@ -113,7 +110,7 @@ class PlugSession:
         """Handle one decoded message from the plug (never raises for a well-typed message)."""
         if self.closed:
             return
-        now = self.hub.clock.seconds()
+        now = self.clock.seconds()
         self.lastHeard = now
         self.plug.last_seen = now
         handler = getattr(self, "handle_" + type(message).__name__, None)
@@ -138,20 +135,14 @@ class PlugSession:
         self.connection.send(m.keepAliveReply(now))
         if message.rssi is not None and message.rssi != self.plug.rssi_dbm:
             self.plug.rssi_dbm = message.rssi
-            self.hub._emit(RSSI, self.plug.id, now, rssi_dbm=message.rssi)
+            self.owner.plugEvent(RSSI, self.plug, now, rssi_dbm=message.rssi)
 
     def handle_KeepAliveReply(self, message: m.KeepAliveReply, now: float) -> None:
         """A bare C{/kr} answers our probe; hearing it is all that matters."""
 
     def handle_Report(self, message: m.Report, now: float) -> None:
-        """Account an energy report (never answered)."""
-        if message.seconds > 24 * 3600 or message.wattSeconds > 4000 * max(message.seconds, 1):
-            # More than a day, or more than a 16 A plug could draw: refuse to poison the counter.
-            self._noteOnce("bad-report", "plug {plug} at {peer} sent an implausible report: e={e} t={t}",
-                           e=message.wattSeconds, t=message.seconds)
-            self.hub.stats["reports_rejected"] += 1
-            return
-        self.hub._energy(self.plug, now, message.wattSeconds, message.seconds)
+        """Hand an energy report to the owner, which bounds and accounts it (never answered)."""
+        self.owner.reported(self.plug, self.connection.peer, now, message.wattSeconds, message.seconds)
 
     def handle_RuntimeInfo(self, message: m.RuntimeInfo, now: float) -> None:
         """Take new readings, settle the command waiting for them, and note relay changes."""
@@ -163,21 +154,21 @@ class PlugSession:
         plug.runtime_at = now
         command = self._current
         cause = CAUSE_COMMAND if command is not None and command.kind != "refresh" else CAUSE_PLUG
-        self.hub._setRelay(plug, message.relay, cause, now)
-        self.hub._emit(RUNTIME, plug.id, now, power_w=plug.power_w, voltage_v=plug.voltage_v,
-                       relay=message.relay)
+        self.owner.relayChanged(plug, message.relay, cause, now)
+        self.owner.plugEvent(RUNTIME, plug, now, power_w=plug.power_w, voltage_v=plug.voltage_v,
+                             relay=message.relay)
         if command is not None:
             self._finish(command, message.relay)
 
     def handle_State(self, message: m.State, now: float) -> None:
         """A button press on the plug changed its relay."""
-        self.hub._setRelay(self.plug, message.relay, CAUSE_BUTTON, now)
+        self.owner.relayChanged(self.plug, message.relay, CAUSE_BUTTON, now)
 
     def handle_EvTimer(self, message: m.EvTimer, now: float) -> None:
         """A timer stored on the plug fired."""
         self.plug.timer = {"fired": message.timerId, "aname": message.aname, "at": now}
         if message.relay is not None:
-            self.hub._setRelay(self.plug, message.relay, CAUSE_TIMER, now)
+            self.owner.relayChanged(self.plug, message.relay, CAUSE_TIMER, now)
 
     def handle_Timer(self, message: m.Timer, now: float) -> None:
         """Keep the plug's answer to a timer change."""
@@ -197,12 +188,12 @@ class PlugSession:
 
     def handle_Unknown(self, message: m.Unknown, now: float) -> None:
         """Tolerate a URI we do not know; log it once per plug."""
-        self.hub.stats["unknown_uris"] += 1
+        self.owner.count("unknown_uris")
         self._noteOnce("uri:" + message.uri, "plug {plug} at {peer} sent unknown uri {uri!r}", uri=message.uri)
 
     # -- commands ------------------------------------------------------------------------------
 
-    def enqueue(self, command: _Command) -> Deferred:
+    def enqueue(self, command: Command) -> Deferred:
         """Queue a command; it runs when every earlier command to this plug has finished."""
         if len(self._queue) >= MAX_QUEUED_COMMANDS:
             return fail(QueueFull(f"{MAX_QUEUED_COMMANDS} commands already wait for plug {self.plug.name}"))
@@ -220,29 +211,29 @@ class PlugSession:
             if command.kind == "toggle":
                 command.target = not bool(self.plug.relay)
             payload = m.relayCommand(bool(command.target))
-        command.timeout = self.hub.clock.callLater(self.hub.commandTimeout, self._timedOut, command)
+        command.timeout = self.clock.callLater(self.settings.command_timeout, self._timedOut, command)
         self.connection.send(payload)
 
-    def _timedOut(self, command: _Command) -> None:
+    def _timedOut(self, command: Command) -> None:
         command.timeout = None
         if self._current is command:
             self._current = None
-            self.hub.stats["commands_timeout"] += 1
+            self.owner.count("commands_timeout")
             command.result.errback(CommandTimeout(
-                f"plug {self.plug.name} did not answer within {self.hub.commandTimeout:g} s"))
+                f"plug {self.plug.name} did not answer within {self.settings.command_timeout:g} s"))
             self._next()
 
-    def _finish(self, command: _Command, relay: bool | None) -> None:
+    def _finish(self, command: Command, relay: bool | None) -> None:
         self._current = None
         if command.timeout is not None and command.timeout.active():
             command.timeout.cancel()
         if command.target is not None and relay is not command.target:
-            self.hub.stats["commands_failed"] += 1
+            self.owner.count("commands_failed")
             command.result.errback(CommandError(
                 f"plug {self.plug.name} reports relay {'on' if relay else 'off'} after the command"))
         else:
-            self.hub.stats["commands_ok"] += 1
-            command.result.callback(self.hub.snapshot(self.plug))
+            self.owner.count("commands_ok")
+            command.result.callback(self.owner.snapshot(self.plug))
         self._next()
 
     # -- end -----------------------------------------------------------------------------------
@@ -260,6 +251,6 @@ class PlugSession:
         for command in pending:
             if command.timeout is not None and command.timeout.active():
                 command.timeout.cancel()
-            self.hub.stats["commands_offline"] += 1
+            self.owner.count("commands_offline")
             command.result.errback(PlugOffline(f"plug {self.plug.name} went away ({why})"))
-        self.hub._sessionEnded(self, why, replaced)
+        self.owner.sessionEnded(self, why, replaced)

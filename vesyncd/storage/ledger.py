@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from vesyncd.core.energy import EnergySummary
+from vesyncd.core.model import EnergySummary
 from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.core.periods import UNITS, buckets, zoneName
 from vesyncd.storage.store import Store, localDay

@@ -1,32 +1,34 @@
 """
-Wiring of the SQLite store: options, loading state before the hub exists, persisting hub events,
-and the per-plug power-on policy.
+Wiring of the SQLite store: options, loading state before the hub exists, and the services that
+persist hub events (L{vesyncd.storage.persister}) and apply power-on policies
+(L{vesyncd.core.policy}).
 
-C{prepare} opens (and migrates) the database in the state directory, loads every known plug into
-C{context.known} and the energy totals into a L{SQLiteLedger} as C{context.ledger}.
-C{makeServices} subscribes to the hub: each event queues the plug's latest state, C{forgotten}
-deletes it, and C{online} applies the plug's power-on policy.
+C{openState} opens (and migrates) the database in the state directory and loads every known plug
+and the energy totals into a L{SQLiteLedger}.  C{makeServices} subscribes to the hub: each event
+queues the plug's latest state, C{forgotten} deletes it, and C{online} applies the plug's power-on
+policy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd.core.hub import ENERGY, FORGOTTEN, ONLINE, RSSI, CommandError, Event, Hub, UnknownPlug
+from vesyncd.core.hub import Hub
 from vesyncd.core.model import PlugState
+from vesyncd.core.policy import PowerOnPolicy
 from vesyncd.paths import DATABASE
 from vesyncd.core.periods import hostZone, zoneName
 from vesyncd.service import StartupError
 from vesyncd.storage.store import Store, StoreOpenError, threadRunner
 from vesyncd.storage.ledger import SQLiteLedger
+from vesyncd.storage.persister import Persister
 
 log = Logger()
 
@@ -91,130 +93,6 @@ class StoreService(service.Service):
             for plug in self.hub.plugs():
                 self.store.putPlug(plug)
         return self.store.stop()
-
-
-class Persister:
-    """Saves a plug's row after its events, coalesced: state changes within C{delay} seconds, and
-    changes that only move "last seen" (energy reports, keepalives) within C{seenDelay} seconds.
-
-    A login alone brings four events and a busy plug a report every few seconds; writing the row
-    once per window instead of once per event is most of the store's CPU.  Forgetting is
-    immediate.  L{flush} saves everything pending (the store service calls it when stopping).
-    """
-
-    SEEN_ONLY = frozenset({ENERGY, RSSI})
-
-    #: Rows built per reactor turn when a window closes.  A row costs ~9 us (the hub's snapshot
-    #: and the row); a minute of "last seen" for 10,000 plugs in one turn would hold every plug's
-    #: keepalive up for ~90 ms, so the rest waits for the next turn.
-    CHUNK = 100
-
-    def __init__(self, hub: Hub, store: Store, delay: float = 1.0, seenDelay: float = 60.0) -> None:
-        self.hub = hub
-        self.store = store
-        self.delay = delay
-        self.seenDelay = seenDelay
-        self._dirty: set[str] = set()
-        self._seen: set[str] = set()
-        self._calls: dict[bool, IDelayedCall] = {}
-        self._chunks: dict[bool, IDelayedCall] = {}
-        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
-
-    def event(self, event: Event) -> None:
-        """Note what this event changed; delete a forgotten plug at once."""
-        if event.kind == FORGOTTEN:
-            self._dirty.discard(event.plug)
-            self._seen.discard(event.plug)
-            self.store.deletePlug(event.plug)
-            return
-        seenOnly = event.kind in self.SEEN_ONLY
-        (self._seen if seenOnly else self._dirty).add(event.plug)
-        call = self._calls.get(seenOnly)
-        if call is None or not call.active():
-            self._calls[seenOnly] = self.hub.clock.callLater(self.seenDelay if seenOnly else self.delay,
-                                                             self._flushSome, seenOnly)
-
-    def _flushSome(self, seenOnly: bool) -> None:
-        """Save up to L{CHUNK} of the window's plugs; the rest on the next reactor turn.
-
-        A plug with a newer event meanwhile is simply saved with its newer state; one that gets
-        an event after being saved opens a new window as usual.
-        """
-        chain = self._chunks.pop(seenOnly, None)
-        if chain is not None and chain.active():
-            chain.cancel()  # a new window closed before the last one's rows were all built
-        pending = self._seen if seenOnly else self._dirty
-        ids = [pending.pop() for _ in range(min(self.CHUNK, len(pending)))]
-        self._put(ids)
-        if pending:
-            self._chunks[seenOnly] = self.hub.clock.callLater(0, self._flushSome, seenOnly)
-
-    def _put(self, ids: list[str]) -> None:
-        for plugId in ids:
-            try:
-                self.store.putPlug(self.hub.get(plugId))
-            except UnknownPlug:
-                continue
-
-    def flush(self) -> None:
-        """Queue every pending plug row now."""
-        for call in [*self._calls.values(), *self._chunks.values()]:
-            if call.active():
-                call.cancel()
-        self._calls.clear()
-        self._chunks.clear()
-        ids = list(self._dirty | self._seen)
-        self._dirty.clear()
-        self._seen.clear()
-        self._put(ids)
-
-
-class PowerOnPolicy:
-    """Applies a plug's power-on policy (on, off, last) when it logs in after an outage."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
-
-    def event(self, event: Event) -> None:
-        """On C{online}, note the relay state from before the outage and decide once the login is applied."""
-        if event.kind != ONLINE:
-            return
-        try:
-            plug = self.hub.get(event.plug)
-        except UnknownPlug:
-            return
-        if plug.power_on is None:
-            return
-        # The hub emits C{online} before it takes the relay from the login, so this is still the
-        # last state known before the outage; look again once the login has been applied.
-        self.hub.clock.callLater(0, self.apply, plug.id, plug.power_on, plug.relay)
-
-    def apply(self, plugId: str, policy: str, before: bool | None) -> Deferred | None:
-        """Switch the plug if what it reported at login differs from what its policy asks."""
-        try:
-            plug = self.hub.get(plugId)
-        except UnknownPlug:
-            return None
-        if not self.hub.isOnline(plugId):
-            return None
-        target = {"on": True, "off": False}.get(policy, before)
-        if target is None or plug.relay is target:
-            return None
-        log.info("plug {plug}: power-on policy {policy}: switching {state} (it came back {now})",
-                 plug=plug.name, policy=policy, state="on" if target else "off",
-                 now={True: "on", False: "off"}.get(plug.relay, "in an unknown state"))
-        d = self.hub.switch(plugId, target)
-
-        def failed(f: Any) -> None:
-            if f.check(CommandError):
-                log.warn("plug {plug}: power-on policy {policy} failed: {error}", plug=plug.name,
-                         policy=policy, error=f.getErrorMessage())
-            else:
-                log.failure("plug {plug}: power-on policy {policy} failed", f, plug=plug.name, policy=policy)
-
-        d.addCallbacks(lambda _: None, failed)
-        return d
 
 
 def openStore(config: Any, reactor: Any) -> Store:

@@ -22,24 +22,22 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from vesyncd import __version__
 from vesyncd.auth import FailureThrottle
-from vesyncd.core.hub import CommandError, Hub
+from vesyncd.core.hub import Hub
+from vesyncd.core.model import CommandError
 from vesyncd.core.periods import hostZone
 from vesyncd.web.auth import AuthFailure, Session, WebAuth, peerOf
 from vesyncd.web.events import EventStreams, PowerHistory
+from vesyncd.web.jsonbody import MAX_BODY, BadBody, parseBody
+from vesyncd.web.limits import ConnectionLimits
 from vesyncd.web.metrics import registryFor
 
 log = Logger()
 
-MAX_BODY = 16 * 1024
-MAX_HEADERS = 64
-MAX_HEADER_BYTES = 16 * 1024
 MAX_REF = 128
-#: Seconds a connection may stay idle (no bytes from the client) before it is closed.
-IDLE_TIMEOUT = 60
 
 STATUS_FOR = {"unknown": 404, "ambiguous": 409, "offline": 503, "timeout": 504, "busy": 429, "invalid": 400}
 SECURITY_HEADERS = {
@@ -74,58 +72,6 @@ def loadStatic() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name, _ in set(STATIC.values())}
 
 
-class BoundedRequest(server.Request):
-    """A request that refuses bodies over C{maxBody} bytes with 413 before storing them."""
-
-    maxBody = MAX_BODY
-    tooLarge = False
-    _bodyBytes = 0
-
-    def gotLength(self, length: int | None) -> None:
-        """Refuse a declared length over the limit at once (no 100-continue, no buffering)."""
-        if length is not None and length > self.maxBody:
-            self._refuse()
-            length = 0
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        """Count body bytes (also for chunked bodies) and stop at the limit."""
-        if self.tooLarge:
-            return
-        self._bodyBytes += len(data)
-        if self._bodyBytes > self.maxBody:
-            self._refuse()
-            return
-        super().handleContentChunk(data)
-
-    def _refuse(self) -> None:
-        self.tooLarge = True
-        self.requestHeaders.removeHeader(b"expect")
-        peer = self.getClientAddress()
-        log.warn("http: request body from {peer} over {limit} bytes refused", peer=getattr(peer, "host", peer),
-                 limit=self.maxBody)
-        body = json.dumps({"error": "too_large", "message": f"request bodies are limited to {self.maxBody} bytes"})
-        transport = self.channel.transport if self.channel is not None else None
-        if transport is not None:
-            transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body.encode())
-            transport.loseConnection()
-
-    def process(self) -> None:
-        """Do nothing for a refused request: its answer is already on the wire."""
-        if self.tooLarge:
-            return
-        super().process()
-
-
-class BoundedChannel(http.HTTPChannel):
-    """HTTP/1.1 with tighter header limits."""
-
-    maxHeaders = MAX_HEADERS
-    totalHeadersSize = MAX_HEADER_BYTES
-
-
 @dataclass
 class Route:
     """One API route: method, compiled path pattern, handler, and whether it needs credentials."""
@@ -143,10 +89,13 @@ class WebApp(resource.Resource):
 
     def __init__(self, hub: Hub, clock: IReactorTime, token: str, *, dns: Any = None,
                  metricsPublic: bool = False, throttle: FailureThrottle | None = None,
-                 maxStreams: int | None = None, static: dict[str, bytes] | None = None) -> None:
+                 maxStreams: int | None = None, static: dict[str, bytes] | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         super().__init__()
         self.hub = hub
         self.clock = clock
+        #: The connection caps of the site serving this app (shown in /metrics).
+        self.limits = limits if limits is not None else ConnectionLimits(clock)
         self.auth = WebAuth(token, clock, throttle)
         self.streams = EventStreams(hub, clock, **({"maxStreams": maxStreams} if maxStreams else {}))
         self.power = PowerHistory(hub)
@@ -252,13 +201,20 @@ class WebApp(resource.Resource):
         body = self._error(request, ApiError(failure.status, failure.code, failure.message))
         if failure.delay <= 0:
             return body
-        call = self.clock.callLater(failure.delay, self._finishLater, request, body)
-        request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
+        gone: list[bool] = []
+        call = self.clock.callLater(failure.delay, self._finishLater, request, body, gone)
+
+        def cancel(_: Any) -> None:
+            gone.append(True)
+            if call.active():
+                call.cancel()
+
+        request.notifyFinish().addErrback(cancel)
         return server.NOT_DONE_YET
 
     @staticmethod
-    def _finishLater(request: server.Request, body: bytes) -> None:
-        if not request.finished and not request._disconnected:
+    def _finishLater(request: server.Request, body: bytes, gone: list[bool]) -> None:
+        if not request.finished and not gone:
             request.write(body)
             request.finish()
 
@@ -287,12 +243,9 @@ class WebApp(resource.Resource):
     def _body(self, request: server.Request) -> dict[str, Any]:
         raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise ApiError(400, "invalid", "the body must be a JSON object") from None
-        if not isinstance(doc, dict):
-            raise ApiError(400, "invalid", "the body must be a JSON object")
-        return doc
+            return parseBody(raw)
+        except BadBody as e:
+            raise ApiError(400, "invalid", f"{e}: send a JSON object") from None
 
     def _plugJSON(self, ref: str) -> dict[str, Any]:
         plug = self.hub.get(ref)
@@ -393,11 +346,3 @@ class WebApp(resource.Resource):
         """Prometheus text exposition of the hub's state."""
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
         return generate_latest(self.registry)
-
-
-def makeSite(app: WebApp, clock: IReactorTime, timeout: float = IDLE_TIMEOUT) -> server.Site:
-    """A Site around C{app} with bounded bodies, headers and idle time."""
-    site = server.Site(app, requestFactory=BoundedRequest, timeout=timeout, reactor=clock)
-    site.protocol = BoundedChannel
-    site.displayTracebacks = False
-    return site

@@ -20,7 +20,8 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from vesyncd.core.hub import ENERGY, FORGOTTEN, RUNTIME, Event, Hub, UnknownPlug, isoTime
+from vesyncd.core.hub import Hub
+from vesyncd.core.model import ENERGY, FORGOTTEN, RUNTIME, Event, UnknownPlug, isoTime
 
 log = Logger()
 
