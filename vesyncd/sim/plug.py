@@ -169,7 +169,8 @@ class SimPlug:
 
     def _sendReport(self) -> None:
         now = self.clock.seconds()
-        seconds = max(1, int(round((now - self.lastReport) * self.speed)))
+        # Wall seconds, whatever the speed: vesyncd refuses energy claimed for time that did not pass.
+        seconds = max(1, int(round(now - self.lastReport)))
         self.lastReport = now
         watts = self.load_w if self.relay else 0.0
         self.send({"uri": "/report", "e": format(int(round(watts * seconds)), "x"), "t": format(seconds, "x")})
