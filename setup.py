@@ -33,6 +33,8 @@ setup(
         "zope.interface>=6.0",
         "paho-mqtt>=2.0",
         "prometheus-client>=0.20.0",
+        "pycountry>=22.3",
+        "astral>=3.2",
     ],
     extras_require={
         "test": [

@@ -1,0 +1,379 @@
+"""
+The automation engine: countdown timers, schedules, away mode and power rules for every plug, run on an
+injected clock against an L{IAutomationHub} and kept in an L{IAutomationStore}.
+
+Front ends call the public methods with the user's text (C{"30m"}, C{"sunset-15m"}, C{"mon-fri"}) and
+plug ids they already resolved; bad input raises L{AutomationError} naming the option, a bound or an
+unknown id raises L{AutomationRefused}.  Every switch carries its cause: C{timer}, C{schedule:<id>},
+C{away} or C{rule:<id>}.  C{docs/automation.md} documents the methods and their JSON.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from vesyncd.automation import views
+from vesyncd.automation.away import AwayMode
+from vesyncd.automation.interfaces import IAutomationHub, IAutomationStore
+from vesyncd.automation.model import AWAY, BELOW, DONE_BELOW, RULE, SCHEDULE, TIMER, ABOVE, Away, Rule, Schedule, Timer
+from vesyncd.automation.parse import (AutomationError, AutomationRefused, parseClock, parseDuration, parseSwitch,
+                                      parseWatts)
+from vesyncd.automation.rules import PowerPoller, RuleSet
+from vesyncd.automation.schedules import Schedules, newId
+from vesyncd.automation.settings import AutomationConfig
+from vesyncd.automation.switcher import Intent, Switcher
+
+log = Logger()
+
+
+class AutomationEngine:
+    """Every plug's automation; L{start} loads it from the store, catches up and follows the hub."""
+
+    def __init__(self, hub: IAutomationHub, store: IAutomationStore, clock: IReactorTime,
+                 config: AutomationConfig, rng: random.Random | None = None) -> None:
+        self.hub = hub
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.zone = config.zone
+        self.switcher = Switcher(hub, clock, config.retry_delay)
+        self.timers: dict[str, Timer] = {}
+        self._timerCalls: dict[str, IDelayedCall] = {}
+        self.schedules = Schedules(clock, config, store, self.switcher.apply, self._taken)
+        self.ruleSet = RuleSet(config.done_running_after)
+        self.poller = PowerPoller(clock, hub.refresh, hub.isOnline, config.poll_interval, config.max_polls_per_second)
+        self.awayMode = AwayMode(clock, self.zone, rng or random.Random(), self._awaySwitch,
+                                 config.away_on, config.away_off)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load every item, run what came due while the daemon was down, and follow the hub's events."""
+        intents: list[Intent] = []
+        for kind, id, plug, doc in self.store.load():
+            try:
+                if kind == TIMER:
+                    self.timers[plug] = Timer.fromDoc(plug, doc)
+                elif kind == SCHEDULE:
+                    self.schedules.put(Schedule.fromDoc(id, plug, doc))
+                elif kind == RULE:
+                    self.ruleSet.put(Rule.fromDoc(id, plug, doc))
+                elif kind == AWAY:
+                    self.awayMode.set(Away.fromDoc(plug, doc))
+            except (AutomationError, KeyError, TypeError, ValueError) as e:
+                log.error("automation: skipping stored {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
+                          id=str(id)[:40], plug=str(plug)[:40], error=str(e)[:200])
+        intents.extend(self.schedules.catchUp())
+        for plug in list(self.timers):
+            self._armTimer(plug)
+        self.schedules.armAll()
+        for plug in list(self.ruleSet.byPlug):
+            self._armPoller(plug)
+        for intent in sorted(intents, key=lambda i: i.asked):
+            self.switcher.apply(intent)
+        self._unsubscribe = self.hub.subscribe(self._event)
+        self.poller.start()
+        log.info("automation: {t} timers, {s} schedules, {r} rules, {a} away windows", t=len(self.timers),
+                 s=len(self.schedules), r=len(self.ruleSet), a=len(self.awayMode))
+
+    def stop(self) -> Deferred:
+        """Stop every clock call and following the hub; fires when the store has written everything."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for call in self._timerCalls.values():
+            if call.active():
+                call.cancel()
+        self._timerCalls.clear()
+        self.schedules.stop()
+        self.awayMode.stop()
+        self.poller.stop()
+        self.switcher.stop()
+        return self.store.flush()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), self.zone)
+
+    def _event(self, event: Any) -> None:
+        """Follow the hub: plugs coming back, power readings, plugs going away."""
+        kind, plug = event.kind, event.plug
+        if kind == "online":
+            self.switcher.online(plug)
+        elif kind == "offline":
+            self.ruleSet.interrupted(plug)
+        elif kind == "forgotten":
+            self.forgetPlug(plug)
+        elif kind == "runtime" and plug in self.ruleSet.byPlug:
+            power = event.data.get("power_w")
+            if isinstance(power, (int, float)) and not isinstance(power, bool):
+                self._power(plug, float(power), event.at)
+
+    # -- countdown timers --------------------------------------------------------------------------
+
+    def setTimer(self, plug: str, target: Any, seconds: Any) -> dict[str, Any]:
+        """After C{seconds} (a duration like C{"30m"} or a number) switch C{plug} to C{target} (on/off);
+        replaces the plug's timer.  Returns the timer's JSON."""
+        on = parseSwitch(target, "switch")
+        delay = parseDuration(seconds, "--for")
+        if plug not in self.timers and len(self.timers) >= self.config.max_timers:
+            raise AutomationRefused("--for", f"{len(self.timers)} timers are pending, the most allowed")
+        now = self.clock.seconds()
+        self._cancelTimerCall(plug)
+        self.timers[plug] = Timer(plug, on, now + delay, now)
+        self.store.save(TIMER, plug, plug, self.timers[plug].toDoc())
+        self._armTimer(plug)
+        return self.timer(plug) or {}
+
+    def switchFor(self, plug: str, on: Any, seconds: Any) -> Deferred:
+        """Switch C{plug} to C{on} now (cause C{command}) and back after C{seconds}; fires with the timer's
+        JSON once the plug confirmed, or fails as the hub's switch did (then no timer is set)."""
+        target = parseSwitch(on, "switch")
+        parseDuration(seconds, "--for")
+        return self.hub.switch(plug, target, "command").addCallback(lambda _: self.setTimer(plug, not target, seconds))
+
+    def timer(self, plug: str) -> dict[str, Any] | None:
+        """The plug's pending timer as JSON, or None."""
+        timer = self.timers.get(plug)
+        if timer is None:
+            return None
+        waiting = self.switcher.pendingFor(plug)
+        return views.timerJSON(timer, self.clock.seconds(), self.zone, waiting is not None and waiting.cause == TIMER)
+
+    def cancelTimer(self, plug: str) -> bool:
+        """Cancel the plug's timer; False if it had none."""
+        if self.timers.pop(plug, None) is None:
+            return False
+        self._cancelTimerCall(plug)
+        waiting = self.switcher.pendingFor(plug)
+        if waiting is not None and waiting.cause == TIMER:
+            self.switcher.drop(plug)
+        self.store.delete(TIMER, plug, plug)
+        return True
+
+    def _cancelTimerCall(self, plug: str) -> None:
+        call = self._timerCalls.pop(plug, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _armTimer(self, plug: str) -> None:
+        timer = self.timers[plug]
+        delay = max(0.0, timer.due - self.clock.seconds())
+        self._timerCalls[plug] = self.clock.callLater(delay, self._timerDue, timer)
+
+    def _timerDue(self, timer: Timer) -> None:
+        """Switch the plug; the timer is kept (and stored) until the plug confirms or it is given up."""
+        self._timerCalls.pop(timer.plug, None)
+
+        def settled(done: bool) -> None:
+            if self.timers.get(timer.plug) is timer:
+                del self.timers[timer.plug]
+                self.store.delete(TIMER, timer.plug, timer.plug)
+
+        self.switcher.apply(Intent(timer.plug, timer.on, TIMER, timer.due, None, settled))
+
+    # -- schedules -------------------------------------------------------------------------------
+
+    def addSchedule(self, plug: str, on: Any, at: str, days: Any = None, once: str | None = None) -> dict[str, Any]:
+        """Add a schedule switching C{plug} to C{on} at C{at} (C{"HH:MM[:SS]"}, C{"sunrise[+-OFFSET]"},
+        C{"sunset[+-OFFSET]"}) on C{days} (C{"mon,tue"}, C{"mon-fri"}, C{"weekdays"}, C{"weekends"},
+        C{"daily"}; default daily) or once on the date C{once} (C{"YYYY-MM-DD"}); returns its JSON."""
+        return self.schedules.add(plug, on, at, days, once)
+
+    def schedulesOf(self, plug: str | None = None) -> list[dict[str, Any]]:
+        """Every schedule (of C{plug}, if given) as JSON, soonest next run first (unarmed ones last)."""
+        return self.schedules.list(plug)
+
+    def removeSchedule(self, scheduleId: str) -> dict[str, Any]:
+        """Remove a schedule; returns what it was."""
+        return self.schedules.remove(scheduleId)
+
+    def enableSchedule(self, scheduleId: str) -> dict[str, Any]:
+        """Enable a schedule (runs missed while it was disabled are not caught up); returns its JSON."""
+        return self.schedules.setEnabled(scheduleId, True)
+
+    def disableSchedule(self, scheduleId: str) -> dict[str, Any]:
+        """Disable a schedule (it stays listed); returns its JSON."""
+        return self.schedules.setEnabled(scheduleId, False)
+
+    def _taken(self, candidate: str) -> bool:
+        return candidate in self.schedules.byId or candidate in self.ruleSet.rules
+
+    # -- away mode -------------------------------------------------------------------------------
+
+    def away(self, plug: str, start: str, end: str) -> dict[str, Any]:
+        """Switch C{plug} on and off at random each day between C{start} and C{end} (C{"HH:MM"}); returns
+        its JSON.  A window whose end is before its start crosses midnight."""
+        begin, finish = parseClock(start, "--from"), parseClock(end, "--to")
+        if begin == finish:
+            raise AutomationError("--to", "must differ from --from")
+        if self.awayMode.get(plug) is None and len(self.awayMode) >= self.config.max_timers:
+            raise AutomationRefused("plug", f"{len(self.awayMode)} plugs are in away mode, the most allowed")
+        away = Away(plug, begin, finish, self.clock.seconds())
+        self.awayMode.set(away)
+        self.store.save(AWAY, plug, plug, away.toDoc())
+        return self.awayStatus(plug) or {}
+
+    def awayOff(self, plug: str) -> bool:
+        """Stop away mode for C{plug} (switching it off if away mode had it on); False if it was not on."""
+        if not self.awayMode.remove(plug):
+            return False
+        self.store.delete(AWAY, plug, plug)
+        return True
+
+    def awayStatus(self, plug: str) -> dict[str, Any] | None:
+        """The plug's away window and next change as JSON, or None."""
+        away = self.awayMode.get(plug)
+        if away is None:
+            return None
+        return views.awayJSON(away, self.awayMode.window(plug), self.awayMode.nextChange(plug), self.zone)
+
+    def _awaySwitch(self, plug: str, on: bool) -> None:
+        # Away steps are not kept for an offline plug: a late random switch would be no better than none.
+        if self.hub.isOnline(plug):
+            self.switcher.apply(Intent(plug, on, AWAY, self.clock.seconds(), self.clock.seconds()))
+
+    # -- power rules -----------------------------------------------------------------------------
+
+    def addRule(self, plug: str, *, above: Any = None, below: Any = None, doneBelow: Any = None,
+                duration: Any = None, then: str | None = None) -> dict[str, Any]:
+        """Add a power rule: exactly one of C{above}, C{below}, C{doneBelow} watts, held for C{duration},
+        then C{then} (C{off}, C{on}, C{notify}; default C{off}, or C{notify} for C{doneBelow}); returns its JSON."""
+        given = [(w, v) for w, v in ((ABOVE, above), (BELOW, below), (DONE_BELOW, doneBelow)) if v is not None]
+        if len(given) != 1:
+            raise AutomationError("--above", "give exactly one of --above, --below, --done-below")
+        when, value = given[0]
+        watts = parseWatts(value, "--" + when.replace("_", "-"))
+        if duration is None:
+            raise AutomationError("--for", "a rule needs --for DURATION")
+        seconds = parseDuration(duration, "--for")
+        action = then if then is not None else ("notify" if when == DONE_BELOW else "off")
+        if not isinstance(action, str) or action.lower() not in ("off", "on", "notify"):
+            raise AutomationError("--then", f"{str(action)[:20]!r} is not off, on or notify")
+        if len(self.ruleSet.byPlug.get(plug, ())) >= self.config.max_rules_per_plug:
+            raise AutomationRefused("plug", f"{plug} has {self.config.max_rules_per_plug} rules, the most allowed")
+        if len(self.ruleSet) >= self.config.max_rules:
+            raise AutomationRefused("rule", f"{len(self.ruleSet)} rules exist, the most allowed")
+        rule = Rule(newId("r", self._taken), plug, when, watts, seconds, action.lower(), True, self.clock.seconds())
+        self.ruleSet.put(rule)
+        self.store.save(RULE, rule.id, plug, rule.toDoc())
+        self._armPoller(plug)
+        return self._ruleView(rule)
+
+    def rulesOf(self, plug: str | None = None) -> list[dict[str, Any]]:
+        """Every rule (of C{plug}, if given) as JSON, in the order they were added."""
+        rules = self.ruleSet.ofPlug(plug) if plug is not None else list(self.ruleSet.rules.values())
+        return [self._ruleView(r) for r in rules]
+
+    def removeRule(self, ruleId: str) -> dict[str, Any]:
+        """Remove a rule; returns what it was."""
+        rule = self._rule(ruleId)
+        view = self._ruleView(rule)
+        self.ruleSet.remove(rule.id)
+        self.store.delete(RULE, rule.id, rule.plug)
+        self._armPoller(rule.plug)
+        return view
+
+    def enableRule(self, ruleId: str, enabled: bool = True) -> dict[str, Any]:
+        """Enable (or with C{enabled=False} disable) a rule; its state starts afresh."""
+        rule = replace(self._rule(ruleId), enabled=enabled)
+        self.ruleSet.put(rule)
+        self.store.save(RULE, rule.id, rule.plug, rule.toDoc())
+        self._armPoller(rule.plug)
+        return self._ruleView(rule)
+
+    def disableRule(self, ruleId: str) -> dict[str, Any]:
+        """Disable a rule (it stays listed); returns its JSON."""
+        return self.enableRule(ruleId, False)
+
+    def _rule(self, ruleId: Any) -> Rule:
+        rule = self.ruleSet.rules.get(ruleId) if isinstance(ruleId, str) else None
+        if rule is None:
+            raise AutomationRefused("id", f"no rule {str(ruleId)[:20]!r}")
+        return rule
+
+    def _ruleView(self, rule: Rule) -> dict[str, Any]:
+        return views.ruleJSON(rule, *self.ruleSet.state(rule.id))
+
+    def _armPoller(self, plug: str) -> None:
+        if self.ruleSet.armed(plug):
+            self.poller.arm(plug)
+        else:
+            self.poller.disarm(plug)
+
+    def _power(self, plug: str, power: float, at: float) -> None:
+        """Feed a reading to the plug's rules; announce cycles starting and ending, and fire rules."""
+        for rule, fired, running in self.ruleSet.feed(plug, power, at):
+            if running is not None:
+                self.hub.announce("rule_running", plug, rule=rule.id, running=running)
+            if fired:
+                self._fire(rule, power)
+
+    def _fire(self, rule: Rule, power: float) -> None:
+        """Do what the rule says and announce a C{rule} event with what was done."""
+        log.info("automation: rule {rule} of {plug} fired at {power} W: {action}", rule=rule.id, plug=rule.plug,
+                 power=power, action=rule.then)
+        if rule.then == "notify":
+            self.hub.announce("rule", rule.plug, rule=rule.id, power_w=power, action="notify", ok=True)
+            return
+
+        def done(_: Any) -> None:
+            self.hub.announce("rule", rule.plug, rule=rule.id, power_w=power, action=rule.then, ok=True)
+
+        def failed(f: Any) -> None:
+            self.hub.announce("rule", rule.plug, rule=rule.id, power_w=power, action=rule.then, ok=False,
+                              error=f.getErrorMessage()[:200])
+
+        self.hub.switch(rule.plug, rule.then == "on", f"rule:{rule.id}").addCallbacks(done, failed)
+
+    # -- per plug and daemon-wide -----------------------------------------------------------------
+
+    def nextAction(self, plug: str) -> dict[str, Any] | None:
+        """The next switch automation will make to C{plug} (timer, schedule or away), as JSON, or None."""
+        candidates: list[tuple[float, bool, str]] = []
+        timer = self.timers.get(plug)
+        if timer is not None:
+            candidates.append((timer.due, timer.on, TIMER))
+        for schedule in self.schedules.byPlug.get(plug, {}).values():
+            ts = self.schedules.nextTs(schedule.id)
+            if ts is not None:
+                candidates.append((ts, schedule.on, f"schedule:{schedule.id}"))
+        change = self.awayMode.nextChange(plug)
+        if change is not None:
+            candidates.append((change[0], change[1], AWAY))
+        if not candidates:
+            return None
+        ts, on, cause = min(candidates, key=lambda c: c[0])
+        return views.actionJSON(ts, on, cause, self.zone)
+
+    def describe(self, plug: str) -> dict[str, Any]:
+        """Everything automation holds for C{plug}: C{{"plug", "timer", "schedules", "rules", "away", "next"}}."""
+        return {"plug": plug, "timer": self.timer(plug), "schedules": self.schedulesOf(plug),
+                "rules": self.rulesOf(plug), "away": self.awayStatus(plug), "next": self.nextAction(plug)}
+
+    def forgetPlug(self, plug: str) -> None:
+        """Drop every timer, schedule, rule and away window of C{plug} (it was forgotten)."""
+        self.timers.pop(plug, None)
+        self._cancelTimerCall(plug)
+        self.schedules.forgetPlug(plug)
+        for rule in self.ruleSet.ofPlug(plug):
+            self.ruleSet.remove(rule.id)
+        self.poller.disarm(plug)
+        self.awayMode.remove(plug, switchOff=False)
+        self.switcher.drop(plug)
+        self.store.deletePlug(plug)
+
+    def status(self) -> dict[str, Any]:
+        """Daemon-wide counts for C{info} and the metrics."""
+        return {"timers": len(self.timers), "schedules": len(self.schedules), "rules": len(self.ruleSet),
+                "away": len(self.awayMode), "waiting": len(self.switcher.waiting),
+                "polled_plugs": len(self.poller.due), "polls": self.poller.polls,
+                "poll_failures": self.poller.failures, "switches": self.switcher.switched,
+                "switch_failures": self.switcher.failed}
