@@ -119,6 +119,18 @@ class HubCollector(Collector):
                                     value=len(self.web.auth.sessions))
             yield CounterMetricFamily("vesyncd_http_auth_failures", "HTTP requests with a wrong token.",
                                       value=self.web.auth.failures)
+            limits = self.web.limits
+            yield GaugeMetricFamily("vesyncd_http_connections", "HTTP connections open now.", value=limits.open)
+            yield GaugeMetricFamily("vesyncd_http_connections_limit", "HTTP connections allowed at once.",
+                                    value=limits.maxTotal)
+            refused = CounterMetricFamily("vesyncd_http_connections_refused",
+                                          "HTTP connections closed at once by the caps, by cap.", labels=["reason"])
+            for reason in ("total", "per_host"):
+                refused.add_metric([reason], limits.refused[reason])
+            yield refused
+            yield CounterMetricFamily("vesyncd_http_request_timeouts",
+                                      "HTTP connections cut because no whole request arrived in time.",
+                                      value=limits.headTimeouts)
 
 
 def registryFor(hub: Hub, dns: Any = None, web: Any = None) -> CollectorRegistry:

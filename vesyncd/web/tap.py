@@ -1,6 +1,7 @@
 """
 The web front end's part of the daemon: its options (C{--http}, C{--no-http}, C{--http-insecure},
-C{--metrics-public}), their checks, and its listener; the rules live in L{vesyncd.web}.
+C{--metrics-public}, C{--http-max-connections}, C{--http-max-per-host}), their checks, and its
+listener; the rules live in L{vesyncd.web}.
 """
 
 from __future__ import annotations
@@ -15,11 +16,21 @@ from twisted.python import usage
 
 from vesyncd.core.hub import Hub
 from vesyncd.service import DaemonInfo, ListenerService, withBacklog
-from vesyncd.web.api import WebApp, makeSite
+from vesyncd.web.api import WebApp
+from vesyncd.web.limits import MAX_PER_HOST, ConnectionLimits
+from vesyncd.web.site import makeSite
 
 log = Logger()
 
 DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
+
+
+def _connections(text: str) -> int:
+    """A connection count of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text} is not a count of at least 1")
+    return value
 
 
 class WebOptions:
@@ -34,6 +45,11 @@ class WebOptions:
         ["http", None, DEFAULT_HTTP,
          "Endpoint of the web page, HTTP API and /metrics. Beyond loopback use ssl:PORT:privateKey=...:certKey=... "
          "(or --http-insecure)."],
+        ["http-max-connections", None, None,
+         "HTTP connections open at once, event streams included (default: a sixteenth of the open-file "
+         "limit, 32 to 4096, so plugs and the control socket keep their file handles).", _connections],
+        ["http-max-per-host", None, MAX_PER_HOST, "HTTP connections one client address may hold at once.",
+         _connections],
     ]
 
 
@@ -99,7 +115,9 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
     """
     if config["no-http"]:
         return None
-    app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]))
+    limits = ConnectionLimits(reactor, maxTotal=config.get("http-max-connections"),
+                              maxPerHost=config.get("http-max-per-host") or MAX_PER_HOST)
+    app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]), limits=limits)
     _WebLifetime(app).setServiceParent(parent)
     listener = ListenerService(reactor, "web server", withBacklog(config["http"]), makeSite(app, reactor),
                                hint="choose another port with --http, or turn the web page off with --no-http")
