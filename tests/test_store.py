@@ -349,6 +349,35 @@ class MigrationTests(unittest.TestCase):
         for period, value in (("day", "2026-03-08"), ("month", "2026-03")):
             assert result(ledger.history("p1", period, value)) == result(memory.history("p1", period, value))
 
+    def test_fromVersion2KeepsPlugsAndStoresTrustFields(self) -> None:
+        """A schema 2 database gains the trust columns; the energy bound, refused energy, first
+        identity and conflict then survive a reopen."""
+        from vesyncd.storage.schema import PLUG_COLUMNS_2, _migrate0to1, _migrate1to2
+
+        conn = sqlite3.connect(str(self.tmp / "vesyncd.sqlite3"))
+        _migrate0to1(conn, NY)
+        _migrate1to2(conn, NY)
+        conn.execute("INSERT INTO plugs (id, alias, relay) VALUES ('p1', 'Kettle', 1)")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
+        assert "report_until" not in PLUG_COLUMNS_2
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        (plug,) = store.loadPlugs()
+        assert (plug.alias, plug.report_until, plug.energy_refused_wh, plug.first_identity, plug.conflict) == (
+            "Kettle", None, 0.0, None, None)
+        first = {"account": "1234", "host": "192.0.2.10", "firmware": "1.89"}
+        now = {"account": "evil", "host": "192.0.2.66", "firmware": "1.89"}
+        plug.report_until, plug.energy_refused_wh, plug.first_identity = 1234.5, 42.0, first
+        plug.conflict = {"at": "2026-03-09T17:00:00Z", "fields": ["account", "host"], "first": first, "now": now}
+        store.putPlug(plug)
+        result(store.stop())
+        store2, _ = openAt(self.tmp, NY, self.clock)
+        (again,) = store2.loadPlugs()
+        assert (again.report_until, again.energy_refused_wh, again.first_identity, again.conflict) == (
+            1234.5, 42.0, first, plug.conflict)
+        assert again.toJSON()["conflict"] == plug.conflict
+
     def test_newerSchemaRefused(self) -> None:
         """A database from a newer vesyncd is not touched."""
         conn = sqlite3.connect(str(self.tmp / "vesyncd.sqlite3"))

@@ -19,14 +19,19 @@ from vesyncd.core.periods import zoneName
 
 log = Logger()
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_DEVICE_JSON = 4096
 MAX_TEXT = 256
 
-#: The columns of C{plugs} (schema 2) and the L{PlugState} field each one holds.
-PLUG_COLUMNS = ("id", "alias", "first_seen", "last_seen", "address", "firmware", "encrypted", "device",
-                "relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "runtime_at",
-                "rssi_dbm", "power_on")
+#: The columns of C{plugs} in schema 2.
+PLUG_COLUMNS_2 = ("id", "alias", "first_seen", "last_seen", "address", "firmware", "encrypted", "device",
+                  "relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "runtime_at",
+                  "rssi_dbm", "power_on")
+#: The columns schema 3 adds: the energy bound, refused energy, first-seen identity, and a conflict (JSON).
+PLUG_COLUMNS_3 = ("report_until", "energy_refused_wh", "first_account", "first_host", "first_firmware", "conflict")
+#: The columns of C{plugs} (schema 3) and the L{PlugState} field each one holds.
+PLUG_COLUMNS = PLUG_COLUMNS_2 + PLUG_COLUMNS_3
+MAX_CONFLICT_JSON = 2048
 
 
 class StoreOpenError(Exception):
@@ -62,7 +67,7 @@ def _migrate1to2(conn: sqlite3.Connection, zone: tzinfo) -> None:
     have = {row[1] for row in conn.execute("PRAGMA table_info(plugs)")}
     types = {"encrypted": "INTEGER", "relay_changed": "REAL", "power_w": "REAL", "voltage_v": "REAL",
              "current_a": "REAL", "runtime_at": "REAL", "rssi_dbm": "INTEGER"}
-    for column in PLUG_COLUMNS:
+    for column in PLUG_COLUMNS_2:
         if column not in have:
             conn.execute(f"ALTER TABLE plugs ADD COLUMN {column} {types.get(column, 'TEXT')}")
     for table, key in (("hours", "hour INTEGER"), ("days", "day TEXT"), ("months", "month TEXT")):
@@ -77,7 +82,16 @@ def _migrate1to2(conn: sqlite3.Connection, zone: tzinfo) -> None:
     rebuildCalendar(conn, zone)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2]
+def _migrate2to3(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 3: per plug the energy bound and refused energy, the first-seen identity and a conflict."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(plugs)")}
+    types = {"report_until": "REAL", "energy_refused_wh": "REAL"}
+    for column in PLUG_COLUMNS_3:
+        if column not in have:
+            conn.execute(f"ALTER TABLE plugs ADD COLUMN {column} {types.get(column, 'TEXT')}")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2, _migrate2to3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -154,9 +168,13 @@ def plugRow(plug: PlugState) -> tuple[Any, ...]:
     """The C{plugs} row of a plug's state, in L{PLUG_COLUMNS} order (strings bounded)."""
     device = json.dumps(plug.device, default=str)[:MAX_DEVICE_JSON] if plug.device else None
     relay = None if plug.relay is None else int(bool(plug.relay))
+    first = plug.first_identity or {}
+    conflict = json.dumps(plug.conflict, default=str)[:MAX_CONFLICT_JSON] if plug.conflict else None
     return (plug.id, _text(plug.alias), plug.first_seen, plug.last_seen, _text(plug.address), _text(plug.firmware),
             int(bool(plug.encrypted)), device, relay, _text(plug.relay_cause), plug.relay_changed, plug.power_w,
-            plug.voltage_v, plug.current_a, plug.runtime_at, plug.rssi_dbm, _text(plug.power_on))
+            plug.voltage_v, plug.current_a, plug.runtime_at, plug.rssi_dbm, _text(plug.power_on),
+            plug.report_until, plug.energy_refused_wh, _text(first.get("account")), _text(first.get("host")),
+            _text(first.get("firmware")), conflict)
 
 
 def plugFromRow(row: Iterable[Any]) -> PlugState:
@@ -176,6 +194,17 @@ def plugFromRow(row: Iterable[Any]) -> PlugState:
 
     policy = values.get("power_on")
     relay = values.get("relay")
+    first = None
+    if any(values.get(k) for k in ("first_account", "first_host", "first_firmware")):
+        first = {k: (str(values[f"first_{k}"]) if values.get(f"first_{k}") else None)
+                 for k in ("account", "host", "firmware")}
+    conflict = None
+    try:
+        loaded = json.loads(values["conflict"]) if values.get("conflict") else None
+        if isinstance(loaded, dict) and {"at", "fields", "first", "now"} <= set(loaded):
+            conflict = loaded
+    except ValueError:
+        pass
     return PlugState(
         id=str(values["id"]), alias=values.get("alias") or None, online=False,
         relay=None if relay is None else bool(relay), relay_cause=values.get("relay_cause"),
@@ -184,7 +213,8 @@ def plugFromRow(row: Iterable[Any]) -> PlugState:
         rssi_dbm=int(values["rssi_dbm"]) if isinstance(values.get("rssi_dbm"), int) else None,
         firmware=values.get("firmware"), encrypted=bool(values.get("encrypted")), device=device,
         address=values.get("address"), first_seen=num("first_seen"), last_seen=num("last_seen"),
-        power_on=policy if policy in ("on", "off", "last") else None)
+        power_on=policy if policy in ("on", "off", "last") else None, report_until=num("report_until"),
+        energy_refused_wh=num("energy_refused_wh") or 0.0, first_identity=first, conflict=conflict)
 
 
 # -- the writer ------------------------------------------------------------------------------------
