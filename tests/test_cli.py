@@ -225,6 +225,22 @@ class CommandTests(unittest.TestCase):
         self.assertIn("ab12cd-new", self.run_("list")[1])
         self.assertEqual(self.run_("approve", "nothing-held")[0], 1)
 
+    def test_takeoverShowsInStatusAndCanBeCleared(self) -> None:
+        """A second device logging in with a plug's id shows as a Conflict in `status` and a plug_conflict
+        event in `watch`; `clear-conflict` accepts the new login and the line goes away."""
+        d, out, _ = self.start("watch")
+        self.world.hub.login(FakePlugConnection("198.51.100.7:5000"),
+                             m.Login(id="00aa-plug-0", account="intruder", firmVersion="6.66"))
+        self.flush()
+        self.assertIn("00aa-plug-0 plug_conflict", out.getvalue())
+        status = self.run_("status", "00aa")[1]
+        self.assertRegex(status, r"Conflict: +.*firmware 1\.89 -> 6\.66")
+        code, text, _ = self.run_("clear-conflict", "00aa")
+        self.assertEqual((code, text), (0, "00aa-plug-0: conflict cleared; its latest login is now its identity\n"))
+        self.assertNotIn("Conflict", self.run_("status", "00aa")[1])
+        self.flush()
+        self.assertIn("00aa-plug-0 plug_conflict cleared", out.getvalue())
+
     def test_hostileStringsAreEscaped(self) -> None:
         """Firmware, model and alias texts with terminal escapes reach plain output escaped, whatever the
         source: here straight from a stub daemon, so no cleaning upstream can hide a gap."""

@@ -159,6 +159,13 @@ async def cmdApprove(client: ControlClient, args: argparse.Namespace, output: Ou
     return 0
 
 
+async def cmdClearConflict(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
+    """C{clear-conflict PLUG}: the latest login is the plug itself (e.g. after a firmware update)."""
+    plug = await client.clearConflict(args.plug)
+    output.show(plug, lambda p: f"{plugName(p)}: conflict cleared; its latest login is now its identity\n")
+    return 0
+
+
 async def cmdWatch(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
     """C{watch}: one line (or JSON object) per event until the connection ends."""
 
@@ -177,7 +184,8 @@ async def cmdWatch(client: ControlClient, args: argparse.Namespace, output: Outp
 COMMANDS: dict[str, Callable[[ControlClient, argparse.Namespace, Output], Awaitable[int]]] = {
     "list": cmdList, "status": cmdStatus, "refresh": cmdStatus, "on": cmdSwitch, "off": cmdSwitch,
     "toggle": cmdSwitch, "rename": cmdRename, "forget": cmdForget, "power-on": cmdPowerOn, "info": cmdInfo,
-    "energy": cmdEnergy, "pending": cmdPending, "approve": cmdApprove, "watch": cmdWatch,
+    "energy": cmdEnergy, "pending": cmdPending, "approve": cmdApprove,
+    "clear-conflict": cmdClearConflict, "watch": cmdWatch,
 }
 
 

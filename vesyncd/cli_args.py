@@ -63,7 +63,8 @@ def buildParser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="all plugs")
     for name, text in [("status", "one plug in detail"), ("on", "switch on"), ("off", "switch off"),
                        ("toggle", "switch over"), ("refresh", "read power and voltage now"),
-                       ("forget", "forget a plug"), ("approve", "accept a plug held by --new-plugs hold")]:
+                       ("forget", "forget a plug"), ("approve", "accept a plug held by --new-plugs hold"),
+                       ("clear-conflict", "accept the identity of a plug's latest login as its own")]:
         sub.add_parser(name, help=text).add_argument("plug", help="id, unique id prefix or alias")
     rename = sub.add_parser("rename", help="set a plug's alias (\"\" clears it)")
     rename.add_argument("plug")

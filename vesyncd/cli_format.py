@@ -104,7 +104,8 @@ def formatConflict(conflict: dict[str, Any]) -> str:
     fields = [str(f) for f in conflict.get("fields") or []]
     first, now = conflict.get("first") or {}, conflict.get("now") or {}
     changes = ", ".join(f"{f} {first.get(f, '-')!s} -> {now.get(f, '-')!s}" for f in fields) or "login differs"
-    return f"{changes} (at {conflict.get('at') or '?'}): another device may use this id"
+    return (f"{changes} (at {conflict.get('at') or '?'}): another device may use this id "
+            f"(`vesyncctl clear-conflict` accepts the new login)")
 
 
 def formatPlug(p: dict[str, Any], now: datetime | None = None) -> str:
@@ -204,5 +205,5 @@ def formatEvent(event: dict[str, Any]) -> str:
     elif kind == "power_on":
         detail = printable(data.get("power_on") or "none")
     elif kind == "plug_conflict":
-        detail = printable(formatConflict(data))
+        detail = printable(formatConflict(data)) if data.get("fields") else "cleared"
     return " ".join(printable(part) for part in (event.get("at"), name, kind, detail) if part)

@@ -135,6 +135,11 @@ class Responders(amp.CommandLocator):
         """Accept a held plug."""
         return self.core.approve(plug).addCallback(lambda doc: {"plug": doc})
 
+    @c.ClearConflict.responder
+    def clearConflict(self, plug: str) -> Deferred:
+        """Accept the latest login identity."""
+        return self.core.clearConflict(plug).addCallback(lambda doc: {"plug": doc})
+
     @c.Watch.responder
     def watch(self) -> dict[str, Any]:
         """Push events to this connection from now on."""

@@ -217,6 +217,10 @@ class ControlCore:
 
         return self._call(go)
 
+    def clearConflict(self, ref: str) -> Deferred:
+        """Accept a plug's latest login identity as its own; fires with its plug JSON (conflict null)."""
+        return self._call(lambda: self.plugJSON(self.hub.clearConflict(_text(ref, "plug"))))
+
     def info(self) -> Deferred:
         """The daemon's version, pid, uptime, listeners and counters."""
         return self._call(self._info)

@@ -225,6 +225,10 @@ class ControlClient:
         """Accept a held plug; fires with its state."""
         return self._call(c.Approve, "plug", plug=plug)
 
+    def clearConflict(self, plug: str) -> Deferred:
+        """Accept the plug's latest login identity; fires with its state."""
+        return self._call(c.ClearConflict, "plug", plug=plug)
+
     def lost(self) -> Deferred:
         """A Deferred that fires (with the reason) once the connection is closed."""
         result: Deferred = Deferred()

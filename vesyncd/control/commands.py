@@ -207,6 +207,13 @@ class Approve(ControlCommand):
     response = [(b"plug", JSON())]
 
 
+class ClearConflict(ControlCommand):
+    """Accept the latest login's identity (account, host, firmware) as the plug's own and clear its conflict."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"plug", JSON())]
+
+
 class Watch(ControlCommand):
     """Start receiving L{PushEvent}s on this connection."""
 

@@ -90,6 +90,10 @@ class ControlPerspective(pb.Referenceable):
         """Accept a held plug; fires with its state."""
         return self.core.approve(plug)
 
+    def remote_clearConflict(self, plug: str) -> Deferred:
+        """Accept the latest login identity; fires with the plug's state."""
+        return self.core.clearConflict(plug)
+
     def remote_watch(self, watcher: Any) -> None:
         """Send every event to C{watcher.callRemote("event", event)} from now on."""
         if not isinstance(watcher, pb.RemoteReference):
