@@ -104,7 +104,7 @@ class Simulator:
                  speed: float = 1.0, load_w: float = 20.0, seed: str = "sim", start: int = 0,
                  onEvent: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.reactor = reactor
-        self.runners = []
+        self.runners: list[PlugRunner] = []
         for i in range(start, start + count):
             plug = SimPlug(reactor, plugId(seed, i), firmware=firmware, speed=speed, load_w=load_w,
                            relay=bool(i % 2 == 0), onEvent=onEvent)
