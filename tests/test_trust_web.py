@@ -246,3 +246,13 @@ class SlowHeadersOnLoopback(unittest.TestCase):
 
         yield waitFor(answered, what="an answer to a real request")
         self.assertTrue(b"".join(chunks).startswith(b"HTTP/1.1 200 "))
+
+
+def test_pageWritesPlugStringsAsText() -> None:
+    """The page's script never parses strings as HTML (plug names, firmware and errors go in as text)."""
+    from importlib import resources
+
+    script = (resources.files("vesyncd.web") / "static" / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in script, sink
+    assert script.count("textContent") >= 10

@@ -9,6 +9,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, TOKEN, Harness, runtime
+from vesyncd.core.events import eventJSON
 from vesyncd.plugs import codec as m
 from vesyncd.web.events import HEARTBEAT, MAX_BUFFERED, frame
 
@@ -52,11 +53,24 @@ class FramingTests(unittest.TestCase):
         events = frames(ex.response().body)
         self.assertEqual([e["event"] for e in events], ["relay", "runtime"])
         relay = events[0]["data"]
-        self.assertEqual((relay["kind"], relay["plug"]), ("relay", PLUG_A))
+        self.assertEqual((relay["event"], relay["plug"]), ("relay", PLUG_A))
         self.assertEqual(relay["data"], {"relay": True, "cause": "button", "previous": False})
         self.assertEqual(relay["state"]["relay"], "on")
         self.assertEqual(events[1]["data"]["data"]["power_w"], 33.0)
         self.assertEqual([e["id"] for e in events], ["1", "2"])
+
+    def test_oneEventShape(self) -> None:
+        """Each frame carries core.events.eventJSON of its event (the control port's shape), plus the plug's state."""
+        h = Harness()
+        seen: list = []
+        h.hub.subscribe(seen.append)
+        ex = h.send("GET", "/api/events")
+        h.hub.rename(PLUG_B, "Kettle two")
+        [event] = frames(ex.response().body)
+        doc = event["data"]
+        self.assertEqual(doc.pop("state")["alias"], "Kettle two")
+        self.assertEqual(doc, json.loads(json.dumps(eventJSON(seen[-1], h.hub.get(PLUG_B)))))
+        self.assertEqual(set(doc), {"event", "plug", "name", "alias", "at", "ts", "data"})
 
     def test_forgotten(self) -> None:
         """A forgotten plug's event has no state."""

@@ -1,6 +1,9 @@
 """
 Server-sent events: the hub's events as an C{text/event-stream}, and a short power history per plug.
 
+Each event is the one event shape of L{vesyncd.core.events.eventJSON}, with the plug's current
+state beside it under C{state} (so the page redraws a card without asking again).
+
 Each stream is an C{IPushProducer} on its request: while the client's socket is full, events wait
 in a bounded buffer, and a client that falls further behind is dropped.  Comment heartbeats keep
 proxies and idle clients honest.  The number of concurrent streams is bounded.
@@ -20,8 +23,9 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from vesyncd.core.events import eventJSON
 from vesyncd.core.hub import Hub
-from vesyncd.core.model import ENERGY, FORGOTTEN, RUNTIME, Event, UnknownPlug, isoTime
+from vesyncd.core.model import ENERGY, FORGOTTEN, RUNTIME, CommandError, Event
 
 log = Logger()
 
@@ -34,15 +38,18 @@ POWER_WINDOW = 3600.0
 MAX_POWER_POINTS = 720
 
 
-def eventJSON(hub: Hub, event: Event) -> dict[str, Any]:
-    """The JSON form of a hub event, with the plug's current state unless it was forgotten."""
-    doc: dict[str, Any] = {"kind": event.kind, "plug": event.plug, "at": isoTime(event.at),
-                           "ts": event.at, "data": event.data}
+def streamJSON(hub: Hub, event: Event) -> dict[str, Any]:
+    """The event in the one event shape, plus C{state}: the plug's current state, for a plug the hub
+    knows (not a forgotten one, nor one waiting for approval)."""
+    plug = None
     if event.kind != FORGOTTEN:
         try:
-            doc["state"] = hub.get(event.plug).toJSON(hub.energy(event.plug))
-        except UnknownPlug:
-            pass
+            plug = hub.get(event.plug)
+        except CommandError:
+            plug = None
+    doc = eventJSON(event, plug if plug is not None and plug.id == event.plug else None)
+    if plug is not None and plug.id == event.plug:
+        doc["state"] = plug.toJSON(hub.energy(plug.id))
     return doc
 
 
@@ -86,7 +93,7 @@ class EventStream:
     def event(self, event: Event) -> None:
         """Hub subscriber: frame the event for this client."""
         self.sequence += 1
-        self.send(frame(event.kind, eventJSON(self.hub, event), self.sequence))
+        self.send(frame(event.kind, streamJSON(self.hub, event), self.sequence))
 
     def heartbeat(self) -> None:
         """A comment line, so that dead connections surface and proxies keep the stream."""

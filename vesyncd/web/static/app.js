@@ -253,7 +253,10 @@ function drawSpark(id) {
 
 // -- live events -------------------------------------------------------------------------
 
-const KINDS = ["plug_new", "online", "offline", "relay", "runtime", "energy", "rssi", "alias", "power_on", "forgotten"];
+// Every event is the one event shape of docs/control.md ({event, plug, name, alias, at, ts, data}),
+// plus "state": the plug's current state when the daemon knows the plug.
+const KINDS = ["plug_new", "online", "offline", "relay", "runtime", "energy", "rssi", "alias", "power_on", "forgotten",
+               "plug_conflict", "plug_pending"];
 
 function setLive(on) {
   const el = $("#live");
@@ -275,7 +278,7 @@ function openEvents() {
 }
 
 function onEvent(event) {
-  if (event.kind === "forgotten") {
+  if (event.event === "forgotten") {
     state.plugs.delete(event.plug);
     const el = card(event.plug);
     if (el) el.remove();
@@ -283,8 +286,14 @@ function onEvent(event) {
     return;
   }
   if (event.state) render(event.state);
-  if (event.kind === "runtime") addPoint(event.plug, event.ts * 1000, event.data.power_w);
-  if (event.kind === "energy" && state.detail === event.plug) loadChart();
+  if (event.event === "runtime") addPoint(event.plug, event.ts * 1000, event.data.power_w);
+  if (event.event === "energy" && state.detail === event.plug) loadChart();
+  if (event.event === "plug_conflict") {
+    const el = card(event.plug);
+    const fields = Array.isArray(event.data.fields) ? event.data.fields.join(", ") : "";
+    // Plug-supplied values only ever reach the page as text.
+    if (el) $(".card-error", el).textContent = `A device logged in with this plug's id but a different ${fields || "identity"}.`;
+  }
 }
 
 // -- detail view: energy bar charts ------------------------------------------------------
