@@ -126,11 +126,13 @@ def clockAt(when: datetime) -> task.Clock:
     return clock
 
 
-def advanceTo(clock: task.Clock, when: datetime, step: float = 60.0) -> None:
-    """Advance C{clock} to C{when} in steps of at most C{step} seconds (as a running reactor would)."""
+def advanceTo(clock: task.Clock, when: datetime) -> None:
+    """Advance C{clock} to C{when} from one delayed call to the next, so each runs at its own time."""
     target = when.timestamp()
     while clock.seconds() < target:
-        clock.advance(min(step, target - clock.seconds()))
+        pending = [c.getTime() for c in clock.getDelayedCalls()]
+        upcoming = min([t for t in pending if t > clock.seconds()] + [target])
+        clock.advance(min(upcoming, target) - clock.seconds())
 
 
 def makeEngine(clock: task.Clock, hub: FakeAutomationHub | None = None, store: MemoryAutomationStore | None = None,

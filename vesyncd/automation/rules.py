@@ -188,6 +188,7 @@ class PowerPoller:
         self._heap: list[tuple[float, str]] = []
         self._busy: set[str] = set()
         self._loop: task.LoopingCall | None = None
+        self.started = False
         self.polls = 0
         self.failures = 0
 
@@ -196,25 +197,39 @@ class PowerPoller:
         if plug not in self.due:
             self.due[plug] = self.clock.seconds()
             heapq.heappush(self._heap, (self.due[plug], plug))
+        self._run()
 
     def disarm(self, plug: str) -> None:
         """Stop reading C{plug}'s power."""
         self.due.pop(plug, None)
+        self._run()
 
     def armedPlugs(self) -> Iterable[str]:
         """The plugs being read."""
         return list(self.due)
 
     def start(self) -> None:
-        """Begin ticking."""
-        self._loop = task.LoopingCall(self._tick)
-        self._loop.clock = self.clock
-        self._loop.start(self.tick, now=False)
+        """Begin ticking whenever a plug is armed."""
+        self.started = True
+        self._run()
 
     def stop(self) -> None:
         """Stop ticking (reads in flight finish on their own)."""
-        if self._loop is not None and self._loop.running:
+        self.started = False
+        self._run()
+
+    def _run(self) -> None:
+        """Tick only while started with a plug armed, so an idle engine leaves the clock alone."""
+        running = self._loop is not None and self._loop.running
+        if self.started and self.due and not running:
+            self._loop = task.LoopingCall(self._tick)
+            self._loop.clock = self.clock
+            self._loop.start(self.tick, now=False)
+        elif running and not (self.started and self.due):
+            assert self._loop is not None
             self._loop.stop()
+            self._heap = [(d, p) for d, p in self._heap if self.due.get(p) == d]
+            heapq.heapify(self._heap)
 
     def _tick(self) -> None:
         """Spend this tick's budget on the plugs that waited longest."""
