@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
@@ -116,6 +116,7 @@ class Store:
         self._dayCache: dict[int, str] = {}
         self._loop: task.LoopingCall | None = None
         self._pruneLoop: task.LoopingCall | None = None
+        self._pruneDelay: IDelayedCall | None = None
         self.closed = False
 
     @classmethod
@@ -373,9 +374,8 @@ class Store:
             self._loop.stop()
         if self._pruneLoop is not None and self._pruneLoop.running:
             self._pruneLoop.stop()
-        delay = getattr(self, "_pruneDelay", None)
-        if delay is not None and delay.active():
-            delay.cancel()
+        if self._pruneDelay is not None and self._pruneDelay.active():
+            self._pruneDelay.cancel()
         self._retryAt = 0.0
         d = self.flush()
 
