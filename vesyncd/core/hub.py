@@ -17,7 +17,6 @@ C{offline_after} seconds (see L{vesyncd.core.session}).
 from __future__ import annotations
 
 import collections
-import re
 from dataclasses import replace
 from typing import Any, Callable, Iterable
 
@@ -30,8 +29,9 @@ from vesyncd.plugs import codec as m
 from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.interfaces import IEnergyLedger, IPlugConnection, ISessionOwner
 from vesyncd.core.model import (ALIAS, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT, PLUG_NEW,
-                                PLUG_PENDING, POWER_ON, RELAY, AmbiguousPlug, EnergySummary, Event, InvalidArgument,
-                                PlugOffline, PlugState, UnknownPlug)
+                                PLUG_PENDING, POWER_ON, RELAY, EnergySummary, Event, InvalidArgument, PlugOffline,
+                                PlugState, UnknownPlug)
+from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import (MAX_REPORT_SECONDS, MAX_WATTS, NewIdLimit, ReportBound, compareIdentity,
@@ -39,7 +39,6 @@ from vesyncd.core.trust import (MAX_REPORT_SECONDS, MAX_WATTS, NewIdLimit, Repor
 
 log = Logger()
 
-MAX_ALIAS = 64
 #: Plugs whose refused reports were logged; beyond this the memory is cleared (so it stays bounded).
 MAX_NOTED = 4096
 #: A refused login is logged the first time and then every this many times for the same reason.
@@ -62,8 +61,7 @@ class Hub:
         self._plugs: dict[str, PlugState] = {}
         self._sessions: dict[str, PlugSession] = {}
         self._pending: dict[str, PlugState] = {}
-        self._aliases: dict[str, str] = {}  # case-folded alias -> plug id
-        self._ids: dict[str, list[str]] = {}  # case-folded id -> ids of known plugs
+        self._names = PlugNames()
         self._subscribers: list[Callable[[Event], None]] = []
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
         self._noted: set[str] = set()
@@ -73,19 +71,7 @@ class Hub:
 
     def _add(self, plug: PlugState) -> None:
         self._plugs[plug.id] = plug
-        self._ids.setdefault(plug.id.casefold(), []).append(plug.id)
-        if plug.alias:
-            self._aliases.setdefault(plug.alias.casefold(), plug.id)
-
-    def _remove(self, plug: PlugState) -> None:
-        del self._plugs[plug.id]
-        ids = self._ids.get(plug.id.casefold(), [])
-        if plug.id in ids:
-            ids.remove(plug.id)
-        if not ids:
-            self._ids.pop(plug.id.casefold(), None)
-        if plug.alias and self._aliases.get(plug.alias.casefold()) == plug.id:
-            del self._aliases[plug.alias.casefold()]
+        self._names.add(plug)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -238,7 +224,7 @@ class Hub:
 
     def _admit(self, plugId: str) -> str | None:
         """Why an id never seen before may not log in now, or None."""
-        if plugId.casefold() in self._aliases:
+        if self._names.isAlias(plugId):
             return "alias"
         if self.settings.new_plugs == NEW_PLUGS_HOLD and len(self._pending) >= self.settings.max_pending:
             offline = [p for p in self._pending.values() if not p.online]
@@ -285,7 +271,7 @@ class Hub:
         """
         plug = self._pending.get(ref) if isinstance(ref, str) else None
         if plug is None:
-            plug = self._match(ref, list(self._pending.values()), "waiting for approval")
+            plug = matchPrefix(ref, self._pending.values(), "waiting for approval")
         if plug.id in self._plugs:  # pragma: no cover - pending ids are never known ones
             raise InvalidArgument(f"plug {plug.id} is already known")
         del self._pending[plug.id]
@@ -320,37 +306,7 @@ class Hub:
         @raise AmbiguousPlug: the name is one plug's alias and another's id, or an id prefix
             matches several plugs; the message lists them.
         """
-        if not isinstance(ref, str) or not ref:
-            raise UnknownPlug("no plug given")
-        folded = ref.casefold()
-        found: dict[str, str] = {}
-        if ref in self._plugs:
-            found[ref] = "id"
-        for plugId in self._ids.get(folded, ()):
-            found.setdefault(plugId, "id")
-        aliased = self._aliases.get(folded)
-        if aliased is not None:
-            found.setdefault(aliased, "alias")
-        if len(found) == 1:
-            return self._plugs[next(iter(found))]
-        if found:
-            names = "; ".join(f"plug {i} by its {how}" + (f" (alias {self._plugs[i].alias!r})"
-                                                            if self._plugs[i].alias and how == "id" else "")
-                              for i, how in sorted(found.items()))
-            raise AmbiguousPlug(f"{ref!r} matches {len(found)} plugs: {names}; use the full id")
-        return self._match(ref, list(self._plugs.values()), "known")
-
-    def _match(self, ref: Any, plugs: list[PlugState], what: str) -> PlugState:
-        """The one plug of C{plugs} whose id starts with C{ref} (case-insensitive)."""
-        if not isinstance(ref, str) or not ref:
-            raise UnknownPlug("no plug given")
-        folded = ref.casefold()
-        matches = [p for p in plugs if p.id.casefold().startswith(folded)]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise AmbiguousPlug(f"{ref!r} matches {len(matches)} plugs: give more of the id")
-        raise UnknownPlug(f"no plug is called {ref!r}" if what == "known" else f"no plug {what} is called {ref!r}")
+        return self._names.resolve(ref, self._plugs)
 
     def get(self, ref: str) -> PlugState:
         """A copy of the plug C{ref} names (see L{resolve})."""
@@ -398,26 +354,11 @@ class Hub:
         plug = self.resolve(ref)
         alias = (alias or "").strip() or None
         if alias is not None:
-            folded = alias.casefold()
-            if len(alias) > MAX_ALIAS or not alias.isprintable():
-                raise InvalidArgument(f"an alias is 1-{MAX_ALIAS} printable characters")
-            if re.fullmatch(r"[0-9a-fA-F-]{1,8}", alias) and any(
-                p.id.casefold().startswith(folded) and p is not plug for p in self._plugs.values()
-            ):
-                raise InvalidArgument(f"alias {alias!r} would hide another plug's id")
-            for other in self._ids.get(folded, ()):
-                if other != plug.id:
-                    raise InvalidArgument(f"alias {alias!r} is the id of plug {other}")
-            owner = self._aliases.get(folded)
-            if owner is not None and owner != plug.id:
-                raise InvalidArgument(f"alias {alias!r} is already used by plug {owner}")
+            self._names.checkAlias(plug, alias, self._plugs)
         if plug.alias != alias:
             previous = plug.alias
-            if previous and self._aliases.get(previous.casefold()) == plug.id:
-                del self._aliases[previous.casefold()]
             plug.alias = alias
-            if alias:
-                self._aliases[alias.casefold()] = plug.id
+            self._names.renamed(plug, previous)
             self._emit(ALIAS, plug.id, self.clock.seconds(), alias=alias, previous=previous)
         return self.snapshot(plug)
 
@@ -438,7 +379,8 @@ class Hub:
         if session is not None:
             session.lost("forgotten", replaced=True)
             session.connection.disconnect("plug forgotten")
-        self._remove(plug)
+        del self._plugs[plug.id]
+        self._names.remove(plug)
         self.ledger.forget(plug.id)
         self._emit(FORGOTTEN, plug.id, self.clock.seconds(), alias=plug.alias)
         return plug
