@@ -10,7 +10,9 @@ no rows, so the sum is the figure to date).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import date, datetime, timedelta, tzinfo
+from itertools import accumulate
 from typing import Any, Iterable, NamedTuple
 
 from vesyncd.insight.cost import Row, roundCost
@@ -109,19 +111,21 @@ def periodTotals(rows: Iterable[Row], now: float, zone: tzinfo,
     with no C{schedule}, C{currency} and every cost are None.  Rows must reach back to
     L{earliestStart}; rows outside every range are ignored.
     """
-    spans = [(name, r.startTs, r.endTs) for name, r in currentRanges(now, zone).items()]
-    lo = min(s for _, s, _ in spans)
-    hi = max(e for _, _, e in spans)
-    wh = dict.fromkeys(RANGE_NAMES, 0.0)
-    cost = dict.fromkeys(RANGE_NAMES, 0.0)
-    for hourStart, value in rows:
-        if not lo <= hourStart < hi:
-            continue
-        price = schedule.hourCost(hourStart, value, zone) if schedule is not None else 0.0
-        for name, start, end in spans:
-            if start <= hourStart < end:
-                wh[name] += value
-                cost[name] += price
+    ranges = currentRanges(now, zone)
+    ordered = sorted(rows)
+    times = [t for t, _ in ordered]
+    first = bisect_left(times, min(r.startTs for r in ranges.values()))
+    last = bisect_left(times, max(r.endTs for r in ranges.values()))
+    ordered, times = ordered[first:last], times[first:last]
+    # Prefix sums over the rows in time order: each range's total is a difference of two of them.
+    whSums = [0.0, *accumulate(v for _, v in ordered)]
+    costSums = [0.0, *accumulate(schedule.hourCost(t, v, zone) for t, v in ordered)] if schedule else whSums
+    wh: dict[str, float] = {}
+    cost: dict[str, float] = {}
+    for name, r in ranges.items():
+        lo, hi = bisect_left(times, r.startTs), bisect_left(times, r.endTs)
+        wh[name] = whSums[hi] - whSums[lo]
+        cost[name] = costSums[hi] - costSums[lo]
     result: dict[str, Any] = {f"{name}_wh": round(wh[name], WH_DIGITS) for name in RANGE_NAMES}
     result["currency"] = schedule.currency if schedule is not None else None
     for name in RANGE_NAMES:

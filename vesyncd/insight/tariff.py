@@ -17,6 +17,8 @@ from datetime import date, datetime, tzinfo
 WEEK_MINUTES = 7 * 24 * 60
 #: Day names in the order C{datetime.weekday()} numbers them (Monday = 0).
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Hour prices a schedule caches per zone (two years and a bit: a year's history and this year's totals).
+CACHED_HOURS = 20_000
 
 
 def minuteOfWeek(local: datetime) -> int:
@@ -121,20 +123,35 @@ class TariffSchedule:
         self.currency: str = ordered[0].currency
         self.tariffs: tuple[Tariff, ...] = tuple(ordered)
         self._dates = [t.start or date.min for t in ordered]
+        self._prices: dict[tzinfo, dict[float, float]] = {}
 
     def inForce(self, day: date) -> Tariff:
         """The tariff in force on local date C{day} (the earliest one before any tariff's date)."""
         i = bisect.bisect_right(self._dates, day) - 1
         return self.tariffs[max(i, 0)]
 
-    def hourCost(self, hourStart: float, wh: float, zone: tzinfo) -> float:
-        """The cost of C{wh} used in the hour starting at POSIX time C{hourStart}, unrounded.
+    def hourPrice(self, hourStart: float, zone: tzinfo) -> float:
+        """The price per kWh of the hour starting at POSIX time C{hourStart} (its minutes' mean price).
 
         The hour's local start time in C{zone} picks the tariff (by date) and the price (by minute
-        of the week).
+        of the week).  Every plug's hour has the same price, so prices are cached per zone and hour
+        (at most L{CACHED_HOURS}, then the cache starts again).
         """
-        local = datetime.fromtimestamp(hourStart, tz=zone)
-        return self.inForce(local.date()).hourCost(local, wh)
+        prices = self._prices.get(zone)
+        if prices is None:
+            prices = self._prices[zone] = {}
+        price = prices.get(hourStart)
+        if price is None:
+            local = datetime.fromtimestamp(hourStart, tz=zone)
+            price = self.inForce(local.date()).hourCost(local, 1000.0)
+            if len(prices) >= CACHED_HOURS:
+                prices.clear()
+            prices[hourStart] = price
+        return price
+
+    def hourCost(self, hourStart: float, wh: float, zone: tzinfo) -> float:
+        """The cost of C{wh} used in the hour starting at POSIX time C{hourStart}, unrounded."""
+        return wh * self.hourPrice(hourStart, zone) / 1000.0
 
     def inForceAt(self, at: float, zone: tzinfo) -> Tariff:
         """The tariff in force at POSIX time C{at} (by its local date in C{zone})."""
