@@ -244,5 +244,6 @@ def test_server_survives_any_frame_sequence(steps: list[tuple[int, tuple[str, by
         c.closeIfDropped()
     _checkHub(hub, conns)
     assert hub.stats["internal_errors"] == 0
+    assert hub.stats["rejected_internal_error"] == 0
     for r in results:
         assert isinstance(r, h.PlugState) or (isinstance(r, Failure) and r.check(h.CommandError))

@@ -226,6 +226,26 @@ class CompressionOfferTests(unittest.TestCase):
         assert len(failures) == 1 and "192.0.2.7" in formatEvent(failures[0])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_error_while_reading_is_logged_with_the_peer_and_closes(self) -> None:
+        """An exception in Autobahn's handshake parsing is logged with the peer, counted and closes."""
+
+        class Broken(ws.PlugServerProtocol):
+            def processHandshake(self) -> None:
+                raise RuntimeError("boom")
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        hub, clock, factory = makeServer()
+        factory.protocol = Broken
+        proto, transport = rawServer(factory)
+        proto.dataReceived(PLUG_REQUEST)
+        assert transport.disconnecting and b"101" not in transport.value()
+        assert hub.stats["rejected_internal_error"] == 1
+        failures = [e for e in events if e.get("log_failure") is not None]
+        assert len(failures) == 1 and "192.0.2.7" in formatEvent(failures[0])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     @defer.inlineCallbacks
     def test_websockets_library_logs_in_and_keeps_alive(self) -> Any:
         """Python's websockets client (offering permessage-deflate, its default) logs in as a 1.x plug

@@ -135,7 +135,12 @@ class PlugServerProtocol(WebSocketServerProtocol):
                 return
         # Autobahn's Twisted adapter only adds a debug line here, whose arguments it formats
         # whether or not debug is on (a tenth of a /ka's cost); go straight to its parser.
-        self._dataReceived(data)
+        try:
+            self._dataReceived(data)
+        except Exception:
+            # Twisted would log this without the peer and drop the connection; say who it was.
+            log.failure("reading from {peer} failed", peer=self.peerAddress)
+            self._reject("internal_error", "internal error while reading")
 
     def onConnect(self, request: ConnectionRequest) -> None:
         """Accept every path (plugs use C{/gnws}); log any other path once per connection."""
