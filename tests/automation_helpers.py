@@ -135,9 +135,9 @@ def advanceTo(clock: task.Clock, when: datetime) -> None:
         clock.advance(min(upcoming, target) - clock.seconds())
 
 
-def makeEngine(clock: task.Clock, hub: FakeAutomationHub | None = None, store: MemoryAutomationStore | None = None,
+def makeEngine(clock: task.Clock, hub: FakeAutomationHub | None = None, store: Any = None,
                zone: Any = BERLIN, location: Location | None = None, start: bool = True,
-               **config: Any) -> tuple[AutomationEngine, FakeAutomationHub, MemoryAutomationStore]:
+               **config: Any) -> tuple[AutomationEngine, FakeAutomationHub, Any]:
     """An engine on C{clock} with a fake hub and a memory store (new ones unless given), started."""
     import random
 

@@ -283,3 +283,19 @@ def test_next_action_and_status() -> None:
     assert nxt == {"switch": "on", "at": "2026-12-02T12:10:00+01:00", "ts": NOON.timestamp() + 600, "cause": "timer"}
     assert engine.status()["timers"] == 1 and engine.status()["schedules"] == 1
     assert datetime.fromtimestamp(nxt["ts"], timezone.utc).hour == 11
+
+
+def test_newest_switch_wins_for_a_plug_that_comes_back() -> None:
+    """A timer due at 07:45 and a caught-up 07:30 schedule both wait for an offline plug: the later one wins."""
+    clock = clockAt(datetime(2026, 12, 2, 7, 0, tzinfo=BERLIN))
+    engine, hub, store = makeEngine(clock)
+    engine.addSchedule("p1", "on", "07:30")
+    engine.setTimer("p1", "off", "45m")
+    engine.stop()
+    clock.advance(3600)
+    engine2, hub2, _ = makeEngine(clock, store=store, start=False)
+    hub2.add("p1", online=False)
+    engine2.start()
+    clock.advance(0)
+    hub2.setOnline("p1", True)
+    assert hub2.causes() == [(False, "timer")] and engine2.timer("p1") is None

@@ -58,6 +58,10 @@ class Switcher:
 
     def apply(self, intent: Intent) -> None:
         """Make the switch now if the plug is online, else keep it for when it comes back."""
+        kept = self.waiting.get(intent.plug)
+        if kept is not None and kept is not intent and kept.asked > intent.asked:
+            intent.settle(False)  # a switch asked for later already waits: it wins
+            return
         self._supersede(intent)
         if not self.hub.isOnline(intent.plug):
             self.waiting[intent.plug] = intent

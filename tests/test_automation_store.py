@@ -1,0 +1,116 @@
+"""Tests for the SQLite automation store: round trips, coalesced writes in order, and an engine restart on it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from vesyncd.automation.interfaces import IAutomationStore
+from vesyncd.automation.sqlitestore import SCHEMA, SqliteAutomationStore
+from vesyncd.automation.store import MemoryAutomationStore
+from vesyncd.storage.store import inlineRunner
+from tests.automation_helpers import BERLIN, FakeAutomationHub, clockAt, makeEngine
+
+NOON = datetime(2026, 12, 2, 12, 0, tzinfo=BERLIN)
+
+
+def database() -> sqlite3.Connection:
+    """An in-memory database with the automation table (applied twice: the DDL is idempotent)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA)
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class HeldRunner:
+    """A runner that holds each database call until the test releases it, like a busy writer thread."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred]] = []
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Deferred:
+        d: Deferred = Deferred()
+        self.held.append((fn, args, d))
+        return d
+
+    def release(self) -> None:
+        """Run the oldest held call and fire its Deferred."""
+        fn, args, d = self.held.pop(0)
+        d.callback(fn(*args))
+
+
+def test_both_stores_provide_the_interface() -> None:
+    """The memory and SQLite stores provide IAutomationStore."""
+    conn = database()
+    assert IAutomationStore.providedBy(MemoryAutomationStore())
+    assert IAutomationStore.providedBy(SqliteAutomationStore(inlineRunner, lambda: conn))
+
+
+def test_round_trip_delete_and_forget() -> None:
+    """Saved documents load back; delete removes one item, deletePlug every item of a plug."""
+    conn = database()
+    store = SqliteAutomationStore(inlineRunner, lambda: conn)
+    store.save("schedule", "s1", "p1", {"at": "07:00:00", "n": 1})
+    store.save("schedule", "s1", "p1", {"at": "08:00:00"})
+    store.save("rule", "r1", "p1", {"when": "above"})
+    store.save("timer", "p2", "p2", {"switch": "off"})
+    assert sorted(store.load()) == [("rule", "r1", "p1", {"when": "above"}),
+                                    ("schedule", "s1", "p1", {"at": "08:00:00"}),
+                                    ("timer", "p2", "p2", {"switch": "off"})]
+    store.delete("rule", "r1", "p1")
+    store.deletePlug("p2")
+    assert store.load() == [("schedule", "s1", "p1", {"at": "08:00:00"})]
+
+
+def test_unreadable_rows_are_skipped() -> None:
+    """A row that is not a JSON object is left out of the load."""
+    conn = database()
+    conn.execute("INSERT INTO automation VALUES ('rule', 'r9', 'p1', 'not json')")
+    conn.execute("INSERT INTO automation VALUES ('rule', 'r8', 'p1', '[1, 2]')")
+    store = SqliteAutomationStore(inlineRunner, lambda: conn)
+    store.save("rule", "r1", "p1", {"ok": True})
+    assert store.load() == [("rule", "r1", "p1", {"ok": True})]
+
+
+def test_writes_are_coalesced_one_at_a_time_and_flush_waits() -> None:
+    """While a write is in flight, later saves of an item are coalesced into one next write; flush
+    fires only when everything asked so far is written."""
+    conn = database()
+    runner = HeldRunner()
+    store = SqliteAutomationStore(runner, lambda: conn)
+    store.save("timer", "p1", "p1", {"v": 1})
+    for v in range(2, 6):
+        store.save("timer", "p1", "p1", {"v": v})
+    store.delete("rule", "r1", "p1")
+    flushed: list[Any] = []
+    store.flush().addCallback(flushed.append)
+    assert len(runner.held) == 1
+    runner.release()
+    assert len(runner.held) == 1 and not flushed
+    runner.release()
+    assert runner.held == [] and flushed == [None]
+    assert store.load() == [("timer", "p1", "p1", {"v": 5})]
+
+
+def test_engine_restart_on_sqlite() -> None:
+    """Schedules, rules, away windows and a timer written by one engine are what the next engine runs."""
+    conn = database()
+    clock = clockAt(NOON)
+    store = SqliteAutomationStore(inlineRunner, lambda: conn)
+    engine, hub, _ = makeEngine(clock, store=store)
+    sid = engine.addSchedule("p1", "on", "18:00", "weekdays")["id"]
+    rid = engine.addRule("p1", above=100, duration="1m")["id"]
+    engine.away("p2", "20:00", "22:00")
+    engine.setTimer("p1", "off", "1h")
+    engine.stop()
+    hub2 = FakeAutomationHub(clock)
+    hub2.add("p1")
+    engine2, _, _ = makeEngine(clock, hub=hub2, store=SqliteAutomationStore(inlineRunner, lambda: conn))
+    described = engine2.describe("p1")
+    assert [s["id"] for s in described["schedules"]] == [sid] and [r["id"] for r in described["rules"]] == [rid]
+    assert described["timer"]["left_s"] == 3600 and engine2.awayStatus("p2")["to"] == "22:00:00"
+    clock.advance(3600)
+    assert (False, "timer") in hub2.causes("p1")
