@@ -14,15 +14,17 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
+from tests.fakes import waitFor
 from vesyncd.web import tap as web_tap
 from vesyncd.core.hub import Hub
+from vesyncd.core.settings import Settings
 from vesyncd.auth import loadOrCreateToken
 from vesyncd.service import DaemonInfo, ListenerService
 from vesyncd.sim.runner import Simulator
@@ -77,7 +79,7 @@ class BrowserTests(unittest.TestCase):
         self.tmp = Path(tempfile.mkdtemp(prefix="vesyncd-browser-"))
         self.addCleanup(shutil.rmtree, self.tmp / "profile", True)
         self.addCleanup(shutil.rmtree, self.tmp / "state", True)
-        self.hub = Hub(reactor, commandTimeout=5.0)
+        self.hub = Hub(reactor, Settings(command_timeout=5.0))
         self.top = service.MultiService()
         plugs = ListenerService(reactor, "plug server", "tcp:0:interface=127.0.0.1", PlugServerFactory(self.hub, reactor=reactor))
         plugs.setServiceParent(self.top)
@@ -100,16 +102,7 @@ class BrowserTests(unittest.TestCase):
         self.sim = Simulator(reactor, "127.0.0.1", plugPort, 2, speed=30.0, seed="browser")
         self.sim.start()
         self.addCleanup(self.sim.stop)
-        return self.waitFor(lambda: sum(p.loggedIn for p in self.sim.plugs) == 2 and len(self.hub.plugs()) == 2)
-
-    @inlineCallbacks
-    def waitFor(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> Any:
-        """Poll C{condition} on the reactor until it holds."""
-        deadline = reactor.seconds() + timeout
-        while not condition():
-            if reactor.seconds() > deadline:
-                self.fail(f"timed out waiting for {what}")
-            yield task.deferLater(reactor, 0.05, lambda: None)
+        return waitFor(lambda: sum(p.loggedIn for p in self.sim.plugs) == 2 and len(self.hub.plugs()) == 2)
 
     @inlineCallbacks
     def test_dashboard(self) -> Any:
@@ -138,7 +131,7 @@ class BrowserTests(unittest.TestCase):
 
         # An hour of 20 W in today's ledger, so that the cards and the chart have figures.
         plug0.send({"uri": "/report", "e": format(20 * 3600, "x"), "t": format(3600, "x")})
-        yield self.waitFor(lambda: self.hub.energy(plug0.id).lifetime_wh > 0, what="the energy report")
+        yield waitFor(lambda: self.hub.energy(plug0.id).lifetime_wh > 0, what="the energy report")
 
         yield run(login)
         self.assertEqual(len(self.hub.plugs()), 2)
@@ -149,7 +142,7 @@ class BrowserTests(unittest.TestCase):
         # A click on the page's toggle switches the simulated plug.
         before = plug0.relay
         yield run(lambda: card(plug0.id).find_element(By.CSS_SELECTOR, ".switch").click())
-        yield self.waitFor(lambda: plug0.relay is not before, what="the simulated plug to switch")
+        yield waitFor(lambda: plug0.relay is not before, what="the simulated plug to switch")
         yield run(lambda: wait().until(
             lambda d: card(plug0.id).get_attribute("data-relay") == ("on" if plug0.relay else "off")))
 
