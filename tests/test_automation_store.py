@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.trial import unittest
 
 from vesyncd.automation.interfaces import IAutomationStore
 from vesyncd.automation.sqlitestore import SCHEMA, SqliteAutomationStore
@@ -114,3 +116,40 @@ def test_engine_restart_on_sqlite() -> None:
     assert described["timer"]["left_s"] == 3600 and engine2.awayStatus("p2")["to"] == "22:00:00"
     clock.advance(3600)
     assert (False, "timer") in hub2.causes("p1")
+
+
+class ThreadedStoreTests(unittest.TestCase):
+    """The SQLite store on the storage package's real writer thread."""
+
+    def test_writes_happen_in_the_writer_thread_and_persist(self) -> Deferred:
+        """Saves go through the one-thread runner (never the reactor thread) and are on disk after flush."""
+        import threading
+
+        from twisted.internet import reactor
+
+        from vesyncd.storage.schema import connect
+        from vesyncd.storage.store import threadRunner
+
+        path = Path(self.mktemp() + ".db")
+        conn = connect(path)
+        conn.executescript(SCHEMA)
+        run, stop = threadRunner(reactor)
+        self.addCleanup(stop)
+        threads: list[str] = []
+
+        def connection() -> sqlite3.Connection:
+            threads.append(threading.current_thread().name)
+            return conn
+
+        store = SqliteAutomationStore(run, connection)
+        for n in range(20):
+            store.save("schedule", f"s{n}", "p1", {"n": n})
+        store.delete("schedule", "s0", "p1")
+
+        def check(_: object) -> None:
+            self.assertTrue(threads and all(name != threading.main_thread().name for name in threads))
+            reopened = sqlite3.connect(str(path))
+            self.addCleanup(reopened.close)
+            self.assertEqual(reopened.execute("SELECT COUNT(*) FROM automation").fetchone()[0], 19)
+
+        return store.flush().addCallback(check)
