@@ -241,6 +241,15 @@ class CommandTests(unittest.TestCase):
         self.flush()
         self.assertIn("00aa-plug-0 plug_conflict cleared", out.getvalue())
 
+    def test_connectionLostMidCommand(self) -> None:
+        """A daemon that goes away before answering is an error on one line (exit 1), not a traceback."""
+        d, out, err = self.start("on", "00aa")
+        for conn in list(self.world.factory.connections):
+            conn.transport.loseConnection()
+        self.flush()
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(err.getvalue(), "vesyncctl: the connection to vesyncd was closed before it answered\n")
+
     def test_hostileStringsAreEscaped(self) -> None:
         """Firmware, model and alias texts with terminal escapes reach plain output escaped, whatever the
         source: here straight from a stub daemon, so no cleaning upstream can hide a gap."""

@@ -21,6 +21,8 @@ from typing import Any, Awaitable, Callable, TextIO
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.error import ConnectionClosed
+from twisted.protocols import amp
 
 from vesyncd.auth import readToken
 from vesyncd.cli_args import buildParser, locate, period
@@ -217,6 +219,12 @@ async def execute(reactor: Any, argv: list[str] | None, out: TextIO | None = Non
         return await run(reactor, args, output, connect)
     except (CLIError, ControlError) as e:
         output.note(str(e))
+        return 1
+    except ConnectionClosed:
+        output.note("the connection to vesyncd was closed before it answered")
+        return 1
+    except amp.RemoteAmpError as e:  # an error the daemon sent that this vesyncctl does not know
+        output.note(f"vesyncd refused: {e}")
         return 1
 
 
