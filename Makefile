@@ -33,7 +33,7 @@ venv: $(STAMP)
 ## port another program holds is replaced by a free one). ARGS="..." adds daemon options, e.g.
 ## ARGS="--http tcp:8081:interface=127.0.0.1"; MQTT=1 adds a private mosquitto (when installed).
 run: $(STAMP)
-	$(BIN)/python -m vesyncd.sim.launch --config etc/vesyncd-dev.toml $(if $(filter-out 0 no false,$(MQTT)),--mqtt) -- $(ARGS)
+	$(BIN)/python -m vesyncd.launch --config etc/vesyncd-dev.toml $(if $(filter-out 0 no false,$(MQTT)),--mqtt) -- $(ARGS)
 
 ## Run every test (unit and loopback integration).
 test: $(TEST_STAMP)

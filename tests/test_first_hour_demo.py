@@ -1,5 +1,5 @@
 """
-Tests of the demo behind C{make run} (L{vesyncd.sim.launch}): busy default ports move to free loopback
+Tests of the demo behind C{make run} (L{vesyncd.launch}): busy default ports move to free loopback
 ports, a busy port the user chose is named with the option that moves it, C{MQTT=1} runs a private
 mosquitto, and the printed lines are the ones that work.  The launcher runs as a subprocess on
 loopback, bounded in time, and is stopped like Ctrl-C stops it.
@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from vesyncd.sim import launch
+from vesyncd import launch
 from vesyncd.sim.demobroker import findMosquitto
 from vesyncd.sim.demoports import (Listener, givenOptions, isLoopback, listeners, parseTCPEndpoint, planPorts,
                                    portFree)
@@ -172,7 +172,7 @@ class Demo:
         self.seen: list[str] = []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vesyncd.sim.launch", "--config", str(DEMO_CONFIG), *args],
+            [sys.executable, "-m", "vesyncd.launch", "--config", str(DEMO_CONFIG), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -2,7 +2,7 @@
 The demo behind C{make run}: C{twistd -n vesyncd} with the demo config and simulated plugs, on
 loopback, whatever else the machine runs.
 
-C{python -m vesyncd.sim.launch [--config FILE] [--mqtt] [-- DAEMON OPTIONS...]} moves each default
+C{python -m vesyncd.launch [--config FILE] [--mqtt] [-- DAEMON OPTIONS...]} moves each default
 port another program holds to a free one (a port the user chose that is busy stops it, naming the
 option that moves it), with C{--mqtt} starts a private mosquitto and points the daemon at it, and
 once the daemon listens prints where everything is and the commands to try.
@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from twisted.python import usage
 
+from vesyncd import tap
 from vesyncd.sim.demobroker import INSTALL_HINT, BrokerError, DemoBroker, findMosquitto
 from vesyncd.sim.demoports import (Listener, PortPlan, givenOptions, isLoopback, listeners, parseTCPEndpoint,
                                    planPorts)
@@ -31,7 +32,7 @@ def parseArguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's own options, and the daemon options that follow C{--}."""
     own, daemon = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(
-        prog="python -m vesyncd.sim.launch",
+        prog="python -m vesyncd.launch",
         description="Run the vesyncd demo on loopback: free ports, simulated plugs, optionally a private "
                     "mosquitto. Daemon options go after --.")
     parser.add_argument("--config", default=DEMO_CONFIG,
@@ -45,9 +46,7 @@ def parseArguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def daemonOptions(argv: list[str]) -> Any:
     """The daemon's options parsed as twistd will parse them, or None when they do not parse
     (twistd then says what is wrong)."""
-    from vesyncd.tap import Options
-
-    config = Options()
+    config = tap.Options()
     try:
         config.parseOptions(argv)
     except (usage.UsageError, SystemExit):
@@ -67,7 +66,8 @@ def vesyncctlCommand(stateDir: str | Path) -> str:
     """The C{vesyncctl ... list} line for this demo: the vesyncctl next to this Python, its state dir."""
     beside = Path(os.path.abspath(sys.executable)).parent / "vesyncctl"
     program = _shown(beside) if beside.exists() else "vesyncctl"
-    return f"{program} --state-dir {_shown(stateDir)} list"
+    # The state dir as the user or the config gave it, so the line works wherever they gave it from.
+    return f"{program} --state-dir {shlex.quote(str(stateDir))} list"
 
 
 def _where(found: list[Listener], option: str, otherwise: str) -> str:
@@ -104,7 +104,7 @@ def banner(config: Any, found: list[Listener], plan: PortPlan, broker: DemoBroke
     else:
         url = _where(found, "http", "")
         url = f"http://{url}/" if url else str(config.get("http"))
-        lines.append(f"  web page      {url}  (sign in with the token in {_shown(stateDir / 'control.token')})")
+        lines.append(f"  web page      {url}  (sign in with the token in {shlex.quote(str(stateDir / 'control.token'))})")
     plugs = config.get("demo-plugs") or 0
     where = _where(found, "plugs", str(config.get("plugs")))
     lines.append(f"  plug server   {where}, {plugs} simulated plug{'s' if plugs != 1 else ''}")
@@ -114,7 +114,8 @@ def banner(config: Any, found: list[Listener], plan: PortPlan, broker: DemoBroke
         where = _where(found, "dns-port", f"{config.get('dns-interface')}:{config.get('dns-port')}")
         lines.append(f"  DNS           {where} (udp+tcp), answers server2.vesync.com")
     control = config.get("control") or ""
-    lines.append(f"  control port  {_shown(control.split(':')[1]) if control.startswith('unix:') else control}")
+    socketPath = control.split(":")[1] if control.startswith("unix:") else None
+    lines.append(f"  control port  {shlex.quote(socketPath) if socketPath else control}")
     if broker is not None:
         lines.append(f"  MQTT          {broker.url} (a private mosquitto, stopped with the demo)")
     elif mqttNote:
