@@ -13,7 +13,7 @@ from __future__ import annotations
 import array
 import struct
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 _MAGIC = b"VSR1"
 _HEADER = struct.Struct("<4sIIq")
@@ -24,7 +24,7 @@ class Ring:
 
     __slots__ = ("last", "arrays")
 
-    def __init__(self, last: int | None, arrays: tuple[array.array, ...]) -> None:
+    def __init__(self, last: int | None, arrays: "tuple[array.array[Any], ...]") -> None:
         self.last = last
         self.arrays = arrays
 

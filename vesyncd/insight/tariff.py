@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from typing import Any
 
 #: Minutes in a week; the weekly price table covers minutes [0, WEEK_MINUTES).
 WEEK_MINUTES = 7 * 24 * 60
@@ -161,7 +162,7 @@ class TariffSchedule:
         """The fixed charge for local date C{day}."""
         return self.inForce(day).dailyCharge
 
-    def toJSON(self) -> dict:
+    def toJSON(self) -> dict[str, Any]:
         """The schedule as JSON-native data, for C{info}-style views and logs."""
         return {"currency": self.currency,
                 "tariffs": [{"from": t.start.isoformat() if t.start else None, "daily_charge": t.dailyCharge,

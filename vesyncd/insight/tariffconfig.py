@@ -188,7 +188,7 @@ def _days(value: Any, key: str) -> list[int]:
 
 def _table(value: Any, key: str, known: frozenset[str]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise TariffError(key, f"must be a table ([[{key.split('[')[0]}]]), not {type(value).__name__}")
+        raise TariffError(key, f"must be a table, not {type(value).__name__}")
     for name in value:
         if name not in known:
             raise TariffError(f"{key}.{name}", f"is not a tariff key (known: {', '.join(sorted(known))})")
