@@ -53,11 +53,13 @@ class FakeAutomationHub:
         return self.plugs[plugId]
 
     def _emit(self, kind: str, plugId: str, **data: Any) -> None:
+        """Tell every subscriber about an event stamped with the clock."""
         event = Event(kind, plugId, self.clock.seconds(), data)
         for callback in list(self._subscribers):
             callback(event)
 
     def _check(self, plugId: str) -> Deferred | None:
+        """A failed Deferred like the real hub's for an unknown or offline plug (or a queued failure), else None."""
         plug = self.plugs.get(plugId)
         if plug is None:
             return fail(UnknownPlug(f"no plug {plugId}"))

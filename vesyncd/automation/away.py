@@ -99,9 +99,11 @@ class AwayMode:
             self._cancel(plan)
 
     def _now(self) -> datetime:
+        """The current moment in the local zone."""
         return datetime.fromtimestamp(self.clock.seconds(), self.zone)
 
     def _cancel(self, plan: _Plan) -> None:
+        """Cancel the plan's pending step, if any."""
         if plan.call is not None and plan.call.active():
             plan.call.cancel()
         plan.call = None

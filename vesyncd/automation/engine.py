@@ -100,6 +100,7 @@ class AutomationEngine:
         return self.store.flush()
 
     def _now(self) -> datetime:
+        """The current moment in the local zone."""
         return datetime.fromtimestamp(self.clock.seconds(), self.zone)
 
     def _event(self, event: Any) -> None:
@@ -159,11 +160,13 @@ class AutomationEngine:
         return True
 
     def _cancelTimerCall(self, plug: str) -> None:
+        """Cancel the clock call of the plug's timer, if any."""
         call = self._timerCalls.pop(plug, None)
         if call is not None and call.active():
             call.cancel()
 
     def _armTimer(self, plug: str) -> None:
+        """Plan the plug's timer on the clock (at once if its deadline has passed)."""
         timer = self.timers[plug]
         delay = max(0.0, timer.due - self.clock.seconds())
         self._timerCalls[plug] = self.clock.callLater(delay, self._timerDue, timer)
@@ -204,6 +207,7 @@ class AutomationEngine:
         return self.schedules.setEnabled(scheduleId, False)
 
     def _taken(self, candidate: str) -> bool:
+        """True if a schedule or rule already has id C{candidate}."""
         return candidate in self.schedules.byId or candidate in self.ruleSet.rules
 
     # -- away mode -------------------------------------------------------------------------------
@@ -237,6 +241,7 @@ class AutomationEngine:
 
     def _awaySwitch(self, plug: str, on: bool) -> None:
         # Away steps are not kept for an offline plug: a late random switch would be no better than none.
+        """Make one away step for an online plug."""
         if self.hub.isOnline(plug):
             self.switcher.apply(Intent(plug, on, AWAY, self.clock.seconds(), self.clock.seconds()))
 
@@ -294,15 +299,18 @@ class AutomationEngine:
         return self.enableRule(ruleId, False)
 
     def _rule(self, ruleId: Any) -> Rule:
+        """The rule with this id, or L{AutomationRefused} naming C{id}."""
         rule = self.ruleSet.rules.get(ruleId) if isinstance(ruleId, str) else None
         if rule is None:
             raise AutomationRefused("id", f"no rule {str(ruleId)[:20]!r}")
         return rule
 
     def _ruleView(self, rule: Rule) -> dict[str, Any]:
+        """A rule's JSON with its current state."""
         return views.ruleJSON(rule, *self.ruleSet.state(rule.id))
 
     def _armPoller(self, plug: str) -> None:
+        """Poll the plug's power while it has an enabled rule, and only then."""
         if self.ruleSet.armed(plug):
             self.poller.arm(plug)
         else:

@@ -53,6 +53,7 @@ class RuleTracker:
         return self.state in (RUNNING, FINISHING) if self.rule.when == DONE_BELOW else None
 
     def _go(self, state: str, at: float | None) -> None:
+        """Enter C{state}, which began at C{at}."""
         self.state, self.since = state, at
 
     def feed(self, power: float, at: float) -> bool:

@@ -52,9 +52,11 @@ class Schedules:
         return len(self.byId)
 
     def _now(self) -> datetime:
+        """The current moment in the local zone."""
         return datetime.fromtimestamp(self.clock.seconds(), self.zone)
 
     def _next(self, schedule: Schedule, after: datetime) -> datetime | None:
+        """The schedule's next run after C{after}, with the configured zone and location."""
         return nextRun(schedule, after, zone=self.zone, location=self.config.location)
 
     # -- what users ask --------------------------------------------------------------------------
@@ -137,6 +139,7 @@ class Schedules:
         self.byPlug[schedule.plug][schedule.id] = schedule
 
     def _drop(self, schedule: Schedule) -> None:
+        """Stop holding a schedule and cancel its planned run."""
         self._unarm(schedule.id)
         self.byId.pop(schedule.id, None)
         mine = self.byPlug.get(schedule.plug, {})
@@ -145,9 +148,11 @@ class Schedules:
             self.byPlug.pop(schedule.plug, None)
 
     def _save(self, schedule: Schedule) -> None:
+        """Queue the schedule's document for the store."""
         self.store.save(SCHEDULE, schedule.id, schedule.plug, schedule.toDoc())
 
     def _unarm(self, scheduleId: str) -> None:
+        """Cancel the schedule's planned run, if any."""
         armed = self.calls.pop(scheduleId, None)
         if armed is not None and armed[1].active():
             armed[1].cancel()

@@ -56,7 +56,9 @@ class AutomationConfig:
     retry_delay: float = 30.0
 
     def __post_init__(self) -> None:
-        checks = {"--automation-catch-up": (self.catch_up, 0.0), "--automation-poll-interval": (self.poll_interval, 1.0),
+        """Refuse values the engine cannot run with, naming the option."""
+        checks = {"--automation-catch-up": (self.catch_up, 0.0),
+                  "--automation-poll-interval": (self.poll_interval, 1.0),
                   "--automation-max-polls": (self.max_polls_per_second, 0.1)}
         for name, (value, least) in checks.items():
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:

@@ -85,6 +85,7 @@ class Switcher:
             oldIntent.settle(False)
 
     def _done(self, intent: Intent) -> None:
+        """The plug confirmed the switch."""
         self.switched += 1
         intent.settle(True)
 
@@ -110,6 +111,7 @@ class Switcher:
         intent.settle(False)
 
     def _retry(self, intent: Intent) -> None:
+        """Try a failed switch again unless a newer one replaced it."""
         if self._retries.get(intent.plug, (None,))[0] is intent:
             del self._retries[intent.plug]
             self.apply(intent)
