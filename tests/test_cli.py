@@ -305,7 +305,7 @@ class StubClient:
 
     def pending(self) -> defer.Deferred:
         """The plug as held."""
-        return defer.succeed([self.plug])
+        return defer.succeed({"pending": [self.plug], "total": 1})
 
     def info(self) -> defer.Deferred:
         """Facts with hostile keys and values."""

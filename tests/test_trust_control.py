@@ -3,8 +3,10 @@ ambiguous names refused with the matches, and held plugs listed and approved ove
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -12,6 +14,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from vesyncd.cli import execute
 from vesyncd.control import commands as c
 from vesyncd.control.limits import ConnectionLimit
 from vesyncd.core.settings import Settings
@@ -110,7 +113,8 @@ class AmbiguityAndApprovalTests(unittest.TestCase):
         client, pump = self.amp()
         d = client.pending()
         pump.flush()
-        self.assertEqual([p["id"] for p in self.successResultOf(d)], ["00aa-plug-0"])
+        answer = self.successResultOf(d)
+        self.assertEqual(([p["id"] for p in answer["pending"]], answer["total"]), (["00aa-plug-0"], 1))
         d = client.getPlug("00aa")
         pump.flush()
         self.failureResultOf(d, c.UnknownPlug)
@@ -119,10 +123,32 @@ class AmbiguityAndApprovalTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(d)["id"], "00aa-plug-0")
         d = client.pending()
         pump.flush()
-        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(self.successResultOf(d), {"pending": [], "total": 0})
         d = client.approve("00aa")
         pump.flush()
         self.failureResultOf(d, c.UnknownPlug)
+
+    def test_pendingCutToOneAMPValue(self) -> None:
+        """More held plugs than fit 64 KiB: the answer lists the oldest that fit and the true total,
+        and vesyncctl says how many it could not show."""
+        self.world = World(plugs=1, settings=Settings(command_timeout=5.0, new_plugs="hold",
+                                                      max_new_plugs_per_minute=1000))
+        for i in range(200):
+            self.world.hub.login(FakePlugConnection(f"198.51.100.{i % 250}:5000"),
+                                 m.Login(id=f"held-{i:03d}-" + "x" * 200, firmVersion="1.89", deviceName="y" * 200))
+        client, pump = self.amp()
+        d = client.pending()
+        pump.flush()
+        answer = self.successResultOf(d)
+        self.assertEqual(answer["total"], 201)
+        self.assertLess(len(answer["pending"]), 201)
+        self.assertEqual(answer["pending"][0]["id"], "00aa-plug-0")
+        out, err = io.StringIO(), io.StringIO()
+        d = defer.ensureDeferred(execute(self.world.clock, ["pending"], out, err,
+                                         connect=lambda reactor, args: defer.succeed(client)))
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertIn(f"{201 - len(answer['pending'])} more held plugs are not shown", err.getvalue())
 
     def test_pendingAndApproveOverPB(self) -> None:
         """The PB perspective offers the same pending and approve."""

@@ -150,7 +150,11 @@ async def cmdEnergy(client: ControlClient, args: argparse.Namespace, output: Out
 
 async def cmdPending(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
     """C{pending}: plugs held until approved."""
-    output.show(await client.pending(), formatPending)
+    answer = await client.pending()
+    held, total = answer["pending"], answer["total"]
+    output.show(held, formatPending)
+    if total > len(held):
+        output.note(f"{total - len(held)} more held plugs are not shown: approve some to see the rest")
     return 0
 
 

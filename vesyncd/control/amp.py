@@ -128,7 +128,7 @@ class Responders(amp.CommandLocator):
     @c.Pending.responder
     def pending(self) -> Deferred:
         """Plugs held until approved (cut to what fits one AMP value)."""
-        return self.core.pending().addCallback(lambda plugs: {"pending": fitJSON(plugs)})
+        return self.core.pending().addCallback(lambda plugs: {"pending": fitJSON(plugs), "total": len(plugs)})
 
     @c.Approve.responder
     def approve(self, plug: str) -> Deferred:

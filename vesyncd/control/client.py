@@ -218,8 +218,8 @@ class ControlClient:
         return self._call(c.Energy, "history", plug=plug, period=period, value=value)
 
     def pending(self) -> Deferred:
-        """Plugs held until approved."""
-        return self._call(c.Pending, "pending")
+        """Plugs held until approved: C{{"pending": [...], "total": N}} (the list may be cut to fit)."""
+        return self._call(c.Pending, None)
 
     def approve(self, plug: str) -> Deferred:
         """Accept a held plug; fires with its state."""

@@ -194,10 +194,11 @@ class Energy(ControlCommand):
 
 
 class Pending(ControlCommand):
-    """Plugs held until approved (C{--new-plugs hold}): C{pending}, a JSON array of plugs."""
+    """Plugs held until approved (C{--new-plugs hold}): C{pending}, a JSON array of plugs (oldest first,
+    as many as fit one AMP value), and C{total}, how many are held."""
 
     arguments: list[tuple[bytes, amp.Argument]] = []
-    response = [(b"pending", JSON())]
+    response = [(b"pending", JSON()), (b"total", amp.Integer())]
 
 
 class Approve(ControlCommand):
