@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     reactor.callLater(args.seconds, finish)
     # SIGTERM ends the run early with the figures so far (the LAN part stops its victims this way).
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(finish))
+    # Installed once the reactor runs: reactor.run() puts its own SIGTERM handler (a bare stop,
+    # which would lose every sample) in place of one set before.
+    reactor.callWhenRunning(reactor.callLater, 0, signal.signal, signal.SIGTERM,
+                            lambda *_: reactor.callFromThread(finish))
     reactor.run()
     return 0
 
