@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import math
 from typing import Any, Callable, Iterable
 
 from twisted.internet import task
@@ -169,10 +170,12 @@ class RuleSet:
 class PowerPoller:
     """Reads the power of armed plugs every C{interval} seconds each, at most C{maxPerSecond} in total.
 
-    A tick every C{tick} seconds may spend the tokens it earned (C{maxPerSecond * tick}, never
-    more than one tick's worth or one read); armed plugs are read in order of how long they have
-    waited, so a budget smaller than the demand spreads the reads evenly.  An offline plug and one
-    whose last read is still unanswered are skipped until their next turn.
+    The bound is exact over any window: the times of the last reads are kept, and a read is made only
+    if fewer than C{perWindow} were made in the C{window} seconds before it (one second, or longer for
+    a budget under one read a second).  A tick every C{tick} seconds makes at most its share of them,
+    so reads spread over the second; armed plugs are read in order of how long they have waited, so a
+    budget smaller than the demand serves every plug in turn.  An offline plug and one whose last read
+    is still unanswered are skipped until their next turn.
     """
 
     def __init__(self, clock: IReactorTime, refresh: Callable[[str], Deferred], isOnline: Callable[[str], bool],
@@ -183,8 +186,10 @@ class PowerPoller:
         self.interval = interval
         self.maxPerSecond = maxPerSecond
         self.tick = tick
-        self.capacity = max(1.0, maxPerSecond * tick)
-        self.tokens = 0.0
+        self.window = max(1.0, 1.0 / maxPerSecond)
+        self.perWindow = max(1, int(maxPerSecond * self.window + 1e-9))
+        self.perTick = max(1, math.ceil(maxPerSecond * tick - 1e-9))
+        self._recent: collections.deque[float] = collections.deque()
         self.due: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._busy: set[str] = set()
@@ -235,8 +240,10 @@ class PowerPoller:
     def _tick(self) -> None:
         """Spend this tick's budget on the plugs that waited longest."""
         now = self.clock.seconds()
-        self.tokens = min(self.capacity, self.tokens + self.maxPerSecond * self.tick)
-        while self._heap and self._heap[0][0] <= now and self.tokens >= 1.0:
+        while self._recent and self._recent[0] <= now - self.window:
+            self._recent.popleft()
+        spent = 0
+        while self._heap and self._heap[0][0] <= now and spent < self.perTick and len(self._recent) < self.perWindow:
             due, plug = heapq.heappop(self._heap)
             if self.due.get(plug) != due:
                 continue  # disarmed, or re-queued under a newer time
@@ -244,7 +251,8 @@ class PowerPoller:
             heapq.heappush(self._heap, (self.due[plug], plug))
             if plug in self._busy or not self.isOnline(plug):
                 continue
-            self.tokens -= 1.0
+            spent += 1
+            self._recent.append(now)
             self._read(plug)
 
     def _read(self, plug: str) -> None:
