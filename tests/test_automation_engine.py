@@ -299,3 +299,20 @@ def test_newest_switch_wins_for_a_plug_that_comes_back() -> None:
     clock.advance(0)
     hub2.setOnline("p1", True)
     assert hub2.causes() == [(False, "timer")] and engine2.timer("p1") is None
+
+
+def test_damaged_stored_items_are_skipped() -> None:
+    """A damaged stored item is logged and skipped; the others still load and run."""
+    clock = clockAt(NOON)
+    engine, hub, store = makeEngine(clock)
+    sid = engine.addSchedule("p1", "on", "13:00")["id"]
+    engine.stop()
+    store.save("schedule", "sbad", "p1", {"switch": "on", "at": "29:99"})
+    store.save("timer", "p2", "p2", {"switch": "off", "due": "never"})
+    store.save("gadget", "g1", "p1", {})
+    engine2, hub2, _ = makeEngine(clock, store=store, start=False)
+    hub2.add("p1")
+    engine2.start()
+    assert [s["id"] for s in engine2.schedulesOf()] == [sid] and engine2.timer("p2") is None
+    clock.advance(3600)
+    assert hub2.causes() == [(True, f"schedule:{sid}")]

@@ -145,3 +145,13 @@ def test_settings_from_options() -> None:
         with pytest.raises(AutomationError) as e:
             AutomationConfig.fromOptions(options, BERLIN)
         assert e.value.field == field, options
+
+
+def test_damaged_documents_are_refused() -> None:
+    """A stored document with a non-finite or missing time, or a bad field, is refused, not run."""
+    for doc in ({"switch": "on", "due": float("nan")}, {"switch": "on"}, {"switch": "maybe", "due": 5.0},
+                {"switch": "on", "due": "soon"}):
+        with pytest.raises(AutomationError):
+            Timer.fromDoc("p1", doc)
+    with pytest.raises(AutomationError):
+        Schedule.fromDoc("s1", "p1", {"switch": "on", "at": "07:00", "last_run": float("inf")})

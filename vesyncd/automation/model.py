@@ -8,6 +8,7 @@ with an L{AutomationError} instead of running something nobody asked for.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import date, time
 from typing import Any
@@ -45,6 +46,13 @@ class Location:
             raise AutomationError("--longitude", f"{self.longitude!r} is not between -180 and 180")
 
 
+def _time(value: Any, field: str) -> float:
+    """A stored POSIX time, refused unless it is a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AutomationError(field, f"{str(value)[:40]!r} is not a time")
+    return float(value)
+
+
 def _switchText(on: bool) -> str:
     """C{"on"} or C{"off"}."""
     return "on" if on else "off"
@@ -66,7 +74,8 @@ class Timer:
     @classmethod
     def fromDoc(cls, plug: str, doc: dict[str, Any]) -> "Timer":
         """The timer a stored document describes."""
-        return cls(plug, parseSwitch(doc.get("switch")), float(doc["due"]), float(doc.get("created", 0.0)))
+        return cls(plug, parseSwitch(doc.get("switch")), _time(doc.get("due"), "due"),
+                   _time(doc.get("created", 0.0), "created"))
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,8 @@ class Schedule:
         once = doc.get("once")
         return cls(id, plug, parseSwitch(doc.get("switch")), parseAt(doc.get("at"), hasLocation=True),
                    parseDays(doc.get("days")), parseDate(once) if once else None, bool(doc.get("enabled", True)),
-                   float(doc.get("created", 0.0)),
-                   float(doc["last_run"]) if doc.get("last_run") is not None else None)
+                   _time(doc.get("created", 0.0), "created"),
+                   _time(doc["last_run"], "last_run") if doc.get("last_run") is not None else None)
 
     def ran(self, at: float) -> "Schedule":
         """This schedule after a run at C{at}: a one-off one is disabled."""
@@ -121,7 +130,7 @@ class Away:
     def fromDoc(cls, plug: str, doc: dict[str, Any]) -> "Away":
         """The away window a stored document describes."""
         return cls(plug, parseClock(doc.get("from"), "--from"), parseClock(doc.get("to"), "--to"),
-                   float(doc.get("created", 0.0)))
+                   _time(doc.get("created", 0.0), "created"))
 
 
 @dataclass(frozen=True)
@@ -153,4 +162,4 @@ class Rule:
         """The rule a stored document describes."""
         return cls(id, plug, str(doc.get("when")), parseWatts(doc.get("watts"), "watts"),
                    parseDuration(doc.get("for"), "--for"), str(doc.get("then")), bool(doc.get("enabled", True)),
-                   float(doc.get("created", 0.0)))
+                   _time(doc.get("created", 0.0), "created"))
