@@ -310,3 +310,16 @@ def test_settings_are_validated_once_naming_the_option() -> None:
     settings = Settings.fromOptions(config)
     assert settings.new_plugs == "hold" and settings.offline_after == 300.0 and settings == Settings(
         new_plugs="hold", offline_after=300.0)
+
+
+def test_ids_that_would_take_a_known_plugs_name_are_refused() -> None:
+    """A new id that is a known id in other case, or the start of a known id, is refused: a user
+    typing a victim's id or its prefix never reaches the newcomer."""
+    hub, clock, events = makeHub()
+    hub.login(FakeConnection(), REAL)
+    for squat, reason in ((VICTIM.upper(), "id_case"), (VICTIM[:8], "prefix"), (VICTIM[:1].upper(), "prefix")):
+        conn = FakeConnection("192.0.2.66:5555")
+        assert hub.login(conn, m.Login(id=squat)) is None and conn.disconnected
+        assert hub.stats["logins_refused_" + reason] >= 1
+    assert [p.id for p in hub.plugs()] == [VICTIM] and hub.get(VICTIM[:8]).id == VICTIM
+    assert hub.login(FakeConnection(), m.Login(id=VICTIM + "-2")) is not None  # longer ids are other plugs

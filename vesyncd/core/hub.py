@@ -160,7 +160,8 @@ class Hub:
         """Register a plug's login on C{connection}; a live older connection with that id is replaced.
 
         Returns None when the login is refused (the connection is then closed): an unknown id that
-        is another plug's alias, or more unknown ids than the settings allow (see L{Settings}).
+        is another plug's alias, its id in other case or the start of its id, or more unknown ids
+        than the settings allow (see L{Settings}).
         """
         now = self.clock.seconds()
         plugId = login.id
@@ -224,16 +225,19 @@ class Hub:
 
     def _admit(self, plugId: str) -> str | None:
         """Why an id never seen before may not log in now, or None."""
-        if self._names.isAlias(plugId):
-            return "alias"
+        squat = self._names.squats(plugId)
+        if squat is not None:
+            return squat
+        if not self._newIds.allow(self.clock.seconds()):
+            return "new_rate"
+        if self._names.isPrefix(plugId):
+            return "prefix"
         if self.settings.new_plugs == NEW_PLUGS_HOLD and len(self._pending) >= self.settings.max_pending:
             offline = [p for p in self._pending.values() if not p.online]
             if not offline:
                 return "pending_full"
             # The oldest that is not even connected makes room: a real plug reconnects and waits again.
             del self._pending[min(offline, key=lambda p: p.first_seen or 0.0).id]
-        if not self._newIds.allow(self.clock.seconds()):
-            return "new_rate"
         return None
 
     def _refuse(self, connection: IPlugConnection, plugId: str, reason: str) -> None:
@@ -242,7 +246,8 @@ class Hub:
         self.stats["logins_refused"] += 1
         self.stats[key] += 1
         if self.stats[key] % LOG_EVERY == 1 or LOG_EVERY == 1:
-            why = {"alias": "its id is another plug's name",
+            why = {"alias": "its id is another plug's name", "id_case": "its id is another plug's id in other case",
+                   "prefix": "its id is the start of another plug's id",
                    "pending_full": f"{self.settings.max_pending} plugs already wait for approval",
                    "new_rate": f"more than {self.settings.max_new_plugs_per_minute} new plug ids in a minute"}[reason]
             log.warn("refusing login of unknown plug {plug} from {peer}: {why} ({n} refused for this reason)",

@@ -55,9 +55,25 @@ class PlugNames:
         if plug.alias and self.aliases.get(plug.alias.casefold()) == plug.id:
             del self.aliases[plug.alias.casefold()]
 
-    def isAlias(self, name: str) -> bool:
-        """True if C{name} is, in any case, the alias of a known plug."""
-        return name.casefold() in self.aliases
+    def squats(self, plugId: str) -> str | None:
+        """Why an id never seen before would take a name that already leads to a known plug, or None.
+
+        It may not be (in any case) a known plug's alias ("alias") or id ("id_case"), nor the
+        start of a known id ("prefix"): a user who types a name or the start of an id must never
+        reach a newcomer instead.  Real plug ids are UUIDs, so none of this refuses a real plug.
+        The prefix test walks every known id; call it only for ids that passed the rate limit.
+        """
+        folded = plugId.casefold()
+        if folded in self.aliases:
+            return "alias"
+        if folded in self.ids:
+            return "id_case"
+        return None
+
+    def isPrefix(self, plugId: str) -> bool:
+        """True if C{plugId} is (in any case) the start of a known plug's id."""
+        folded = plugId.casefold()
+        return any(known.startswith(folded) for known in self.ids)
 
     def resolve(self, ref: str, plugs: Mapping[str, PlugState]) -> PlugState:
         """The plug C{ref} names among C{plugs} (the indexed ones).
