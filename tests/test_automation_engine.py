@@ -316,3 +316,19 @@ def test_damaged_stored_items_are_skipped() -> None:
     assert [s["id"] for s in engine2.schedulesOf()] == [sid] and engine2.timer("p2") is None
     clock.advance(3600)
     assert hub2.causes() == [(True, f"schedule:{sid}")]
+
+
+def test_new_timer_replaces_one_waiting_for_an_offline_plug() -> None:
+    """A timer set while an older one waits for its offline plug replaces it: only the new one switches."""
+    clock = clockAt(NOON)
+    engine, hub, _ = makeEngine(clock)
+    hub.add("p1")
+    engine.setTimer("p1", "off", 60)
+    hub.setOnline("p1", False)
+    clock.advance(120)
+    assert engine.timer("p1")["waiting"] is True
+    engine.setTimer("p1", "on", 600)
+    hub.setOnline("p1", True)
+    assert hub.switches == []
+    clock.advance(600)
+    assert hub.causes() == [(True, "timer")] and engine.timer("p1") is None

@@ -68,6 +68,8 @@ class AutomationEngine:
                     self.ruleSet.put(Rule.fromDoc(id, plug, doc))
                 elif kind == AWAY:
                     self.awayMode.set(Away.fromDoc(plug, doc))
+                else:
+                    raise ValueError("unknown kind (written by a newer vesyncd?)")
             except (AutomationError, KeyError, TypeError, ValueError) as e:
                 log.error("automation: skipping stored {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
                           id=str(id)[:40], plug=str(plug)[:40], error=str(e)[:200])
@@ -128,6 +130,7 @@ class AutomationEngine:
             raise AutomationRefused("--for", f"{len(self.timers)} timers are pending, the most allowed")
         now = self.clock.seconds()
         self._cancelTimerCall(plug)
+        self.switcher.drop(plug, TIMER)  # the old timer's switch, if it still waits for the plug
         self.timers[plug] = Timer(plug, on, now + delay, now)
         self.store.save(TIMER, plug, plug, self.timers[plug].toDoc())
         self._armTimer(plug)
@@ -153,9 +156,7 @@ class AutomationEngine:
         if self.timers.pop(plug, None) is None:
             return False
         self._cancelTimerCall(plug)
-        waiting = self.switcher.pendingFor(plug)
-        if waiting is not None and waiting.cause == TIMER:
-            self.switcher.drop(plug)
+        self.switcher.drop(plug, TIMER)
         self.store.delete(TIMER, plug, plug)
         return True
 

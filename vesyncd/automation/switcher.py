@@ -131,15 +131,18 @@ class Switcher:
         """The switch a plug keeps for when it comes back, if any."""
         return self.waiting.get(plug)
 
-    def drop(self, plug: str) -> None:
-        """Forget every switch kept for C{plug} (it was forgotten)."""
-        intent = self.waiting.pop(plug, None)
-        retry = self._retries.pop(plug, None)
-        if retry is not None and retry[1].active():
-            retry[1].cancel()
-        for item in (intent, retry[0] if retry else None):
-            if item is not None:
-                item.settle(False)
+    def drop(self, plug: str, cause: str | None = None) -> None:
+        """Forget the switches kept for C{plug} (only those with C{cause}, if given)."""
+        intent = self.waiting.get(plug)
+        if intent is not None and cause in (None, intent.cause):
+            del self.waiting[plug]
+            intent.settle(False)
+        retry = self._retries.get(plug)
+        if retry is not None and cause in (None, retry[0].cause):
+            del self._retries[plug]
+            if retry[1].active():
+                retry[1].cancel()
+            retry[0].settle(False)
 
     def stop(self) -> None:
         """Cancel the retries (what waits for a plug is rebuilt from the store at the next start)."""
