@@ -72,17 +72,16 @@ class Switcher:
 
     def _supersede(self, intent: Intent) -> None:
         """A newer switch for a plug replaces one that waits (for the plug or for a retry)."""
-        for table in (self.waiting, self._retries):
-            old = table.get(intent.plug)
-            if old is None:
-                continue
-            oldIntent = old if isinstance(old, Intent) else old[0]
-            if oldIntent is intent:
-                continue
-            del table[intent.plug]
-            if not isinstance(old, Intent) and old[1].active():
-                old[1].cancel()
-            oldIntent.settle(False)
+        old = self.waiting.get(intent.plug)
+        if old is not None and old is not intent:
+            del self.waiting[intent.plug]
+            old.settle(False)
+        retry = self._retries.get(intent.plug)
+        if retry is not None and retry[0] is not intent:
+            del self._retries[intent.plug]
+            if retry[1].active():
+                retry[1].cancel()
+            retry[0].settle(False)
 
     def _done(self, intent: Intent) -> None:
         """The plug confirmed the switch."""
