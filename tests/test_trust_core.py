@@ -3,6 +3,7 @@ name picks, first-seen identity and conflicts, held and rate-limited new ids; an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -323,3 +324,29 @@ def test_ids_that_would_take_a_known_plugs_name_are_refused() -> None:
         assert hub.stats["logins_refused_" + reason] >= 1
     assert [p.id for p in hub.plugs()] == [VICTIM] and hub.get(VICTIM[:8]).id == VICTIM
     assert hub.login(FakeConnection(), m.Login(id=VICTIM + "-2")) is not None  # longer ids are other plugs
+
+
+def test_a_refused_login_closes_the_websocket_without_a_reply() -> None:
+    """Through the real plug server: a login refused by the hub gets no /loginReply, its connection
+    is closed, and the frames after it in the same read are ignored."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from tests.test_ws import PLUG_REQUEST, frame, serverFrames
+    from vesyncd.plugs import server as ws
+
+    hub, clock, events = makeHub()
+    hub.login(FakeConnection(), REAL)
+    hub.rename(VICTIM, "Kettle2")
+    factory = ws.PlugServerFactory(hub, reactor=clock)
+    proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.66", 5555))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.66", 5555))
+    proto.makeConnection(transport)
+    proto.dataReceived(PLUG_REQUEST)
+    transport.clear()
+    proto.dataReceived(frame(json.dumps({"id": "kettle2", "relay": "open"}).encode())
+                       + frame(json.dumps({"uri": "/report", "e": "fa0", "t": "1"}).encode()))
+    texts = [payload for op, payload in serverFrames(transport.value()) if op == 1]
+    assert texts == [] and transport.disconnecting
+    assert hub.stats["logins_refused_alias"] == 1 and hub.stats["internal_errors"] == 0
+    assert [p.id for p in hub.plugs()] == [VICTIM] and hub.stats["reports"] == 0
