@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     broker, mqttNote = None, None
     if args.mqtt and config.get("mqtt"):
-        mqttNote = f"{config['mqtt']} (from --mqtt; MQTT=1 started no broker)"
+        # The URL may hold a password: the banner does not repeat it.
+        mqttNote = "the broker given with --mqtt (MQTT=1 started none)"
     elif args.mqtt:
         program = args.mosquitto or findMosquitto()
         if program is None or not os.access(program, os.X_OK):
