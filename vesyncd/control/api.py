@@ -19,7 +19,7 @@ from zope.interface import Interface
 from vesyncd import __version__
 from vesyncd.control import commands as c
 from vesyncd.core import model as h
-from vesyncd.core.events import eventJSON, jsonValue
+from vesyncd.core.events import eventJSON
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import Event, PlugState, isoTime
 from vesyncd.service import DaemonInfo, describeAddress
@@ -202,20 +202,12 @@ class ControlCore:
     def pending(self) -> Deferred:
         """Plugs held until approved, as JSON objects (the hub bounds how many)."""
 
-        def go() -> list[Any]:
-            return [jsonValue(p.toJSON() if isinstance(p, PlugState) else p) for p in self.hub.pending()]
-
-        return self._call(go)
+        return self._call(lambda: [p.toJSON() for p in self.hub.pending()])
 
     def approve(self, ref: str) -> Deferred:
         """Accept a held plug; fires with its plug JSON."""
 
-        def go() -> dict[str, Any]:
-            approved = self.hub.approve(_text(ref, "plug"))
-            plug = approved if isinstance(approved, PlugState) else self.hub.get(ref)
-            return self.plugJSON(plug)
-
-        return self._call(go)
+        return self._call(lambda: self.plugJSON(self.hub.approve(_text(ref, "plug"))))
 
     def clearConflict(self, ref: str) -> Deferred:
         """Accept a plug's latest login identity as its own; fires with its plug JSON (conflict null)."""
