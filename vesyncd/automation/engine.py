@@ -193,7 +193,7 @@ class AutomationEngine:
 
     def schedulesOf(self, plug: str | None = None) -> list[dict[str, Any]]:
         """Every schedule (of C{plug}, if given) as JSON, soonest next run first (unarmed ones last)."""
-        return self.schedules.list(plug)
+        return self.schedules.listing(plug)
 
     def removeSchedule(self, scheduleId: str) -> dict[str, Any]:
         """Remove a schedule; returns what it was."""

@@ -83,7 +83,7 @@ class Schedules:
         self.arm(schedule)
         return self.view(schedule)
 
-    def list(self, plug: str | None = None) -> list[dict[str, Any]]:
+    def listing(self, plug: str | None = None) -> list[dict[str, Any]]:
         """Every schedule (of C{plug}, if given) as JSON, soonest next run first, unarmed ones last."""
         items = self.byPlug.get(plug, {}).values() if plug is not None else self.byId.values()
         shown = [self.view(s) for s in items]
