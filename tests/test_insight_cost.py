@@ -142,9 +142,10 @@ def test_rows_outside_the_period_are_ignored() -> None:
 def test_mismatched_document_refused() -> None:
     """A history made in another zone (other buckets) is refused rather than priced wrongly."""
     schedule = TariffSchedule([Tariff.flat(1.0, "EUR")])
-    doc = history("day", "2026-03-29", [], ZoneInfo("UTC"))
-    with pytest.raises(ValueError):
-        addCost(doc, [], schedule, BERLIN)
+    for day in ("2026-03-29", "2026-06-01"):
+        doc = history("day", day, [], ZoneInfo("UTC"))
+        with pytest.raises(ValueError):
+            addCost(doc, [], schedule, BERLIN)
 
 
 def test_rounding() -> None:

@@ -208,3 +208,17 @@ def test_schedule_json() -> None:
     assert doc["tariffs"][0]["from"] == "2026-01-01"
     assert doc["tariffs"][0]["prices"][:2] == [["mon 00:00", 0.22], ["mon 07:00", 0.34]]
     assert doc["tariffs"][1]["mean_price_kwh"] == 0.4
+
+
+def test_documented_examples_validate() -> None:
+    """Every TOML example in docs/energy.md is a configuration the daemon accepts."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "energy.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        data = tomllib.loads(block)
+        options = {key: data.pop(key) for key in ("currency", "price-kwh", "daily-charge") if key in data}
+        assert tariffSchedule(options, data) is not None

@@ -86,7 +86,8 @@ def addCost(doc: dict[str, Any], rows: Iterable[Row], schedule: TariffSchedule, 
     @raise ValueError: the document's buckets are not those of its period in C{zone}.
     """
     spans = buckets(doc["period"], doc["value"], zone)
-    if [label for _, _, label in spans] != [b.get("label") for b in doc["buckets"]]:
+    if [(start.isoformat(), label) for start, _, label in spans] != [(b.get("start"), b.get("label"))
+                                                                    for b in doc["buckets"]]:
         raise ValueError(f"the history's buckets are not those of {doc['period']} {doc['value']} in {zone}")
     starts = [s.timestamp() for s, _, _ in spans]
     end = spans[-1][1].timestamp()
