@@ -153,3 +153,16 @@ class ThreadedStoreTests(unittest.TestCase):
             self.assertEqual(reopened.execute("SELECT COUNT(*) FROM automation").fetchone()[0], 19)
 
         return store.flush().addCallback(check)
+
+
+def test_engine_starts_from_items_loaded_earlier() -> None:
+    """start(items) takes items read before (as the daemon does before forking) instead of reading again."""
+    clock = clockAt(NOON)
+    engine, _, store = makeEngine(clock)
+    sid = engine.addSchedule("p1", "on", "18:00")["id"]
+    engine.stop()
+    items = store.load()
+    store.items.clear()
+    engine2, _, _ = makeEngine(clock, store=store, start=False)
+    engine2.start(items)
+    assert [s["id"] for s in engine2.schedulesOf()] == [sid]

@@ -55,10 +55,12 @@ class AutomationEngine:
 
     # -- life ------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Load every item, run what came due while the daemon was down, and follow the hub's events."""
+    def start(self, items: list[tuple[str, str, str, dict[str, Any]]] | None = None) -> None:
+        """Load every item (C{items} if given, e.g. read from the store before twistd forks; else the
+        store's L{IAutomationStore.load}), run what came due while the daemon was down, and follow the
+        hub's events."""
         intents: list[Intent] = []
-        for kind, id, plug, doc in self.store.load():
+        for kind, id, plug, doc in (self.store.load() if items is None else items):
             try:
                 if kind == TIMER:
                     self.timers[plug] = Timer.fromDoc(plug, doc)
