@@ -21,13 +21,16 @@ def inWindow(ts: float, start: tuple[int, int], end: tuple[int, int]) -> bool:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("window", [((18, 0), (23, 30)), ((22, 0), (1, 0))])
-def test_away_stays_inside_its_window(seed: int, window: tuple[tuple[int, int], tuple[int, int]]) -> None:
-    """Over a week, every away switch-on happens inside the window, the plug changes several times each
-    evening, and the last switch of each window is off, at the window's end."""
+@pytest.mark.parametrize("window", [((18, 0), (23, 30)), ((22, 0), (1, 0)), ((1, 0), (4, 0))])
+@pytest.mark.parametrize("start", [NOON, datetime(2026, 3, 26, 12, tzinfo=BERLIN),
+                                   datetime(2026, 10, 22, 12, tzinfo=BERLIN)])
+def test_away_stays_inside_its_window(seed: int, window: tuple[tuple[int, int], tuple[int, int]],
+                                      start: datetime) -> None:
+    """Over a week (also across both daylight-saving changes), every away switch-on happens inside the
+    window, the plug changes several times, and the last switch of each window is off, at its end."""
     import random
 
-    clock = clockAt(NOON)
+    clock = clockAt(start)
     engine, hub, _ = makeEngine(clock, start=False)
     engine.awayMode.rng = random.Random(seed)
     hub.add("p1")
@@ -35,7 +38,7 @@ def test_away_stays_inside_its_window(seed: int, window: tuple[tuple[int, int], 
     (sh, sm), (eh, em) = window
     shown = engine.away("p1", f"{sh:02d}:{sm:02d}", f"{eh:02d}:{em:02d}")
     assert shown["from"] == f"{sh:02d}:{sm:02d}:00" and shown["next_switch"] == "on"
-    advanceTo(clock, NOON + timedelta(days=7))
+    advanceTo(clock, start + timedelta(days=7))
     switches = [(t, on, cause) for t, _, on, cause in hub.switches]
     assert switches and all(cause == "away" for _, _, cause in switches)
     for t, on, _ in switches:
