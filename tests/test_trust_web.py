@@ -138,6 +138,37 @@ class ConnectionCapTests(unittest.TestCase):
         self.assertEqual(ConnectionLimits(Harness().clock).maxTotal, defaultTotal())
 
 
+class OptionTests(unittest.TestCase):
+    """--http-max-connections and --http-max-per-host reach the site; nonsense values are refused."""
+
+    def test_optionsReachTheCaps(self) -> None:
+        """The daemon's options set the web app's connection caps; the default total follows the file limit."""
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from twisted.internet import task
+        from twisted.python import usage
+
+        from vesyncd import tap
+
+        state = Path(tempfile.mkdtemp(prefix="vesyncd-web-")) / "state"
+        self.addCleanup(shutil.rmtree, state.parent, True)
+        base = ["--state-dir", str(state), "--no-dns", "--http", "tcp:0:interface=127.0.0.1",
+                "--plugs", "tcp:0:interface=127.0.0.1"]
+        options = tap.Options()
+        options.parseOptions([*base, "--http-max-connections", "100", "--http-max-per-host", "5"])
+        limits = tap.makeService(options, task.Clock()).context.web.limits
+        self.assertEqual((limits.maxTotal, limits.maxPerHost), (100, 5))
+        options = tap.Options()
+        options.parseOptions(base)
+        limits = tap.makeService(options, task.Clock()).context.web.limits
+        self.assertEqual((limits.maxTotal, limits.maxPerHost), (defaultTotal(), 32))
+        for bad in (["--http-max-connections", "0"], ["--http-max-per-host", "-1"], ["--http-max-per-host", "x"]):
+            with self.assertRaises(usage.UsageError):
+                tap.Options().parseOptions([*base, *bad])
+
+
 class DeadlineTests(unittest.TestCase):
     """A request must arrive whole within the deadline, however slowly it trickles."""
 
