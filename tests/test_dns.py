@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import Any
 
 import pytest
 from dnslib import CAA, DNSRecord, EDNS0, QTYPE, RR, A
@@ -555,3 +556,64 @@ def test_startupErrorNotLocal():
                          upstreams=[])
     with pytest.raises(DNSStartupError, match="not an address of this host"):
         svc.startService()
+
+
+class BusyPortsReactor(task.Clock):
+    """A reactor where the first C{busy} TCP binds find the port taken, as on a busy machine."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+        self.nextPort = 40000
+        self.udpPorts: list[Any] = []
+
+    def listenUDP(self, port, proto, interface="", maxPacketSize=8192):
+        """Bind a fake UDP port (a new number when asked for 0), connecting C{proto} as Twisted does."""
+        self.nextPort += 1
+        bound = FakeListeningPort(self.nextPort if port == 0 else port)
+        proto.makeConnection(bound)  # asserts the protocol was never connected before
+        self.udpPorts.append(bound)
+        return bound
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        """Fail with EADDRINUSE C{busy} times, then bind."""
+        if self.busy:
+            self.busy -= 1
+            raise CannotListenError(interface, port, OSError(errno.EADDRINUSE, "in use"))
+        return FakeListeningPort(port)
+
+
+class FakeListeningPort:
+    """A listening port that records whether it was stopped."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stopped = False
+
+    def getHost(self):
+        """The bound address."""
+        from twisted.internet.address import IPv4Address
+        return IPv4Address("UDP", "127.0.0.1", self.port)
+
+    def stopListening(self) -> None:
+        """Mark the port stopped."""
+        self.stopped = True
+
+
+def test_freePortRetriedWhenTCPNumberTaken():
+    """With port 0, a UDP port whose number is taken for TCP is let go and another tried, each
+    with a fresh protocol, until both bind on one number."""
+    reactor = BusyPortsReactor(busy=5)
+    svc = makeDNSService(reactor, port=0, interface="127.0.0.1", upstreams=[])
+    svc.startService()
+    assert svc.udpPort.getHost().port == svc.tcpPort.getHost().port == 40006
+    assert [p.stopped for p in reactor.udpPorts] == [True] * 5 + [False]
+
+
+def test_fixedPortTakenForTCPReleasesUDP():
+    """With a fixed port, a TCP bind failure is a startup error and the UDP port is let go."""
+    reactor = BusyPortsReactor(busy=1)
+    svc = makeDNSService(reactor, port=5353, interface="127.0.0.1", upstreams=[])
+    with pytest.raises(DNSStartupError, match="already in use"):
+        svc.startService()
+    assert [p.stopped for p in reactor.udpPorts] == [True] and svc.udpPort is None

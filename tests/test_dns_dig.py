@@ -11,6 +11,7 @@ import struct
 
 from dnslib import DNSRecord, QTYPE, RR, A
 from twisted.internet import defer, reactor, utils
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial import unittest
 
@@ -47,6 +48,27 @@ class TCPUpstream(Protocol):
             self.transport.write(struct.pack("!H", len(a)) + a)
 
 
+def listenBoth(test: unittest.TestCase, udp: DatagramProtocol, tcp: Factory,
+               tries: int = 50) -> int:
+    """Listen with C{tcp} and C{udp} on one free port of 127.0.0.1 and return it.
+
+    TCP is bound first on a port the kernel picks, then UDP on the same number; when another
+    process holds that UDP port, the TCP port is let go and a new one tried.  Each listener is
+    closed by C{test}'s cleanup as soon as it is bound, so nothing leaks on any path.
+    """
+    for _ in range(tries):
+        tcpPort = reactor.listenTCP(0, tcp, interface="127.0.0.1")
+        test.addCleanup(tcpPort.stopListening)
+        number = tcpPort.getHost().port
+        try:
+            udpPort = reactor.listenUDP(number, udp, interface="127.0.0.1")
+        except CannotListenError:
+            continue  # the cleanup closes this TCP port; the next try takes another
+        test.addCleanup(udpPort.stopListening)
+        return number
+    raise RuntimeError(f"no port free for both TCP and UDP in {tries} tries")
+
+
 class DigTests(unittest.TestCase):
     """dig against makeDNSService bound to 127.0.0.1 on a free port."""
 
@@ -56,11 +78,7 @@ class DigTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        udp = reactor.listenUDP(0, UDPUpstream(), interface="127.0.0.1")
-        upPort = udp.getHost().port
-        tcp = reactor.listenTCP(upPort, Factory.forProtocol(TCPUpstream), interface="127.0.0.1")
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
+        upPort = listenBoth(self, UDPUpstream(), Factory.forProtocol(TCPUpstream))
         self.service = makeDNSService(reactor, port=0, interface="127.0.0.1",
                                       upstreams=[("127.0.0.1", upPort)])
         self.service.startService()

@@ -93,8 +93,9 @@ class DNSService(Service):
 
     def _bind(self) -> None:
         local = self.interface if self.interface not in ("", "0.0.0.0", "::") else None
-        udp = DNSDatagramProtocol(self.core, self.forwarder, local, self.limiter)
-        for tries in range(8 if self.port == 0 else 1):
+        for tries in range(32 if self.port == 0 else 1):
+            # A new protocol each try: a stopped port lets go of its protocol only later.
+            udp = DNSDatagramProtocol(self.core, self.forwarder, local, self.limiter)
             try:
                 self.udpPort = self.reactor.listenUDP(self.port, udp, interface=self.interface,
                                                       maxPacketSize=MAX_UDP_QUERY)
@@ -109,7 +110,7 @@ class DNSService(Service):
                 self.udpPort.stopListening()
                 self.udpPort = None
                 inUse = getattr(e.socketError, "errno", None) == errno.EADDRINUSE
-                if self.port == 0 and inUse and tries < 7:
+                if self.port == 0 and inUse and tries < 31:
                     continue  # the kernel's free UDP port is taken for TCP: pick another
                 raise DNSStartupError(explainBindError(e, "tcp", self.interface, port)) from e
         host = self.udpPort.getHost()
