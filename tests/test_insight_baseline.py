@@ -7,6 +7,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vesyncd.insight.baseline import (MIN_SLOTS, SLOT_SECONDS, SLOTS, BaselineTracker, baselineJSON, deciwatts,
                                       nearestRank)
@@ -161,3 +163,25 @@ def test_baseline_json() -> None:
     assert baselineJSON(tracker, "new", now, None, BERLIN) == {
         "baseline_w": None, "baseline_hours": 0.0, "baseline_yearly_kwh": None, "baseline_yearly_cost": None,
         "currency": None}
+
+
+@settings(max_examples=100, deadline=None)
+@given(samples=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 500)), min_size=1, max_size=80),
+       ahead=st.integers(0, 1500))
+def test_ring_matches_a_plain_replay(samples: list[tuple[int, int]], ahead: int) -> None:
+    """In any order, with gaps and late samples, the baseline equals one computed from the samples kept."""
+    tracker = BaselineTracker(slotSeconds=60, slots=20, minSlots=1, percentile=30)
+    newest = None
+    kept: dict[int, int] = {}
+    for offset, dw in samples:
+        tracker.add("p", START + offset, dw / 10)
+        slot = int((START + offset) // 60)
+        newest = slot if newest is None else max(newest, slot)
+        if slot > newest - 20:
+            kept[slot] = min(kept.get(slot, dw), dw)
+    now = START + max(o for o, _ in samples) + ahead
+    nowSlot = int(now // 60)
+    assert newest is not None
+    live = sorted(v for s, v in kept.items() if max(newest, nowSlot) - 20 < s <= min(newest, nowSlot))
+    expected = nearestRank(live, 30) / 10 if live else None
+    assert tracker.baseline("p", now) == expected

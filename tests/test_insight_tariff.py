@@ -8,6 +8,8 @@ from datetime import date, datetime, time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.python import usage
 
 from vesyncd.insight.tariff import Tariff, TariffSchedule, minuteOfWeek
@@ -222,3 +224,44 @@ def test_documented_examples_validate() -> None:
         data = tomllib.loads(block)
         options = {key: data.pop(key) for key in ("currency", "price-kwh", "daily-charge") if key in data}
         assert tariffSchedule(options, data) is not None
+
+
+def windowsFor(cuts: list[int], prices: list[float]) -> list[dict[str, Any]]:
+    """[[tariff.window]] tables for a week cut at C{cuts} (minutes), one price per piece, split at midnights."""
+    from vesyncd.insight.tariff import DAY_NAMES, WEEK_MINUTES
+
+    edges = sorted(set([0, *cuts, *range(1440, WEEK_MINUTES, 1440)]))
+    windows = []
+    for start, end in zip(edges, [*edges[1:], WEEK_MINUTES]):
+        piece = sum(1 for c in cuts if c <= start)
+        day, offset = divmod(start, 1440)
+        stop = end - day * 1440
+        windows.append({"days": DAY_NAMES[day], "from": f"{offset // 60:02d}:{offset % 60:02d}",
+                        "to": f"{stop // 60:02d}:{stop % 60:02d}", "price-kwh": prices[piece]})
+    return windows
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(1, 7 * 1440 - 1), max_size=12, unique=True),
+       prices=st.lists(st.integers(0, 100), min_size=13, max_size=13))
+def test_any_partition_of_the_week_is_accepted_and_priced(cuts: list[int], prices: list[int]) -> None:
+    """Windows that tile the week are accepted; a week of 1 kWh hours costs 168 x the mean price."""
+    from zoneinfo import ZoneInfo
+
+    cents = [p / 100 for p in prices]
+    schedule = tariffSchedule({"currency": "EUR"}, {"tariff": [{"window": windowsFor(cuts, cents)}]})
+    assert schedule is not None
+    tariff = schedule.tariffs[0]
+    for minute in [0, *cuts]:
+        assert tariff.priceAt(minute) == cents[sorted(cuts).index(minute) + 1 if minute else 0]
+    monday = datetime(2026, 3, 2, tzinfo=ZoneInfo("UTC")).timestamp()
+    week = sum(schedule.hourCost(monday + h * 3600, 1000.0, ZoneInfo("UTC")) for h in range(168))
+    assert week == pytest.approx(168 * tariff.meanPrice())
+    # Any window made one minute longer now overlaps its neighbour, or covers a minute twice.
+    windows = windowsFor(cuts, cents)
+    if len(windows) > 1 and windows[0]["to"] != "24:00":
+        first = windows[0]
+        minutes = int(first["to"][:2]) * 60 + int(first["to"][3:]) + 1
+        first["to"] = f"{minutes // 60:02d}:{minutes % 60:02d}"
+        with pytest.raises(TariffError, match="overlaps"):
+            tariffSchedule({"currency": "EUR"}, {"tariff": [{"window": windows}]})
