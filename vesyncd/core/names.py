@@ -8,6 +8,7 @@ is added, removed or renamed.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterable, Mapping
 
@@ -38,10 +39,14 @@ class PlugNames:
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}  # case-folded alias -> plug id
         self.ids: dict[str, list[str]] = {}  # case-folded id -> ids of known plugs
+        self.sortedIds: list[str] = []  # the keys of ids, sorted, for prefix tests in O(log n)
 
     def add(self, plug: PlugState) -> None:
         """Index a plug that became known."""
-        self.ids.setdefault(plug.id.casefold(), []).append(plug.id)
+        folded = plug.id.casefold()
+        if folded not in self.ids:
+            bisect.insort(self.sortedIds, folded)
+        self.ids.setdefault(folded, []).append(plug.id)
         if plug.alias:
             self.aliases.setdefault(plug.alias.casefold(), plug.id)
 
@@ -50,8 +55,10 @@ class PlugNames:
         ids = self.ids.get(plug.id.casefold(), [])
         if plug.id in ids:
             ids.remove(plug.id)
-        if not ids:
-            self.ids.pop(plug.id.casefold(), None)
+        if not ids and self.ids.pop(plug.id.casefold(), None) is not None:
+            i = bisect.bisect_left(self.sortedIds, plug.id.casefold())
+            if i < len(self.sortedIds) and self.sortedIds[i] == plug.id.casefold():
+                del self.sortedIds[i]
         if plug.alias and self.aliases.get(plug.alias.casefold()) == plug.id:
             del self.aliases[plug.alias.casefold()]
 
@@ -61,7 +68,6 @@ class PlugNames:
         It may not be (in any case) a known plug's alias ("alias") or id ("id_case"), nor the
         start of a known id ("prefix"): a user who types a name or the start of an id must never
         reach a newcomer instead.  Real plug ids are UUIDs, so none of this refuses a real plug.
-        The prefix test walks every known id; call it only for ids that passed the rate limit.
         """
         folded = plugId.casefold()
         if folded in self.aliases:
@@ -73,7 +79,8 @@ class PlugNames:
     def isPrefix(self, plugId: str) -> bool:
         """True if C{plugId} is (in any case) the start of a known plug's id."""
         folded = plugId.casefold()
-        return any(known.startswith(folded) for known in self.ids)
+        i = bisect.bisect_left(self.sortedIds, folded)
+        return i < len(self.sortedIds) and self.sortedIds[i].startswith(folded)
 
     def resolve(self, ref: str, plugs: Mapping[str, PlugState]) -> PlugState:
         """The plug C{ref} names among C{plugs} (the indexed ones).
