@@ -350,3 +350,14 @@ def test_a_refused_login_closes_the_websocket_without_a_reply() -> None:
     assert texts == [] and transport.disconnecting
     assert hub.stats["logins_refused_alias"] == 1 and hub.stats["internal_errors"] == 0
     assert [p.id for p in hub.plugs()] == [VICTIM] and hub.stats["reports"] == 0
+
+
+def test_a_forgotten_plug_no_longer_guards_its_names() -> None:
+    """After forget, the id's prefix and the alias are free for a new plug again."""
+    hub, clock, events = makeHub()
+    hub.login(FakeConnection(), REAL)
+    hub.rename(VICTIM, "Kettle2")
+    hub.forget(VICTIM)
+    assert hub.login(FakeConnection(), m.Login(id=VICTIM[:8])) is not None
+    assert hub.login(FakeConnection(), m.Login(id="kettle2")) is not None
+    assert sorted(p.id for p in hub.plugs()) == [VICTIM[:8], "kettle2"]
