@@ -8,6 +8,7 @@ a C{tzinfo}) so it can be tested without a reactor.  The modules, in the order d
   - L{vesyncd.insight.tariff}: the schedule (dated tariffs, weekly time-of-use prices) and its prices
   - L{vesyncd.insight.cost}: hourly rows -> cost per hour and per history bucket
   - L{vesyncd.insight.ranges}: yesterday / this week / month / year and their totals
+  - L{vesyncd.insight.export}: hourly rows as CSV, the time zone in the header
   - L{vesyncd.insight.ring}: the fixed-size, time-indexed ring both trackers below use
   - L{vesyncd.insight.baseline}: a plug's always-on (standby) power from 7 days of samples
   - L{vesyncd.insight.chart}: the live power chart (last hour, last 24 h averaged)
