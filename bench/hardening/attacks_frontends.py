@@ -131,8 +131,8 @@ def slowHeaders(target: Any) -> dict[str, Any]:
     nextTrickle = nextCheck = start
     try:
         while time.monotonic() - start < seconds:
-            # Top up, but never reopen faster than the daemon can close: at most four rounds' worth.
-            while len(held) < wanted and opened < 4 * wanted and time.monotonic() - start < seconds:
+            # Top up what the daemon closed, up to twice the wanted number of connections in all.
+            while len(held) < wanted and opened < 2 * wanted and time.monotonic() - start < seconds:
                 try:
                     sock = socket.create_connection((target.host, target.httpPort), timeout=2,
                                                     source_address=(source, 0))
