@@ -44,6 +44,7 @@ class FakeProbes:
              "firmware": "2.123", "last_seen": "2025-06-01T11:59:30Z"}
         ]
     )
+    pendingValue: Any = None
     clockValue: Any = (NOW, "kernel NTP status: synchronised")
     responder: tuple[str, int] = ("127.0.0.1", 5353)
     asked: list[tuple[str, str, int]] = field(default_factory=list)
@@ -79,6 +80,12 @@ class FakeProbes:
         if isinstance(self.plugList, Exception):
             raise self.plugList
         return self.plugList
+
+    def pending(self) -> Any:
+        """The configured list of plugs held for approval (None: not known)."""
+        if isinstance(self.pendingValue, Exception):
+            raise self.pendingValue
+        return self.pendingValue
 
     def clock(self) -> tuple[datetime, str | None]:
         """The configured clock reading."""
@@ -239,6 +246,117 @@ def test_offlineAndNeverSeenPlugs() -> None:
     checks = run(probes)
     assert checks["plug p1"].level is D.Level.WARN and "3 h ago" in checks["plug p1"].message
     assert "never seen" in checks["plug Heater (p2)"].message
+
+
+CONFLICT = {
+    "at": "2025-06-01T11:00:00Z", "fields": ["account", "host"],
+    "first": {"account": "me@example.com", "host": "192.168.1.50", "firmware": "2.123"},
+    "now": {"account": "other", "host": "192.168.1.66", "firmware": "2.123"},
+}
+
+
+def test_conflictingLoginsWarnAfterThePlug() -> None:
+    """A plug whose logins disagree gets a WARN right after its own check, saying what differs
+    since when, and naming `vesyncctl forget` and `vesyncctl clear-conflict` with its id."""
+    probes = FakeProbes()
+    probes.plugList[0]["conflict"] = CONFLICT
+    results: list[list[D.Check]] = []
+    D.runDoctor(probes).addCallback(results.append)
+    names = [c.name for c in results[0]]
+    assert names[names.index("plug Lamp (abc)") + 1] == "plug Lamp (abc) logins"
+    check = {c.name: c for c in results[0]}["plug Lamp (abc) logins"]
+    assert check.level is D.Level.WARN
+    assert "plug Lamp (abc): logins disagree on account/address since 2025-06-01T11:00:00Z" in check.message
+    assert "me@example.com" in check.message and "192.168.1.66" in check.message
+    assert "firmware" not in check.message.split("since")[0]
+    assert "`vesyncctl forget abc`" in (check.fix or "")
+    assert "`vesyncctl clear-conflict abc`" in (check.fix or "")
+    assert D.exitCode(results[0]) == 0
+
+
+def test_noConflictNoExtraCheck() -> None:
+    """A null conflict (the usual case) adds nothing."""
+    probes = FakeProbes()
+    probes.plugList[0]["conflict"] = None
+    assert "plug Lamp (abc) logins" not in run(probes)
+
+
+def test_pendingPlugsWarn() -> None:
+    """Plugs held for approval are a WARN naming them and `vesyncctl approve PLUG`; none, no check."""
+    probes = FakeProbes()
+    probes.pendingValue = {"pending": [{"id": f"new{i}", "address": "192.168.1.7"} for i in range(7)],
+                           "total": 9}
+    check = run(probes)["pending plugs"]
+    assert check.level is D.Level.WARN
+    assert "9 plugs wait for approval" in check.message
+    assert "new0 from 192.168.1.7" in check.message and "new5" not in check.message
+    assert "and 4 more" in check.message
+    assert "`vesyncctl approve PLUG`" in (check.fix or "")
+    probes.pendingValue = {"pending": [], "total": 0}
+    assert "pending plugs" not in run(probes)
+    probes.pendingValue = None
+    assert "pending plugs" not in run(probes)
+    probes.pendingValue = [{"id": "solo"}]
+    assert "1 plug waits for approval and is" in run(probes)["pending plugs"].message
+
+
+def test_pendingProbeFails() -> None:
+    """An older daemon without the pending command is a WARN naming `vesyncctl pending`."""
+    probes = FakeProbes()
+    probes.pendingValue = RuntimeError("unknown command")
+    check = run(probes)["pending plugs"]
+    assert check.level is D.Level.WARN and "unknown command" in check.message
+    assert "vesyncctl pending" in (check.fix or "")
+
+
+def test_plugStringsEscaped() -> None:
+    """Alias, firmware, address, conflict values and held ids from plugs reach the output escaped:
+    no escape sequence, bell or bidirectional override gets to the terminal."""
+    evil = "\x1b[2J\x1b]0;owned\x07\u202e"
+    probes = FakeProbes()
+    probes.plugList = [{"id": "abc", "alias": "Lamp" + evil, "online": False, "address": evil,
+                        "firmware": evil, "last_seen": None,
+                        "conflict": {**CONFLICT, "at": evil, "now": {"account": evil, "host": evil}}}]
+    probes.pendingValue = {"pending": [{"id": "n" + evil, "address": evil}], "total": 1}
+    results: list[list[D.Check]] = []
+    D.runDoctor(probes).addCallback(results.append)
+    text = D.formatChecks(results[0])
+    for bad in ("\x1b", "\x07", "\u202e"):
+        assert bad not in text
+        for check in results[0]:
+            assert bad not in check.name + check.message + (check.fix or "")
+    assert "\\x1b[2J" in text and "\\u202e" in text
+    # A raw control character in any field (say a process name) is escaped by the formatter too.
+    assert "\x1b" not in D.formatChecks([D.Check("x\x1b", D.Level.WARN, "m\x1b", "f\x1b")])
+
+
+SCENARIOS = {
+    "no daemon": dict(status=None, holders={}),
+    "foreign holders": dict(holders={(53, "udp"): "dnsmasq (pid 7) on 0.0.0.0",
+                                     (53, "tcp"): "systemd-resolved (pid 6) on 127.0.0.53",
+                                     (17273, "tcp"): None}),
+    "nothing on dns": dict(holders={(53, "udp"): None, (53, "tcp"): PermissionError("denied")}),
+    "dns wrong": dict(system=["104.200.30.164"], responderAnswer=["127.0.0.1"]),
+    "dns empty": dict(system=OSError("no name"), responderAnswer=[]),
+    "responder down": dict(responderAnswer=TimeoutError("no reply")),
+    "plugs": dict(plugList=[{"id": "p", "online": False, "conflict": CONFLICT}],
+                  pendingValue=[{"id": "q"}]),
+    "no plugs": dict(plugList=[], pendingValue=RuntimeError("x")),
+    "plug probe fails": dict(plugList=RuntimeError("x")),
+    "clock": dict(clockValue=(datetime(1970, 1, 1, tzinfo=timezone.utc), None)),
+    "clock unsynced": dict(clockValue=(NOW, None)),
+    "clock unknown": dict(clockValue=OSError("adjtimex")),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_everyProblemNamesItsFix(scenario: str) -> None:
+    """Every WARN and FAIL says how to fix it with an option (--x) or a command (`x`)."""
+    probes = FakeProbes(**SCENARIOS[scenario])
+    problems = [c for c in run(probes).values() if c.level is not D.Level.OK]
+    assert problems
+    for check in problems:
+        assert check.fix and ("`" in check.fix or "--" in check.fix), check
 
 
 def test_plugListFails() -> None:

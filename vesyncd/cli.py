@@ -253,8 +253,12 @@ async def runDoctor(reactor: Any, args: argparse.Namespace, output: Output, conn
     async def plugs() -> Any:
         return await (await client()).listPlugs()
 
+    async def pending() -> Any:
+        return await (await client()).pending()
+
     probes = doctor_probes.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
-                                        plugs=lambda: ensureDeferred(plugs()))
+                                        plugs=lambda: ensureDeferred(plugs()),
+                                        pending=lambda: ensureDeferred(pending()))
     dnsOff = False
     try:
         # Ask the running daemon where its DNS responder listens (or whether it has one).

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.threads import deferToThreadPool
 
-from vesyncd.doctor.checks import DNS_PORT
+from vesyncd.doctor.netchecks import DNS_PORT
 
 # --- the real probes ---------------------------------------------------------------------------
 
@@ -186,6 +186,7 @@ class SystemProbes:
         *,
         daemonStatus: Callable[[], Deferred[dict[str, Any] | None] | Awaitable[Any] | Any],
         plugs: Callable[[], Deferred[list[dict[str, Any]]] | Awaitable[Any] | Any],
+        pending: Callable[[], Deferred[Any] | Awaitable[Any] | Any] | None = None,
         procRoot: str = "/proc",
         dnsTimeout: float = 3.0,
     ) -> None:
@@ -194,6 +195,8 @@ class SystemProbes:
         @param daemonStatus: returns the daemon status dict, None, or a Deferred of either
             (fails with the reason when unreachable).
         @param plugs: returns the daemon's plug list (see L{DoctorProbes.plugs}) or a Deferred.
+        @param pending: returns the control port's list of plugs held for approval
+            (C{{"pending": [...], "total": N}}) or a Deferred; None when not wired.
         @param procRoot: where C{/proc} is (tests point it at a fake tree).
         @param dnsTimeout: seconds to wait for the responder.
         """
@@ -201,6 +204,7 @@ class SystemProbes:
         self.responder = (responder[0], int(responder[1]))
         self._daemonStatus = daemonStatus
         self._plugs = plugs
+        self._pending = pending
         self.procRoot = procRoot
         self.dnsTimeout = dnsTimeout
 
@@ -286,6 +290,12 @@ class SystemProbes:
     def plugs(self) -> Deferred[list[dict[str, Any]]]:
         """The injected plug list callable."""
         return maybeDeferred(self._plugs)
+
+    def pending(self) -> Deferred[Any]:
+        """The injected list of plugs held for approval; None when none was injected."""
+        if self._pending is None:
+            return succeed(None)
+        return maybeDeferred(self._pending)
 
     def clock(self) -> tuple[datetime, str | None]:
         """Now (UTC) and the kernel's NTP status, or systemd-timesyncd's flag file."""
