@@ -131,8 +131,9 @@ def slowHeaders(target: Any) -> dict[str, Any]:
     nextTrickle = nextCheck = start
     try:
         while time.monotonic() - start < seconds:
-            # Top up what the daemon closed, up to twice the wanted number of connections in all.
-            while len(held) < wanted and opened < 2 * wanted and time.monotonic() - start < seconds:
+            # Top up what the daemon closed, spread over the attack: twice the wanted number in all.
+            while (len(held) < wanted and time.monotonic() - start < seconds
+                   and opened < wanted * (1 + (time.monotonic() - start) / seconds)):
                 try:
                     sock = socket.create_connection((target.host, target.httpPort), timeout=2,
                                                     source_address=(source, 0))
