@@ -361,3 +361,16 @@ def test_a_forgotten_plug_no_longer_guards_its_names() -> None:
     assert hub.login(FakeConnection(), m.Login(id=VICTIM[:8])) is not None
     assert hub.login(FakeConnection(), m.Login(id="kettle2")) is not None
     assert sorted(p.id for p in hub.plugs()) == [VICTIM[:8], "kettle2"]
+
+
+def test_approving_an_id_that_became_another_plugs_alias_is_refused() -> None:
+    """A held id that a known plug was renamed to meanwhile cannot be approved until that changes."""
+    hub, clock, events = makeHub(Settings(new_plugs="hold"))
+    hub.login(FakeConnection(), m.Login(id="kettle"))
+    hub.login(FakeConnection(), REAL)
+    hub.approve(VICTIM)
+    hub.rename(VICTIM, "Kettle")
+    with pytest.raises(h.InvalidArgument, match="rename"):
+        hub.approve("kettle")
+    hub.rename(VICTIM, "Kettle 2")
+    assert hub.approve("kettle").id == "kettle"

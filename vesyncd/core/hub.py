@@ -272,13 +272,15 @@ class Hub:
         """Take a plug that waits for approval (by id or unique id prefix) into the known plugs.
 
         It then is announced as a first login would be (C{plug_new}, C{online}, C{relay}).
-        @raise UnknownPlug: no waiting plug matches; L{AmbiguousPlug}: a prefix matches several.
+        @raise UnknownPlug: no waiting plug matches; L{AmbiguousPlug}: a prefix matches several;
+            L{InvalidArgument}: its id has become another plug's alias since it logged in.
         """
         plug = self._pending.get(ref) if isinstance(ref, str) else None
         if plug is None:
             plug = matchPrefix(ref, self._pending.values(), "waiting for approval")
-        if plug.id in self._plugs:  # pragma: no cover - pending ids are never known ones
-            raise InvalidArgument(f"plug {plug.id} is already known")
+        if self._names.squats(plug.id) is not None:
+            # Renamed meanwhile: a known plug's alias or id now is this id (in some case).
+            raise InvalidArgument(f"plug {plug.id}'s id is now another plug's name; rename that plug first")
         del self._pending[plug.id]
         self._add(plug)
         now = self.clock.seconds()
