@@ -185,6 +185,29 @@ def test_outboxBounded() -> None:
     assert len(box.events) == 10 and box.eventsDropped == 40
 
 
+def test_clientKeepsBoundedStateWhileBrokerAway() -> None:
+    """Without a broker the client keeps the latest retained value per topic within its bounds, asks
+    for a republish when it had to drop some, skips events, and reports congestion."""
+    from vesyncd.mqtt.client import ReactorMQTTClient
+    from vesyncd.mqtt.settings import BrokerSettings
+
+    dropped: list[bool] = []
+    client = ReactorMQTTClient(TurnClock(), BrokerSettings("127.0.0.1", 1), willTopic="v/status", willPayload=b"offline",
+                               subscriptions=[], onConnect=lambda: None, onMessage=lambda t, p, r: None,
+                               onDropped=lambda: dropped.append(True), maxPending=1000, highWater=500, lowWater=100)
+    for i in range(5000):
+        client.publish(f"v/{i % 2000}/state", str(i).encode(), bulk=i % 2 == 0)
+    client.publish("v/x/event", b"{}", retain=False)
+    assert client.backlog() == 1000 and client.outbox.size <= client.outbox.maxBytes
+    assert dropped and client.outbox.dropped >= 2000
+    assert client.eventsSkipped == 1
+    assert client.congested()
+    box = client.outbox
+    assert len(box.bulk) == 0  # bulk values (a republish makes them again) go first
+    newest = dict((box.pop() or ("", b"", True, 0))[:2] for _ in range(1000))
+    assert (newest["v/999/state"], newest["v/1999/state"]) == (b"4999", b"3999")
+
+
 def test_discoveryNamesCleaned() -> None:
     """Control, format and separator characters from a plug never reach a discovery payload."""
     plug = PlugState(id=PLUG, alias="Lamp\x1b[2J\u202e", firmware="1.\x0789",
@@ -241,7 +264,10 @@ class OnlineStormAgainstBroker(unittest.TestCase):
         bridge = daemon.mqtt.bridge
         client = daemon.mqtt.client
 
+        most = [0]
+
         def idle() -> bool:
+            most[0] = max(most[0], client.backlog())
             return not bridge.republisher.busy and client.backlog() == 0
 
         bridge.birthSpacing = 2.0
@@ -265,6 +291,8 @@ class OnlineStormAgainstBroker(unittest.TestCase):
         self.assertEqual(bridge.republisher.runs, 4)
         self.assertLessEqual(client.sent - before, 2 * fullSet + 50)
         self.assertLessEqual(daemon.mqtt.client.outbox.dropped, 0)
+        # The outbox stayed near its high-water mark: a republish pauses there.
+        self.assertLessEqual(most[0], client.highWater + 12 * bridge.republisher.slice)
         self.assertLess(toggled, 5.0)
         events = [json.loads(p) for t, p, _ in watcher.messages if t == f"vesyncd/{plug.id}/event"]
         self.assertIn("relay", [e["event"] for e in events])
