@@ -52,6 +52,8 @@ class ResponseRateLimiter:
         self.maxSources = maxSources
         # source network -> [tokens, time of last refill, answers limited so far]
         self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        # source address -> its network, so the hot path skips the parsing (bounded like the table)
+        self._keys: dict[str, str] = {}
 
     @property
     def enabled(self) -> bool:
@@ -80,19 +82,25 @@ class ResponseRateLimiter:
         L{DROP}."""
         if self.rate <= 0:
             return self.SEND
-        key = self.sourceNetwork(host)
+        key = self._keys.get(host)
+        if key is None:
+            key = self.sourceNetwork(host)
+            if len(self._keys) >= self.maxSources:
+                self._keys.clear()
+            self._keys[host] = key
         now = self.clock.seconds()
-        bucket = self._buckets.get(key)
+        buckets = self._buckets
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = [self.burst, now, 0.0]
-            self._buckets[key] = bucket
-            if len(self._buckets) > self.maxSources:
-                self._buckets.popitem(last=False)
+            bucket = buckets[key] = [self.burst, now, 0.0]
+            if len(buckets) > self.maxSources:
+                buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(key)
+            buckets.move_to_end(key)
             elapsed = now - bucket[1]
             if elapsed > 0:
-                bucket[0] = min(self.burst, bucket[0] + elapsed * self.rate)
+                tokens = bucket[0] + elapsed * self.rate
+                bucket[0] = tokens if tokens < self.burst else self.burst
             bucket[1] = now
         if bucket[0] >= 1.0:
             bucket[0] -= 1.0
