@@ -21,9 +21,12 @@ DIG = shutil.which("dig")
 
 
 def upstreamAnswer(q: bytes) -> bytes:
-    """The fake upstream's answer: 198.51.100.7 for any A question."""
+    """The fake upstream's answer: 198.51.100.7 for any A question; for a name starting with
+    C{big}, 60 such records (about 1,000 bytes) whatever size the query allows."""
     r = DNSRecord.parse(q).reply()
-    r.add_answer(RR(str(r.q.qname), QTYPE.A, rdata=A("198.51.100.7"), ttl=77))
+    name = str(r.q.qname)
+    for i in range(60 if name.startswith("big") else 1):
+        r.add_answer(RR(name, QTYPE.A, rdata=A(f"198.51.100.{7 + i}"), ttl=77))
     return bytes(r.pack())
 
 
@@ -127,3 +130,14 @@ class DigTests(unittest.TestCase):
         out = yield self.dig("+tcp", "tcp.example.org", "A")
         self.assertRegex(out, r"tcp\.example\.org\.\s+77\s+IN\s+A\s+198\.51\.100\.7")
         self.assertEqual(self.service.counters.tcp_connections, 2)
+
+    @defer.inlineCallbacks
+    def test_bigAnswerTruncatedThenWholeOverTCP(self):
+        """Without EDNS a 1,000-byte answer comes back truncated; dig retries over TCP and gets
+        all 60 records, as any real client does."""
+        out = yield self.dig("+noedns", "+ignore", "big.example.org", "A")
+        self.assertRegex(out, r"flags: qr[a-z ]* tc[a-z ]*; QUERY: 1, ANSWER: 0")
+        self.assertIn("MSG SIZE  rcvd: 33", out)
+        out = yield self.dig("+noedns", "big.example.org", "A")
+        self.assertIn("ANSWER: 60", out)
+        self.assertEqual(self.service.counters.truncated, 2)
