@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from dnslib import EDNS0, QTYPE, RR, TXT, DNSRecord
 from twisted.internet import task
 from twisted.python import usage
@@ -256,3 +257,19 @@ def test_optionDefaults():
     """The options exist with the documented defaults (100 answers/s, slip 2)."""
     params = {p[0]: p[2] for p in dnstap.DNSOptions.optParameters}
     assert params["dns-rate-limit"] == 100 and params["dns-rate-slip"] == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.integers(0, 80), payload=st.one_of(st.none(), st.integers(0, 65535)),
+       name=st.from_regex(r"[a-z]{1,20}(\.[a-z]{1,20}){0,3}", fullmatch=True))
+def test_anyUDPAnswerFitsTheClient(records, payload, name):
+    """Whatever the upstream's answer size and the client's EDNS size, the UDP answer fits
+    512 bytes (or the advertised size, at most 1232) and is either the upstream's own or TC."""
+    r = Responder()
+    q = query(name, payload=payload)
+    [out] = r.ask(q, answerSize=40 + 63 * records)
+    limit = min(max(payload or 0, 512), MAX_UDP_ANSWER) if payload is not None else 512
+    parsed = DNSRecord.parse(out)
+    assert len(out) <= limit
+    assert parsed.header.id == 0x1234 and str(parsed.q.qname).rstrip(".") == name
+    assert parsed.header.tc == 1 or out[2:] == answerOfSize(q, 40 + 63 * records)[2:]
