@@ -42,6 +42,7 @@ MAX_UDP_QUERY = 4096
 #: so one small query cannot draw a large answer at a forged source.
 MAX_UDP_ANSWER = EDNS_PAYLOAD
 
+
 class DNSDatagramProtocol(DatagramProtocol):
     """UDP adapter: each datagram goes to the core; replies and forwards go back to the sender.
 

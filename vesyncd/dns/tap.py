@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.python import usage
 
+from vesyncd.dns.ratelimit import DEFAULT_RATE, DEFAULT_SLIP
 from vesyncd.service import DaemonInfo
 
 if TYPE_CHECKING:
@@ -29,9 +30,9 @@ class DNSOptions:
          "Address the DNS responder binds: your LAN address for plugs to use it ('' for all IPv4)."],
         ["address", None, None,
          "IPv4 address answered for intercepted names (default: this host's address toward the asker)."],
-        ["dns-rate-limit", None, 100,
+        ["dns-rate-limit", None, DEFAULT_RATE,
          "UDP answers per second to one source network (/24 or /56); 0 for no limit.", int],
-        ["dns-rate-slip", None, 2,
+        ["dns-rate-slip", None, DEFAULT_SLIP,
          "Over the rate, every Nth answer is an empty truncated one (the client retries over TCP);"
          " 0 drops them all.", int],
     ]
