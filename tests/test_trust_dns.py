@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from dnslib import EDNS0, QTYPE, RR, TXT, DNSRecord
+from dnslib import QTYPE, RR, TXT, DNSRecord
 from twisted.internet import task
 from twisted.python import usage
 
-from tests.test_dns import FakeDatagramTransport
+from tests.dns_helpers import LAN, FakeDatagramTransport, query
 from vesyncd.dns import tap as dnstap
 from vesyncd.dns.adapters import MAX_UDP_ANSWER, DNSDatagramProtocol
 from vesyncd.dns.answers import DNSCore, DNSCounters
@@ -22,18 +22,12 @@ from vesyncd.dns.forward import Forwarder
 from vesyncd.dns.ratelimit import DEFAULT_RATE, ResponseRateLimiter
 from vesyncd.dns.server import makeDNSService
 
-LAN = ("192.168.1.50", 40000)
 UPSTREAM = ("192.0.2.53", 53)
 
 
-def query(name: str = "big.example.org", qtype: str = "TXT", qid: int = 0x1234,
-          payload: int | None = None) -> bytes:
-    """A query; with C{payload}, an EDNS OPT record advertising that UDP size."""
-    q = DNSRecord.question(name, qtype)
-    q.header.id = qid
-    if payload is not None:
-        q.add_ar(EDNS0(udp_len=payload))
-    return bytes(q.pack())
+def bigQuery(qid: int = 0x1234, payload: int | None = None) -> bytes:
+    """A TXT query for the name whose answer the tests make big."""
+    return query("big.example.org", "TXT", qid, payload=payload)
 
 
 def answerOfSize(q: bytes, size: int) -> bytes:
@@ -91,7 +85,7 @@ def test_bigForwardedAnswerWithoutEDNSCutTo512WithTC():
     """The attack: a small query without EDNS drew a 3,233-byte answer; now a TC reply no bigger
     than the query comes back, with its ID and question, and the ratio is about 1."""
     r = Responder()
-    q = query()
+    q = bigQuery()
     [out] = r.ask(q, answerSize=3233)
     assert len(out) <= 512 and len(out) <= len(q)
     parsed = DNSRecord.parse(out)
@@ -103,7 +97,7 @@ def test_bigForwardedAnswerWithoutEDNSCutTo512WithTC():
 def test_answerThatFitsIsUntouched():
     """A forwarded answer within 512 bytes is relayed byte for byte (no TC)."""
     r = Responder()
-    q = query()
+    q = bigQuery()
     [out] = r.ask(q, answerSize=400)
     assert len(out) > 300 and DNSRecord.parse(out).header.tc == 0
     assert out[2:] == answerOfSize(q, 400)[2:]
@@ -119,7 +113,7 @@ def test_answerThatFitsIsUntouched():
 def test_ednsClientGetsItsSizeUpToTheCap(payload, size, cut):
     """With EDNS the client's advertised size counts, capped at 1232; a cut answer keeps OPT."""
     r = Responder()
-    [out] = r.ask(query(payload=payload), answerSize=size)
+    [out] = r.ask(bigQuery(payload=payload), answerSize=size)
     parsed = DNSRecord.parse(out)
     assert bool(parsed.header.tc) is cut
     assert len(out) <= min(max(payload, 512), MAX_UDP_ANSWER)
@@ -130,7 +124,7 @@ def test_ednsClientGetsItsSizeUpToTheCap(payload, size, cut):
 def test_interceptedNameUnchanged():
     """The plugs' own answer is small and never cut."""
     r = Responder()
-    [out] = r.ask(query("server2.vesync.com", "A"))
+    [out] = r.ask(query())
     parsed = DNSRecord.parse(out)
     assert parsed.header.tc == 0 and str(parsed.rr[0].rdata) == "192.168.1.2"
 
@@ -142,7 +136,7 @@ def test_floodFromOneNetworkLimitedWithSlip():
     """Over 10 answers/s from one /24, half the extra answers are empty TC replies and half are
     dropped; the limited queries are not even forwarded upstream."""
     r = Responder(10, slip=2)
-    q = query("server2.vesync.com", "A")
+    q = query()
     replies = [out for i in range(30) for out in r.ask(q, peer=(f"192.168.1.{50 + i % 3}", 5000))]
     full = [d for d in replies if DNSRecord.parse(d).header.tc == 0]
     slipped = [d for d in replies if DNSRecord.parse(d).header.tc == 1]
@@ -162,8 +156,8 @@ def test_floodFromOneNetworkLimitedWithSlip():
 def test_slipReplyForForwardedQueryHasQuestion():
     """The TC reply that replaces a limited forwarded answer carries the query's question."""
     r = Responder(1, slip=1)
-    r.ask(query(), answerSize=100)
-    [out] = r.ask(query(qid=7))
+    r.ask(bigQuery(), answerSize=100)
+    [out] = r.ask(bigQuery(qid=7))
     parsed = DNSRecord.parse(out)
     assert parsed.header.tc == 1 and parsed.header.id == 7 and parsed.header.rcode == 0
     assert str(parsed.q.qname) == "big.example.org."
@@ -172,7 +166,7 @@ def test_slipReplyForForwardedQueryHasQuestion():
 def test_slipZeroDropsEveryLimitedAnswer():
     """With slip 0 nothing is sent over the rate."""
     r = Responder(5, slip=0)
-    answers = [r.ask(query("server2.vesync.com", "A")) for _ in range(20)]
+    answers = [r.ask(query()) for _ in range(20)]
     assert sum(len(a) for a in answers) == 5 and r.counters.rate_slipped == 0
 
 
@@ -180,7 +174,7 @@ def test_rateZeroTurnsLimitingOff():
     """A rate of 0 answers everything."""
     r = Responder(0)
     assert r.udp.limiter is None
-    assert sum(len(r.ask(query("server2.vesync.com", "A"))) for _ in range(1000)) == 1000
+    assert sum(len(r.ask(query())) for _ in range(1000)) == 1000
 
 
 def test_defaultsNeverHinderAHomeNetwork():
@@ -189,7 +183,7 @@ def test_defaultsNeverHinderAHomeNetwork():
     r = Responder(DEFAULT_RATE)
     assert DEFAULT_RATE >= 100
     outs = [out for i in range(50) for _ in range(2)
-            for out in r.ask(query("server2.vesync.com", "A"), peer=(f"192.168.1.{100 + i}", 1))]
+            for out in r.ask(query(), peer=(f"192.168.1.{100 + i}", 1))]
     assert len(outs) == 100 and all(DNSRecord.parse(d).header.tc == 0 for d in outs)
     assert r.counters.rate_limited == 0
 
