@@ -192,15 +192,15 @@ def _checkHub(hub: Hub, conns: list[_Conn]) -> None:
     """A logged-in plug is online or its connection is closed; sessions and online flags agree."""
     for plug in hub.plugs():
         assert plug.online == hub.isOnline(plug.id), plug
-    for session in hub._sessions.values():
+    for session in hub.sessions():
         assert not session.closed
     for c in conns:
         session = c.proto.session
         if c.lost:
             assert session is None
-            assert all(s.connection is not c.proto._link for s in hub._sessions.values())
+            assert all(s.connection is not c.proto._link for s in hub.sessions())
         elif session is not None and not session.closed:
-            assert hub._sessions.get(session.plug.id) is session
+            assert hub.session(session.plug.id) is session
             assert hub.isOnline(session.plug.id)
 
 

@@ -338,3 +338,51 @@ def test_cancelled_liveness_timer_lets_go_of_the_session() -> None:
     gc.collect()
     assert ref() is None
     assert not call.active() and call.args == ()
+
+
+def test_switch_carries_its_cause_to_the_relay_event() -> None:
+    """A switch with a cause (the automation's) puts it in the relay event and the plug's relay_cause."""
+    hub, clock, events = makeHub()
+    session = hub.login(FakeConnection(), LOGIN)
+    out = results(hub.switch("plug-1", False, cause="schedule:s1a2b3c"))
+    session.received(m.RuntimeInfo(relay=False, power=(0.0, 0.0)))
+    assert out[0].relay is False and out[0].relay_cause == "schedule:s1a2b3c"
+    relay = [e for e in events if e.kind == h.RELAY][-1]
+    assert relay.data["cause"] == "schedule:s1a2b3c"
+    assert hub.get("plug-1").relay_cause == "schedule:s1a2b3c"
+    # A refresh that finds the relay changed is the plug's own doing, not the last command's.
+    hub.refresh("plug-1")
+    session.received(m.RuntimeInfo(relay=True, power=(0.0, 0.0)))
+    assert [e for e in events if e.kind == h.RELAY][-1].data["cause"] == h.CAUSE_PLUG
+
+
+def test_announce_emits_an_event_with_the_hubs_clock() -> None:
+    """announce sends any kind of event about a plug to subscribers, at the hub clock's time."""
+    hub, clock, events = makeHub()
+    hub.login(FakeConnection(), LOGIN)
+    clock.advance(5)
+    hub.announce(h.RULE, "plug-1", rule="r000001", power_w=3.0, action="notify", ok=True)
+    event = events[-1]
+    assert (event.kind, event.plug, event.at) == (h.RULE, "plug-1", clock.seconds())
+    assert event.data == {"rule": "r000001", "power_w": 3.0, "action": "notify", "ok": True}
+    assert h.RULE in h.EVENT_KINDS and h.RULE_RUNNING in h.EVENT_KINDS
+
+
+def test_hub_provides_the_automation_seam() -> None:
+    """The hub is what the automation engine needs (IAutomationHub), with no adapter."""
+    from zope.interface.verify import verifyObject
+
+    from vesyncd.automation.interfaces import IAutomationHub
+
+    hub, _, _ = makeHub()
+    assert verifyObject(IAutomationHub, hub)
+
+
+def test_sessions_are_readable() -> None:
+    """session(id) and sessions() show the live connections, and forget what closed."""
+    hub, _, _ = makeHub()
+    conn = FakeConnection()
+    session = hub.login(conn, LOGIN)
+    assert hub.session("plug-1") is session and hub.sessions() == [session]
+    session.lost("gone")
+    assert hub.session("plug-1") is None and hub.sessions() == []

@@ -115,11 +115,11 @@ class FramingTests(unittest.TestCase):
     def test_unsubscribesOnClose(self) -> None:
         """A closed stream stops following the hub."""
         h = Harness()
-        before = len(h.hub._subscribers)
+        before = h.hub.subscribers()
         ex = h.send("GET", "/api/events")
-        self.assertEqual(len(h.hub._subscribers), before + 1)
+        self.assertEqual(h.hub.subscribers(), before + 1)
         ex.channel.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(h.hub._subscribers), before)
+        self.assertEqual(h.hub.subscribers(), before)
 
     def test_slowClientBuffered(self) -> None:
         """While the socket is full events wait, and are sent in order once it drains."""

@@ -1,14 +1,16 @@
 """
 The two seams of the automation engine: the plugs it switches and watches (L{IAutomationHub}) and
 where its items are kept (L{IAutomationStore}).  The engine depends on nothing else outside its package
-but the core's error values.
+but the core's error values; the core's L{Hub} provides L{IAutomationHub} as it is.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, classImplements
+
+from vesyncd.core.hub import Hub
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -64,3 +66,8 @@ class IAutomationStore(Interface):
 
     def flush() -> "Deferred":
         """Fire once every save and delete asked for so far is written (or has failed and been logged)."""
+
+
+# The hub has exactly these methods (switch with a cause, announce); declared here so the core
+# does not import the automation package.
+classImplements(Hub, IAutomationHub)

@@ -28,14 +28,14 @@ from zope.interface import implementer
 from vesyncd.plugs import codec as m
 from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.interfaces import IEnergyLedger, IPlugConnection, ISessionOwner
-from vesyncd.core.model import (ALIAS, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT, PLUG_NEW,
-                                PLUG_PENDING, POWER_ON, RELAY, EnergySummary, Event, InvalidArgument, PlugOffline,
-                                PlugState, UnknownPlug)
+from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT,
+                                PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, EnergySummary, Event, InvalidArgument,
+                                PlugOffline, PlugState, UnknownPlug)
 from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import (MAX_REPORT_SECONDS, MAX_WATTS, NewIdLimit, ReportBound, compareIdentity,
-                                identityOf)
+                                identityOf, refusalText)
 
 log = Logger()
 
@@ -43,6 +43,8 @@ log = Logger()
 MAX_NOTED = 4096
 #: A refused login is logged the first time and then every this many times for the same reason.
 LOG_EVERY = 100
+#: Characters of a relay change's cause kept (causes are ours, e.g. C{schedule:s1a2b3c}).
+MAX_CAUSE = 64
 
 DEFAULT_SETTINGS = Settings()
 
@@ -246,10 +248,7 @@ class Hub:
         self.stats["logins_refused"] += 1
         self.stats[key] += 1
         if self.stats[key] % LOG_EVERY == 1 or LOG_EVERY == 1:
-            why = {"alias": "its id is another plug's name", "id_case": "its id is another plug's id in other case",
-                   "prefix": "its id is the start of another plug's id",
-                   "pending_full": f"{self.settings.max_pending} plugs already wait for approval",
-                   "new_rate": f"more than {self.settings.max_new_plugs_per_minute} new plug ids in a minute"}[reason]
+            why = refusalText(reason, self.settings.max_pending, self.settings.max_new_plugs_per_minute)
             log.warn("refusing login of unknown plug {plug} from {peer}: {why} ({n} refused for this reason)",
                      plug=plugId, peer=connection.peer, why=why, n=self.stats[key])
         connection.disconnect(f"login refused: {reason}")
@@ -319,7 +318,7 @@ class Hub:
         """A copy of the plug C{ref} names (see L{resolve})."""
         return self.snapshot(self.resolve(ref))
 
-    def _command(self, ref: str, kind: str, target: bool | None = None) -> Deferred:
+    def _command(self, ref: str, kind: str, target: bool | None = None, cause: str = CAUSE_COMMAND) -> Deferred:
         try:
             plug = self.resolve(ref)
         except UnknownPlug as e:
@@ -329,17 +328,26 @@ class Hub:
         if session is None:
             self.stats["commands_offline"] += 1
             return fail(PlugOffline(f"plug {plug.name} is offline"))
-        return session.enqueue(Command(kind=kind, result=Deferred(), target=target))
+        return session.enqueue(Command(kind=kind, result=Deferred(), target=target, cause=cause))
 
-    def switch(self, ref: str, on: bool | None) -> Deferred:
+    def switch(self, ref: str, on: bool | None, cause: str = CAUSE_COMMAND) -> Deferred:
         """Switch a plug on (True), off (False) or over (None); fires with the confirmed state.
 
-        The result arrives when the plug's C{/runtimeInfo} confirms the relay.  Errors
-        (L{UnknownPlug}, L{PlugOffline}, L{QueueFull}) come at once, L{CommandTimeout} after
-        the settings' C{command_timeout} seconds.
+        The result arrives when the plug's C{/runtimeInfo} confirms the relay; the C{relay} event
+        and the plug's C{relay_cause} then carry C{cause} (C{command}, or the automation's
+        C{timer}, C{schedule:<id>}, C{away}, C{rule:<id>}).  Errors (L{UnknownPlug},
+        L{PlugOffline}, L{QueueFull}) come at once, L{CommandTimeout} after the settings'
+        C{command_timeout} seconds.
         """
         kind = "toggle" if on is None else ("on" if on else "off")
-        return self._command(ref, kind, on)
+        return self._command(ref, kind, on, str(cause)[:MAX_CAUSE])
+
+    def announce(self, kind: str, plugId: str, **data: Any) -> None:
+        """Emit an event of C{kind} about C{plugId} to every subscriber, stamped with the hub's clock
+        (the automation engine's C{rule} and C{rule_running} events); nothing for a plug waiting
+        for approval."""
+        if plugId not in self._pending:
+            self._emit(kind, plugId, self.clock.seconds(), **data)
 
     def refresh(self, ref: str) -> Deferred:
         """Ask a plug for fresh power, voltage and relay readings; fires with its new state."""
@@ -416,3 +424,11 @@ class Hub:
     def isOnline(self, plugId: str) -> bool:
         """True while a known plug has a live connection."""
         return plugId in self._sessions and plugId in self._plugs
+
+    def session(self, plugId: str) -> PlugSession | None:
+        """The live session of the plug with this exact id (known or waiting), or None."""
+        return self._sessions.get(plugId)
+
+    def sessions(self) -> list[PlugSession]:
+        """Every live session (known and waiting plugs)."""
+        return list(self._sessions.values())

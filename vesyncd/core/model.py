@@ -69,8 +69,12 @@ FORGOTTEN = "forgotten"
 PLUG_CONFLICT = "plug_conflict"
 #: An unknown id logged in while new plugs are held; it waits for approval (see L{Settings.new_plugs}).
 PLUG_PENDING = "plug_pending"
+#: A power rule of the automation engine fired (data: rule, power_w, action, ok[, error]).
+RULE = "rule"
+#: A "done" power rule saw a cycle start or end (data: rule, running).
+RULE_RUNNING = "rule_running"
 EVENT_KINDS = (PLUG_NEW, ONLINE, OFFLINE, RELAY, RUNTIME, ENERGY, RSSI, ALIAS, POWER_ON, FORGOTTEN, PLUG_CONFLICT,
-               PLUG_PENDING)
+               PLUG_PENDING, RULE, RULE_RUNNING)
 
 # Causes of a relay change.
 CAUSE_COMMAND = "command"

@@ -41,6 +41,8 @@ class Command:
     result: Deferred
     target: bool | None = None
     timeout: IDelayedCall | None = None
+    #: What the relay change this command makes is put down to (C{command}, C{timer}, C{schedule:<id>}...).
+    cause: str = CAUSE_COMMAND
 
 
 def _noop() -> None:
@@ -153,7 +155,7 @@ class PlugSession:
         plug.current_a = message.current[0] if message.current else None
         plug.runtime_at = now
         command = self._current
-        cause = CAUSE_COMMAND if command is not None and command.kind != "refresh" else CAUSE_PLUG
+        cause = command.cause if command is not None and command.kind != "refresh" else CAUSE_PLUG
         self.owner.relayChanged(plug, message.relay, cause, now)
         self.owner.plugEvent(RUNTIME, plug, now, power_w=plug.power_w, voltage_v=plug.voltage_v,
                              relay=message.relay)

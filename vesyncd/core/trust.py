@@ -126,3 +126,11 @@ class NewIdLimit:
             return False
         self.times.append(now)
         return True
+
+
+def refusalText(reason: str, maxPending: int, maxNewPerMinute: int) -> str:
+    """Why a login was refused, in words for the log, from the hub's reason code."""
+    return {"alias": "its id is another plug's name", "id_case": "its id is another plug's id in other case",
+            "prefix": "its id is the start of another plug's id",
+            "pending_full": f"{maxPending} plugs already wait for approval",
+            "new_rate": f"more than {maxNewPerMinute} new plug ids in a minute"}[reason]
