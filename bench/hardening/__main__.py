@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.hardening import conformance, lan
-from bench.hardening.common import freePort, percentile, raiseFileLimit, readJSON, waitUntil, writeJSON
+from bench.hardening.common import freePort, stopProcess, percentile, raiseFileLimit, readJSON, waitUntil, writeJSON
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -80,12 +80,8 @@ class Daemon:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            stopProcess(self.proc)
 
 
 def _online(d: Daemon) -> int:
@@ -93,14 +89,7 @@ def _online(d: Daemon) -> int:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stopProcess(proc)
 
 
 # -- parts ---------------------------------------------------------------------------------------

@@ -16,18 +16,15 @@ about 30 s.
 
 from __future__ import annotations
 
-import json
 import queue
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from vesyncd.sim.plug import maskedFrame, upgradeRequest
+from bench.hardening.rawplug import RawPlug, runVesyncctl, unsafeCharacters, vesyncctl
 
 #: The attacking host: another loopback address, so the user's own 127.0.0.1 is a different source.
 ATTACKER = "127.0.0.2"
@@ -38,20 +35,6 @@ HOSTILE = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "\x07\x07", "\u009b31mred", "a\x
 ESCAPES_ID = "terminal-escapes"
 #: A plug name given on the command line that comes back in the daemon's error message.
 HOSTILE_REF = "\x1b[2J\x1b]0;owned\x07\u202e"
-
-
-def _ctl(target: Any) -> list[str]:
-    """The vesyncctl command line for the daemon under attack (over its loopback TCP control port)."""
-    return [str(Path(sys.executable).parent / "vesyncctl"), "--state-dir", str(target.stateDir),
-            "--connect", f"tcp:{target.host}:{target.controlPort}"]
-
-
-def _run(target: Any, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
-    """One vesyncctl call; a call that hangs counts as a failed one."""
-    try:
-        return subprocess.run([*_ctl(target), *args], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", (e.stderr or "") + "timed out")
 
 
 # -- control-flood ---------------------------------------------------------------------------------------
@@ -127,7 +110,7 @@ def controlFlood(target: Any) -> dict[str, Any]:
                     refused += 1
             most = max(most, len(held))
             t0 = time.monotonic()
-            result = _run(target, "info")
+            result = runVesyncctl(target, "info")
             calls.append((result.returncode, time.monotonic() - t0))
     finally:
         for sock in held:
@@ -150,48 +133,6 @@ def controlFlood(target: Any) -> dict[str, Any]:
 # -- terminal-escapes ------------------------------------------------------------------------------------
 
 
-class _Plug:
-    """A blocking firmware 1.x plug: the exact upgrade, then masked JSON text frames."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.sock = socket.create_connection((host, port), timeout=5)
-        self.sock.sendall(upgradeRequest(host, port))
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(f"upgrade refused: {head[:60]!r}")
-
-    def _read(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buffer += data
-        if len(self.buffer) > 1 << 20:
-            raise ConnectionError("the server sent more than 1 MiB")
-
-    def send(self, obj: dict[str, Any]) -> None:
-        """Send one JSON text frame."""
-        self.sock.sendall(maskedFrame(json.dumps(obj).encode(), False))
-
-    def receive(self) -> dict[str, Any]:
-        """The next server message (an unmasked text frame with a 7- or 16-bit length)."""
-        while True:
-            if len(self.buffer) >= 2:
-                n, offset = self.buffer[1] & 0x7F, 2
-                if n == 126 and len(self.buffer) >= 4:
-                    n, offset = int.from_bytes(self.buffer[2:4], "big"), 4
-                if n != 126 and len(self.buffer) >= offset + n:
-                    payload, self.buffer = self.buffer[offset:offset + n], self.buffer[offset + n:]
-                    return json.loads(payload)
-            self._read()
-
-    def close(self) -> None:
-        """Drop the connection."""
-        self.sock.close()
-
-
 def _hostileLogin() -> dict[str, Any]:
     """A firmware 1.89 login whose every string but the id carries terminal controls."""
     login: dict[str, Any] = {"id": ESCAPES_ID, "deviceVersionCode": 5, "firmVersionCode": 89, "key": 0,
@@ -202,11 +143,6 @@ def _hostileLogin() -> dict[str, Any]:
     return login
 
 
-def _unsafe(text: str) -> list[str]:
-    """The characters of C{text} a terminal would act on rather than show (line breaks excepted)."""
-    return sorted({ch for ch in text if not ch.isprintable() and ch != "\n"})
-
-
 def _drain(stream: Any, into: "queue.Queue[str | None]") -> None:
     for line in stream:
         into.put(line)
@@ -215,7 +151,7 @@ def _drain(stream: Any, into: "queue.Queue[str | None]") -> None:
 
 def terminalEscapes(target: Any) -> dict[str, Any]:
     """Hostile login strings while `watch` runs, then every reading command: no raw control may reach a terminal."""
-    watcher = subprocess.Popen([*_ctl(target), "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen([*vesyncctl(target), "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outLines: queue.Queue[str | None] = queue.Queue()
     errLines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_drain, args=(watcher.stdout, outLines), daemon=True).start()
@@ -233,7 +169,7 @@ def terminalEscapes(target: Any) -> dict[str, Any]:
                 break
         if "watching events" not in ready:
             failures.append("vesyncctl watch did not start")
-        plug = _Plug(target.host, target.plugPort)
+        plug = RawPlug(target.host, target.plugPort)
         try:
             plug.send(_hostileLogin())
             count += 1
@@ -244,7 +180,7 @@ def terminalEscapes(target: Any) -> dict[str, Any]:
                 pass
             for args in (["status", ESCAPES_ID], ["list"], ["pending"], ["info"],
                          ["status", HOSTILE_REF], ["--json", "status", ESCAPES_ID]):
-                result = _run(target, *args)
+                result = runVesyncctl(target, *args)
                 count += 1
                 label = " ".join(args[:2]) if args[-1] != HOSTILE_REF else "status (hostile name)"
                 outputs[label] = result.stdout + result.stderr
@@ -272,8 +208,8 @@ def terminalEscapes(target: Any) -> dict[str, Any]:
             watcher.wait(5)
         except subprocess.TimeoutExpired:
             watcher.kill()
-        _run(target, "forget", ESCAPES_ID)
-    bad = {name: _unsafe(text) for name, text in outputs.items() if _unsafe(text)}
+        runVesyncctl(target, "forget", ESCAPES_ID)
+    bad = {name: unsafeCharacters(text) for name, text in outputs.items() if unsafeCharacters(text)}
     sawPlug = ESCAPES_ID in outputs.get("watch", "")
     detail = (f"{len(outputs)} vesyncctl outputs read ({', '.join(outputs)}); watch saw the plug: "
               f"{'yes' if sawPlug else 'no'}")

@@ -36,7 +36,7 @@ from typing import Any
 
 from dnslib import EDNS0, QTYPE, RR, TXT, A, DNSRecord
 
-from bench.hardening.common import LOOPBACK, readJSON, waitUntil
+from bench.hardening.common import LOOPBACK, readJSON, stopProcess, waitUntil
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A source in another /24 of the loopback network: a neighbour the flood must not starve.
@@ -195,13 +195,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Terminate the daemon (kill it if it does not go)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stopProcess(self.proc)
 
 
 def _closeAll(bound: tuple[socket.socket, socket.socket, int]) -> tuple[None, None, int]:

@@ -14,15 +14,12 @@ Each attack is synchronous, talks to 127.0.0.1 only and ends within about 30 s.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable
 
-from vesyncd.sim.plug import maskedFrame, upgradeRequest
+from bench.hardening.rawplug import RawPlug, strings, unsafeCharacters, vesyncctl
 
 #: What a plug sends in every string field of the control-chars attack.
 HOSTILE = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "\x07\x07\x07", "\u009b31mred", "a\x7fb",
@@ -102,78 +99,9 @@ def deflateClient(target: Any) -> dict[str, Any]:
 # -- control-chars ---------------------------------------------------------------------------------------
 
 
-def _unprintable(text: str) -> list[str]:
-    """The characters of C{text} a terminal would act on rather than show (newlines and tabs excepted)."""
-    return sorted({ch for ch in text if not ch.isprintable() and ch not in "\n\t"})
-
-
-def _strings(value: Any) -> list[str]:
-    """Every string in a JSON value, keys included."""
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
-class _RawPlug:
-    """A blocking plug connection: the exact upgrade of a plug, then masked text frames."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.sock = socket.create_connection((host, port), timeout=5)
-        self.sock.sendall(upgradeRequest(host, port))
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(f"upgrade refused: {head[:60]!r}")
-
-    def _read(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the server")
-        self.buffer += data
-        if len(self.buffer) > 1 << 20:
-            raise ConnectionError("the server sent more than 1 MiB")
-
-    def send(self, obj: dict[str, Any]) -> None:
-        """Send one JSON text frame."""
-        self.sock.sendall(maskedFrame(json.dumps(obj).encode(), False))
-
-    def receive(self) -> dict[str, Any]:
-        """The next server message (unmasked text frame with a 7- or 16-bit length)."""
-        while True:
-            if len(self.buffer) >= 2:
-                n, offset = self.buffer[1] & 0x7F, 2
-                if n == 126 and len(self.buffer) >= 4:
-                    n, offset = int.from_bytes(self.buffer[2:4], "big"), 4
-                if n != 126 and len(self.buffer) >= offset + n:
-                    payload, self.buffer = self.buffer[offset:offset + n], self.buffer[offset + n:]
-                    return json.loads(payload)
-            self._read()
-
-    def close(self) -> None:
-        """Drop the connection."""
-        self.sock.close()
-
-
-def _ctl(target: Any) -> list[str]:
-    """The vesyncctl command line for the daemon under attack."""
-    return [str(Path(sys.executable).parent / "vesyncctl"), "--state-dir", str(target.stateDir),
-            "--connect", f"tcp:{target.host}:{target.controlPort}"]
-
-
 def controlChars(target: Any) -> dict[str, Any]:
     """Send hostile strings in every field a plug controls, then look for them in the API and the CLI."""
-    plug = _RawPlug(target.host, target.plugPort)
+    plug = RawPlug(target.host, target.plugPort)
     sent = 0
     try:
         plug.send(_login(HOSTILE_ID, HOSTILE))
@@ -193,19 +121,19 @@ def controlChars(target: Any) -> dict[str, Any]:
                                          headers={"Authorization": f"Bearer {target.token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             api = json.loads(response.read())
-        bad = sorted({ch for s in _strings(api) for ch in _unprintable(s)})
+        bad = sorted({ch for s in strings(api) for ch in unsafeCharacters(s)})
         if bad:
             found["/api/plugs"] = bad
-        ctl = _ctl(target)
+        ctl = vesyncctl(target)
         for args in (["list"], ["status", HOSTILE_ID], ["info"]):
             out = subprocess.run([*ctl, *args], capture_output=True, timeout=15)
             text = (out.stdout + out.stderr).decode("utf-8", "replace")
-            bad = _unprintable(text)
+            bad = unsafeCharacters(text)
             if bad:
                 found["vesyncctl " + args[0]] = bad
     finally:
         plug.close()
-    subprocess.run([*_ctl(target), "forget", HOSTILE_ID], capture_output=True, timeout=15)
+    subprocess.run([*vesyncctl(target), "forget", HOSTILE_ID], capture_output=True, timeout=15)
     if found:
         shown = "; ".join(f"{where}: {', '.join(repr(ch) for ch in chars)}" for where, chars in found.items())
         return {"count": sent, "outcome": "broke", "detail": f"raw control characters reached {shown}"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -72,3 +74,16 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, int(round(q / 100.0 * len(ordered) + 0.5)) - 1))
     return ordered[k]
+
+
+def stopProcess(proc: "subprocess.Popen[Any]", grace: float = 10.0) -> None:
+    """Terminate C{proc} (waking it first if it was stopped), killing it when it outlives C{grace} seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
