@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from vesyncd.control import commands as c
 from vesyncd.auth import BadLogin, FailureThrottle, TokenCredentials, throttledLogin
+from vesyncd.control.amp_features import FeatureResponders, fitJSON
 from vesyncd.control.api import ControlCore, IControlAvatar
 from vesyncd.control.limits import ConnectionLimit, addressHost, addressText
 
@@ -49,15 +50,9 @@ def peerHost(transport: Any) -> str:
     return addressHost(peer) or "unix"
 
 
-def fitJSON(items: list[Any]) -> list[Any]:
-    """The longest head of C{items} (halving) whose JSON fits one AMP value."""
-    while items and len(c.JSON().toString(items)) > c.MAX_VALUE:
-        items = items[: len(items) // 2]
-    return items
-
-
-class Responders(amp.CommandLocator):
-    """The AMP responders of one connection; every one calls the shared L{ControlCore}."""
+class Responders(FeatureResponders):
+    """The AMP responders of one connection; every one calls the shared L{ControlCore} (the automation
+    and energy-insight ones come from L{FeatureResponders})."""
 
     def __init__(self, connection: "ControlProtocol") -> None:
         self.connection = connection
@@ -121,9 +116,9 @@ class Responders(amp.CommandLocator):
         return self.core.info().addCallback(lambda doc: {"info": doc})
 
     @c.Energy.responder
-    def energy(self, plug: str, period: str, value: str) -> Deferred:
-        """One period of energy history (at most 25 buckets: far below 64 KiB)."""
-        return self.core.energy(plug, period, value).addCallback(lambda doc: {"history": doc})
+    def energy(self, plug: str, period: str, value: str, cost: bool | None = None) -> Deferred:
+        """One period of energy history (at most 31 buckets: far below 64 KiB), priced with C{cost}."""
+        return self.core.energy(plug, period, value, bool(cost)).addCallback(lambda doc: {"history": doc})
 
     @c.Pending.responder
     def pending(self) -> Deferred:
@@ -172,6 +167,12 @@ class ControlProtocol(amp.AMP):
 
     # -- connection ----------------------------------------------------------------------------
 
+    def makeConnection(self, transport: Any) -> None:
+        """Start the connection without AMP's own info line: per-connection lines go to debug, so each
+        vesyncctl call leaves nothing in the log at info."""
+        log.debug("control connection from {peer}", peer=peerText(transport))
+        amp.BinaryBoxProtocol.makeConnection(self, transport)
+
     def connectionMade(self) -> None:
         """Close at once beyond the connection caps; else start the login deadline and follow the buffer."""
         super().connectionMade()
@@ -198,7 +199,10 @@ class ControlProtocol(amp.AMP):
         if self._admitted:
             self._admitted = False
             self.factory.limit.release(self.transport.getPeer())
-        super().connectionLost(reason)
+        log.debug("control connection from {peer} closed", peer=self.peer)
+        # BinaryBoxProtocol's, not AMP's: AMP would log the loss at info.
+        amp.BinaryBoxProtocol.connectionLost(self, reason)
+        self.transport = None
 
     def _loginExpired(self) -> None:
         self._loginTimer = None
@@ -263,7 +267,7 @@ class ControlProtocol(amp.AMP):
             if self._loginTimer is not None and self._loginTimer.active():
                 self._loginTimer.cancel()
             self._loginTimer = None
-            log.info("control client {peer} logged in", peer=self.peer)
+            log.debug("control client {peer} logged in", peer=self.peer)
             return {}
 
         def refused(failure: Any) -> Any:
@@ -311,6 +315,8 @@ class ControlFactory(Factory):
     """Makes L{ControlProtocol}s sharing one core, portal and failure throttle."""
 
     protocol = ControlProtocol  # type: ignore[assignment]
+    #: No "Starting factory" lines: the listener logs where it listens once.
+    noisy = False
 
     def __init__(self, core: ControlCore, portal: Portal, clock: IReactorTime, *,
                  throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT,

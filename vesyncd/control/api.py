@@ -18,6 +18,9 @@ from zope.interface import Interface
 
 from vesyncd import __version__
 from vesyncd.control import commands as c
+from vesyncd.control.automation_api import AutomationRequests
+from vesyncd.control.insight_api import InsightRequests
+from vesyncd.control.validate import text as _text
 from vesyncd.core import model as h
 from vesyncd.core.events import eventJSON
 from vesyncd.core.hub import Hub
@@ -45,23 +48,22 @@ class IControlAvatar(Interface):
     """What a successful control login gives a front end: a L{ControlCore}."""
 
 
+#: Errors of the automation engine and energy insight carry a C{code}; matched by it, not by class, so the
+#: control plane imports nothing but the core (docs/architecture.md).
+_CODED_ERRORS: dict[str, type[c.ControlError]] = {"usage": c.UsageError, "refused": c.Refused}
+
+
 def mapError(error: BaseException) -> BaseException:
-    """The control error for a hub error (other exceptions are returned unchanged)."""
+    """The control error for a hub, automation or insight error (other exceptions are returned unchanged)."""
     if isinstance(error, c.ControlError):
         return error
+    coded = _CODED_ERRORS.get(getattr(error, "code", None)) if isinstance(error, ValueError) else None
+    if coded is not None:
+        return coded(str(error))
     for hubError, controlError in _ERROR_MAP:
         if isinstance(error, hubError):
             return controlError(str(error))
     return error
-
-
-def _text(value: Any, name: str, limit: int = c.MAX_ARGUMENT) -> str:
-    """Check that a client argument is a string of sensible length."""
-    if not isinstance(value, str):
-        raise c.InvalidArgument(f"{name} must be text")
-    if len(value) > limit:
-        raise c.InvalidArgument(f"{name} is longer than {limit} characters")
-    return value
 
 
 class Watchers:
@@ -112,11 +114,15 @@ class Watchers:
                 self._remove(callback)
 
 
-class ControlCore:
-    """Every control request, on top of the hub; C{info} is what the daemon tells about itself."""
+class ControlCore(AutomationRequests, InsightRequests):
+    """Every control request, on top of the hub; C{info} is what the daemon tells about itself, and
+    C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are optional parts."""
 
-    def __init__(self, hub: Hub, info: DaemonInfo | None = None, *, maxWatchers: int = MAX_WATCHERS) -> None:
+    def __init__(self, hub: Hub, info: DaemonInfo | None = None, *, automation: Any = None, insight: Any = None,
+                 maxWatchers: int = MAX_WATCHERS) -> None:
         self.hub = hub
+        self.automation = automation
+        self.insight = insight
         self.daemonInfo = info if info is not None else DaemonInfo()
         self.watchers = Watchers(hub, maxWatchers)
         #: Counters of the control plane itself, shown by L{info}.
@@ -188,13 +194,16 @@ class ControlCore:
         """Forget a plug; fires with its last JSON state (without energy: that is gone too)."""
         return self._call(lambda: self.hub.forget(_text(ref, "plug")).toJSON())
 
-    def energy(self, ref: str, period: str, value: str) -> Deferred:
-        """A plug's energy history of one period (see L{IEnergyLedger.history})."""
+    def energy(self, ref: str, period: str, value: str, cost: bool = False) -> Deferred:
+        """A plug's energy history of one period (see L{IEnergyLedger.history}); with C{cost}, priced by
+        the daemon's tariff (L{InsightRequests.pricedHistory})."""
 
         def go() -> Deferred:
             if period not in ("day", "month", "year"):
                 raise c.InvalidArgument("period must be day, month or year")
             plug = self.hub.resolve(_text(ref, "plug"))
+            if cost:
+                return self.pricedHistory(plug.id, period, _text(value, "value", 16))
             return self.hub.ledger.history(plug.id, period, _text(value, "value", 16))
 
         return self._call(go)

@@ -22,6 +22,10 @@ from twisted.spread import pb
 MAX_VALUE = amp.MAX_VALUE_LENGTH
 #: Plugs per L{ListPlugs} page at most (one plug's JSON is well under 1 KiB).
 MAX_PAGE = 50
+#: Days of hourly CSV one L{Export} answers (24 rows of at most ~90 bytes a day: far below 64 KiB).
+MAX_EXPORT_DAYS = 14
+#: Relay changes one L{SwitchHistory} answers at most.
+MAX_HISTORY = 200
 #: Longest plug reference, alias, token or period value accepted from a client.
 MAX_ARGUMENT = 256
 
@@ -97,9 +101,26 @@ class CommandFailed(ControlError):
     amp_code = b"COMMAND_FAILED"
 
 
-# AmbiguousPlug before its base class: AMP answers with the first listed class that matches.
+class UsageError(InvalidArgument):
+    """The user's input is malformed (a bad time, duration, date or watts); the message starts with the
+    option to fix (C{"--at: ..."}).  C{vesyncctl} exits with code 2."""
+
+    code = "usage"
+    amp_code = b"USAGE"
+
+
+class Refused(ControlError):
+    """Well-formed input the daemon will not take now: a bound is reached or an id is unknown; the
+    message starts with what was refused (C{"schedule: ..."})."""
+
+    code = "refused"
+    amp_code = b"REFUSED"
+
+
+# Subclasses before their base classes: AMP answers with the first listed class that matches.
 ERRORS: tuple[type[ControlError], ...] = (
-    AmbiguousPlug, UnknownPlug, PlugOffline, CommandTimeout, Busy, InvalidArgument, NotLoggedIn, BadToken, CommandFailed,
+    AmbiguousPlug, UnknownPlug, PlugOffline, CommandTimeout, Busy, UsageError, InvalidArgument, Refused, NotLoggedIn,
+    BadToken, CommandFailed,
 )
 #: Every error any command may answer, as AMP's C{errors} mapping.
 AMP_ERRORS: dict[type[Exception], bytes] = {cls: cls.amp_code for cls in ERRORS}
@@ -187,10 +208,43 @@ class Info(ControlCommand):
 
 
 class Energy(ControlCommand):
-    """Energy buckets of one C{day} (YYYY-MM-DD), C{month} (YYYY-MM) or C{year} (YYYY)."""
+    """Energy buckets of one C{day} (YYYY-MM-DD), C{month} (YYYY-MM) or C{year} (YYYY); with C{cost}, each
+    bucket's cost and the C{currency}, C{total_cost} and C{daily_charge_total} (an optional argument, so
+    older clients still work)."""
 
-    arguments = [(b"plug", amp.Unicode()), (b"period", amp.Unicode()), (b"value", amp.Unicode())]
+    arguments = [(b"plug", amp.Unicode()), (b"period", amp.Unicode()), (b"value", amp.Unicode()),
+                 (b"cost", amp.Boolean(optional=True))]
     response = [(b"history", JSON())]
+
+
+class EnergySummary(ControlCommand):
+    """A plug's energy and cost of today, yesterday, this week, month and year (C{periods}), and its
+    always-on power (C{baseline}); both JSON objects of docs/energy.md."""
+
+    arguments = [(b"plug", amp.Unicode())]
+    response = [(b"periods", JSON()), (b"baseline", JSON())]
+
+
+class CostTable(ControlCommand):
+    """Every plug's energy and cost in one month (C{YYYY-MM}, default this month), largest first."""
+
+    arguments = [(b"month", amp.Unicode(optional=True))]
+    response = [(b"table", JSON())]
+
+
+class Export(ControlCommand):
+    """Hourly rows of one plug as CSV for local dates C{start} to C{end} (both included, at most
+    L{MAX_EXPORT_DAYS} days per request: one AMP value), the time zone in the header."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"start", amp.Unicode()), (b"end", amp.Unicode())]
+    response = [(b"csv", amp.Unicode())]
+
+
+class SwitchHistory(ControlCommand):
+    """A plug's latest relay changes, newest first, each with its cause (at most C{limit}, up to 200)."""
+
+    arguments = [(b"plug", amp.Unicode()), (b"limit", amp.Integer(optional=True))]
+    response = [(b"switches", JSON())]
 
 
 class Pending(ControlCommand):

@@ -150,7 +150,7 @@ class ControlRoot(pb.Root):
             self.loggedIn = True
             self.factory.core.stats["logins"] += 1
             self.broker.notifyOnDisconnect(logout)
-            log.info("PB client {peer} logged in", peer=credentials.peer)
+            log.debug("PB client {peer} logged in", peer=credentials.peer)
             return avatar
 
         def refused(failure: Any) -> Any:
@@ -202,6 +202,8 @@ class ControlPBFactory(pb.PBServerFactory):
     """Serves a fresh L{ControlRoot} per connection, all sharing one core, portal and throttle."""
 
     protocol = ControlBroker
+    #: No "Starting factory" lines: the listener logs where it listens once.
+    noisy = False
 
     def __init__(self, core: ControlCore, portal: Portal, clock: IReactorTime, *,
                  throttle: FailureThrottle | None = None, loginTimeout: float = LOGIN_TIMEOUT,
