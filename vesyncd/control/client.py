@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vesyncd.control import commands as c
+from vesyncd.control.client_features import FeatureClient
 
 #: Seconds to wait for the connection (and TLS handshake) and the login answer.
 CONNECT_TIMEOUT = 10.0
@@ -152,8 +153,9 @@ class ControlClientProtocol(amp.AMP):
             self.lost.callback(reason.value)
 
 
-class ControlClient:
-    """A logged-in control connection; each method mirrors one command and returns a Deferred."""
+class ControlClient(FeatureClient):
+    """A logged-in control connection; each method mirrors one command and returns a Deferred (the
+    automation and energy-insight ones come from L{FeatureClient})."""
 
     def __init__(self, protocol: ControlClientProtocol) -> None:
         self.protocol = protocol

@@ -25,6 +25,7 @@ from vesyncd.auth import BadLogin, FailureThrottle, TokenCredentials, throttledL
 from vesyncd.control.api import ControlCore
 from vesyncd.control.amp import LOGIN_TIMEOUT, peerHost, peerText
 from vesyncd.control.limits import ConnectionLimit
+from vesyncd.control.pb_features import FeaturePerspective
 
 log = Logger()
 
@@ -38,8 +39,9 @@ class IControlPerspective(pb.IPerspective):
     """The interface the realm serves to PB logins."""
 
 
-class ControlPerspective(pb.Referenceable):
-    """What a logged-in PB client may call; every method mirrors one AMP command."""
+class ControlPerspective(FeaturePerspective, pb.Referenceable):
+    """What a logged-in PB client may call; every method mirrors one AMP command (the automation and
+    energy-insight ones come from L{FeaturePerspective})."""
 
     def __init__(self, core: ControlCore) -> None:
         self.core = core
@@ -78,9 +80,9 @@ class ControlPerspective(pb.Referenceable):
         """Daemon facts and counters."""
         return self.core.info()
 
-    def remote_energy(self, plug: str, period: str, value: str) -> Deferred:
-        """One period of energy history."""
-        return self.core.energy(plug, period, value)
+    def remote_energy(self, plug: str, period: str, value: str, cost: bool = False) -> Deferred:
+        """One period of energy history (priced with C{cost})."""
+        return self.core.energy(plug, period, value, bool(cost))
 
     def remote_pending(self) -> Deferred:
         """Plugs held until approved."""

@@ -94,9 +94,11 @@ class ControlListener(ListenerService):
         super().privilegedStartService()
 
 
-def makeServices(parent: Any, hub: Hub, config: Any, reactor: Any, token: str, info: DaemonInfo) -> ControlCore:
-    """Listen for AMP (and PB) clients holding C{token}, through one portal; return the API they share."""
-    core = ControlCore(hub, info)
+def makeServices(parent: Any, hub: Hub, config: Any, reactor: Any, token: str, info: DaemonInfo, *,
+                 automation: Any = None, insight: Any = None) -> ControlCore:
+    """Listen for AMP (and PB) clients holding C{token}, through one portal; return the API they share.
+    C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are served when given."""
+    core = ControlCore(hub, info, automation=automation, insight=insight)
     portal = makePortal(token, {
         IControlAvatar: lambda avatarId, mind: core,
         IControlPerspective: perspectiveFactory(core),
