@@ -120,6 +120,19 @@ class LedgerTests(unittest.TestCase):
         store, ledger = openAt(self.tmp, NY, self.clock)
         verifyObject(IEnergyLedger, ledger)
 
+    def test_hourlyRowsAgreeWithMemory(self) -> None:
+        """hourly gives the same (hourStart, wh) rows as MemoryLedger, queued reports included, range half-open."""
+        self.clock.advance(ts("2026-03-07T20:00", NY))
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        memory = MemoryLedger(NY)
+        feed([ledger, memory], "p1", ts("2026-03-07T20:00", NY), ts("2026-03-08T06:00", NY), 600, 600)
+        lo, hi = ts("2026-03-07T22:00", NY), ts("2026-03-08T04:00", NY)
+        ours, theirs = result(ledger.hourly("p1", lo, hi)), result(memory.hourly("p1", lo, hi))
+        assert [t for t, _ in ours] == [t for t, _ in theirs] and len(ours) == 5  # 03:00 does not exist that night
+        assert [wh for _, wh in ours] == pytest.approx([wh for _, wh in theirs])
+        assert ours[0][0] == lo and all(t % 3600 == 0 for t, _ in ours)
+        assert result(ledger.hourly("nobody", lo, hi)) == []
+
     def test_springForwardNewYork(self) -> None:
         """2026-03-08 in New York has 23 hourly buckets, equal to MemoryLedger's."""
         self.compare(NY, "2026-03-07T20:00", "2026-03-09T04:00", [("day", "2026-03-08"), ("month", "2026-03"),

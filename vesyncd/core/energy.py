@@ -68,6 +68,11 @@ class MemoryLedger:
                         "timezone": zoneName(self._zone), "buckets": rows,
                         "total_wh": round(sum(r["wh"] for r in rows), 6)})
 
+    def hourly(self, plugId: str, startTs: float, endTs: float) -> Deferred:
+        """The plug's hourly rows in C{[startTs, endTs)} from memory (see L{IEnergyLedger.hourly})."""
+        hours = self._hours.get(plugId, {})
+        return succeed([(float(h * 3600), wh) for h, wh in sorted(hours.items()) if startTs <= h * 3600 < endTs])
+
     def summary(self, plugId: str, now: float) -> EnergySummary:
         """Today's total (zero once the day has turned) and the lifetime total."""
         today = self._today.get(plugId)

@@ -50,6 +50,10 @@ class IEnergyLedger(Interface):
         nothing was used).  Fails with C{ValueError} for a malformed period or value.
         """
 
+    def hourly(plugId: str, startTs: float, endTs: float) -> "Deferred[list[tuple[float, float]]]":
+        """The plug's hourly rows C{(hourStart, wh)} whose UTC hour starts in C{[startTs, endTs)}, oldest
+        first; hours with nothing recorded have no row.  C{hourStart} is POSIX seconds, a multiple of 3600."""
+
     def forget(plugId: str) -> None:
         """Drop what is kept for a plug that the user forgot."""
 

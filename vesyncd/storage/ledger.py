@@ -9,6 +9,7 @@ queued, so a report accounted a moment ago is in the answer.
 
 from __future__ import annotations
 
+import math
 from datetime import date, tzinfo
 from typing import Any
 
@@ -71,6 +72,23 @@ class SQLiteLedger:
         d.addCallback(lambda _: self.store.run(self._read, plugId, period, spans))
         d.addCallback(lambda rows: self._document(plugId, period, value, rows))
         return d
+
+    def hourly(self, plugId: str, startTs: float, endTs: float) -> Deferred:
+        """The plug's hourly rows in C{[startTs, endTs)} from the C{hours} table, after writing what is
+        queued (see L{IEnergyLedger.hourly})."""
+        if not isinstance(plugId, str):
+            return fail(ValueError("plug id must be text"))
+        lo, hi = math.ceil(startTs / 3600), math.ceil(endTs / 3600)
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.store.run(self._readHours, plugId, lo, hi))
+        return d
+
+    def _readHours(self, plugId: str, lo: int, hi: int) -> list[tuple[float, float]]:
+        """Rows of hour numbers C{[lo, hi)} (writer thread)."""
+        rows = self.store.connection().execute(
+            "SELECT hour, ws FROM hours WHERE plug = ? AND hour >= ? AND hour < ? ORDER BY hour", (plugId, lo, hi))
+        return [(float(hour * 3600), ws / 3600.0) for hour, ws in rows]
 
     def _read(self, plugId: str, period: str, spans: list[Any]) -> list[int]:
         """Watt-seconds per bucket (writer thread): hours for a day, days for a month, months for a year."""

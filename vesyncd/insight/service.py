@@ -1,0 +1,277 @@
+"""
+The energy insight facade the front ends call: a plug's period totals and cost, its always-on power,
+its live chart, its history with cost, the month's cost table, an hourly CSV, the house's totals and
+a plug's recent relay switches.
+
+It follows the hub (power readings feed the baseline and the chart; a forgotten plug is dropped) and
+reads hourly rows from the ledger (L{vesyncd.core.interfaces.IEnergyLedger.hourly}); every figure is
+computed by the pure functions of this package, so the control port, HTTP and MQTT all show the
+same numbers.  Bad input raises L{InsightError} (a C{ValueError}) naming the field.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from vesyncd.core.model import FORGOTTEN, RELAY, Event, isoTime
+from vesyncd.core.periods import parsePeriod
+from vesyncd.insight.baseline import BaselineTracker, baselineJSON
+from vesyncd.insight.chart import PowerHistory, feed
+from vesyncd.insight.cost import Row, addCost, dailyCharges, hourSpan, roundCost
+from vesyncd.insight.export import hourlyCSV
+from vesyncd.insight.ranges import RANGE_NAMES, WH_DIGITS, currentRanges, earliestStart, localToday
+from vesyncd.insight.tariff import TariffSchedule
+
+#: Days an hourly CSV may span at most (two years: 17,544 rows, about 1 MB).
+MAX_CSV_DAYS = 731
+#: Switches kept per plug by L{MemorySwitchLog} (the daemon without a state directory).
+MEMORY_SWITCHES = 200
+#: Switches L{EnergyInsight.switches} returns at most.
+MAX_SWITCHES = 1000
+
+
+class InsightError(ValueError):
+    """Input that cannot be used; C{field} names it (e.g. C{"month"}, C{"start"}), C{str()} is C{"field: message"}."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _day(value: Any, field: str) -> date:
+    """A C{YYYY-MM-DD} date, or L{InsightError} naming C{field}."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise InsightError(field, f"{str(value)[:40]!r} is not a date of the form YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise InsightError(field, f"{value!r}: {e}") from None
+
+
+def _midnight(day: date, zone: tzinfo) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
+
+
+class MemorySwitchLog:
+    """The last L{MEMORY_SWITCHES} relay switches of each plug, kept in memory from the hub's events
+    (the daemon without a state directory; the store keeps them otherwise)."""
+
+    def __init__(self, subscribe: Callable[[Callable[[Event], None]], Any], size: int = MEMORY_SWITCHES) -> None:
+        self.size = size
+        self._log: dict[str, collections.deque[tuple[float, bool, str | None]]] = {}
+        subscribe(self._event)
+
+    def _event(self, event: Event) -> None:
+        if event.kind == FORGOTTEN:
+            self._log.pop(event.plug, None)
+        elif event.kind == RELAY and isinstance(event.data.get("relay"), bool):
+            cause = event.data.get("cause")
+            self._log.setdefault(event.plug, collections.deque(maxlen=self.size)).append(
+                (event.at, event.data["relay"], cause if isinstance(cause, str) else None))
+
+    def switchHistory(self, plugId: str, limit: int) -> Deferred:
+        """The plug's latest switches, newest first: C{[{"at", "ts", "relay", "cause"}]}."""
+        rows = list(self._log.get(plugId, ()))[::-1][:max(0, limit)]
+        return succeed([{"at": isoTime(at), "ts": at, "relay": relay, "cause": cause} for at, relay, cause in rows])
+
+
+class EnergyInsight:
+    """What the front ends show about energy, cost, always-on power and switches (see docs/energy.md)."""
+
+    def __init__(self, hub: Any, ledger: Any, zone: tzinfo, clock: IReactorTime,
+                 schedule: TariffSchedule | None = None, baselines: BaselineTracker | None = None,
+                 history: PowerHistory | None = None, *, switchLog: Any = None) -> None:
+        self.hub = hub
+        self.ledger = ledger
+        self.zone = zone
+        self.clock = clock
+        self.schedule = schedule
+        self.baselines = baselines if baselines is not None else BaselineTracker()
+        self.powerHistory = history if history is not None else PowerHistory()
+        self.switchLog = switchLog if switchLog is not None else MemorySwitchLog(hub.subscribe)
+        # Per plug: (UTC hour, local date) of the cache and each range's unrounded [wh, cost] over the
+        # hours before that hour.  Earlier hours never change, so only the current hour is read again.
+        self._sums: dict[str, tuple[tuple[int, date], dict[str, list[float]]]] = {}
+        self.unsubscribe = hub.subscribe(self._event)
+
+    def _event(self, event: Event) -> None:
+        feed(event, self.powerHistory, self.baselines)
+        if event.kind == FORGOTTEN:
+            self._sums.pop(event.plug, None)
+
+    @property
+    def currency(self) -> str | None:
+        """The tariff's currency, or None without a tariff."""
+        return self.schedule.currency if self.schedule is not None else None
+
+    # -- one plug ----------------------------------------------------------------------------------
+
+    def _add(self, sums: dict[str, list[float]], rows: list[Row], now: float) -> None:
+        """Add rows to each current range they fall in."""
+        ranges = currentRanges(now, self.zone)
+        for hourStart, wh in rows:
+            cost = self.schedule.hourCost(hourStart, wh, self.zone) if self.schedule is not None else 0.0
+            for name, r in ranges.items():
+                if r.startTs <= hourStart < r.endTs:
+                    sums[name][0] += wh
+                    sums[name][1] += cost
+
+    def periods(self, plugId: str) -> Deferred:
+        """Today, yesterday, this week, month and year in watt-hours and cost (see
+        L{vesyncd.insight.ranges.periodTotals}); earlier hours are cached until the hour turns."""
+        now = self.clock.seconds()
+        hourStart = int(now // 3600) * 3600
+        key = (hourStart // 3600, localToday(now, self.zone))
+        cached = self._sums.get(plugId)
+        if cached is not None and cached[0] == key:
+            d: Deferred = succeed(cached[1])
+        else:
+            def keep(rows: list[Row]) -> dict[str, list[float]]:
+                sums = {name: [0.0, 0.0] for name in RANGE_NAMES}
+                self._add(sums, rows, now)
+                if plugId in self._sums or len(self._sums) < 100_000:
+                    self._sums[plugId] = (key, sums)
+                return sums
+
+            d = self.ledger.hourly(plugId, earliestStart(now, self.zone), hourStart).addCallback(keep)
+
+        def withCurrentHour(sums: dict[str, list[float]]) -> Deferred:
+            def total(rows: list[Row]) -> dict[str, Any]:
+                current = {name: list(v) for name, v in sums.items()}
+                self._add(current, rows, now)
+                doc: dict[str, Any] = {f"{n}_wh": round(current[n][0], WH_DIGITS) + 0.0 for n in RANGE_NAMES}
+                doc["currency"] = self.currency
+                for n in RANGE_NAMES:
+                    doc[f"{n}_cost"] = roundCost(current[n][1]) if self.schedule is not None else None
+                return doc
+
+            return self.ledger.hourly(plugId, hourStart, hourStart + 3600).addCallback(total)
+
+        return d.addCallback(withCurrentHour)
+
+    def baseline(self, plugId: str) -> dict[str, Any]:
+        """The plug's always-on power and its yearly energy and cost (L{baselineJSON})."""
+        return baselineJSON(self.baselines, plugId, self.clock.seconds(), self.schedule, self.zone)
+
+    def chart(self, plugId: str) -> dict[str, list[list[float]]]:
+        """The live chart: the last hour as read and the last 24 h as 5-minute means."""
+        return self.powerHistory.chart(plugId, self.clock.seconds())
+
+    def history(self, plugId: str, period: str, value: str, cost: bool = False) -> Deferred:
+        """The ledger's history of a day, month or year; with C{cost}, priced (L{addCost}): C{currency},
+        C{total_cost}, C{daily_charge_total} and a C{cost} per bucket, all None without a tariff."""
+        try:
+            span = hourSpan(period, value, self.zone)
+        except ValueError as e:
+            return fail(InsightError("period", str(e)))
+        d = self.ledger.history(plugId, period, value)
+        if not cost:
+            return d
+        if self.schedule is None:
+            def unpriced(doc: dict[str, Any]) -> dict[str, Any]:
+                return dict(doc, buckets=[dict(b, cost=None) for b in doc["buckets"]], currency=None,
+                            total_cost=None, daily_charge_total=None)
+
+            return d.addCallback(unpriced)
+        schedule = self.schedule
+
+        def priced(doc: dict[str, Any]) -> Deferred:
+            return self.ledger.hourly(plugId, *span).addCallback(
+                lambda rows: addCost(doc, rows, schedule, self.zone, self.clock.seconds()))
+
+        return d.addCallback(priced)
+
+    def hourlyCSV(self, plugId: str, start: str, end: str) -> Deferred:
+        """The plug's hourly rows from local date C{start} to C{end} (both included) as CSV text, the
+        time zone (and currency, with a tariff) in the header."""
+        try:
+            first, last = _day(start, "start"), _day(end, "end")
+            if last < first:
+                raise InsightError("end", f"{end} is before the start {start}")
+            if (last - first).days + 1 > MAX_CSV_DAYS:
+                raise InsightError("end", f"the range is longer than {MAX_CSV_DAYS} days; export it in parts")
+        except InsightError as e:
+            return fail(e)
+        lo, hi = _midnight(first, self.zone), _midnight(last + timedelta(days=1), self.zone)
+        return self.ledger.hourly(plugId, lo, hi).addCallback(
+            lambda rows: hourlyCSV(rows, self.zone, self.schedule, lo, hi))
+
+    def switches(self, plugId: str, limit: int = 50) -> Deferred:
+        """The plug's latest relay switches, newest first: C{[{"at": ISO UTC, "ts", "relay", "cause"}]}."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SWITCHES:
+            return fail(InsightError("limit", f"must be a whole number from 1 to {MAX_SWITCHES}"))
+        return self.switchLog.switchHistory(plugId, limit)
+
+    # -- every plug --------------------------------------------------------------------------------
+
+    def costTable(self, month: str | None = None) -> Deferred:
+        """Each known plug's energy and cost in a local month (default this one), largest first, with
+        the total and the month's daily charges."""
+        now = self.clock.seconds()
+        month = month if month is not None else localToday(now, self.zone).strftime("%Y-%m")
+        try:
+            first, after = parsePeriod("month", month)
+            lo, hi = hourSpan("month", month, self.zone)
+        except ValueError as e:
+            return fail(InsightError("month", str(e).split(": ", 1)[-1]))
+        plugs = self.hub.plugs()
+        schedule = self.schedule
+
+        def line(rows: list[Row], plug: Any) -> dict[str, Any]:
+            wh = sum(wh for _, wh in rows)
+            cost = (roundCost(sum(schedule.hourCost(t, v, self.zone) for t, v in rows))
+                    if schedule is not None else None)
+            return {"plug": plug.id, "name": plug.name, "wh": round(wh, WH_DIGITS) + 0.0, "cost": cost}
+
+        def table(lines: list[dict[str, Any]]) -> dict[str, Any]:
+            lines.sort(key=lambda r: (-(r["cost"] if r["cost"] is not None else 0.0), -r["wh"], r["name"].lower()))
+            charges = (roundCost(dailyCharges(schedule, first, after, localToday(now, self.zone)))
+                       if schedule is not None else None)
+            return {"month": month, "currency": self.currency, "plugs": lines,
+                    "total_wh": round(sum(r["wh"] for r in lines), WH_DIGITS) + 0.0,
+                    "total_cost": roundCost(sum(r["cost"] for r in lines)) if schedule is not None else None,
+                    "daily_charge_total": charges}
+
+        ds = [self.ledger.hourly(p.id, lo, hi).addCallback(line, p) for p in plugs]
+        return gatherResults(ds, consumeErrors=True).addCallback(table)
+
+    def totals(self) -> Deferred:
+        """The whole house now: power of the online plugs, today's energy and cost, plugs online."""
+        plugs = self.hub.plugs()
+        online = [p for p in plugs if p.online]
+        power = sum(p.power_w for p in online if isinstance(p.power_w, (int, float)))
+        base = {"power_w": round(power, 1) + 0.0, "currency": self.currency, "plugs_online": len(online)}
+        ds = [self.periods(p.id) for p in plugs]
+
+        def add(docs: list[dict[str, Any]]) -> dict[str, Any]:
+            base["today_wh"] = round(sum(d["today_wh"] for d in docs), WH_DIGITS) + 0.0
+            base["today_cost"] = (roundCost(sum(d["today_cost"] for d in docs))
+                                  if self.schedule is not None else None)
+            return base
+
+        return gatherResults(ds, consumeErrors=True).addCallback(add)
+
+    # -- keeping the baselines ---------------------------------------------------------------------
+
+    def dumpBaselines(self) -> dict[str, bytes]:
+        """Every plug's baseline samples as bytes, to be stored (L{loadBaselines} takes them back)."""
+        return {plug: self.baselines.dump(plug) for plug in list(self.baselines.plugs())}
+
+    def loadBaselines(self, stored: dict[str, bytes]) -> int:
+        """Take back stored baseline samples; a plug whose bytes are not a dump starts afresh.  Returns
+        how many were loaded."""
+        loaded = 0
+        for plug, data in stored.items():
+            try:
+                self.baselines.load(plug, data)
+                loaded += 1
+            except ValueError:
+                continue
+        return loaded
