@@ -17,9 +17,10 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd import __version__, paths
+from vesyncd import __version__, gcpolicy, paths
 from vesyncd.auth import loadOrCreateToken
-from vesyncd.config import applyConfig, findConfigArgument, loadConfigFile
+from vesyncd import logconfig
+from vesyncd.config import applyConfig, findConfigArgument, loadConfigFile, reportUsageError
 from vesyncd.control import tap as controlTap
 from vesyncd.control.api import ControlCore
 from vesyncd.core import settings as coreSettings
@@ -58,7 +59,7 @@ class CoreOptions:
 
 
 class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsTap.DNSOptions, controlTap.ControlOptions,
-              mqttTap.MQTTOptions, webTap.WebOptions, usage.Options):
+              mqttTap.MQTTOptions, webTap.WebOptions, logconfig.LogOptions, usage.Options):
     """Options of C{twistd vesyncd} / C{twist vesyncd}; each is also a key of the C{--config} file.
 
     Twisted gathers C{optFlags} and C{optParameters} from every base class, so each package's options
@@ -95,12 +96,17 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         sys.exit(0)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
-        """Apply the C{--config} file first, then the command line over it."""
+        """Apply the C{--config} file first, then the command line over it; under twistd a mistake is
+        shown as one line and a hint to C{--help}, not after the whole usage."""
         argv = sys.argv[1:] if options is None else list(options)
-        path = findConfigArgument(argv)
-        if path is not None:
-            applyConfig(self, loadConfigFile(path), path)
-        super().parseOptions(argv)
+        try:
+            path = findConfigArgument(argv)
+            if path is not None:
+                applyConfig(self, loadConfigFile(path), path)
+            super().parseOptions(argv)
+        except usage.UsageError as e:
+            reportUsageError(self, e)
+            raise
 
     def postOptions(self) -> None:
         """Check the core's settings, then each package's own options."""
@@ -114,6 +120,7 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         controlTap.checkOptions(self)
         mqttTap.checkOptions(self)
         webTap.checkOptions(self)
+        logconfig.checkOptions(self)
 
 
 @dataclass
@@ -185,7 +192,10 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     stored = storageTap.openState(top, config, reactor) if persistent else None
     settings: Settings = config["settings"]
     hub = Hub(reactor, settings, ledger=stored.ledger if stored else None, known=stored.known if stored else ())
+    hub.subscribe(logconfig.PlugStateLog(lambda plugId: hub.get(plugId).alias))
     plugs = plugsTap.makeServices(top, hub, config, reactor, settings.login_timeout, info)
+    # Long-lived plug objects leave the collector's way after login waves (see vesyncd.gcpolicy).
+    gcpolicy.makeServices(top, hub, reactor, info)
     # On shutdown the plugs go offline while the store and front ends can still record it.
     ShutdownHook(lambda: hub.closeAll("vesyncd is stopping")).setServiceParent(top)
     if config["refresh-interval"] > 0:
