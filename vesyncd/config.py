@@ -8,6 +8,7 @@ unknown key or a value of the wrong kind stops start-up with one line that names
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,50 @@ def applyConfig(options: usage.Options, data: dict[str, Any], path: str) -> None
                     raise usage.UsageError(f"{where}: {e}") from None
         else:
             raise usage.UsageError(f"{where} is not an option (see --help for the names)")
+
+
+def reportUsageError(options: usage.Options, error: usage.UsageError, out: Any = None) -> None:
+    """Under twistd or twist (C{options} parsed as their subcommand), write C{error} first, one line
+    with a hint to C{--help} instead of the whole usage, and exit with status 2; else return.
+
+    twistd prints a subcommand's full usage before its error line, which hides the one line that
+    matters; standalone parsing (tests, the demo launcher) gets the exception as before.
+    """
+    if getattr(options, "parent", None) is None:
+        return
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if program not in ("twistd", "twist"):
+        program = "twistd"
+    out = sys.stderr if out is None else out
+    out.write(f"{program} vesyncd: {error}\nsee: {program} vesyncd --help\n")
+    out.flush()
+    raise SystemExit(2)
+
+
+#: The listener options, each a Twisted endpoint string.
+LISTENER_OPTIONS = ("plugs", "http", "control", "pb")
+
+
+def checkListenerOptions(options: Any) -> None:
+    """Refuse a listener option whose endpoint string Twisted cannot parse, naming the option, before
+    the daemon starts (files an C{ssl:} endpoint names are read when it listens).
+
+    @raise usage.UsageError: C{--OPTION VALUE: why}, with the accepted forms.
+    """
+    from twisted.internet import endpoints
+
+    # Parsing only builds the endpoint; nothing listens, so no reactor is needed (and twistd has not
+    # installed the one it was asked for yet).
+    notAReactor = object()
+    for name in LISTENER_OPTIONS:
+        description = options.get(name)
+        if not description or (name == "http" and options.get("no-http")):
+            continue
+        try:
+            endpoints.serverFromString(notAReactor, description)
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(
+                f"--{name} {description!r} is not a listening endpoint ({e}); use tcp:PORT:interface=IP, "
+                "ssl:PORT:privateKey=KEY.pem or unix:PATH") from None
+        except Exception:
+            pass  # e.g. an ssl: file that cannot be read yet: listening says which, with the listener's name

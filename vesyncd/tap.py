@@ -17,10 +17,9 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd import __version__, gcpolicy, paths
+from vesyncd import __version__, gcpolicy, logconfig, paths
 from vesyncd.auth import loadOrCreateToken
-from vesyncd import logconfig
-from vesyncd.config import applyConfig, findConfigArgument, loadConfigFile, reportUsageError
+from vesyncd.config import applyConfig, checkListenerOptions, findConfigArgument, loadConfigFile, reportUsageError
 from vesyncd.control import tap as controlTap
 from vesyncd.control.api import ControlCore
 from vesyncd.core import settings as coreSettings
@@ -120,6 +119,7 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         controlTap.checkOptions(self)
         mqttTap.checkOptions(self)
         webTap.checkOptions(self)
+        checkListenerOptions(self)
         logconfig.checkOptions(self)
 
 

@@ -146,7 +146,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         """Accept every path (plugs use C{/gnws}); log any other path once per connection."""
         try:
             if request.path != PLUG_PATH:
-                log.info("connection from {peer} asked for path {path!r}, not {expected}; accepting it",
+                log.debug("connection from {peer} asked for path {path!r}, not {expected}; accepting it",
                          peer=self.peerAddress, path=request.path[:200], expected=PLUG_PATH)
         except Exception:
             log.failure("onConnect failed for {peer}", peer=self.peerAddress)
@@ -224,7 +224,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
             if isBinary:
                 if not self.encrypted:
                     self.encrypted = True
-                    log.info("{peer} sends binary frames: speaking AES (firmware 2.x)", peer=self.peerAddress)
+                    log.debug("{peer} sends binary frames: speaking AES (firmware 2.x)", peer=self.peerAddress)
                 payload = m.aesDecrypt(payload)
             message = m.decodeFrame(payload, expectLogin=self.session is None)
         except m.ProtocolError as e:
@@ -265,7 +265,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         if self._loginDeadline is not None:
             self._loginDeadline.cancel()
         assert self._link is not None
-        log.info("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
+        log.debug("plug {plug} logged in from {peer} (firmware {fw}{aes})", plug=login.id, peer=self.peerAddress,
                  fw=login.firmVersion or "?", aes=", AES" if self.encrypted else "")
         self.session = self.factory.hub.login(self._link, login, encrypted=self.encrypted)
 

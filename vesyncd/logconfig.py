@@ -1,0 +1,154 @@
+"""
+What the daemon's log says: C{--log-level} filtering, Twisted's per-connection chatter kept at
+debug, and one info line when a plug goes online or offline.
+
+twistd and twist begin logging after the plugin's options are parsed and its service is made, by
+handing their observers (the terminal, C{--logfile}, syslog, twist's own level filter) to
+C{globalLogBeginner.beginLoggingTo}.  L{filterGlobalLog} arranges that those observers are
+wrapped in one L{FilteringLogObserver} with the chosen level, so every destination twistd
+supports keeps working and nothing of twistd's own set-up is redone here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable
+
+from twisted.logger import (FilteringLogObserver, ILogFilterPredicate, ILogObserver, LogBeginner, Logger, LogLevel,
+                            LogLevelFilterPredicate, PredicateResult, globalLogBeginner)
+from twisted.python import usage
+from zope.interface import implementer
+
+from vesyncd.cli_format import printable
+from vesyncd.core.model import OFFLINE, ONLINE, Event
+
+log = Logger()
+
+#: The accepted C{--log-level} names, quietest last.
+LOG_LEVELS = ("debug", "info", "warn", "error")
+DEFAULT_LOG_LEVEL = "info"
+
+# Twisted's own per-connection and per-listener lines, by their format (new logger) or their text
+# (legacy log.msg): each client connection of a plug, the simulator or the control port repeats them.
+_CHATTER_FORMATS = frozenset({
+    "Starting factory {factory!r}",
+    "Stopping factory {factory!r}",
+    "{cls} connection established (HOST:{host} PEER:{peer})",
+    "{cls} connection lost (HOST:{host} PEER:{peer})",
+})
+_CHATTER_TEXT = re.compile(r"^(?:Starting protocol |Stopping protocol |\S+ starting on |\(\S.* Port \S+ Closed\))")
+
+
+def parseLogLevel(name: str) -> LogLevel:
+    """The L{LogLevel} named C{name} (C{debug}, C{info}, C{warn} or C{error}, any case).
+
+    @raise ValueError: another name, with the accepted ones.
+    """
+    key = str(name).strip().lower()
+    if key == "warning":
+        key = "warn"
+    if key not in LOG_LEVELS:
+        raise ValueError(f"--log-level {name!r} is not one of {', '.join(LOG_LEVELS)}")
+    return LogLevel.levelWithName(key)
+
+
+def isChatter(event: dict[str, Any]) -> bool:
+    """Whether C{event} is one of Twisted's per-connection lines (C{Starting factory <...>},
+    AMP's C{connection established}, a port's C{starting on}) that only debugging needs."""
+    if event.get("log_format") in _CHATTER_FORMATS:
+        return True
+    message = event.get("message")
+    if isinstance(message, tuple) and len(message) == 1 and isinstance(message[0], str):
+        return bool(_CHATTER_TEXT.match(message[0]))
+    return False
+
+
+@implementer(ILogFilterPredicate)
+class ChatterPredicate:
+    """Drops Twisted's per-connection chatter unless the log level is debug; no opinion on the rest."""
+
+    def __init__(self, level: LogLevel) -> None:
+        self.level = level
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        """C{no} for chatter above debug, else C{maybe} (the level filter decides)."""
+        if self.level > LogLevel.debug and isChatter(event):
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
+def predicates(level: LogLevel) -> list[Any]:
+    """The filter predicates for the daemon's log at C{level}: chatter first, then the level."""
+    return [ChatterPredicate(level), LogLevelFilterPredicate(defaultLogLevel=level)]
+
+
+def filteredObserver(observer: ILogObserver, level: LogLevel) -> FilteringLogObserver:
+    """C{observer} seeing only the events the daemon's log shows at C{level}."""
+    return FilteringLogObserver(observer, predicates(level))
+
+
+def filterGlobalLog(level: LogLevel, beginner: LogBeginner = globalLogBeginner) -> None:
+    """Have the observers the runner gives C{beginner} next (twistd's log file, syslog or terminal)
+    see only events at C{level} and above, without Twisted's per-connection chatter.
+
+    Called while the plugin's options are parsed, before twistd or twist begins logging; the
+    events buffered until then pass through the same filter.  Calling it again replaces the level.
+    """
+    vars(beginner).pop("beginLoggingTo", None)
+    begin: Callable[..., None] = beginner.beginLoggingTo
+
+    def beginLoggingTo(observers: Iterable[ILogObserver], *args: Any, **kwargs: Any) -> None:
+        # Once: later calls (twistd warns about them) go to the beginner unchanged.
+        vars(beginner).pop("beginLoggingTo", None)
+        begin([filteredObserver(observer, level) for observer in observers], *args, **kwargs)
+
+    # An instance attribute shadows the method for the one call twistd makes.
+    beginner.beginLoggingTo = beginLoggingTo  # type: ignore[method-assign]
+
+
+class PlugStateLog:
+    """Logs each plug's online and offline transitions at info (logins and reconnects are debug)."""
+
+    def __init__(self, name: Callable[[str], str | None] = lambda plugId: None) -> None:
+        """@param name: the alias of a plug id, or None (the log then shows the id alone)."""
+        self.name = name
+
+    def __call__(self, event: Event) -> None:
+        """Log C{event} when it is an C{online} or C{offline} transition."""
+        if event.kind not in (ONLINE, OFFLINE):
+            return
+        try:
+            alias = self.name(event.plug)
+        except Exception:
+            alias = None
+        plug = printable(f"{alias} ({event.plug})" if alias else event.plug)
+        if event.kind == ONLINE:
+            log.info("plug {plug} online from {peer} (firmware {firmware})", plug=plug,
+                     peer=printable(event.data.get("address") or "?"),
+                     firmware=printable(event.data.get("firmware") or "?"))
+        else:
+            log.info("plug {plug} offline ({reason})", plug=plug, reason=printable(event.data.get("reason") or "?"))
+
+
+class LogOptions:
+    """The C{--log-level} option (config key C{log-level}) of C{twistd vesyncd}."""
+
+    optParameters = [
+        ["log-level", None, DEFAULT_LOG_LEVEL,
+         "Least severe events the log shows: debug, info, warn or error (debug adds each connection's "
+         "lines)."],
+    ]
+
+
+def checkOptions(config: Any) -> None:
+    """Check C{--log-level}; under twistd or twist (options parsed as their subcommand) filter the log.
+
+    @raise usage.UsageError: an unknown level name.
+    """
+    try:
+        level = parseLogLevel(config["log-level"])
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+    config["log-level"] = level.name
+    if getattr(config, "parent", None) is not None:
+        filterGlobalLog(level)
