@@ -10,15 +10,13 @@ power history for the page's sparklines.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,12 +26,14 @@ from vesyncd import __version__
 from vesyncd.auth import FailureThrottle
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import CommandError
-from vesyncd.core.periods import hostZone
+from vesyncd.web import listing
 from vesyncd.web.auth import AuthFailure, Session, WebAuth, peerOf
+from vesyncd.web.automationapi import AutomationRoutes, automationError
 from vesyncd.web.events import EventStreams, PowerHistory
-from vesyncd.web.jsonbody import MAX_BODY, BadBody, parseBody
+from vesyncd.web.insightapi import InsightRoutes
 from vesyncd.web.limits import ConnectionLimits
 from vesyncd.web.metrics import registryFor
+from vesyncd.web.routing import PLUG, ApiError, Route, queryArgs, readBody, route
 
 log = Logger()
 
@@ -51,35 +51,21 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/cards.js": ("cards.js", "text/javascript; charset=utf-8"),
+    "/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
+    "/detail.js": ("detail.js", "text/javascript; charset=utf-8"),
+    "/automation.js": ("automation.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
-
-class ApiError(Exception):
-    """An error answer: HTTP C{status}, JSON C{code} and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["ApiError", "Route", "WebApp", "loadStatic"]
 
 
 def loadStatic() -> dict[str, bytes]:
     """The page's files from package data, read once."""
     folder = resources.files("vesyncd.web") / "static"
     return {name: (folder / name).read_bytes() for name, _ in set(STATIC.values())}
-
-
-@dataclass
-class Route:
-    """One API route: method, compiled path pattern, handler, and whether it needs credentials."""
-
-    method: str
-    pattern: re.Pattern[str]
-    handler: Callable[..., Any]
-    auth: bool = True
 
 
 class WebApp(resource.Resource):
@@ -90,7 +76,8 @@ class WebApp(resource.Resource):
     def __init__(self, hub: Hub, clock: IReactorTime, token: str, *, dns: Any = None,
                  metricsPublic: bool = False, throttle: FailureThrottle | None = None,
                  maxStreams: int | None = None, static: dict[str, bytes] | None = None,
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None, automation: Any = None, insight: Any = None,
+                 tokenPath: Path | str | None = None) -> None:
         super().__init__()
         self.hub = hub
         self.clock = clock
@@ -102,20 +89,27 @@ class WebApp(resource.Resource):
         self.metricsPublic = metricsPublic
         self.registry = registryFor(hub, dns, self)
         self.static = static if static is not None else loadStatic()
-        plug = r"/api/plugs/(?P<ref>[^/]+)"
+        #: Where the running daemon keeps its control token (told on the login page).
+        self.tokenPath = str(tokenPath) if tokenPath is not None else None
+        self.automation = AutomationRoutes(hub, automation)
+        self.insight = InsightRoutes(hub, clock, insight, self.power)
         self.routes = [
-            Route("GET", re.compile(r"/api/session"), self.getSession, auth=True),
-            Route("POST", re.compile(r"/api/session"), self.login, auth=False),
-            Route("DELETE", re.compile(r"/api/session"), self.logout),
-            Route("GET", re.compile(r"/api/status"), self.getStatus),
-            Route("GET", re.compile(r"/api/plugs"), self.listPlugs),
-            Route("GET", re.compile(plug), self.getPlug),
-            Route("POST", re.compile(plug + r"/(?P<action>on|off|toggle)"), self.switch),
-            Route("PUT", re.compile(plug + r"/alias"), self.rename),
-            Route("GET", re.compile(plug + r"/energy"), self.energy),
-            Route("GET", re.compile(plug + r"/power"), self.powerSeries),
-            Route("GET", re.compile(r"/api/events"), self.events),
-            Route("GET", re.compile(r"/metrics"), self.metrics, auth=not metricsPublic),
+            route("GET", r"/api/session", self.getSession, auth=True),
+            route("POST", r"/api/session", self.login, auth=False),
+            route("DELETE", r"/api/session", self.logout),
+            route("GET", r"/api/login", self.loginHint, auth=False),
+            route("GET", r"/api/status", self.getStatus),
+            route("GET", r"/api/plugs", self.listPlugs),
+            route("GET", PLUG, self.getPlug),
+            route("DELETE", PLUG, self.forget),
+            route("POST", PLUG + r"/(?P<action>on|off|toggle)", self.switch),
+            route("PUT", PLUG + r"/alias", self.rename),
+            route("PUT", PLUG + r"/power-on", self.powerOn),
+            route("GET", PLUG + r"/power", self.powerSeries),
+            *self.insight.routes(),
+            *self.automation.routes(),
+            route("GET", r"/api/events", self.events),
+            route("GET", r"/metrics", self.metrics, auth=not metricsPublic),
         ]
 
     def stop(self) -> None:
@@ -179,6 +173,8 @@ class WebApp(resource.Resource):
                     return
                 if isinstance(value, Failure):
                     body = self._error(request, value.value)
+                elif isinstance(value, bytes):
+                    body = value
                 else:
                     body = self._json(request, 200, value)
                 request.write(body)
@@ -224,8 +220,10 @@ class WebApp(resource.Resource):
         return json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n"
 
     def _error(self, request: server.Request, error: BaseException) -> bytes:
+        field = None
+        error = automationError(error) or error
         if isinstance(error, ApiError):
-            status, code, message = error.status, error.code, error.message
+            status, code, message, field = error.status, error.code, error.message, error.field
         elif isinstance(error, CommandError):
             code = error.code
             status = STATUS_FOR.get(code, 502)
@@ -238,14 +236,13 @@ class WebApp(resource.Resource):
             log.failure("http: {method} {path} from {peer} failed", Failure(error),
                         method=request.method, path=request.path[:200], peer=peerOf(request))
             status, code, message = 500, "internal", "internal error (see the daemon's log)"
-        return self._json(request, status, {"error": code, "message": message})
+        doc = {"error": code, "message": message}
+        if field is not None:
+            doc["field"] = field
+        return self._json(request, status, doc)
 
     def _body(self, request: server.Request) -> dict[str, Any]:
-        raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-        try:
-            return parseBody(raw)
-        except BadBody as e:
-            raise ApiError(400, "invalid", f"{e}: send a JSON object") from None
+        return readBody(request)
 
     def _plugJSON(self, ref: str) -> dict[str, Any]:
         plug = self.hub.get(ref)
@@ -282,13 +279,40 @@ class WebApp(resource.Resource):
         """Daemon-wide counters, as C{vesyncctl info} shows them."""
         return {"version": __version__, **self.hub.status()}
 
+    def loginHint(self, request: server.Request, session: Session | None) -> Any:
+        """What the login page tells: where this daemon keeps its control token."""
+        return {"token_path": self.tokenPath}
+
     def listPlugs(self, request: server.Request, session: Session | None) -> Any:
-        """Every known plug."""
-        return {"plugs": [p.toJSON(self.hub.energy(p.id)) for p in self.hub.plugs()]}
+        """One page of the known plugs, filtered and sorted as the query asks (see L{listing.page})."""
+        args = queryArgs(request, listing.QUERY)
+        return listing.page(self.hub.plugs(), args, lambda p: p.toJSON(self.hub.energy(p.id)))
 
     def getPlug(self, request: server.Request, session: Session | None, ref: str) -> Any:
-        """One plug by id, id prefix or alias."""
-        return self._plugJSON(ref)
+        """One plug by id, id prefix or alias, with its periods, baseline and automation."""
+        doc = self._plugJSON(ref)
+        engine = self.automation.engine
+        doc["automation"] = engine.describe(doc["id"]) if engine is not None else None
+
+        def add(extras: dict[str, Any]) -> dict[str, Any]:
+            doc.update(extras)
+            return doc
+
+        return self.insight.extras(doc["id"]).addCallback(add)
+
+    def forget(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """Forget a plug: its state, alias, energy history and automation."""
+        plug = self.hub.forget(ref)
+        log.info("http: plug {plug} forgotten by {peer}", plug=plug.id, peer=peerOf(request))
+        return {"forgotten": plug.id}
+
+    def powerOn(self, request: server.Request, session: Session | None, ref: str) -> Any:
+        """Set the plug's power-on policy: {"policy": "on"|"off"|"last"|null}."""
+        body = self._body(request)
+        if "policy" not in body or body["policy"] not in (None, "on", "off", "last"):
+            raise ApiError(400, "invalid", 'policy: "on", "off", "last" or null', field="policy")
+        plug = self.hub.setPowerOn(ref, body["policy"])
+        return plug.toJSON(self.hub.energy(plug.id))
 
     def switch(self, request: server.Request, session: Session | None, ref: str, action: str) -> Any:
         """Switch a plug; answers with the state the plug confirmed."""
@@ -304,27 +328,6 @@ class WebApp(resource.Resource):
             raise ApiError(400, "invalid", 'send {"alias": "new name"} (or null to clear it)')
         plug = self.hub.rename(ref, body["alias"])
         return plug.toJSON(self.hub.energy(plug.id))
-
-    def energy(self, request: server.Request, session: Session | None, ref: str) -> Any:
-        """Energy per hour of a day, per day of a month or per month of a year (default: today)."""
-        plug = self.hub.resolve(ref)
-        given = {k.decode("ascii", "replace"): v for k, v in request.args.items()}
-        periods = [p for p in ("day", "month", "year") if p in given]
-        unknown = set(given) - {"day", "month", "year"}
-        if unknown or len(periods) > 1:
-            raise ApiError(400, "invalid", "give one of day=YYYY-MM-DD, month=YYYY-MM or year=YYYY")
-        if periods:
-            period = periods[0]
-            value = given[period][0].decode("ascii", "replace")[:16]
-        else:
-            period = "day"
-            value = datetime.fromtimestamp(self.clock.seconds(), tz=hostZone()).date().isoformat()
-
-        def invalid(f: Failure) -> Any:
-            f.trap(ValueError)
-            raise ApiError(400, "invalid", str(f.value))
-
-        return maybeDeferred(self.hub.ledger.history, plug.id, period, value).addErrback(invalid)
 
     def powerSeries(self, request: server.Request, session: Session | None, ref: str) -> Any:
         """The last hour of power readings, as [POSIX time, watts] pairs."""
