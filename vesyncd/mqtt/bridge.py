@@ -6,9 +6,14 @@ Topics (no leading slash), C{<plug>} being the alias slug when unique, else the 
     <prefix>/status                  online | offline (retained; also the last will)
     <prefix>/<plug>/availability     online | offline (retained)
     <prefix>/<plug>/relay            ON | OFF (retained)
-    <prefix>/<plug>/relay/set        ON, OFF, TOGGLE, 1, 0, true, false (any case)
+    <prefix>/<plug>/relay/set        ON, OFF, TOGGLE, 1, 0, true, false (any case), or
+                                     {"state": "ON", "for": 1800} (see L{vesyncd.mqtt.commands})
     <prefix>/<plug>/state            the plug's JSON document (retained)
     <prefix>/<plug>/event            each hub event, as L{vesyncd.core.events.eventJSON} (not retained)
+    <prefix>/<plug>/automation       next switch and "running" (with automation; L{vesyncd.mqtt.figures})
+    <prefix>/<plug>/energy           period totals, costs and baseline (with energy insight)
+
+Plugs waiting for approval are not the hub's plugs: nothing of them reaches MQTT.
 
 The bridge talks to a publisher (C{publish(topic, payload, retain, qos, bulk)} and
 C{congested()}) and is told of connections, messages and a drained publisher by its owner, so
@@ -19,34 +24,34 @@ L{vesyncd.mqtt.republish.Republisher}: coalesced, and sliced per reactor turn.
 
 from __future__ import annotations
 
-import json
+from datetime import tzinfo
 from typing import Any, Callable, Protocol
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from vesyncd.core import model as h
 from vesyncd.core.hub import Hub
 from vesyncd.core.events import eventJSON
 from vesyncd.mqtt import discovery as ha
 from vesyncd.mqtt.client import ReactorMQTTClient
+from vesyncd.mqtt.commands import (MAX_COMMAND_PAYLOAD, BadCommand, Commander, RelayCommand, parseCommand,
+                                   parseRelayCommand)
+from vesyncd.mqtt.figures import AUTOMATION_EVENTS, IAutomation, IInsight, PlugFigures, dumps
 from vesyncd.mqtt.republish import SLICE, SPACING, Republisher
 from vesyncd.mqtt.settings import BrokerSettings
 
 log = Logger()
 
-#: The longest C{relay/set} payload looked at; longer ones are refused unread.
-MAX_COMMAND_PAYLOAD = 32
+__all__ = ["BadCommand", "MAX_COMMAND_PAYLOAD", "MQTTBridge", "MQTTService", "RelayCommand", "parseRelayCommand",
+           "validPrefix"]
+
 #: The longest topic of an incoming message that is looked at.
 MAX_TOPIC = 256
 ONLINE = b"online"
 OFFLINE = b"offline"
-_ON = {"on", "1", "true"}
-_OFF = {"off", "0", "false"}
-_TOGGLE = {"toggle"}
 
 
 class Publisher(Protocol):
@@ -58,31 +63,6 @@ class Publisher(Protocol):
 
     def congested(self) -> bool:
         """True while so much waits that a republish should pause (until the bridge's L{drained})."""
-
-
-class BadCommand(ValueError):
-    """A C{relay/set} payload that is not a known command."""
-
-
-def parseRelayCommand(payload: bytes) -> bool | None:
-    """C{True} for on, C{False} for off, C{None} for toggle.
-
-    @raise BadCommand: the payload is too long, not UTF-8, or not one of ON, OFF, TOGGLE, 1, 0,
-        true, false (case-insensitive, surrounding white space ignored).
-    """
-    if len(payload) > MAX_COMMAND_PAYLOAD:
-        raise BadCommand(f"payload of {len(payload)} bytes (at most {MAX_COMMAND_PAYLOAD})")
-    try:
-        word = payload.decode("utf-8").strip().casefold()
-    except UnicodeDecodeError:
-        raise BadCommand("payload is not UTF-8 text") from None
-    if word in _ON:
-        return True
-    if word in _OFF:
-        return False
-    if word in _TOGGLE:
-        return None
-    raise BadCommand(f"unknown command {word[:MAX_COMMAND_PAYLOAD]!r} (ON, OFF, TOGGLE, 1, 0, true, false)")
 
 
 def relayWord(relay: bool | None) -> str | None:
@@ -101,7 +81,9 @@ class MQTTBridge:
 
     def __init__(self, hub: Hub, publisher: Publisher, *, prefix: str = "vesyncd",
                  discoveryPrefix: str = "homeassistant", discovery: bool = True,
-                 clock: IReactorTime | None = None, slice: int = SLICE, birthSpacing: float = SPACING) -> None:
+                 clock: IReactorTime | None = None, slice: int = SLICE, birthSpacing: float = SPACING,
+                 automation: IAutomation | None = None, insight: IInsight | None = None,
+                 zone: tzinfo | None = None) -> None:
         self.hub = hub
         self.publisher = publisher
         self.prefix = prefix
@@ -117,8 +99,18 @@ class MQTTBridge:
         self._unsubscribe: Callable[[], None] | None = None
         #: Seconds between republishes asked for by Home Assistant's 'online'.
         self.birthSpacing = birthSpacing
-        self.republisher = Republisher(clock if clock is not None else hub.clock, self._beginRepublish,
-                                       self._republishPlug, publisher.congested, slice)
+        clock = clock if clock is not None else hub.clock
+        self.republisher = Republisher(clock, self._beginRepublish, self._republishPlug, publisher.congested, slice)
+        self.commander = Commander(hub, automation, lambda plugId: (self._plugState(plugId) or h.PlugState(plugId)).relay,
+                                   self._timerSet)
+        #: The automation and energy topics, when either engine is there.
+        self.figures = (PlugFigures(clock, lambda: self.nodes, self._plugState, self._pubFigure, publisher.congested,
+                                    prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery,
+                                    automation=automation, insight=insight, zone=zone, slice=slice)
+                        if automation is not None or insight is not None else None)
+        #: Alias slugs that cannot be topic names (see L{ha.slugCollisions}), and those already logged.
+        self.collisions: list[dict[str, Any]] = []
+        self._warned: set[tuple[str, tuple[str, ...]]] = set()
 
     @property
     def subscriptions(self) -> list[str]:
@@ -129,7 +121,11 @@ class MQTTBridge:
         """Follow the hub's events."""
         if self._unsubscribe is None:
             self._unsubscribe = self.hub.subscribe(self.event)
-            self.nodes = ha.assignNodes((p.id, p.alias) for p in self.hub.plugs())
+            plugs = [(p.id, p.alias) for p in self.hub.plugs()]
+            self.nodes = ha.assignNodes(plugs)
+            self._noteCollisions(plugs)
+            if self.figures is not None:
+                self.figures.start()
 
     def stop(self) -> None:
         """Stop following the hub."""
@@ -137,11 +133,23 @@ class MQTTBridge:
             self._unsubscribe()
             self._unsubscribe = None
         self.republisher.stop()
+        if self.figures is not None:
+            self.figures.stop()
 
     # -- publishing ----------------------------------------------------------------------------
 
     def _pub(self, topic: str, payload: bytes | str, bulk: bool = False) -> None:
         self.publisher.publish(topic, payload, retain=True, bulk=bulk)
+
+    def _pubFigure(self, topic: str, payload: bytes, bulk: bool) -> None:
+        self._pub(topic, payload, bulk)
+
+    def _plugState(self, plugId: str) -> h.PlugState | None:
+        try:
+            plug = self.hub.get(plugId)
+        except h.CommandError:
+            return None
+        return plug if plug.id == plugId else None
 
     def publishAll(self) -> None:
         """Publish the bridge status, every plug's discovery and every plug's state (on connect, on
@@ -151,6 +159,8 @@ class MQTTBridge:
     def drained(self) -> None:
         """The publisher is no longer congested: a waiting republish carries on."""
         self.republisher.resume()
+        if self.figures is not None:
+            self.figures.resume()
 
     def _beginRepublish(self) -> list[str]:
         self._pub(self.statusTopic, ONLINE)
@@ -159,6 +169,8 @@ class MQTTBridge:
             self._pub(topic, _dumps(config))
         self._syncNodes()
         self._configs.clear()
+        if self.figures is not None:
+            self.figures.republishing()
         return list(self.nodes)
 
     def _republishPlug(self, plugId: str) -> None:
@@ -184,6 +196,8 @@ class MQTTBridge:
         if word is not None:
             self._pub(topics["relay"], word, bulk)
         self._publishState(plug, bulk)
+        if self.figures is not None:
+            self.figures.publishPlug(plug, node, bulk)
 
     def _publishState(self, plug: h.PlugState, bulk: bool = False) -> None:
         node = self.nodes.get(plug.id) or ha.safeId(plug.id)
@@ -198,11 +212,15 @@ class MQTTBridge:
         topics = ha.plugTopics(self.prefix, node)
         for key in ("availability", "relay", "state"):
             self._pub(topics[key], b"")
+        for topic in self.figures.moved(node) if self.figures is not None else ():
+            self._pub(topic, b"")
 
     def _syncNodes(self) -> None:
         """Recompute every plug's topic level; move the topics of plugs whose level changed."""
         known = {p.id: p for p in self.hub.plugs()}
-        nodes = ha.assignNodes((p.id, p.alias) for p in known.values())
+        plugs = [(p.id, p.alias) for p in known.values()]
+        nodes = ha.assignNodes(plugs)
+        self._noteCollisions(plugs)
         for plugId, node in nodes.items():
             old = self.nodes.get(plugId)
             if old is not None and old != node:
@@ -212,10 +230,24 @@ class MQTTBridge:
                 self._publishPlug(known[plugId], discovery=True)
         self.nodes = nodes
 
+    def _noteCollisions(self, plugs: list[tuple[str, str | None]]) -> None:
+        """Keep the slug collisions for C{doctor}; log each new one once."""
+        self.collisions = ha.slugCollisions(plugs)
+        for found in self.collisions:
+            key = (found["slug"], tuple(found["plugs"]))
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warn("mqtt: plugs {plugs} cannot use the topic name {slug!r} (their aliases give the same "
+                         "name, or it is another plug's id or vesyncd's own): each uses its id instead; rename "
+                         "one of them to give it a name of its own", plugs=" and ".join(found["plugs"]),
+                         slug=found["slug"])
+
     # -- hub events ----------------------------------------------------------------------------
 
     def event(self, event: h.Event) -> None:
         """Publish what one hub event changed, then the event itself on the plug's C{event} topic."""
+        if event.kind == h.PLUG_PENDING:
+            return  # held until approved: not even its event goes out
         if event.kind == h.FORGOTTEN:
             self._publishEvent(event, None, self.nodes.get(event.plug))
             self._forget(event.plug)
@@ -228,6 +260,8 @@ class MQTTBridge:
             return
         self._publishChange(event, plug)
         self._publishEvent(event, plug, self.nodes.get(plug.id))
+        if self.figures is not None and event.kind in AUTOMATION_EVENTS:
+            self.figures.refreshAutomation(plug.id, state=plug)
 
     def _publishChange(self, event: h.Event, plug: h.PlugState) -> None:
         if event.kind == h.PLUG_NEW or event.plug not in self.nodes:
@@ -248,6 +282,8 @@ class MQTTBridge:
         elif event.kind == h.OFFLINE:
             self._pub(ha.plugTopics(self.prefix, self.nodes[plug.id])["availability"], OFFLINE)
             self._publishState(plug)
+        elif event.kind in AUTOMATION_EVENTS - {h.RELAY}:
+            return  # the automation topic follows (in event) and the plug's own state did not change
         elif event.kind == h.RELAY:
             word = relayWord(plug.relay)
             if word is not None:
@@ -260,8 +296,10 @@ class MQTTBridge:
         node = self.nodes.pop(plugId, None)
         if node is not None:
             self._clearTopics(node)
+        if self.figures is not None:
+            self.figures.forget(plugId, node)
         if self.discovery:
-            for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId):
+            for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId, figures=self.figures is not None):
                 self._configs.pop(topic, None)
                 self._pub(topic, b"")
         self._syncNodes()
@@ -294,13 +332,16 @@ class MQTTBridge:
             log.warn("mqtt: command for unknown plug {node!r} ignored", node=node[:64])
             return
         try:
-            on = parseRelayCommand(payload)
+            command = parseCommand(payload)
         except BadCommand as e:
             log.warn("mqtt: ignoring command on {topic}: {why}", topic=topic, why=str(e))
             return
-        what = "toggle" if on is None else ("on" if on else "off")
-        log.info("mqtt: switching plug {plug} {what}", plug=plugId, what=what)
-        self.hub.switch(plugId, on).addErrback(self._commandFailed, plugId, what)
+        self.commander.run(plugId, command)
+
+    def _timerSet(self, plugId: str) -> None:
+        """A countdown set from MQTT: the plug's next action changed."""
+        if self.figures is not None:
+            self.figures.refreshAutomation(plugId)
 
     def _plugForNode(self, node: str) -> str | None:
         for plugId, known in self.nodes.items():
@@ -311,16 +352,8 @@ class MQTTBridge:
                 return plugId  # the id always works, even when a slug is in use
         return None
 
-    def _commandFailed(self, failure: Failure, plugId: str, what: str) -> None:
-        if failure.check(h.CommandError):
-            log.warn("mqtt: cannot switch plug {plug} {what}: {why}", plug=plugId, what=what,
-                     why=failure.getErrorMessage())
-        else:
-            log.failure("mqtt: switching plug {plug} {what} failed", failure, plug=plugId, what=what)
 
-
-def _dumps(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+_dumps = dumps
 
 
 class MQTTService(service.Service):
@@ -328,9 +361,11 @@ class MQTTService(service.Service):
 
     def __init__(self, reactor: Any, hub: Hub, settings: BrokerSettings, *, prefix: str = "vesyncd",
                  discoveryPrefix: str = "homeassistant", discovery: bool = True,
-                 minDelay: float | None = None, maxDelay: float | None = None) -> None:
+                 minDelay: float | None = None, maxDelay: float | None = None,
+                 automation: IAutomation | None = None, insight: IInsight | None = None,
+                 zone: tzinfo | None = None) -> None:
         self.bridge = MQTTBridge(hub, self, prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery,
-                                 clock=reactor)
+                                 clock=reactor, automation=automation, insight=insight, zone=zone)
         kw: dict[str, Any] = {}
         if minDelay is not None:
             kw["minDelay"] = minDelay

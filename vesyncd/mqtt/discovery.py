@@ -43,6 +43,62 @@ _PLUG_ENTITIES: dict[str, tuple[str, dict[str, Any]]] = {
                              "value_template": "{{ value_json.last_seen }}"}),
 }
 OBJECTS = tuple(_PLUG_ENTITIES)
+
+_NEXT_ATTRIBUTES = "{{ {'switch': value_json.next.switch, 'cause': value_json.next.cause} | tojson if value_json.next else '{}' }}"
+#: With an automation engine: object -> (component, config, state topic key, condition): a
+#: condition names what the plug needs for the entity to exist (C{rules}: any power rule,
+#: C{done_rule}: a "done" rule), None for always.
+_AUTOMATION_ENTITIES: dict[str, tuple[str, dict[str, Any], str, str | None]] = {
+    "next_action": ("sensor", {"name": "Next switch time", "device_class": "timestamp",
+                               "value_template": "{{ value_json.next.at if value_json.next else None }}",
+                               "json_attributes_template": _NEXT_ATTRIBUTES}, "automation", None),
+    "next_switch": ("sensor", {"name": "Next switch", "device_class": "enum", "options": ["on", "off", "none"],
+                               "value_template": "{{ value_json.next.switch if value_json.next else 'none' }}",
+                               "json_attributes_template": _NEXT_ATTRIBUTES}, "automation", None),
+    "running": ("binary_sensor", {"name": "Running", "device_class": "running",
+                                  "value_template": "{{ 'ON' if value_json.running else 'OFF' }}"},
+                "automation", "done_rule"),
+    # Every event of the plug arrives on its event topic; the template turns a rule firing into HA's
+    # event and renders nothing (which HA skips quietly) for the other kinds.
+    "rule": ("event", {"name": "Power rule", "event_types": ["on", "off", "notify"],
+                       "value_template": "{% if value_json.event == 'rule' %}{{ {'event_type': value_json.data.action, "
+                                         "'rule': value_json.data.rule, 'power_w': value_json.data.power_w, "
+                                         "'ok': value_json.data.ok} | tojson }}{% endif %}"}, "event", "rules"),
+}
+
+
+def _kwh(key: str) -> str:
+    return (f"{{{{ (value_json.{key} / 1000) | round(6) if value_json.{key} is not none else None }}}}")
+
+
+def _cost(period: str, stateClass: bool) -> dict[str, Any]:
+    config: dict[str, Any] = {"name": f"Cost {period}", "device_class": "monetary",
+                              "value_template": f"{{{{ value_json.{period}_cost }}}}",
+                              "suggested_display_precision": 2}
+    if stateClass:
+        # A period's cost falls back to 0 as the period turns: total with the period's start as last_reset.
+        config["state_class"] = "total"
+        config["last_reset_value_template"] = f"{{{{ value_json.last_reset.{period} }}}}"
+    return config
+
+
+#: With energy insight: object -> (component, config, state topic key, condition); C{currency}: only
+#: with a tariff (the currency is the unit).  See docs/energy.md for the state classes.
+_INSIGHT_ENTITIES: dict[str, tuple[str, dict[str, Any], str, str | None]] = {
+    **{f"energy_{period}": ("sensor", {"name": f"Energy {period}", "device_class": "energy",
+                                       **({"state_class": "total_increasing"} if period != "yesterday" else {}),
+                                       "unit_of_measurement": "kWh", "value_template": _kwh(f"{period}_wh"),
+                                       "suggested_display_precision": 3}, "energy", None)
+       for period in ("yesterday", "week", "month", "year")},
+    "baseline_power": ("sensor", {"name": "Always-on power", "device_class": "power", "state_class": "measurement",
+                                  "unit_of_measurement": "W", "value_template": "{{ value_json.baseline_w }}",
+                                  "suggested_display_precision": 1}, "energy", None),
+    **{f"cost_{period}": ("sensor", _cost(period, period != "yesterday"), "energy", "currency")
+       for period in ("today", "yesterday", "week", "month", "year")},
+    "baseline_cost": ("sensor", {"name": "Always-on cost per year", "device_class": "monetary",
+                                 "value_template": "{{ value_json.baseline_yearly_cost }}",
+                                 "suggested_display_precision": 2}, "energy", "currency"),
+}
 MANUFACTURER = "Etekcity"
 DEFAULT_MODEL = "ESW01"
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -100,11 +156,31 @@ def assignNodes(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str]
     return nodes
 
 
+def slugCollisions(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str] = ("status",)) -> list[dict[str, Any]]:
+    """The alias slugs L{assignNodes} cannot use, as C{{"slug", "plugs": [ids]}}, by slug: shared by
+    several aliases, equal to another plug's id, or a reserved word."""
+    items = list(plugs)
+    ids = {safeId(plugId): plugId for plugId, _ in items}
+    slugs: dict[str, list[str]] = {}
+    for plugId, alias in items:
+        slug = slugify(alias)
+        if slug:
+            slugs.setdefault(slug, []).append(plugId)
+    blocked = set(reserved)
+    found = []
+    for slug, owners in sorted(slugs.items()):
+        other = ids.get(slug)
+        if len(owners) > 1 or slug in blocked or (other is not None and other not in owners):
+            found.append({"slug": slug, "plugs": sorted(owners + ([other] if other and other not in owners else []))})
+    return found
+
+
 def plugTopics(prefix: str, node: str) -> dict[str, str]:
     """The state and command topics of one plug under C{prefix}."""
     base = f"{prefix}/{node}"
     return {"availability": f"{base}/availability", "relay": f"{base}/relay", "relay_set": f"{base}/relay/set",
-            "state": f"{base}/state"}
+            "state": f"{base}/state", "event": f"{base}/event", "automation": f"{base}/automation",
+            "energy": f"{base}/energy"}
 
 
 def bridgeIdentifier(prefix: str) -> str:
@@ -122,9 +198,13 @@ def configTopic(discoveryPrefix: str, component: str, plugId: str, objectId: str
     return f"{discoveryPrefix}/{component}/vesyncd/{safeId(plugId)}_{objectId}/config"
 
 
-def plugConfigTopics(discoveryPrefix: str, plugId: str) -> list[str]:
-    """Every discovery config topic of one plug (to publish or to clear)."""
-    return [configTopic(discoveryPrefix, component, plugId, obj) for obj, (component, _) in _PLUG_ENTITIES.items()]
+def plugConfigTopics(discoveryPrefix: str, plugId: str, figures: bool = False) -> list[str]:
+    """Every discovery config topic of one plug's base entities (to publish or to clear), and with
+    C{figures} those of its automation and energy entities too."""
+    entities = [(obj, component) for obj, (component, _) in _PLUG_ENTITIES.items()]
+    if figures:
+        entities += [(obj, entity[0]) for obj, entity in (*_AUTOMATION_ENTITIES.items(), *_INSIGHT_ENTITIES.items())]
+    return [configTopic(discoveryPrefix, component, plugId, obj) for obj, component in entities]
 
 
 def deviceInfo(plug: Any, prefix: str) -> dict[str, Any]:
@@ -154,22 +234,60 @@ def plugConfigs(plug: Any, node: str, *, prefix: str, discoveryPrefix: str) -> d
     availability = [{"topic": f"{prefix}/status"}, {"topic": topics["availability"]}]
     configs: dict[str, dict[str, Any]] = {}
     for obj, (component, template) in _PLUG_ENTITIES.items():
-        config: dict[str, Any] = dict(template)
-        config["unique_id"] = f"vesyncd_{safeId(plug.id)}_{obj}"
-        config["availability"] = availability
-        config["availability_mode"] = "all"
-        config["payload_available"] = "online"
-        config["payload_not_available"] = "offline"
-        config["device"] = device
-        config["origin"] = origin()
+        config = _entity(plug.id, obj, template, device, availability)
         if component == "switch":
             config["state_topic"] = topics["relay"]
             config["command_topic"] = topics["relay_set"]
             config["payload_on"] = "ON"
             config["payload_off"] = "OFF"
+            # What made the last switch (command, button, timer, schedule:<id>, rule:<id>, ...).
+            config["json_attributes_topic"] = topics["state"]
+            config["json_attributes_template"] = "{{ {'cause': value_json.relay_cause} | tojson }}"
         else:
             config["state_topic"] = topics["state"]
         configs[configTopic(discoveryPrefix, component, plug.id, obj)] = config
+    return configs
+
+
+def _entity(plugId: str, obj: str, template: dict[str, Any], device: dict[str, Any],
+            availability: list[dict[str, str]]) -> dict[str, Any]:
+    config: dict[str, Any] = dict(template)
+    config["unique_id"] = f"vesyncd_{safeId(plugId)}_{obj}"
+    config["availability"] = availability
+    config["availability_mode"] = "all"
+    config["payload_available"] = "online"
+    config["payload_not_available"] = "offline"
+    config["device"] = device
+    config["origin"] = origin()
+    return config
+
+
+def figureConfigs(plug: Any, node: str, *, prefix: str, discoveryPrefix: str, automation: bool = False,
+                  insight: bool = False, has: Iterable[str] = (), currency: str | None = None
+                  ) -> dict[str, dict[str, Any] | None]:
+    """Config topic -> discovery payload of the automation (C{automation}) and energy insight
+    (C{insight}) entities of one plug, or None for an entity whose condition is not met, to be
+    cleared: C{rules} and C{done_rule} must be in C{has}, cost entities need a C{currency}.  They
+    stay available while the plug is offline (its figures and schedules still hold), not while
+    vesyncd is."""
+    topics = plugTopics(prefix, node)
+    device = deviceInfo(plug, prefix)
+    availability = [{"topic": f"{prefix}/status"}]
+    held = set(has) | ({"currency"} if currency else set())
+    tables = [*(_AUTOMATION_ENTITIES.items() if automation else ()), *(_INSIGHT_ENTITIES.items() if insight else ())]
+    configs: dict[str, dict[str, Any] | None] = {}
+    for obj, (component, template, topicKey, condition) in tables:
+        topic = configTopic(discoveryPrefix, component, plug.id, obj)
+        if condition is not None and condition not in held:
+            configs[topic] = None
+            continue
+        config = _entity(plug.id, obj, template, device, availability)
+        config["state_topic"] = topics[topicKey]
+        if "json_attributes_template" in template:
+            config["json_attributes_topic"] = topics[topicKey]
+        if condition == "currency":
+            config["unit_of_measurement"] = currency
+        configs[topic] = config
     return configs
 
 

@@ -1,0 +1,282 @@
+"""
+Each plug's automation and energy figures as retained MQTT topics, with their Home Assistant
+entities (see L{vesyncd.mqtt.discovery.figureConfigs}):
+
+    <prefix>/<plug>/automation   {"next": {"switch", "at", "ts", "cause"} | null, "running": bool | null,
+                                  "rules": N}
+    <prefix>/<plug>/energy       the insight's periods and baseline of the plug, plus "last_reset": the
+                                  start of today, this week, month and year (ISO 8601, local)
+
+The automation topic follows the plug's events and a sweep every L{AUTOMATION_SWEEP} seconds (the
+engine tells no one when a schedule or timer is added from the control port), publishing only what
+changed.  Energy figures are read at most once an hour per plug (a sweep after each hour turns,
+and once when a plug first appears), at most L{MAX_IN_FLIGHT} reads at a time; both sweeps go a
+slice of plugs per reactor turn through a L{Republisher}.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Callable, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from vesyncd.core import model as h
+from vesyncd.insight.ranges import currentRanges
+from vesyncd.mqtt import discovery as ha
+from vesyncd.mqtt.republish import SLICE, Republisher
+
+log = Logger()
+_CLEARED = hash(b"")
+
+#: Seconds between two sweeps of every plug's automation topic.
+AUTOMATION_SWEEP = 60.0
+#: Seconds after the hour turns that the energy sweep starts (the hour's row is written by then).
+HOUR_DELAY = 5.0
+#: Energy reads waiting for an answer at once, at most.
+MAX_IN_FLIGHT = 50
+#: Hub events after which a plug's automation topic is read again.
+AUTOMATION_EVENTS = {h.RELAY, h.ONLINE, h.OFFLINE, "rule", "rule_running"}
+
+
+class IAutomation(Protocol):
+    """What the figures read of the automation engine."""
+
+    def nextAction(self, plug: str) -> dict[str, Any] | None:
+        """The next switch automation makes to the plug."""
+
+    def rulesOf(self, plug: str | None = None) -> list[dict[str, Any]]:
+        """The plug's power rules as JSON."""
+
+    def switchFor(self, plug: str, on: Any, seconds: Any) -> Any:
+        """Switch now and back after C{seconds}; a Deferred."""
+
+
+class IInsight(Protocol):
+    """What the figures read of the energy insight."""
+
+    currency: str | None
+
+    def periods(self, plugId: str) -> Any:
+        """A Deferred firing with the plug's period totals (and costs)."""
+
+    def baseline(self, plugId: str) -> dict[str, Any]:
+        """The plug's always-on baseline."""
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """Compact, sorted JSON bytes (equal documents give equal payloads)."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def automationView(automation: IAutomation, plugId: str) -> tuple[dict[str, Any], set[str]]:
+    """The plug's automation document and which conditional entities it has (C{rules}, C{done_rule})."""
+    rules = automation.rulesOf(plugId)
+    done = [r for r in rules if r.get("when") == "done_below" and r.get("enabled", True)]
+    has = ({"rules"} if rules else set()) | ({"done_rule"} if done else set())
+    running = any(r.get("running") is True for r in done) if done else None
+    return {"next": automation.nextAction(plugId), "running": running, "rules": len(rules)}, has
+
+
+def energyView(periods: dict[str, Any], baseline: dict[str, Any], now: float, zone: tzinfo) -> dict[str, Any]:
+    """The energy document: periods, baseline, and each resetting period's start as C{last_reset}."""
+    doc = dict(baseline)
+    doc.update(periods)
+    ranges = currentRanges(now, zone)
+    doc["last_reset"] = {name: ranges[name].start.isoformat() for name in ("today", "week", "month", "year")}
+    return doc
+
+
+class PlugFigures:
+    """Publishes the automation and energy topics and entities of the bridge's plugs.
+
+    C{nodes} is the bridge's plug id -> topic level map (read, never changed here); C{plug(id)}
+    gives a plug's state or None; C{publish(topic, payload, bulk)} publishes a retained message.
+    """
+
+    def __init__(self, clock: IReactorTime, nodes: Callable[[], dict[str, str]],
+                 plug: Callable[[str], h.PlugState | None], publish: Callable[[str, bytes, bool], None],
+                 congested: Callable[[], bool], *, prefix: str, discoveryPrefix: str, discovery: bool,
+                 automation: IAutomation | None = None, insight: IInsight | None = None,
+                 zone: tzinfo | None = None, slice: int = SLICE) -> None:
+        self.clock = clock
+        self.nodes = nodes
+        self.plug = plug
+        self.publish = publish
+        self.publisherCongested = congested
+        self.prefix = prefix
+        self.discoveryPrefix = discoveryPrefix
+        self.discovery = discovery
+        self.automation = automation
+        self.insight = insight
+        self.zone = zone or timezone.utc
+        #: topic -> hash of the payload last published (automation/energy topics and figure configs):
+        #: a hash, not the payload, keeps this small with thousands of plugs.
+        self.sent: dict[str, int] = {}
+        #: plug id -> its latest energy document (published again on a republish or a rename).
+        self.energy: dict[str, bytes] = {}
+        #: plug id -> POSIX hour of its last energy read; plugs whose read is under way.
+        self.readHour: dict[str, int] = {}
+        self.inFlight: set[str] = set()
+        self.energyReads = 0
+        self.automationSweep = Republisher(clock, self._allPlugs, self.refreshAutomation, congested, slice)
+        self.energySweep = Republisher(clock, self._allPlugs, self._sweepEnergy, self._energyCongested, slice)
+        self._calls: dict[str, IDelayedCall] = {}
+
+    def start(self) -> None:
+        """Plan the sweeps."""
+        if self.automation is not None:
+            self._later("automation", AUTOMATION_SWEEP, self._automationDue)
+        if self.insight is not None:
+            self._later("energy", self._untilNextHour(), self._energyDue)
+
+    def stop(self) -> None:
+        """Cancel the sweeps."""
+        for call in self._calls.values():
+            if call.active():
+                call.cancel()
+        self._calls.clear()
+        self.automationSweep.stop()
+        self.energySweep.stop()
+
+    def resume(self) -> None:
+        """The publisher drained: paused sweeps carry on."""
+        self.automationSweep.resume()
+        self.energySweep.resume()
+
+    def _later(self, name: str, delay: float, call: Callable[[], None]) -> None:
+        self._calls[name] = self.clock.callLater(delay, call)
+
+    def _untilNextHour(self) -> float:
+        now = self.clock.seconds()
+        offset = datetime.fromtimestamp(now, self.zone).utcoffset()
+        shift = offset.total_seconds() if offset is not None else 0.0
+        return 3600.0 - ((now + shift) % 3600.0) + HOUR_DELAY
+
+    def _automationDue(self) -> None:
+        self.automationSweep.request()
+        self._later("automation", AUTOMATION_SWEEP, self._automationDue)
+
+    def _energyDue(self) -> None:
+        self.energySweep.request()
+        self._later("energy", self._untilNextHour(), self._energyDue)
+
+    def _allPlugs(self) -> list[str]:
+        return list(self.nodes())
+
+    # -- per plug ----------------------------------------------------------------------------
+
+    def _send(self, topic: str, payload: bytes, bulk: bool) -> None:
+        digest = hash(payload)
+        if self.sent.get(topic) != digest:
+            self.sent[topic] = digest
+            self.publish(topic, payload, bulk)
+
+    def republishing(self) -> None:
+        """A full republish begins: everything is published again, except entities already cleared."""
+        self.sent = {topic: digest for topic, digest in self.sent.items() if digest == _CLEARED}
+
+    def publishPlug(self, plug: h.PlugState, node: str, bulk: bool = False) -> None:
+        """Publish the plug's figure topics (and entities) under C{node}."""
+        self.refreshAutomation(plug.id, bulk=bulk, state=plug)
+        if self.insight is None:
+            return
+        cached = self.energy.get(plug.id)
+        if cached is not None:
+            self._send(ha.plugTopics(self.prefix, node)["energy"], cached, bulk)
+        self._configs(plug, node, set(), bulk, automation=False)
+        if cached is None:
+            self.readEnergy(plug.id)
+
+    def refreshAutomation(self, plugId: str, bulk: bool = False, state: h.PlugState | None = None) -> None:
+        """Publish the plug's automation topic (and its entities) if they changed."""
+        if self.automation is None:
+            return
+        node = self.nodes().get(plugId)
+        plug = state or self.plug(plugId)
+        if node is None or plug is None:
+            return
+        try:
+            doc, has = automationView(self.automation, plugId)
+        except Exception:
+            log.failure("mqtt: reading the automation of plug {plug} failed", plug=plugId)
+            return
+        self._send(ha.plugTopics(self.prefix, node)["automation"], dumps(doc), bulk)
+        self._configs(plug, node, has, bulk, automation=True)
+
+    def _configs(self, plug: h.PlugState, node: str, has: set[str], bulk: bool, automation: bool) -> None:
+        if not self.discovery:
+            return
+        currency = ha.cleanText(self.insight.currency, 8) or None if self.insight is not None else None
+        configs = ha.figureConfigs(plug, node, prefix=self.prefix, discoveryPrefix=self.discoveryPrefix,
+                                   automation=automation, insight=not automation, has=has, currency=currency)
+        for topic, config in configs.items():
+            if config is not None:
+                self._send(topic, dumps(config), bulk)
+            elif self.sent.get(topic) != _CLEARED:
+                self._send(topic, b"", bulk)  # an entity the plug no longer has (or had before a restart)
+
+    def readEnergy(self, plugId: str, force: bool = False) -> None:
+        """Read the plug's energy figures and publish them, unless read this hour (or under way)."""
+        hour = int(self.clock.seconds() // 3600)
+        if self.insight is None or plugId in self.inFlight or (not force and self.readHour.get(plugId) == hour):
+            return
+        self.readHour[plugId] = hour
+        self.inFlight.add(plugId)
+        self.energyReads += 1
+        try:
+            d = self.insight.periods(plugId)
+        except Exception:
+            d = None
+            log.failure("mqtt: reading the energy of plug {plug} failed", plug=plugId)
+        if d is None:
+            self._read(None, plugId)
+            return
+        d.addCallbacks(self._read, self._readFailed, callbackArgs=(plugId,), errbackArgs=(plugId,))
+
+    def _sweepEnergy(self, plugId: str) -> None:
+        self.readEnergy(plugId, force=True)
+
+    def _energyCongested(self) -> bool:
+        return len(self.inFlight) >= MAX_IN_FLIGHT or self.publisherCongested()
+
+    def _readFailed(self, failure: Failure, plugId: str) -> None:
+        log.failure("mqtt: reading the energy of plug {plug} failed", failure, plug=plugId)
+        self._read(None, plugId)
+
+    def _read(self, periods: dict[str, Any] | None, plugId: str) -> None:
+        self.inFlight.discard(plugId)
+        if len(self.inFlight) <= MAX_IN_FLIGHT // 2:
+            self.energySweep.resume()
+        node = self.nodes().get(plugId)
+        if periods is None or node is None or self.insight is None:
+            return
+        try:
+            doc = energyView(periods, self.insight.baseline(plugId), self.clock.seconds(), self.zone)
+        except Exception:
+            log.failure("mqtt: the energy figures of plug {plug} failed", plug=plugId)
+            return
+        payload = dumps(doc)
+        self.energy[plugId] = payload
+        self._send(ha.plugTopics(self.prefix, node)["energy"], payload, False)
+
+    def forget(self, plugId: str, node: str | None) -> None:
+        """Drop what is kept of a forgotten plug (the bridge clears its topics and entities)."""
+        self.energy.pop(plugId, None)
+        self.readHour.pop(plugId, None)
+        for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId, figures=True):
+            self.sent.pop(topic, None)
+        if node is not None:
+            self.moved(node)
+
+    def moved(self, oldNode: str) -> list[str]:
+        """The figure topics to clear when a plug leaves C{oldNode}."""
+        topics = ha.plugTopics(self.prefix, oldNode)
+        moved = ([topics["automation"]] if self.automation is not None else []) + (
+            [topics["energy"]] if self.insight is not None else [])
+        for topic in moved:
+            self.sent.pop(topic, None)
+        return moved
