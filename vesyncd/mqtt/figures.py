@@ -112,7 +112,7 @@ class PlugFigures:
         self.discovery = discovery
         self.automation = automation
         self.insight = insight
-        self.zone = zone or timezone.utc
+        self.zone = zone or getattr(insight, "zone", None) or timezone.utc
         #: topic -> hash of the payload last published (automation/energy topics and figure configs):
         #: a hash, not the payload, keeps this small with thousands of plugs.
         self.sent: dict[str, int] = {}

@@ -6,6 +6,7 @@ L{vesyncd.mqtt.bridge}).
 from __future__ import annotations
 
 import os
+from datetime import tzinfo
 from typing import Any
 
 from twisted.application import service
@@ -14,6 +15,7 @@ from twisted.python import usage
 from vesyncd.core.hub import Hub
 from vesyncd.mqtt.bridge import MQTTService, validPrefix
 from vesyncd.mqtt.settings import MQTTConfigError, parseBrokerURL
+from vesyncd.service import DaemonInfo
 
 
 class MQTTOptions:
@@ -54,14 +56,26 @@ def checkOptions(config: Any) -> None:
         raise usage.UsageError(str(e)) from None
 
 
-def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any) -> MQTTService | None:
-    """Add the MQTT bridge to C{parent} when C{--mqtt} is given, and return it."""
+def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, info: DaemonInfo | None = None,
+                 automation: Any = None, insight: Any = None) -> MQTTService | None:
+    """Add the MQTT bridge to C{parent} when C{--mqtt} is given, and return it.
+
+    With C{automation} (an L{vesyncd.automation.engine.AutomationEngine}) C{relay/set} takes
+    C{"for"} and each plug gets its next action and "running"; with C{insight} (the energy
+    insight service) its periods, costs and baseline.  C{info.facts["mqtt_slug_collisions"]}
+    lists the aliases that cannot be topic names (for C{vesyncctl doctor}).
+    """
     settings = config.get("mqtt-settings") if hasattr(config, "get") else None
     if settings is None and config["mqtt"]:
         settings = parseBrokerURL(config["mqtt"], config["mqtt-ca"] or None)
     if settings is None:
         return None
+    zone = config.get("timezone") if hasattr(config, "get") else None
     mqtt = MQTTService(reactor, hub, settings, prefix=config["mqtt-prefix"],
-                       discoveryPrefix=config["ha-discovery-prefix"], discovery=not config["no-ha-discovery"])
+                       discoveryPrefix=config["ha-discovery-prefix"], discovery=not config["no-ha-discovery"],
+                       automation=automation, insight=insight, zone=zone if isinstance(zone, tzinfo) else None)
     mqtt.setServiceParent(parent)
+    if info is not None:
+        bridge = mqtt.bridge
+        info.facts["mqtt_slug_collisions"] = lambda: [dict(found) for found in bridge.collisions]
     return mqtt
