@@ -2,20 +2,19 @@
 vesyncctl: control vesyncd from the command line (through its control port).
 
 Exit codes: 0 done, 1 the command failed (unknown, ambiguous or offline plug, timeout, refused,
-daemon not reachable), 2 usage error.  Errors go to standard error as one line.  C{--json} output
-follows the schema of C{docs/control.md}; plain output is escaped for the terminal
-(L{vesyncd.cli_format.printable}).
+daemon not reachable), 2 usage error.  Errors go to standard error as one line, or with C{--json} as
+C{{"error": {"code", "message"}}} on standard output.  C{--json} output follows the schema of
+C{docs/control.md}; plain output is escaped for the terminal (L{vesyncd.cli_format.printable}).
 
 L{execute} runs one command line with an injectable C{connect}, so the commands are tested against
-the real AMP server in memory; L{main} is the console entry point.
+the real AMP server in memory; L{main} is the console entry point.  The automation commands live in
+L{vesyncd.cli_automation}, the energy ones and C{status} in L{vesyncd.cli_energy}.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import ipaddress
-import json
+import os
 import sys
 from typing import Any, Awaitable, Callable, TextIO
 
@@ -24,50 +23,20 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 
+from vesyncd import cli_automation, cli_energy
 from vesyncd.auth import readToken
-from vesyncd.cli_args import buildParser, locate, period
-from vesyncd.cli_format import (
-    energyCSV, formatEnergy, formatEvent, formatInfo, formatPending, formatPlug, formatPlugs, plugName,
-    printable, printableLines)
+from vesyncd.cli_args import UsageProblem, buildParser, locate
+from vesyncd.cli_format import formatEvent, formatInfo, formatPending, formatPlugs, plugName
+from vesyncd.cli_completion import completionScript
+from vesyncd.cli_output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, Output
+from vesyncd.cli_setup import runDoctor, runProvision
 from vesyncd.control.client import ControlClient, ControlConnectError, connect
 from vesyncd.control.commands import ControlError
 
+__all__ = ["CLIError", "Output", "execute", "main"]
+
 #: How a command gets a logged-in client: C{await connect(reactor, args)}.
 Connector = Callable[[Any, argparse.Namespace], Awaitable[ControlClient]]
-
-
-class CLIError(Exception):
-    """The command failed; the message is printed on one line and the exit code is 1."""
-
-
-class Output:
-    """Where a command writes: plain text escaped for the terminal, JSON as ASCII-only JSON."""
-
-    def __init__(self, out: TextIO, err: TextIO, asJSON: bool) -> None:
-        self.out, self.err, self.asJSON = out, err, asJSON
-
-    def text(self, text: str) -> None:
-        """Write plain output (every line escaped, so no control character reaches the terminal)."""
-        self.out.write(printableLines(text))
-        self.out.flush()
-
-    def json(self, doc: Any, indent: int | None = 2) -> None:
-        """Write one JSON document; non-ASCII and control characters are JSON escapes."""
-        separators = (",", ":") if indent is None else None
-        self.out.write(json.dumps(doc, indent=indent, separators=separators, ensure_ascii=True) + "\n")
-        self.out.flush()
-
-    def show(self, doc: Any, plain: Callable[[Any], str]) -> None:
-        """JSON with C{--json}, else the plain rendering of C{doc}."""
-        if self.asJSON:
-            self.json(doc)
-        else:
-            self.text(plain(doc))
-
-    def note(self, text: str) -> None:
-        """A line on standard error (warnings, progress), escaped."""
-        self.err.write(f"vesyncctl: {printable(text)}\n")
-        self.err.flush()
 
 
 async def connectFromArgs(reactor: Any, args: argparse.Namespace) -> ControlClient:
@@ -77,42 +46,35 @@ async def connectFromArgs(reactor: Any, args: argparse.Namespace) -> ControlClie
         token = readToken(tokenFile)
     except OSError as e:
         raise CLIError(f"cannot read the control token {tokenFile}: {e.strerror or e} (is vesyncd running with "
-                       f"this state directory? use --state-dir or --token-file)") from None
+                       f"this state directory? use --state-dir or --token-file)", "unreachable") from None
     try:
         return await connect(reactor, description, token, ca=args.ca, fingerprint=args.fingerprint,
                              timeout=args.timeout)
     except ControlConnectError as e:
         raise CLIError(str(e) + ("" if "refused" in str(e) and "certificate" in str(e) else
-                                 " (is vesyncd running? use --state-dir or --connect)")) from None
+                                 " (is vesyncd running? use --state-dir or --connect)"), "unreachable") from None
 
 
 # --- commands on a connected client (each: async (client, args, output) -> exit code) -----------
 
 
 async def cmdList(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{list}: every plug."""
-    output.show(await client.listPlugs(), formatPlugs)
-    return 0
-
-
-async def cmdStatus(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{status PLUG} (and C{refresh PLUG}, which asks for fresh readings first)."""
-    plug = await (client.refresh(args.plug) if args.command == "refresh" else client.getPlug(args.plug))
-    output.show(plug, formatPlug)
-    return 0
-
-
-async def cmdSwitch(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{on}, C{off}, C{toggle}: answers once the plug confirmed."""
-    plug = await client.switch(args.plug, args.command)
-    output.show(plug, lambda p: f"{plugName(p)} is {p['relay']}\n")
+    """C{list}: every plug (with C{--names}, only their names, one a line: for shell completion)."""
+    plugs = await client.listPlugs()
+    if args.names:
+        names = [p.get("alias") or p["id"] for p in plugs]
+        output.show(names, lambda ns: "".join(f"{n}\n" for n in ns))
+    else:
+        output.show(plugs, formatPlugs)
     return 0
 
 
 async def cmdRename(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{rename PLUG ALIAS}."""
+    """C{rename PLUG ALIAS}: named as before the change (its alias, else its id), like every message."""
+    before = plugName(await client.getPlug(args.plug))
     plug = await client.rename(args.plug, args.alias)
-    output.show(plug, lambda p: f"{p['id']} is now called {p.get('alias') or '(no alias)'}\n")
+    output.show(plug, lambda p: f"{before} is now called {plugName(p)}\n" if p.get("alias")
+                else f"{before} has no alias now; its id is {plugName(p)}\n")
     return 0
 
 
@@ -133,18 +95,6 @@ async def cmdPowerOn(client: ControlClient, args: argparse.Namespace, output: Ou
 async def cmdInfo(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
     """C{info}: the daemon's facts and counters."""
     output.show(await client.info(), formatInfo)
-    return 0
-
-
-async def cmdEnergy(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{energy PLUG}: one period's buckets as a table, CSV or JSON."""
-    kind, value = period(args)
-    plug = await client.getPlug(args.plug)
-    history = await client.energy(plug["id"], kind, value)
-    if args.csv and not output.asJSON:
-        output.text(energyCSV(history))
-    else:
-        output.show(history, lambda h: formatEnergy(h, plug.get("alias") or plug["id"]))
     return 0
 
 
@@ -172,8 +122,18 @@ async def cmdClearConflict(client: ControlClient, args: argparse.Namespace, outp
     return 0
 
 
-async def cmdWatch(client: ControlClient, args: argparse.Namespace, output: Output) -> int:
-    """C{watch}: one line (or JSON object) per event until the connection ends."""
+async def cmdWatch(client: ControlClient, args: argparse.Namespace, output: Output, reactor: Any = None) -> int:
+    """C{watch}: one line (or JSON object) per event until the connection ends; a user stopping it
+    (Ctrl-C or SIGTERM, which shut the reactor down) ends it quietly with exit code 0."""
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        stopping.append(True)
+        client.close()
+
+    # Before the reactor's own shutdown closes the connection, so the loss is known to be ours.
+    addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+    trigger = addTrigger("before", "shutdown", stop) if addTrigger is not None else None
 
     def show(event: dict[str, Any]) -> None:
         if output.asJSON:
@@ -181,17 +141,23 @@ async def cmdWatch(client: ControlClient, args: argparse.Namespace, output: Outp
         else:
             output.text(formatEvent(event) + "\n")
 
-    await client.watch(show)
-    output.note("watching events (Ctrl-C stops)")
-    await client.lost()
-    raise CLIError("the connection to vesyncd was closed")
+    try:
+        await client.watch(show)
+        output.note("watching events (Ctrl-C stops)")
+        await client.lost()
+    finally:
+        if trigger is not None and not stopping:
+            reactor.removeSystemEventTrigger(trigger)
+    if stopping:
+        return EXIT_OK
+    raise CLIError("the connection to vesyncd was closed", "closed")
 
 
 COMMANDS: dict[str, Callable[[ControlClient, argparse.Namespace, Output], Awaitable[int]]] = {
-    "list": cmdList, "status": cmdStatus, "refresh": cmdStatus, "on": cmdSwitch, "off": cmdSwitch,
-    "toggle": cmdSwitch, "rename": cmdRename, "forget": cmdForget, "power-on": cmdPowerOn, "info": cmdInfo,
-    "energy": cmdEnergy, "pending": cmdPending, "approve": cmdApprove,
-    "clear-conflict": cmdClearConflict, "watch": cmdWatch,
+    "list": cmdList, "on": cli_automation.cmdSwitch, "off": cli_automation.cmdSwitch,
+    "toggle": cli_automation.cmdSwitch, "rename": cmdRename, "forget": cmdForget, "power-on": cmdPowerOn,
+    "info": cmdInfo, "pending": cmdPending, "approve": cmdApprove, "clear-conflict": cmdClearConflict,
+    **cli_automation.COMMANDS, **cli_energy.COMMANDS,
 }
 
 
@@ -202,127 +168,52 @@ async def run(reactor: Any, args: argparse.Namespace, output: Output,
         return await runProvision(reactor, args, output, connect)
     if args.command == "doctor":
         return await runDoctor(reactor, args, output, connect)
+    if args.command == "completion":
+        output.out.write(completionScript(args.shell))
+        return EXIT_OK
     client = await connect(reactor, args)
     try:
+        if args.command == "watch":
+            return await cmdWatch(client, args, output, reactor)
         return await COMMANDS[args.command](client, args, output)
     finally:
         client.close()
 
 
+def _wantsJSON(argv: list[str]) -> bool:
+    """Whether a command line asks for JSON output (before it is parsed: its usage errors are JSON too)."""
+    return "--json" in argv or os.environ.get("VESYNCD_JSON", "") not in ("", "0")
+
+
 async def execute(reactor: Any, argv: list[str] | None, out: TextIO | None = None, err: TextIO | None = None,
                   connect: Connector = connectFromArgs) -> int:
-    """Run one vesyncctl command line; returns its exit code, errors written to C{err} as one line."""
+    """Run one vesyncctl command line; returns its exit code, errors written to C{err} as one line (or
+    with C{--json} as C{{"error": {"code", "message"}}} to C{out})."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = buildParser().parse_args(argv)
-    except SystemExit as e:  # argparse has printed the usage error
-        return e.code if isinstance(e.code, int) else 2
+    except UsageProblem as e:
+        Output(out, err, _wantsJSON(argv)).error("usage", str(e), e.usage)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help and --version have printed what was asked
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     output = Output(out, err, args.json)
     try:
         return await run(reactor, args, output, connect)
-    except (CLIError, ControlError) as e:
-        output.note(str(e))
-        return 1
+    except CLIError as e:
+        output.error(e.code, str(e))
+        return e.exitCode
+    except ControlError as e:
+        output.error(e.code, str(e))
+        return EXIT_USAGE if e.code == "usage" else EXIT_FAILED
     except ConnectionClosed:
-        output.note("the connection to vesyncd was closed before it answered")
-        return 1
+        output.error("closed", "the connection to vesyncd was closed before it answered")
+        return EXIT_FAILED
     except amp.RemoteAmpError as e:  # an error the daemon sent that this vesyncctl does not know
-        output.note(f"vesyncd refused: {e}")
-        return 1
-
-
-# --- commands that reach more than the control port ---------------------------------------------
-
-
-async def runDoctor(reactor: Any, args: argparse.Namespace, output: Output, connect: Connector) -> int:
-    """C{vesyncctl doctor}: the doctor's probes, with the daemon reached through the control port."""
-    from vesyncd.doctor import checks as doctor
-    from vesyncd.doctor import probes as doctor_probes
-
-    clients: list[ControlClient] = []
-
-    async def client() -> ControlClient:
-        if not clients:
-            clients.append(await connect(reactor, args))
-        return clients[0]
-
-    async def status() -> Any:
-        return await (await client()).info()
-
-    async def plugs() -> Any:
-        return await (await client()).listPlugs()
-
-    async def pending() -> Any:
-        return await (await client()).pending()
-
-    probes = doctor_probes.SystemProbes(reactor, daemonStatus=lambda: ensureDeferred(status()),
-                                        plugs=lambda: ensureDeferred(plugs()),
-                                        pending=lambda: ensureDeferred(pending()))
-    dnsOff = False
-    try:
-        # Ask the running daemon where its DNS responder listens (or whether it has one).
-        info = await status()
-        listen = info.get("dns_listen")
-        if listen:
-            host = "127.0.0.1" if listen[0] in ("0.0.0.0", "") else listen[0]
-            probes.responder = (host, int(listen[1]))
-        dnsOff = "dns_listen" in info and not listen
-    except Exception:
-        pass  # the daemon check below reports why it is unreachable
-    try:
-        checks = await doctor.runDoctor(probes)
-    finally:
-        for c in clients:
-            c.close()
-    if dnsOff:
-        checks = [doctor.Check(c.name, doctor.Level.WARN, "vesyncd's DNS responder is off (--no-dns)",
-                               "fine when the router or provisioning sends plugs here")
-                  if c.name == "dns vesyncd responder" else c for c in checks]
-    if output.asJSON:
-        output.json(doctor.checksToJSON(checks))
-    else:
-        output.text(doctor.formatChecks(checks))
-    return doctor.exitCode(checks)
-
-
-async def runProvision(reactor: Any, args: argparse.Namespace, output: Output, connect: Connector) -> int:
-    """C{vesyncctl provision}: send Wi-Fi settings to a plug in setup mode."""
-    from vesyncd.setup import client as P
-
-    serverIP = args.server_ip
-    if not serverIP:
-        client = await connect(reactor, args)
-        try:
-            info = await client.info()
-        finally:
-            client.close()
-        serverIP = info.get("address")
-        if not serverIP:
-            raise CLIError("the daemon does not know its LAN address: give --server-ip IP")
-    try:
-        password = args.password if args.password is not None else getpass.getpass("Wi-Fi password: ")
-        request = P.buildConfigRequest(args.ssid, password, serverIP, dns=args.dns)
-        host, port = P.parsePlugAddress(args.plug_address or f"{P.SETUP_HOST}:{P.SETUP_PORT}")
-        if ipaddress.ip_address(serverIP).is_loopback and not _isLoopbackHost(host):
-            output.note(f"warning: --server-ip {serverIP} is this machine's loopback address; "
-                        "a real plug cannot reach it (give the LAN address)")
-        reply = await P.provision(reactor, host, port, request, args.provision_timeout)
-    except P.ProvisionError as e:
-        raise CLIError(f"provisioning failed: {e}") from None
-    if output.asJSON:
-        output.json({"reply": reply, "server_ip": serverIP})
-    else:
-        output.text(f"{P.describeReply(reply)}; it will connect to vesyncd at {serverIP}:17273.\n"
-                    "Next: rejoin your own Wi-Fi; the plug will appear in `vesyncctl list` within a minute.\n")
-    return 0
-
-
-def _isLoopbackHost(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+        output.error("failed", f"vesyncd refused: {e}")
+        return EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> None:

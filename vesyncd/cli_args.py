@@ -3,20 +3,40 @@ vesyncctl's command line: its options, commands and where it looks for the daemo
 
 Options common to every command are accepted before and after the command name
 (C{vesyncctl --json list} and C{vesyncctl list --json}); environment variables give their defaults.
+Each command's C{--help} lists its own arguments first and the global options once, at the end.
+A usage error raises L{UsageProblem} instead of exiting, so the caller can answer it as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from datetime import date
+import re
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from vesyncd import paths
+from vesyncd import __version__, paths
+from vesyncd.cli_args_features import addFeatureCommands
+from vesyncd.cli_parsing import Commands, plugArg
+
+class UsageProblem(Exception):
+    """A usage error (exit code 2); C{usage} is the usage line of the parser that found it."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
-def _addCommonOptions(p: argparse.ArgumentParser, defaults: dict[str, Any] | None, timeout: bool = True) -> None:
+class Parser(argparse.ArgumentParser):
+    """An argument parser that raises L{UsageProblem} rather than printing and exiting on an error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error for the caller to show (as text or as JSON)."""
+        raise UsageProblem(message, self.format_usage())
+
+
+def _addCommonOptions(p: Any, defaults: dict[str, Any] | None, timeout: bool = True) -> None:
     """The options every command takes; with C{defaults} None they leave earlier values alone."""
 
     def d(name: str) -> Any:
@@ -38,58 +58,112 @@ def _addCommonOptions(p: argparse.ArgumentParser, defaults: dict[str, Any] | Non
                        help="seconds to wait for the daemon (default 10)")
 
 
-def buildParser() -> argparse.ArgumentParser:
+# --- dates as users write them ---------------------------------------------------------------------
+
+
+def dayArg(text: str, today: date | None = None) -> str:
+    """C{YYYY-MM-DD}, C{today} or C{yesterday} as an ISO date; argparse reports anything else (exit 2)."""
+    today = today or date.today()
+    words = {"today": today, "yesterday": today - timedelta(days=1)}
+    if text in words:
+        return words[text].isoformat()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date: YYYY-MM-DD, today or yesterday")
+
+
+def monthArg(text: str, today: date | None = None) -> str:
+    """C{YYYY-MM}, C{this-month} or C{last-month} as C{YYYY-MM}; argparse reports anything else (exit 2)."""
+    today = today or date.today()
+    if text == "this-month":
+        return today.strftime("%Y-%m")
+    if text == "last-month":
+        return (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    if re.fullmatch(r"\d{4}-\d{2}", text) and 1 <= int(text[5:]) <= 12 and int(text[:4]) >= 1:
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a month: YYYY-MM, this-month or last-month")
+
+
+def yearArg(text: str, today: date | None = None) -> str:
+    """C{YYYY}, C{this-year} or C{last-year}; argparse reports anything else (exit 2)."""
+    today = today or date.today()
+    words = {"this-year": today.year, "last-year": today.year - 1}
+    if text in words:
+        return str(words[text])
+    if re.fullmatch(r"\d{4}", text) and int(text) >= 1:
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a year: YYYY, this-year or last-year")
+
+
+# --- the parser -----------------------------------------------------------------------------------------------------------------------------------------------------------------------
+
+
+def buildParser() -> Parser:
     """The command line of vesyncctl."""
     env = os.environ
-    p = argparse.ArgumentParser(prog="vesyncctl", description="Control vesyncd, the local VeSync plug server.")
+    p = Parser(prog="vesyncctl", description="Control vesyncd, the local VeSync plug server.")
+    p.add_argument("--version", action="version", version=f"vesyncctl {__version__}")
     _addCommonOptions(p, {
         "connect": env.get("VESYNCD_CONNECT"), "token_file": env.get("VESYNCD_TOKEN_FILE"),
         "state_dir": env.get("VESYNCD_STATE_DIR"), "json": env.get("VESYNCD_JSON", "") not in ("", "0"),
         "ca": None, "fingerprint": None, "timeout": 10.0,
     })
-    # The same options are accepted after the command too (`vesyncctl list --json`).
-    common = argparse.ArgumentParser(add_help=False)
-    _addCommonOptions(common, None)
-    # provision's own --timeout is how long to wait for the plug.
-    commonNoTimeout = argparse.ArgumentParser(add_help=False)
-    _addCommonOptions(commonNoTimeout, None, timeout=False)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add = sub.add_parser
-
-    def addParser(name: str, **kw: Any) -> argparse.ArgumentParser:
-        return add(name, parents=[commonNoTimeout if name == "provision" else common], **kw)
-
-    sub.add_parser = addParser  # type: ignore[method-assign]
-    sub.add_parser("list", help="all plugs")
-    for name, text in [("status", "one plug in detail"), ("on", "switch on"), ("off", "switch off"),
-                       ("toggle", "switch over"), ("refresh", "read power and voltage now"),
+    commands = Commands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    sub = commands
+    sub.add_parser("list", help="all plugs").add_argument(
+        "--names", action="store_true", help="only the plugs' names (alias, else id), one a line")
+    for name, text in [("status", "one plug in detail, with its energy, cost and automation"),
+                       ("refresh", "read power and voltage now"),
                        ("forget", "forget a plug"), ("approve", "accept a plug held by --new-plugs hold"),
                        ("clear-conflict", "accept the identity of a plug's latest login as its own")]:
-        sub.add_parser(name, help=text).add_argument("plug", help="id, unique id prefix or alias")
+        plugArg(sub.add_parser(name, help=text))
+    for name, text in [("on", "switch on"), ("off", "switch off"), ("toggle", "switch over")]:
+        switch = sub.add_parser(name, help=text)
+        plugArg(switch)
+        switch.add_argument("--for", dest="duration", metavar="DURATION",
+                            help="switch back after this long: 90s, 30m, 1h30m")
     rename = sub.add_parser("rename", help="set a plug's alias (\"\" clears it)")
-    rename.add_argument("plug")
+    plugArg(rename)
     rename.add_argument("alias")
     power = sub.add_parser("power-on", help="what a plug does after a power cut")
-    power.add_argument("plug")
+    plugArg(power)
     power.add_argument("policy", choices=["on", "off", "last", "none"])
     sub.add_parser("pending", help="plugs held until approved (--new-plugs hold)")
-    sub.add_parser("watch", help="print events as they happen")
+    sub.add_parser("watch", help="print events as they happen (with each switch's cause)")
     sub.add_parser("info", help="daemon version, uptime, listeners, counters")
     energy = sub.add_parser("energy", help="energy history (default: today per hour)")
-    energy.add_argument("plug")
+    plugArg(energy)
     when = energy.add_mutually_exclusive_group()
-    when.add_argument("--day", help="YYYY-MM-DD: per hour")
-    when.add_argument("--month", help="YYYY-MM: per day")
-    when.add_argument("--year", help="YYYY: per month")
+    when.add_argument("--day", type=dayArg, help="YYYY-MM-DD, today or yesterday: per hour")
+    when.add_argument("--month", type=monthArg, help="YYYY-MM, this-month or last-month: per day")
+    when.add_argument("--year", type=yearArg, help="YYYY, this-year or last-year: per month")
     energy.add_argument("--csv", action="store_true", help="CSV output")
+    energy.add_argument("--cost", action="store_true", help="add the cost of each row (the daemon's tariff)")
+    cost = sub.add_parser("cost", help="every plug's energy and cost in a month, largest first")
+    cost.add_argument("--month", type=monthArg, help="YYYY-MM, this-month (default) or last-month")
+    export = sub.add_parser("export", help="hourly energy of a plug as CSV (time zone in the header)")
+    plugArg(export)
+    export.add_argument("--from", dest="start", type=dayArg, required=True, help="first day: YYYY-MM-DD")
+    export.add_argument("--to", dest="end", type=dayArg, required=True, help="last day (included): YYYY-MM-DD")
+    history = sub.add_parser("history", help="a plug's latest switches, with what made each")
+    plugArg(history)
+    history.add_argument("--limit", type=int, default=50, help="how many (default 50, at most 200)")
+    addFeatureCommands(commands)
     prov = sub.add_parser("provision", help="send Wi-Fi settings to a plug in setup mode")
     prov.add_argument("--ssid", required=True)
     prov.add_argument("--password", help="Wi-Fi password (prompted for when left out, so it stays out of `ps`)")
     prov.add_argument("--server-ip", help="address plugs connect to (default: the daemon's address)")
     prov.add_argument("--dns", help="DNS server sent to the plug")
     prov.add_argument("--plug-address", default=None, help="HOST[:PORT] of the plug (default 192.168.4.1:41234)")
-    prov.add_argument("--timeout", dest="provision_timeout", type=float, default=15.0)
+    prov.add_argument("--timeout", dest="provision_timeout", type=float, default=15.0,
+                      help="seconds to wait for the plug (default 15)")
     sub.add_parser("doctor", help="find out why plugs do not reach vesyncd")
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    commands.addGlobals(lambda group, name: _addCommonOptions(group, None, timeout=name != "provision"))
     return p
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import unicodedata
 from datetime import datetime, timezone
 from typing import Any
@@ -139,29 +138,105 @@ def formatPending(pending: list[dict[str, Any]], now: datetime | None = None) ->
         "approve one with `vesyncctl approve ID`\n"
 
 
+def duration(seconds: Any) -> str:
+    """Seconds as C{45 s}, C{12 min 5 s}, C{3 h 12 min} or C{2 d 4 h}; C{-} when unknown."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min" + (f" {s % 60} s" if s % 60 else "")
+    if s < 86400:
+        return f"{s // 3600} h" + (f" {s % 3600 // 60} min" if s % 3600 // 60 else "")
+    return f"{s // 86400} d" + (f" {s % 86400 // 3600} h" if s % 86400 // 3600 else "")
+
+
+#: Keys C{info} shows first, in this order (the daemon sends keys sorted).
+INFO_ORDER = ("version", "pid", "uptime", "started", "state_dir", "address", "listeners", "plugs_known",
+              "plugs_online", "plugs_pending")
+#: Figures of a counter dict shown in C{info}; the rest are summed up as "N more".
+INFO_FIGURES = 8
+
+
+def infoValue(value: Any) -> str:
+    """One C{info} value on one short line: numbers plain, dicts as C{name N, ...}, lists joined."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if v not in (0, None, {}, [], "")]
+        if not items:
+            return "none" if not value else "all 0"
+        parts = [f"{printable(k).replace('_', ' ')} {infoValue(v)}" for k, v in items[:INFO_FIGURES]]
+        more = len(items) - INFO_FIGURES
+        return ", ".join(parts) + (f", {more} more" if more > 0 else "")
+    if isinstance(value, (list, tuple)):
+        return ":".join(infoValue(v) for v in value) if len(value) == 2 and isinstance(value[1], int) \
+            else ", ".join(infoValue(v) for v in value)
+    return printable(value)
+
+
 def formatInfo(info: dict[str, Any]) -> str:
-    """The daemon's facts, one per line."""
-    return "".join(f"{printable(k) + ':':<16}{printable(json.dumps(v) if isinstance(v, (dict, list)) else v)}\n"
-                   for k, v in info.items())
+    """The daemon's facts as aligned C{key value} lines with units: the uptime in hours and minutes,
+    one line per listener, counters summed up (zeros left out), no raw dicts."""
+    rows: list[tuple[str, str]] = []
+    first = [k for k in INFO_ORDER if k in info]
+    for key, value in [(k, info[k]) for k in first] + [(k, v) for k, v in info.items() if k not in first]:
+        if key == "uptime_s":
+            continue  # the same as uptime
+        label = printable(key).replace("_", " ") + ":"
+        if key == "uptime":
+            rows.append((label, duration(value)))
+        elif key == "listeners" and isinstance(value, dict):
+            for i, (name, address) in enumerate(value.items()):
+                rows.append((label if i == 0 else "", f"{printable(name) + ':':<10} {printable(address)}"))
+            if not value:
+                rows.append((label, "none"))
+        else:
+            rows.append((label, infoValue(value)))
+    width = max((len(k) for k, _ in rows), default=0) + 2
+    return "".join(f"{k:<{width}}{v}".rstrip() + "\n" for k, v in rows)
+
+
+def _cost(value: Any, currency: Any) -> str:
+    """A cost for the energy table: two decimals and the currency, or C{-}."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not currency:
+        return "-"
+    return f"{value:.2f} {printable(currency)}"
 
 
 def formatEnergy(history: dict[str, Any], name: str) -> str:
-    """Per-hour, per-day or per-month buckets in kWh, with the total."""
-    rows = [[b["label"], f"{b['wh'] / 1000:.3f} kWh"] for b in history["buckets"]]
-    rows.append(["total", f"{history['total_wh'] / 1000:.3f} kWh"])
+    """Per-hour, per-day or per-month buckets in kWh, with the total (and a cost column when priced)."""
+    priced = "total_cost" in history
+    currency = history.get("currency")
+    rows = [[b["label"], f"{b['wh'] / 1000:.3f} kWh"] + ([_cost(b.get("cost"), currency)] if priced else [])
+            for b in history["buckets"]]
+    rows.append(["total", f"{history['total_wh'] / 1000:.3f} kWh"]
+                + ([_cost(history.get("total_cost"), currency)] if priced else []))
     title = f"{printable(name)}: energy per {printable(history.get('unit', ''))} of " \
             f"{printable(history['period'])} {printable(history['value'])} ({printable(history.get('timezone', ''))})\n"
-    return title + table(rows, [str(history.get("unit", "")).upper(), "ENERGY"], right={1})
+    header = [str(history.get("unit", "")).upper(), "ENERGY"] + (["COST"] if priced else [])
+    text = title + table(rows, header, right={1, 2})
+    if priced and not currency:
+        text += "no tariff: start vesyncd with --currency and --price-kwh to see cost\n"
+    elif priced and history.get("daily_charge_total"):
+        text += f"plus daily charges of {_cost(history['daily_charge_total'], currency)} for the house\n"
+    return text
 
 
 def energyCSV(history: dict[str, Any]) -> str:
-    """Buckets as CSV: C{start,label,wh} and a C{total} row."""
+    """Buckets as CSV: C{start,label,wh} (and C{cost} when priced) and a C{total} row."""
+    priced = "total_cost" in history
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["start", "label", "wh"])
+    writer.writerow(["start", "label", "wh"] + [f"cost ({printable(history.get('currency') or '-')})"] * priced)
     for b in history["buckets"]:
-        writer.writerow([printable(b["start"]), printable(b["label"]), b["wh"]])
-    writer.writerow(["", "total", history["total_wh"]])
+        writer.writerow([printable(b["start"]), printable(b["label"]), b["wh"]] + [b.get("cost")] * priced)
+    writer.writerow(["", "total", history["total_wh"]] + [history.get("total_cost")] * priced)
     return out.getvalue()
 
 
@@ -179,6 +254,16 @@ def energyText(data: dict[str, Any]) -> str:
     average = data.get("average_w")
     if isinstance(average, (int, float)) and not isinstance(average, bool):
         text += f" (avg {average:.0f} W)" if average >= 10 else f" (avg {average:.1f} W)"
+    return text
+
+
+def ruleEventText(kind: str, data: dict[str, Any]) -> str:
+    """A rule firing (C{rule r08b2de at 2150 W: off}) or a done rule's cycle (C{running} / C{finished})."""
+    if kind == "rule_running":
+        return f"rule {printable(data.get('rule'))} " + ("running" if data.get("running") else "finished")
+    text = f"rule {printable(data.get('rule'))} at {num(data.get('power_w'), 'W')}: {printable(data.get('action'))}"
+    if data.get("ok") is False:
+        text += f" failed ({printable(data.get('error'))})"
     return text
 
 
@@ -206,4 +291,6 @@ def formatEvent(event: dict[str, Any]) -> str:
         detail = printable(data.get("power_on") or "none")
     elif kind == "plug_conflict":
         detail = printable(formatConflict(data)) if data.get("fields") else "cleared"
+    elif kind in ("rule", "rule_running"):
+        detail, kind = ruleEventText(kind, data), None
     return " ".join(printable(part) for part in (event.get("at"), name, kind, detail) if part)
