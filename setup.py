@@ -35,6 +35,7 @@ setup(
         "prometheus-client>=0.20.0",
         "pycountry>=22.3",
         "astral>=3.2",
+        "shtab>=1.7",
     ],
     extras_require={
         "test": [
