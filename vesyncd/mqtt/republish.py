@@ -128,6 +128,12 @@ class Republisher:
             return
         end = min(self._next + self.slice, len(self._ids))
         for index in range(self._next, end):
+            # Checked per plug too, not only per slice: a plug may be twenty messages, and the queue
+            # should stop within one plug of its high-water mark, whatever the slice.
+            if index > self._next and self.congested():
+                self._next = index
+                self.waiting = True
+                return
             try:
                 self.publishOne(self._ids[index])
             except Exception:
