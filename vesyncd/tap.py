@@ -19,15 +19,21 @@ from twisted.python import usage
 
 from vesyncd import __version__, gcpolicy, logconfig, paths
 from vesyncd.auth import loadOrCreateToken
+from vesyncd.automation import tap as automationTap
+from vesyncd.automation.engine import AutomationEngine
 from vesyncd.config import applyConfig, checkListenerOptions, findConfigArgument, loadConfigFile, reportUsageError
 from vesyncd.control import tap as controlTap
 from vesyncd.control.api import ControlCore
 from vesyncd.core import settings as coreSettings
+from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import ONLINE
 from vesyncd.core.settings import Settings
 from vesyncd.dns import tap as dnsTap
 from vesyncd.dns.server import DNSService
+from vesyncd.insight import tap as insightTap
+from vesyncd.insight.service import EnergyInsight
+from vesyncd.insight.tariffconfig import TARIFF_KEY
 from vesyncd.mqtt import tap as mqttTap
 from vesyncd.mqtt.bridge import MQTTService
 from vesyncd.paths import defaultStateDir
@@ -58,7 +64,8 @@ class CoreOptions:
 
 
 class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsTap.DNSOptions, controlTap.ControlOptions,
-              mqttTap.MQTTOptions, webTap.WebOptions, logconfig.LogOptions, usage.Options):
+              mqttTap.MQTTOptions, webTap.WebOptions, logconfig.LogOptions, automationTap.AutomationOptions,
+              insightTap.InsightOptions, usage.Options):
     """Options of C{twistd vesyncd} / C{twist vesyncd}; each is also a key of the C{--config} file.
 
     Twisted gathers C{optFlags} and C{optParameters} from every base class, so each package's options
@@ -88,6 +95,8 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         super().__init__()
         for name in dnsTap.REPEATABLE:
             self[name] = []
+        #: The config file's tables that are not options (the [[tariff]] tables), by key.
+        self.configTables: dict[str, Any] = {}
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -101,7 +110,10 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         try:
             path = findConfigArgument(argv)
             if path is not None:
-                applyConfig(self, loadConfigFile(path), path)
+                data = loadConfigFile(path)
+                # [[tariff]] tables are no option: they go to the tariff check in postOptions.
+                self.configTables = {TARIFF_KEY: data.pop(TARIFF_KEY)} if TARIFF_KEY in data else {}
+                applyConfig(self, data, path)
             super().parseOptions(argv)
         except usage.UsageError as e:
             reportUsageError(self, e)
@@ -115,6 +127,8 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
             raise usage.UsageError(str(e)) from None
         self["state-dir"] = Path(self["state-dir"]).expanduser() if self["state-dir"] else defaultStateDir()
         storageTap.checkOptions(self)
+        automationTap.checkOptions(self)
+        insightTap.checkOptions(self, self.configTables)
         dnsTap.checkOptions(self)
         controlTap.checkOptions(self)
         mqttTap.checkOptions(self)
@@ -135,6 +149,8 @@ class DaemonParts:
     control: ControlCore
     mqtt: MQTTService | None
     web: WebApp | None
+    automation: AutomationEngine | None = None
+    insight: EnergyInsight | None = None
 
     @property
     def listeners(self) -> dict[str, ListenerService]:
@@ -191,7 +207,8 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     # The state comes first: the hub starts from the plugs and energy totals it holds.
     stored = storageTap.openState(top, config, reactor) if persistent else None
     settings: Settings = config["settings"]
-    hub = Hub(reactor, settings, ledger=stored.ledger if stored else None, known=stored.known if stored else ())
+    hub = Hub(reactor, settings, ledger=stored.ledger if stored else MemoryLedger(config["timezone"]),
+              known=stored.known if stored else ())
     hub.subscribe(logconfig.PlugStateLog(lambda plugId: hub.get(plugId).alias))
     plugs = plugsTap.makeServices(top, hub, config, reactor, settings.login_timeout, info)
     # Long-lived plug objects leave the collector's way after login waves (see vesyncd.gcpolicy).
@@ -205,13 +222,25 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     if stored is not None:
         storageTap.makeServices(hub, stored)
 
+    # Automation and energy insight work over the hub (and the store, when there is one); the front
+    # ends below are given them.  The store closes only after their last writes (beforeClose).
+    beforeClose = stored.service.beforeClose if stored else None
+    automation = automationTap.makeServices(top, hub, config, reactor, stored.automation if stored else None,
+                                            stored.automationItems if stored else None, beforeClose)
+    insight = insightTap.makeServices(top, hub, hub.ledger, config, reactor, config["timezone"],
+                                      switchLog=stored.switches if stored else None,
+                                      baselines=stored.baselines if stored else None,
+                                      saveBaselines=stored.baselineStore.save if stored else None,
+                                      beforeClose=beforeClose)
+
     dns = dnsTap.makeServices(top, config, reactor, info)
     token = loadOrCreateToken(Path(config["state-dir"]) / paths.TOKEN_FILE)
     control = controlTap.makeServices(top, hub, config, reactor, token, info)
-    mqtt = mqttTap.makeServices(top, hub, config, reactor)
+    mqtt = mqttTap.makeServices(top, hub, config, reactor, info, automation=automation, insight=insight)
     web = webTap.makeServices(top, hub, config, reactor, token, info, dns)
 
     if config["demo-plugs"]:
         DemoPlugs(reactor, plugs, config["demo-plugs"]).setServiceParent(top)
-    top.context = DaemonParts(info, hub, plugs, stored, dns, control, mqtt, web)
+    top.context = DaemonParts(info, hub, plugs, stored, dns, control, mqtt, web, automation=automation,
+                              insight=insight)
     return top

@@ -1,5 +1,6 @@
 """
-Saving plug state after hub events, coalesced so a busy daemon writes each row once per window.
+Saving plug state after hub events, coalesced so a busy daemon writes each row once per window, and
+each relay switch (with its cause) to the switch history.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from typing import Callable
 from twisted.internet.interfaces import IDelayedCall
 
 from vesyncd.core.hub import Hub
-from vesyncd.core.model import ENERGY, FORGOTTEN, RSSI, Event, UnknownPlug
+from vesyncd.core.model import ENERGY, FORGOTTEN, RELAY, RSSI, Event, UnknownPlug
+from vesyncd.storage.sidetables import SwitchLog
 from vesyncd.storage.store import Store
 
 
@@ -29,9 +31,11 @@ class Persister:
     #: keepalive up for ~90 ms, so the rest waits for the next turn.
     CHUNK = 100
 
-    def __init__(self, hub: Hub, store: Store, delay: float = 1.0, seenDelay: float = 60.0) -> None:
+    def __init__(self, hub: Hub, store: Store, delay: float = 1.0, seenDelay: float = 60.0,
+                 switches: SwitchLog | None = None) -> None:
         self.hub = hub
         self.store = store
+        self.switches = switches
         self.delay = delay
         self.seenDelay = seenDelay
         self._dirty: set[str] = set()
@@ -45,8 +49,13 @@ class Persister:
         if event.kind == FORGOTTEN:
             self._dirty.discard(event.plug)
             self._seen.discard(event.plug)
+            if self.switches is not None:
+                self.switches.forget(event.plug)
             self.store.deletePlug(event.plug)
             return
+        if event.kind == RELAY and self.switches is not None and isinstance(event.data.get("relay"), bool):
+            cause = event.data.get("cause")
+            self.switches.add(event.plug, event.at, event.data["relay"], cause if isinstance(cause, str) else None)
         seenOnly = event.kind in self.SEEN_ONLY
         (self._seen if seenOnly else self._dirty).add(event.plug)
         call = self._calls.get(seenOnly)

@@ -14,12 +14,13 @@ from typing import Any, Callable, Iterable
 
 from twisted.logger import Logger
 
+from vesyncd.automation.sqlitestore import SCHEMA as AUTOMATION_SCHEMA
 from vesyncd.core.model import PlugState
 from vesyncd.core.periods import zoneName
 
 log = Logger()
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_DEVICE_JSON = 4096
 MAX_TEXT = 256
 
@@ -91,7 +92,28 @@ def _migrate2to3(conn: sqlite3.Connection, zone: tzinfo) -> None:
             conn.execute(f"ALTER TABLE plugs ADD COLUMN {column} {types.get(column, 'TEXT')}")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2, _migrate2to3]
+#: Schema 4's own tables: relay switches (bounded, pruned daily) and each plug's standby-baseline samples.
+SCHEMA_4 = """
+CREATE TABLE IF NOT EXISTS switches (plug TEXT NOT NULL, at REAL NOT NULL, relay INTEGER NOT NULL, cause TEXT);
+CREATE INDEX IF NOT EXISTS switches_plug_at ON switches (plug, at);
+CREATE TABLE IF NOT EXISTS baselines (plug TEXT PRIMARY KEY, data BLOB NOT NULL, saved REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a DDL script, to run one by one inside the migration's transaction
+    (C{executescript} would commit it)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _migrate3to4(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 4: automation items, relay switches and standby baselines."""
+    for statement in statements(AUTOMATION_SCHEMA) + statements(SCHEMA_4):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2, _migrate2to3,
+                                                                   _migrate3to4]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -17,7 +17,8 @@ Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}):
  - C{hours}: watt-seconds per plug and UTC hour (C{hour = floor(at / 3600)}), kept forever;
  - C{days}, C{months}: per plug and local day / month of the configured zone, kept forever and
    rebuilt from C{hours} if the zone changes;
- - C{meta}: key/value pairs (the zone the day and month rollups were built in).
+ - C{meta}: key/value pairs (the zone the day and month rollups were built in);
+ - C{automation}, C{switches}, C{baselines}: see L{vesyncd.storage.sidetables} and docs/storage.md.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class Store:
         self._loop: task.LoopingCall | None = None
         self._pruneLoop: task.LoopingCall | None = None
         self._pruneDelay: IDelayedCall | None = None
+        self.pruneHooks: list[Callable[[], Deferred]] = []
         self.closed = False
 
     @classmethod
@@ -284,7 +286,7 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for plugId in deletes:
-                for table in ("plugs", "reports", "hours", "days", "months"):
+                for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines"):
                     conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
             conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
             for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
@@ -367,6 +369,8 @@ class Store:
 
     def _prune(self) -> None:
         self.prune().addErrback(lambda f: log.failure("store: pruning failed (will try tomorrow)", f))
+        for hook in self.pruneHooks:  # other tables' daily pruning (e.g. the switch history)
+            hook().addErrback(lambda f: log.failure("store: pruning failed (will try tomorrow)", f))
 
     def stop(self) -> Deferred:
         """Write what is queued (one try), then close the database and its thread."""

@@ -11,15 +11,16 @@ policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application import service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
+from vesyncd.automation.sqlitestore import SqliteAutomationStore
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import PlugState
 from vesyncd.core.policy import PowerOnPolicy
@@ -29,6 +30,7 @@ from vesyncd.service import StartupError
 from vesyncd.storage.store import Store, StoreOpenError, threadRunner
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.persister import Persister
+from vesyncd.storage.sidetables import BaselineStore, SwitchLog
 
 log = Logger()
 
@@ -74,10 +76,14 @@ def checkOptions(config: Any) -> None:
 class StoreService(service.Service):
     """Runs the store's writer while the daemon runs; on stop saves every plug and flushes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, switches: SwitchLog | None = None) -> None:
         self.store = store
+        self.switches = switches
         self.hub: Hub | None = None
         self.persister: Persister | None = None
+        #: Called at stop, before the store closes; each returns a Deferred waited for (other writers
+        #: through the store's thread: the automation store's flush, the baselines' last save).
+        self.beforeClose: list[Callable[[], Deferred]] = []
 
     def startService(self) -> None:
         """Start the periodic flush and the daily pruning."""
@@ -92,7 +98,11 @@ class StoreService(service.Service):
         if self.hub is not None:
             for plug in self.hub.plugs():
                 self.store.putPlug(plug)
-        return self.store.stop()
+        waits = [maybeDeferred(hook) for hook in self.beforeClose]
+        if self.switches is not None:
+            waits.append(self.switches.flush())
+        d = DeferredList(waits, consumeErrors=True)
+        return d.addCallback(lambda _: self.store.stop())
 
 
 def openStore(config: Any, reactor: Any) -> Store:
@@ -117,6 +127,14 @@ class StoredState:
     known: list[PlugState]
     service: StoreService
     powerOn: PowerOnPolicy | None = None
+    #: The automation items' table, and the items it held at start-up (for C{engine.start(items)}).
+    automation: SqliteAutomationStore | None = None
+    automationItems: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    #: The relay switch history, written by the persister.
+    switches: SwitchLog | None = None
+    #: Each plug's standby-baseline samples as stored at start-up, and where they are saved.
+    baselines: dict[str, bytes] = field(default_factory=dict)
+    baselineStore: BaselineStore | None = None
 
 
 def openState(parent: service.MultiService, config: Any, reactor: Any) -> StoredState:
@@ -124,16 +142,22 @@ def openState(parent: service.MultiService, config: Any, reactor: Any) -> Stored
     store = openStore(config, reactor)
     known = store.loadPlugs()
     ledger = SQLiteLedger(store, reactor.seconds())
+    automation = SqliteAutomationStore(store.run, store.connection)
+    items = automation.load()
+    baselineStore = BaselineStore(store)
+    baselines = baselineStore.load()
     store.detach()
-    storeService = StoreService(store)
+    switches = SwitchLog(store)
+    storeService = StoreService(store, switches)
     storeService.setServiceParent(parent)
     log.info("store: {path}: {n} plugs known ({aliases} with aliases), energy days in {zone}",
              path=str(store.path), n=len(known), aliases=sum(1 for p in known if p.alias), zone=zoneName(store.zone))
-    return StoredState(store, ledger, known, storeService)
+    return StoredState(store, ledger, known, storeService, automation=automation, automationItems=items,
+                       switches=switches, baselines=baselines, baselineStore=baselineStore)
 
 
 def makeServices(hub: Hub, stored: StoredState) -> None:
-    """Persist the hub's events to the store and apply power-on policies."""
+    """Persist the hub's events (plug rows, relay switches) to the store and apply power-on policies."""
     stored.service.hub = hub
-    stored.service.persister = Persister(hub, stored.store)
+    stored.service.persister = Persister(hub, stored.store, switches=stored.switches)
     stored.powerOn = PowerOnPolicy(hub)
