@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from tests.fakes import FakeConnection
+from vesyncd.automation.engine import AutomationEngine
+from vesyncd.automation.settings import AutomationConfig
+from vesyncd.automation.store import MemoryAutomationStore
 from vesyncd.plugs import codec as m
 from vesyncd.auth import FailureThrottle
 from vesyncd.core.hub import Hub
@@ -109,16 +114,25 @@ class Harness:
     metricsPublic: bool = False
     maxStreams: int | None = None
     dns: Any = None
+    automation: bool = False
+    insight: Any = None
+    tokenPath: str | None = None
+    settings: Any = None
 
     def __post_init__(self) -> None:
         self.clock.advance(1_700_000_000)
-        self.hub = Hub(self.clock)
+        self.hub = Hub(self.clock, self.settings) if self.settings is not None else Hub(self.clock)
         self.throttle = FailureThrottle()
         # The exchanges below are never closed, so the connection caps are out of the way here
         # (tests/test_trust_web.py tests them).
         self.limits = ConnectionLimits(self.clock, maxTotal=100_000, maxPerHost=100_000)
+        self.engine = AutomationEngine(AutomationHub(self.hub), MemoryAutomationStore(), self.clock,
+                                       AutomationConfig(zone=timezone.utc)) if self.automation else None
+        if self.engine is not None:
+            self.engine.start([])
         self.app = WebApp(self.hub, self.clock, TOKEN, metricsPublic=self.metricsPublic, limits=self.limits,
-                          throttle=self.throttle, maxStreams=self.maxStreams, dns=self.dns)
+                          throttle=self.throttle, maxStreams=self.maxStreams, dns=self.dns,
+                          automation=self.engine, insight=self.insight, tokenPath=self.tokenPath)
         self.site = makeSite(self.app, self.clock)
         self.sessionA, self.connA = login(self.hub, PLUG_A, relay=False)
         self.sessionB, self.connB = login(self.hub, PLUG_B, relay=True, peer="192.0.2.11:40000")
@@ -155,3 +169,84 @@ class Harness:
         response = self.send(method, path, **kw).response()
         assert response is not None and response.complete, f"no complete response to {method} {path}"
         return response
+
+
+class AutomationHub:
+    """The hub as the automation engine sees it (IAutomationHub), for tests of the web routes."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.causes: list[str] = []
+
+    def switch(self, plugId: str, on: bool, cause: str) -> Deferred:
+        """Switch through the hub, noting the cause."""
+        self.causes.append(cause)
+        return self.hub.switch(plugId, on)
+
+    def refresh(self, plugId: str) -> Deferred:
+        """Ask the plug for fresh readings."""
+        return self.hub.refresh(plugId)
+
+    def isOnline(self, plugId: str) -> bool:
+        """True while the plug is connected."""
+        return self.hub.isOnline(plugId)
+
+    def subscribe(self, callback: Any) -> Any:
+        """Follow the hub's events."""
+        return self.hub.subscribe(callback)
+
+    def announce(self, kind: str, plugId: str, **data: Any) -> None:
+        """Events of the engine are not looked at here."""
+
+
+class FakeInsight:
+    """EnergyInsight's API with fixed figures, recording what it was asked."""
+
+    currency = "EUR"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def periods(self, plugId: str) -> Deferred:
+        """Fixed period totals."""
+        self.calls.append(("periods", plugId))
+        return succeed({"today_wh": 412.5, "yesterday_wh": 1830.0, "week_wh": 2242.5, "month_wh": 2242.5,
+                        "year_wh": 803112.0, "currency": "EUR", "today_cost": 0.1238, "yesterday_cost": 0.549,
+                        "week_cost": 0.6728, "month_cost": 0.6728, "year_cost": 240.93})
+
+    def baseline(self, plugId: str) -> dict[str, Any]:
+        """A fixed baseline."""
+        return {"baseline_w": 8.0, "baseline_hours": 168.0, "baseline_yearly_kwh": 70.128,
+                "baseline_yearly_cost": 21.0384, "currency": "EUR"}
+
+    def chart(self, plugId: str) -> dict[str, Any]:
+        """Two readings in the hour, one 5-minute mean."""
+        return {"hour": [[1_699_999_940, 41.2], [1_699_999_990, 40.9]], "day": [[1_699_999_700, 40.3]]}
+
+    def history(self, plugId: str, period: str, value: str, cost: bool = False) -> Deferred:
+        """One bucket with cost; a bad value fails as the ledger does."""
+        self.calls.append(("history", plugId, period, value, cost))
+        if value == "bad":
+            raise ValueError("not a date")
+        return succeed({"plug": plugId, "period": period, "value": value, "unit": "hour", "timezone": "UTC",
+                        "buckets": [{"start": "x", "label": "00:00", "wh": 1000.0, "cost": 0.3}],
+                        "total_wh": 1000.0, "currency": "EUR", "total_cost": 0.3})
+
+    def costTable(self, month: str | None = None) -> Deferred:
+        """A one-plug table."""
+        self.calls.append(("costTable", month))
+        return succeed({"month": month or "2023-11", "currency": "EUR", "plugs": [], "total_wh": 0.0, "total_cost": 0.0})
+
+    def hourlyCSV(self, plugId: str, start: Any, end: Any) -> Deferred:
+        """Two lines of CSV."""
+        self.calls.append(("hourlyCSV", plugId, start, end))
+        return succeed("start_utc,start_local (UTC),wh,cost (EUR)\r\n2023-11-14T22:00:00Z,2023-11-14T22:00:00+00:00,250,0.075\r\n")
+
+    def totals(self) -> Deferred:
+        """The house's figures."""
+        return succeed({"power_w": 61.5, "today_wh": 812.0, "today_cost": 0.24, "currency": "EUR", "plugs_online": 2})
+
+    def switches(self, plugId: str, limit: int) -> Deferred:
+        """One switch."""
+        self.calls.append(("switches", plugId, limit))
+        return succeed([{"at": "2023-11-14T22:13:20Z", "relay": "on", "cause": "timer"}])

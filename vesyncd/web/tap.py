@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Any
 
 from twisted.application import service
@@ -15,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from vesyncd.core.hub import Hub
+from vesyncd.paths import TOKEN_FILE
 from vesyncd.service import DaemonInfo, ListenerService, withBacklog
 from vesyncd.web.api import WebApp
 from vesyncd.web.limits import MAX_PER_HOST, ConnectionLimits
@@ -108,16 +110,20 @@ class _WebLifetime(service.Service):
 
 
 def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, token: str,
-                 info: DaemonInfo, dns: Any = None) -> WebApp | None:
+                 info: DaemonInfo, dns: Any = None, automation: Any = None, insight: Any = None) -> WebApp | None:
     """Add the web listener to C{parent} unless --no-http, and return the app it serves.
 
-    C{token} lets clients in; C{dns} (the DNS responder or None) lends its counters to /metrics.
+    C{token} lets clients in; C{dns} (the DNS responder or None) lends its counters to /metrics;
+    C{automation} (the L{AutomationEngine}) and C{insight} (the L{EnergyInsight}) serve their routes
+    when given.
     """
     if config["no-http"]:
         return None
     limits = ConnectionLimits(reactor, maxTotal=config.get("http-max-connections"),
                               maxPerHost=config.get("http-max-per-host") or MAX_PER_HOST)
-    app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]), limits=limits)
+    tokenPath = Path(info.stateDir) / TOKEN_FILE if info.stateDir is not None else None
+    app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]), limits=limits,
+                 automation=automation, insight=insight, tokenPath=tokenPath)
     _WebLifetime(app).setServiceParent(parent)
     listener = ListenerService(reactor, "web server", withBacklog(config["http"]), makeSite(app, reactor),
                                hint="choose another port with --http, or turn the web page off with --no-http")
