@@ -8,13 +8,7 @@ The unit tests run in memory; a few run C{twistd -n vesyncd} on loopback as a su
 from __future__ import annotations
 
 import io
-import os
-import queue
-import signal
 import subprocess
-import sys
-import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,10 +21,7 @@ from vesyncd import logconfig, tap
 from vesyncd.config import reportUsageError
 from vesyncd.core.model import OFFLINE, ONLINE, RELAY, Event
 
-BIN = Path(sys.executable).parent
-#: The longest the daemon may take to start, and to stop.
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
+from tests.twistd_helpers import BIN, START_TIMEOUT, Twistd
 
 
 # --- in memory ----------------------------------------------------------------------------------
@@ -182,62 +173,6 @@ def test_badOptionIsOneLineFirst(tmp_path: Path, runner: str, argv: list[str], o
     assert lines[0].startswith(f"{runner} vesyncd: ") and option in lines[0], lines
     assert lines[1:] == [f"see: {runner} vesyncd --help"], lines
     assert not (tmp_path / "state").exists()
-
-
-class Twistd:
-    """C{twistd -n vesyncd} on loopback as a subprocess; its log lines are read by a thread, so every
-    wait has a deadline."""
-
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.stateDir = tmp_path / "state"
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        command = [str(BIN / "twistd"), "-n", "--pidfile=", "vesyncd", "--state-dir", str(self.stateDir),
-                   "--plugs", "tcp:0:interface=127.0.0.1", "--no-http", "--dns-port", "0",
-                   "--dns-interface", "127.0.0.1", "--address", "127.0.0.1", "--demo-plugs", "1", *args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def waitFor(self, text: str) -> str:
-        """The first log line containing C{text}; fails after START_TIMEOUT or when the daemon ends."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                raise AssertionError(f"no log line with {text!r}:\n" + "\n".join(self.seen[-40:]))
-            self.seen.append(line)
-            if text in line:
-                return line
-
-    def vesyncctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run one vesyncctl command against this daemon."""
-        return subprocess.run([str(BIN / "vesyncctl"), "--state-dir", str(self.stateDir), *args],
-                              capture_output=True, text=True, timeout=START_TIMEOUT)
-
-    def stop(self) -> list[str]:
-        """Stop the daemon with SIGTERM and return every line it logged."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError("twistd did not stop on SIGTERM") from None
-        while (line := self.lines.get(timeout=STOP_TIMEOUT)) is not None:
-            self.seen.append(line)
-        return self.seen
 
 
 #: Lines that only debugging needs: each would repeat for every vesyncctl call or plug connection.

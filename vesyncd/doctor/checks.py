@@ -7,7 +7,8 @@ the logic runs in memory in tests; L{SystemProbes} is the real implementation (C
 system resolver, a DNS query to vesyncd's own responder, and callables the CLI wires to the
 daemon's control interface).
 
-Checks, in order: the daemon, who holds ports 53/udp, 53/tcp and 17273/tcp, what
+Checks, in order: the daemon, whether it is a loopback-only demo, who holds ports 53/udp, 53/tcp and its
+plug port (L{vesyncd.doctor.setupchecks} reads where the daemon says it listens), what
 C{server2.vesync.com} resolves to through the system resolver and through vesyncd's responder
 (L{vesyncd.doctor.netchecks}), which plugs were seen and whether their logins disagree, plugs
 waiting for approval (L{vesyncd.doctor.plugchecks}), and whether this host's clock is sane.
@@ -27,6 +28,8 @@ from vesyncd.doctor.netchecks import (
 )
 from vesyncd.doctor.plugchecks import pendingCheck, plugChecks
 from vesyncd.doctor.report import Check, Level, checksToJSON, exitCode, formatChecks
+from vesyncd.doctor.setupchecks import (addressCheck, dnsListen, dnsOff, dnsPortCheck, loopbackOnly, plugPort, setupCheck,
+                                        systemDnsDemoCheck)
 
 __all__ = [
     "DNS_PORT", "PLUG_PORT", "VESYNC_NAME", "Check", "DoctorProbes", "Level", "checksToJSON",
@@ -138,13 +141,20 @@ async def _runDoctor(probes: DoctorProbes, name: str) -> list[Check]:
             )
         )
 
-    for port, proto in ((DNS_PORT, "udp"), (DNS_PORT, "tcp"), (PLUG_PORT, "tcp")):
+    # What the daemon says about itself (where it listens, what it advertises) beats the defaults.
+    known = status if daemonUp else None
+    demo = setupCheck(known)
+    if demo is not None:
+        checks.append(demo)
+    for port, proto in ((DNS_PORT, "udp"), (DNS_PORT, "tcp"), (plugPort(known), "tcp")):
         holder, error = await _ask("portHolder", lambda: probes.portHolder(port, proto))
         if error is not None:
             checks.append(
                 Check(f"port {port}/{proto}", Level.WARN, f"cannot tell who listens ({error})",
                       "run `sudo vesyncctl doctor` to see other users' sockets")
             )
+        elif port == DNS_PORT:
+            checks.append(dnsPortCheck(proto, holder, known, daemonUp))
         else:
             checks.append(portCheck(port, proto, holder, daemonUp))
 
@@ -152,15 +162,23 @@ async def _runDoctor(probes: DoctorProbes, name: str) -> list[Check]:
     local = list(local or [])
 
     answers, error = await _ask("systemResolve", lambda: probes.systemResolve(name))
-    checks.append(systemDnsCheck(answers, error, status if daemonUp else None, local))
+    if loopbackOnly(known):
+        checks.append(systemDnsDemoCheck(answers, error))
+    else:
+        checks.append(systemDnsCheck(answers, error, known, local))
 
-    where = tuple(probes.responder)
-    answers, error = await _ask(
-        "responderResolve", lambda: probes.responderResolve(name, where[0], where[1])
-    )
-    checks.append(
-        responderCheck(answers, error, (where[0], where[1]), status if daemonUp else None, local)
-    )
+    where = dnsListen(known) or tuple(probes.responder)
+    if dnsOff(known):
+        checks.append(Check("dns vesyncd responder", Level.WARN, "vesyncd's DNS responder is off (--no-dns)",
+                            "fine when your router's DNS or `vesyncctl provision --server-ip` sends plugs here"))
+    else:
+        answers, error = await _ask(
+            "responderResolve", lambda: probes.responderResolve(name, where[0], where[1])
+        )
+        checks.append(responderCheck(answers, error, (where[0], where[1]), known, local))
+    advertised = addressCheck(known, local)
+    if advertised is not None:
+        checks.append(advertised)
 
     clock, clockError = await _ask("clock", probes.clock)
     now = clock[0] if clock else datetime.now(timezone.utc)
@@ -200,8 +218,9 @@ def runDoctor(probes: DoctorProbes, *, name: str = VESYNC_NAME) -> Deferred[list
     """Run every check against C{probes}.
 
     Never fails: a probe that raises becomes a WARN/FAIL check with the reason.  Check names are
-    stable: C{daemon}, C{port 53/udp}, C{port 53/tcp}, C{port 17273/tcp}, C{dns system resolver},
-    C{dns vesyncd responder}, C{plug <alias> (<id>)} per plug (or C{plugs}), each followed by
+    stable: C{daemon}, C{setup} (only for a loopback-only demo), C{port 53/udp}, C{port 53/tcp},
+    C{port 17273/tcp} (the daemon's plug port), C{dns system resolver}, C{dns vesyncd responder},
+    C{advertised address} (when the daemon says), C{plug <alias> (<id>)} per plug (or C{plugs}), each followed by
     C{plug <alias> (<id>) logins} when its logins disagree, C{pending plugs} when some wait for
     approval, C{clock}.
 
