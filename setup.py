@@ -43,6 +43,7 @@ setup(
             "hypothesis>=6.100",
             "selenium>=4.11",
             "websockets>=12.0",
+            "jinja2>=3.1",  # renders the Home Assistant templates of the MQTT discovery payloads
         ],
         "bench": [
             "websockets>=12.0",
