@@ -58,6 +58,10 @@ class InsightRouteTests(unittest.TestCase):
         self.assertIn(("hourlyCSV", PLUG_A, "2023-11-01", "2023-11-15"), insight.calls)
         bad = h.request("GET", f"/api/plugs/{PLUG_A}/export.csv?from=1.11.2023")
         self.assertEqual((bad.status, bad.json()["field"]), (400, "from"))
+        backwards = h.request("GET", f"/api/plugs/{PLUG_A}/export.csv?from=2023-11-10&to=2023-11-01")
+        self.assertEqual((backwards.status, backwards.json()["field"]), (400, "to"))
+        h.request("GET", f"/api/plugs/{PLUG_A}/export.csv")
+        self.assertEqual(insight.calls[-1], ("hourlyCSV", PLUG_A, "2023-11-01", "2023-11-14"))
 
     def test_chart(self) -> None:
         """The chart is insight's hour and day series; without insight, the web's own hour of readings."""
@@ -90,3 +94,25 @@ class InsightRouteTests(unittest.TestCase):
         h = Harness(tokenPath="/srv/vesyncd/state/control.token")
         r = h.request("GET", "/api/login", token=None)
         self.assertEqual((r.status, r.json()), (200, {"token_path": "/srv/vesyncd/state/control.token"}))
+
+
+class RealInsightTests(unittest.TestCase):
+    """The routes over the real EnergyInsight on the harness's hub and ledger (no tariff)."""
+
+    def test_detailTotalsAndCsv(self) -> None:
+        """Periods and baseline in the plug's JSON, null costs without a tariff, the zone in the CSV header."""
+        from datetime import timezone
+
+        from vesyncd.insight.service import EnergyInsight
+
+        h = Harness(insightFactory=lambda hub, clock: EnergyInsight(hub, hub.ledger, timezone.utc, clock))
+        runtime(h.sessionA, relay=True, watts=25.0)
+        doc = h.request("GET", f"/api/plugs/{PLUG_A}").json()
+        self.assertEqual(set(doc["periods"]) >= {"today_wh", "yesterday_wh", "week_wh", "month_wh", "year_wh"}, True)
+        self.assertIsNone(doc["periods"]["today_cost"])
+        self.assertIsNone(doc["baseline"]["baseline_w"])
+        self.assertEqual(h.request("GET", f"/api/plugs/{PLUG_A}/chart").json()["hour"][-1][1], 25.0)
+        self.assertEqual(h.request("GET", "/api/totals").json()["power_w"], 25.0)
+        csv = h.request("GET", f"/api/plugs/{PLUG_A}/export.csv?from=2023-11-14&to=2023-11-14")
+        self.assertEqual(csv.status, 200)
+        self.assertIn(b"UTC", csv.body.split(b"\r\n")[0])

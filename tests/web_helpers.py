@@ -9,7 +9,7 @@ from datetime import timezone
 from typing import Any
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
@@ -17,6 +17,7 @@ from tests.fakes import FakeConnection
 from vesyncd.automation.engine import AutomationEngine
 from vesyncd.automation.settings import AutomationConfig
 from vesyncd.automation.store import MemoryAutomationStore
+from vesyncd.insight.service import InsightError
 from vesyncd.plugs import codec as m
 from vesyncd.auth import FailureThrottle
 from vesyncd.core.hub import Hub
@@ -118,6 +119,8 @@ class Harness:
     insight: Any = None
     tokenPath: str | None = None
     settings: Any = None
+    #: Called with (hub, clock) to make the insight object when C{insight} is not given.
+    insightFactory: Any = None
 
     def __post_init__(self) -> None:
         self.clock.advance(1_700_000_000)
@@ -130,6 +133,8 @@ class Harness:
                                        AutomationConfig(zone=timezone.utc)) if self.automation else None
         if self.engine is not None:
             self.engine.start([])
+        if self.insight is None and self.insightFactory is not None:
+            self.insight = self.insightFactory(self.hub, self.clock)
         self.app = WebApp(self.hub, self.clock, TOKEN, metricsPublic=self.metricsPublic, limits=self.limits,
                           throttle=self.throttle, maxStreams=self.maxStreams, dns=self.dns,
                           automation=self.engine, insight=self.insight, tokenPath=self.tokenPath)
@@ -237,9 +242,11 @@ class FakeInsight:
         self.calls.append(("costTable", month))
         return succeed({"month": month or "2023-11", "currency": "EUR", "plugs": [], "total_wh": 0.0, "total_cost": 0.0})
 
-    def hourlyCSV(self, plugId: str, start: Any, end: Any) -> Deferred:
-        """Two lines of CSV."""
+    def hourlyCSV(self, plugId: str, start: str, end: str) -> Deferred:
+        """Two lines of CSV; an end before the start fails naming end, as insight does."""
         self.calls.append(("hourlyCSV", plugId, start, end))
+        if end < start:
+            return fail(InsightError("end", f"{end} is before the start {start}"))
         return succeed("start_utc,start_local (UTC),wh,cost (EUR)\r\n2023-11-14T22:00:00Z,2023-11-14T22:00:00+00:00,250,0.075\r\n")
 
     def totals(self) -> Deferred:

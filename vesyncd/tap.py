@@ -237,7 +237,7 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     token = loadOrCreateToken(Path(config["state-dir"]) / paths.TOKEN_FILE)
     control = controlTap.makeServices(top, hub, config, reactor, token, info)
     mqtt = mqttTap.makeServices(top, hub, config, reactor, info, automation=automation, insight=insight)
-    web = webTap.makeServices(top, hub, config, reactor, token, info, dns)
+    web = webTap.makeServices(top, hub, config, reactor, token, info, dns, automation=automation, insight=insight)
 
     if config["demo-plugs"]:
         DemoPlugs(reactor, plugs, config["demo-plugs"]).setServiceParent(top)

@@ -29,10 +29,18 @@ MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 SWITCHES_LIMIT = 20
 
 
+#: Insight's names of fields -> the query parameters that carry them here.
+FIELDS = {"start": "from", "end": "to"}
+
+
 def _invalid(field: str) -> Any:
-    """An errback turning the engine's ValueError into a 400 naming C{field}."""
+    """An errback turning a ValueError into a 400 naming the query parameter (insight's own field if it names one)."""
     def errback(f: Failure) -> Any:
         f.trap(ValueError)
+        named = getattr(f.value, "field", None)
+        if isinstance(named, str):
+            name = FIELDS.get(named, named)
+            raise ApiError(400, "invalid", f"{name}: {getattr(f.value, 'message', f.value)}", field=name)
         raise ApiError(400, "invalid", f"{field}: {f.value}", field=field)
     return errback
 
@@ -90,7 +98,8 @@ class InsightRoutes:
         return d.addErrback(_invalid(period))
 
     def export(self, request: server.Request, session: Session | None, ref: str) -> Any:
-        """Hourly watt-hours (and cost) of local dates [from, to) as CSV, the time zone in the header."""
+        """Hourly watt-hours (and cost) from local date C{from} to C{to}, both included, as CSV with the time
+        zone in the header (default: this month to today)."""
         plug = self.hub.resolve(ref)
         args = queryArgs(request, {"from", "to"})
         for key in ("from", "to"):
@@ -98,7 +107,10 @@ class InsightRoutes:
                 raise ApiError(400, "invalid", f"{key}: a date YYYY-MM-DD", field=key)
         if self.insight is None:
             raise ApiError(503, "unavailable", "energy insight is not running in this daemon")
-        d = maybeDeferred(self.insight.hourlyCSV, plug.id, args.get("from") or None, args.get("to") or None)
+        today = datetime.fromtimestamp(self.clock.seconds(), tz=getattr(self.insight, "zone", None) or hostZone()).date()
+        start = args.get("from") or today.replace(day=1).isoformat()
+        end = args.get("to") or today.isoformat()
+        d = maybeDeferred(self.insight.hourlyCSV, plug.id, start, end)
 
         def send(text: str) -> bytes:
             request.setHeader("content-type", "text/csv; charset=utf-8")
