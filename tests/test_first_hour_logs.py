@@ -69,6 +69,7 @@ def test_chatterIsDebugOnly() -> None:
         {"log_format": "Starting factory {factory!r}", "log_level": LogLevel.info},
         {"log_format": "Stopping factory {factory!r}", "log_level": LogLevel.info},
         {"log_format": "{cls} connection established (HOST:{host} PEER:{peer})", "log_level": LogLevel.info},
+        {"log_format": "dropping connection to peer {peer} with abort={abort}: {reason}", "log_level": LogLevel.warn},
         {"message": ("PlugServerFactory starting on 17273",), "log_level": LogLevel.info},
         {"message": ("Starting protocol <x>",), "log_level": LogLevel.info},
         {"message": ("(UDP Port 5353 Closed)",), "log_level": LogLevel.info},
@@ -177,7 +178,7 @@ def test_badOptionIsOneLineFirst(tmp_path: Path, runner: str, argv: list[str], o
 
 #: Lines that only debugging needs: each would repeat for every vesyncctl call or plug connection.
 CHATTER = ("Starting factory", "Stopping factory", "connection established", "connection lost",
-           "control connection from", "control client", "logged in from", "starting on")
+           "control connection from", "control client", "logged in from", "starting on", "dropping connection")
 
 
 def test_infoLogHasNoPerConnectionLines(tmp_path: Path) -> None:

@@ -29,12 +29,15 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 DEFAULT_LOG_LEVEL = "info"
 
 # Twisted's own per-connection and per-listener lines, by their format (new logger) or their text
-# (legacy log.msg): each client connection of a plug, the simulator or the control port repeats them.
+# (legacy log.msg): each connection of a plug, the simulator or the control port repeats them.
 _CHATTER_FORMATS = frozenset({
     "Starting factory {factory!r}",
     "Stopping factory {factory!r}",
     "{cls} connection established (HOST:{host} PEER:{peer})",
     "{cls} connection lost (HOST:{host} PEER:{peer})",
+    # Autobahn's line for each plug connection vesyncd drops: the plug's offline line (or vesyncd's
+    # own warning for a refused connection) already says why.
+    "dropping connection to peer {peer} with abort={abort}: {reason}",
 })
 _CHATTER_TEXT = re.compile(r"^(?:Starting protocol |Stopping protocol |\S+ starting on |\(\S.* Port \S+ Closed\))")
 
