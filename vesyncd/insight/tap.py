@@ -30,7 +30,9 @@ SAVE_INTERVAL = 900.0
 class InsightOptions:
     """The tariff options, part of the daemon's L{vesyncd.tap.Options}."""
 
-    optParameters = tariffconfig.optParameters
+    # Without the table's coercers: twistd's "Parameter type enforcement failed" would not name the
+    # option, while checkOptions reads the text and names it (--price-kwh -1 -> "price-kwh: ...").
+    optParameters = [entry[:4] for entry in tariffconfig.optParameters]
 
 
 def checkOptions(config: Any, tables: Mapping[str, Any] | None = None) -> None:
