@@ -4,6 +4,7 @@ vesyncd's benchmarks: ``python -m bench`` (= ``make bench``).
     python -m bench            short profile (< 3 minutes): 2,000 plugs, 2 rounds
     python -m bench --full     full profile: 10,000 plugs, 3 rounds, 10-minute soak
     python -m bench --smoke    does the harness run? (~30 s, tiny N; the figures mean nothing)
+    python -m bench --only pauses --only frontends    the reactor's longest pause; the front ends at scale
 
 Servers run pinned to CPU 0, load generators to CPU 1 (see L{bench.plugs}).  Prints one line
 per step, a table of figures against the targets, and ONE JSON line of results (with the
@@ -19,21 +20,24 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"plugs": 300, "rounds": 1, "timeout": 30, "window": 2.0, "report_plugs": 5000, "ka_rate": 1000,
               "soak": 0, "churn_rate": 20,
               "control": {"plugs": 200, "latencyOps": 100, "seconds": 2.0, "rounds": 1},
-              "dns": ["--rounds", "1", "--seconds", "2"], "long_soak": 0},
+              "dns": ["--rounds", "1", "--seconds", "2"], "long_soak": 0,
+              "pauses": {"plugs": 300, "seconds": 5}, "frontends": {"plugs": 300, "days": 7}},
     "short": {"plugs": 2000, "rounds": 2, "timeout": 30, "window": 3.0, "report_plugs": 5000, "ka_rate": 1000,
               "soak": 6, "churn_rate": 20,
               "control": {"plugs": 2000, "latencyOps": 500, "seconds": 3.0, "rounds": 1},
-              "dns": ["--rounds", "2", "--seconds", "3"], "long_soak": 0},
+              "dns": ["--rounds", "2", "--seconds", "3"], "long_soak": 0,
+              "pauses": {"plugs": 2000, "seconds": 30}, "frontends": {"plugs": 2000, "days": 30}},
     "full": {"plugs": 10000, "rounds": 3, "timeout": 60, "window": 15.0, "report_plugs": 5000, "ka_rate": 1000,
              "soak": 0, "churn_rate": 50,
              "control": {"plugs": 10000, "latencyOps": 2000, "seconds": 10.0, "rounds": 3},
-             "dns": ["--full"], "long_soak": 600},
+             "dns": ["--full"], "long_soak": 600,
+             "pauses": {"plugs": 10000, "seconds": 600}, "frontends": {"plugs": 10000, "days": 365}},
 }
 
 KIB14 = 14 * 1024
@@ -78,7 +82,8 @@ def spread(summary: dict[str, Any], key: str) -> Any:
 
 
 def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dict[str, Any] | None,
-          soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+          soak: dict[str, Any] | None, pauses: dict[str, Any] | None = None,
+          frontends: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows: what, vesyncd, peer, ratio, target, verdict."""
     rows: list[dict[str, Any]] = []
 
@@ -153,6 +158,14 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
             soak["growth_after_warmup_kib"], None, "no growth (< 1 %)", soak["growth_after_warmup_pct"] < 1.0, None,
             f"{soak['growth_after_warmup_pct']} % after {soak['warmup_s']:.0f} s warm-up; first vs last third "
             f"{soak['growth_kib']} KiB ({soak['growth_pct']} %)")
+    if pauses:
+        big = pauses["plugs"] >= 10000
+        a = pauses["longest_pause_ms"]
+        row(f"longest reactor pause ms ({pauses['online']} plugs, {pauses['seconds']} s)", a, None,
+            "<= 10 ms (10,000, 10 min)", (a is not None and a <= 10) if big and pauses["seconds"] >= 600 else None, None,
+            f"{pauses['over_10ms']} over 10 ms; gc passes {pauses['gc_passes_in_run']}; lost {pauses['lost']}")
+    if frontends:
+        rowsFrontends(frontends, row)
     if control and not control.get("skipped"):
         runs = control["runs"]
         p99 = sorted(r.get("latency", {}).get("p99_ms", 0) for r in runs)
@@ -172,6 +185,46 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
     elif dns:
         row("DNS", None, None, "", None, None, dns.get("skipped", ""))
     return rows
+
+
+def rowsFrontends(fe: dict[str, Any], row: Callable[..., None]) -> None:
+    """The front-end rows (L{bench.frontends}): targets apply at 10,000 plugs with a year of history."""
+    n, days = fe["plugs"], fe["days"]
+    big = n >= 10000 and days >= 365
+    st = fe.get("startup", {})
+    if st:
+        row(f"start-up to serving s ({n} plugs, {days} d hourly)", st["seconds"], None, "<= 3 s (10,000, a year)",
+            st["seconds"] <= 3.0 if big else None, None, f"empty state {st['empty_state_s']} s")
+    ls = fe.get("list", {})
+    if "seconds" in ls:
+        row(f"vesyncctl list s ({n} plugs)", ls["seconds"], None, "<= 1 s at 10,000",
+            ls["seconds"] <= 1.0 if n >= 10000 else None, None,
+            f"{ls['lines']} lines; a bare vesyncctl process {ls['process_start_s']} s")
+    api = fe.get("api", {})
+    if api:
+        first = api["first_page"]
+        row(f"/api/plugs first page ms ({n} plugs)", round(first["seconds"] * 1000, 1), None, "<= 1 s, paginated",
+            first["seconds"] <= 1.0 and first["plugs"] < n if n >= 10000 else None, None,
+            f"{first['bytes']:,} B, {first['plugs']} of {first['total']}; 1,000: {api['page_1000']['seconds'] * 1000:.0f} ms "
+            f"{api['page_1000']['bytes']:,} B")
+    mq = fe.get("mqtt", {})
+    if mq.get("skipped"):
+        row("MQTT", None, None, "", None, None, mq["skipped"])
+    elif mq:
+        msgs = mq["startup_messages"]
+        row(f"MQTT start-up publish s ({n} known plugs)", mq["startup_publish_s"], None, "", None, None,
+            f"{msgs['discovery']:,} discovery + {msgs['state']:,} state messages")
+        ha = mq.get("ha_restart")
+        if ha:
+            q, d = ha["ka_p99_quiet_ms"], ha["ka_p99_during_ms"]
+            row(f"HA restart: /ka p99 ms ({ha['plugs_connected']} plugs)", d, None, "<= 2x quiet (10,000)",
+                (d <= 2 * q) if n >= 10000 and q else None, None,
+                f"quiet {q} ms; republish {ha['messages']:,} messages in {ha['seconds']} s; unanswered {ha['unanswered']}")
+    db = fe.get("db_size")
+    if db:
+        row("database MB per plug-year (hourly / real cadence)", round(db["hourly_bytes_per_plug_year"] / 1e6, 2),
+            None, "", None, None, f"real cadence (a report every 180 s, raw kept 400 d): "
+            f"{db['real_cadence_bytes_per_plug_year'] / 1e6:.1f} MB")
 
 
 def printTable(rows: list[dict[str, Any]]) -> None:
@@ -198,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     g.add_argument("--smoke", action="store_true", help="check that the harness runs (~30 s)")
     p.add_argument("--plugs", type=int, help="plugs per session (overrides the profile)")
     p.add_argument("--rounds", type=int, help="rounds of A B (overrides the profile)")
-    p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak"],
+    p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak", "pauses", "frontends"],
                    help="run only these parts (repeatable)")
     args = p.parse_args(argv)
     name = "full" if args.full else "smoke" if args.smoke else "short"
@@ -207,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prof["plugs"] = args.plugs
     if args.rounds:
         prof["rounds"] = args.rounds
-    parts = set(args.only or ["plugs", "control", "dns", "store", "soak"])
+    parts = set(args.only or ["plugs", "control", "dns", "store", "soak", "pauses", "frontends"])
     if not args.only and not prof["long_soak"]:
         parts.discard("soak")
     t0 = time.monotonic()
@@ -218,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from . import control as controlBench
     from . import plugs as plugBench
 
-    plugRes = controlRes = dnsRes = soakRes = None
+    plugRes = controlRes = dnsRes = soakRes = pauseRes = frontRes = None
     if "plugs" in parts:
         say("== plug servers: vesyncd vs websockets peer (A B A B)")
         plugRes = plugBench.run({k: prof[k] for k in ("plugs", "rounds", "timeout", "window", "report_plugs",
@@ -239,6 +292,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         say(f"== soak: vesyncd, {prof['plugs']} plugs, {seconds} s of reconnect churn")
         soakRes = plugBench.soak(seconds, prof["plugs"], prof["churn_rate"], say)
         result["soak"] = soakRes
+    if "pauses" in parts:
+        pp = dict(prof["pauses"], plugs=args.plugs or prof["pauses"]["plugs"])
+        say(f"== reactor pauses: vesyncd, {pp['plugs']} plugs, {pp['seconds']} s at the real cadence")
+        from . import pauses as pauseBench
+
+        try:
+            pauseRes = pauseBench.measure(pp["plugs"], pp["seconds"], say)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other parts
+            say(f"pauses: failed: {e}")
+        result["pauses"] = pauseRes
+    if "frontends" in parts:
+        fp = dict(prof["frontends"], plugs=args.plugs or prof["frontends"]["plugs"])
+        say(f"== front ends: {fp['plugs']} known plugs, {fp['days']} days of hourly history")
+        from . import frontends as frontBench
+
+        try:
+            frontRes = frontBench.measure(fp["plugs"], fp["days"], say)
+        except Exception as e:  # noqa: BLE001
+            say(f"frontends: failed: {e}")
+        result["frontends"] = frontRes
     if "dns" in parts:
         say("== DNS: vesyncd vs dnsmasq (bench.dns_bench)")
         from . import dns_bench
@@ -269,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result["store"] = {"skipped": "store_bench exited"}
             except Exception as e:  # noqa: BLE001
                 result["store"] = {"skipped": f"failed: {e}"}
-    rows = table(plugRes, controlRes, dnsRes, soakRes)
+    rows = table(plugRes, controlRes, dnsRes, soakRes, pauseRes, frontRes)
     result["table"] = rows
     result["seconds"] = round(time.monotonic() - t0, 1)
     printTable(rows)

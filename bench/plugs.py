@@ -93,7 +93,8 @@ class Server:
     """One plug server process pinned to the server core."""
 
     def __init__(self, kind: str, *, frameRate: float | None = 1e9, control: bool = False,
-                 tracemalloc: bool = False, experiments: tuple[str, ...] = (), backlog: int | None = None) -> None:
+                 tracemalloc: bool = False, experiments: tuple[str, ...] = (), backlog: int | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.port = freePort()
         self.stateDir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
@@ -107,6 +108,7 @@ class Server:
                 cmd.append("--tracemalloc")
             for e in experiments:
                 cmd += ["--experiment", e]
+            cmd += list(extra)
         else:
             cmd = [sys.executable, "-m", "bench.peer_websockets", "--port", str(self.port)]
         if backlog:
@@ -156,6 +158,11 @@ class Server:
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def pauseMonitor(self, on: bool) -> None:
+        """Start (resetting its figures) or stop vesyncd's reactor-pause monitor (L{bench.pausemon})."""
+        if self.kind == "vesyncd":
+            os.kill(self.pid, signal.SIGRTMIN if on else signal.SIGRTMIN + 1)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -8,7 +8,11 @@ C{--frame-rate} lifts the per-plug frame limit (L{vesyncd.plugs.server.FRAME_RAT
 test (the control port is always there, as in the daemon; C{--control} is accepted for older
 callers); C{--tracemalloc} writes the top allocation sites to C{STATE_DIR/tracemalloc.txt}
 on SIGUSR1.  On SIGUSR2 it writes C{STATE_DIR/heap.json}: glibc's, SQLite's and pymalloc's heap
-figures (cheap; no tracemalloc needed).
+figures (cheap; no tracemalloc needed), the cyclic collector's passes and pauses (measured here
+and as L{vesyncd.gcpolicy} counts them) and the reactor-pause monitor's figures.  SIGRTMIN starts
+(or restarts) the reactor-pause monitor (L{bench.pausemon}: a 1 ms timer whose lateness is the
+reactor's pause), SIGRTMIN+1 stops it.  C{--gc-policy off} runs without vesyncd's collector policy
+(CPython's defaults), to measure what it changes.
 """
 
 from __future__ import annotations
@@ -120,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backlog", type=int, default=None, help="listen backlog (default: vesyncd's own)")
     p.add_argument("--experiment", action="append", default=[],
                    help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold, lazy-pformat, class-config, drop-handshake, no-store")
+    p.add_argument("--daemon-arg", action="append", default=[],
+                   help="one more vesyncd option (repeatable; e.g. --daemon-arg=--http=tcp:PORT:interface=127.0.0.1)")
+    p.add_argument("--gc-policy", choices=["on", "off"], default="on",
+                   help="off: stop vesyncd's GC policy (vesyncd.gcpolicy) after start-up, CPython's defaults")
     args = p.parse_args(argv)
     if args.tracemalloc:
         import tracemalloc
@@ -141,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     config = tap.Options()
     plugs = f"tcp:{args.port}:interface=127.0.0.1" + (f":backlog={args.backlog}" if args.backlog else "")
     # Thousands of plugs never seen before log in at once: the new-id limit is not what is measured.
-    config.parseOptions(["--plugs", plugs, "--state-dir", args.state_dir, "--max-new-plugs-per-minute", "10000000",
-                         "--no-dns", "--no-http", "--refresh-interval", "0"])
+    base = ["--plugs", plugs, "--state-dir", args.state_dir, "--max-new-plugs-per-minute", "10000000",
+            "--no-dns", "--refresh-interval", "0"]
+    if not any(a.startswith("--http") for a in args.daemon_arg):
+        base.append("--no-http")
+    config.parseOptions(base + args.daemon_arg)
     # no-store: the in-memory ledger instead of SQLite.
     top = tap.makeService(config, reactor, persistent="no-store" not in args.experiment)
     if args.frame_rate is not None:
@@ -197,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         gc.set_threshold(50_000, 50, 100)
     top.privilegedStartService()
     top.startService()
+    gcFacts = top.context.info.facts.get("gc")
+    if args.gc_policy == "off":
+        from vesyncd.gcpolicy import GCPolicy
+
+        for part in list(top):
+            if isinstance(part, GCPolicy):
+                part.disownServiceParent()
+        gcFacts = None
     if args.tracemalloc:
         def dump(*_: object) -> None:
             import gc
@@ -217,13 +236,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
 
     pauses = GCPauses()
+    from bench.pausemon import ReactorPauses
+
+    monitor = ReactorPauses(reactor)
 
     def heap(*_: object) -> None:
+        import gc
+
+        doc = {**nativeHeap(), **pymallocStats(), **pauses.figures(), **monitor.figures(),
+               "gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
+        if gcFacts is not None:
+            doc["gcpolicy"] = gcFacts()
         with open(f"{args.state_dir}/heap.json.tmp", "w") as f:
-            json.dump({**nativeHeap(), **pymallocStats(), **pauses.figures()}, f)
+            json.dump(doc, f)
         os.replace(f"{args.state_dir}/heap.json.tmp", f"{args.state_dir}/heap.json")
 
     signal.signal(signal.SIGUSR2, lambda *a: reactor.callFromThread(heap))
+    signal.signal(signal.SIGRTMIN, lambda *a: reactor.callFromThread(monitor.start))
+    signal.signal(signal.SIGRTMIN + 1, lambda *a: reactor.callFromThread(monitor.stop))
     if "gc-freeze" in args.experiment:
         import gc
 
