@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from vesyncd import logconfig, tap
 from vesyncd.config import reportUsageError
-from vesyncd.core.model import OFFLINE, ONLINE, RELAY, Event
+from vesyncd.core.model import ALIAS, FORGOTTEN, OFFLINE, ONLINE, RELAY, RSSI, Event
 
 from tests.twistd_helpers import BIN, START_TIMEOUT, Twistd
 
@@ -120,8 +120,8 @@ def test_filterGlobalLogAtDebugKeepsChatter() -> None:
 
 
 def test_plugStateLog() -> None:
-    """Online and offline transitions are one info line each, with the alias; other events none;
-    control characters from the network are escaped."""
+    """Online, offline, a switch other than at login, a rename and a forget are one info line each,
+    with the alias; other events none; control characters from the network are escaped."""
     from twisted.logger import globalLogPublisher
 
     seen: list[dict[str, Any]] = []
@@ -129,14 +129,21 @@ def test_plugStateLog() -> None:
     try:
         stateLog = logconfig.PlugStateLog({"p1": "Lamp"}.get)
         stateLog(Event(ONLINE, "p1", 0.0, {"address": "127.0.0.1:5000", "firmware": "1.89"}))
-        stateLog(Event(RELAY, "p1", 0.0, {"relay": True}))
+        stateLog(Event(RELAY, "p1", 0.0, {"relay": True, "cause": "login"}))
+        stateLog(Event(RELAY, "p1", 0.0, {"relay": False, "cause": "command"}))
+        stateLog(Event(RSSI, "p1", 0.0, {"rssi_dbm": -60}))
+        stateLog(Event(ALIAS, "p1", 0.0, {"alias": "Lamp", "previous": None}))
+        stateLog(Event(FORGOTTEN, "p3", 0.0, {"alias": "Fan"}))
         stateLog(Event(OFFLINE, "p2\x1b[2J", 0.0, {"reason": "connection closed"}))
     finally:
         globalLogPublisher.removeObserver(seen.append)
     mine = [e for e in seen if e.get("log_namespace") == "vesyncd.logconfig"]
-    assert [e["log_level"] for e in mine] == [LogLevel.info, LogLevel.info]
+    assert {e["log_level"] for e in mine} == {LogLevel.info}
     assert [formatEvent(e) for e in mine] == [
         "plug Lamp (p1) online from 127.0.0.1:5000 (firmware 1.89)",
+        "plug Lamp (p1) switched off (command)",
+        "plug Lamp (p1) renamed (was no alias)",
+        "plug Fan (p3) forgotten",
         "plug p2\\x1b[2J offline (connection closed)",
     ]
 
@@ -182,13 +189,17 @@ CHATTER = ("Starting factory", "Stopping factory", "connection established", "co
 
 
 def test_infoLogHasNoPerConnectionLines(tmp_path: Path) -> None:
-    """At the default level a plug coming online is one line, and vesyncctl calls add nothing."""
+    """At the default level a plug coming online is one line, a switch by command another, and
+    vesyncctl calls add nothing else."""
     daemon = Twistd(tmp_path)
     try:
         daemon.waitFor("control port listening on")
-        assert "online from 127.0.0.1:" in daemon.waitFor("online from")
+        online = daemon.waitFor("online from")
+        plug = online.split("] plug ", 1)[1].split(" ", 1)[0]
         for _ in range(3):
             assert daemon.vesyncctl("list").returncode == 0
+        assert daemon.vesyncctl("toggle", plug).returncode == 0
+        assert f"plug {plug} switched " in daemon.waitFor("switched")
     finally:
         lines = daemon.stop()
     noisy = [line for line in lines if any(text in line for text in CHATTER)]

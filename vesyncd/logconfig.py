@@ -1,6 +1,6 @@
 """
 What the daemon's log says: C{--log-level} filtering, Twisted's per-connection chatter kept at
-debug, and one info line when a plug goes online or offline.
+debug, and one info line for each thing a user follows (a plug online or offline, switched, renamed).
 
 twistd and twist begin logging after the plugin's options are parsed and its service is made, by
 handing their observers (the terminal, C{--logfile}, syslog, twist's own level filter) to
@@ -20,7 +20,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from vesyncd.cli_format import printable
-from vesyncd.core.model import OFFLINE, ONLINE, Event
+from vesyncd.core.model import ALIAS, CAUSE_LOGIN, FORGOTTEN, OFFLINE, ONLINE, RELAY, Event
 
 log = Logger()
 
@@ -110,27 +110,40 @@ def filterGlobalLog(level: LogLevel, beginner: LogBeginner = globalLogBeginner) 
 
 
 class PlugStateLog:
-    """Logs each plug's online and offline transitions at info (logins and reconnects are debug)."""
+    """Logs at info what happens to plugs that a user follows: online and offline, a relay switched
+    (and by what: a command, the button, a timer), renamed, forgotten (logins and reconnects are debug)."""
 
     def __init__(self, name: Callable[[str], str | None] = lambda plugId: None) -> None:
         """@param name: the alias of a plug id, or None (the log then shows the id alone)."""
         self.name = name
 
-    def __call__(self, event: Event) -> None:
-        """Log C{event} when it is an C{online} or C{offline} transition."""
-        if event.kind not in (ONLINE, OFFLINE):
-            return
+    def _plug(self, plugId: str) -> str:
         try:
-            alias = self.name(event.plug)
-        except Exception:
+            alias = self.name(plugId)
+        except Exception:  # a plug forgotten meanwhile has no alias to show
             alias = None
-        plug = printable(f"{alias} ({event.plug})" if alias else event.plug)
+        return printable(f"{alias} ({plugId})" if alias else plugId)
+
+    def __call__(self, event: Event) -> None:
+        """Log C{event} when it is one of the kinds above."""
+        data = event.data
         if event.kind == ONLINE:
-            log.info("plug {plug} online from {peer} (firmware {firmware})", plug=plug,
-                     peer=printable(event.data.get("address") or "?"),
-                     firmware=printable(event.data.get("firmware") or "?"))
-        else:
-            log.info("plug {plug} offline ({reason})", plug=plug, reason=printable(event.data.get("reason") or "?"))
+            log.info("plug {plug} online from {peer} (firmware {firmware})", plug=self._plug(event.plug),
+                     peer=printable(data.get("address") or "?"), firmware=printable(data.get("firmware") or "?"))
+        elif event.kind == OFFLINE:
+            log.info("plug {plug} offline ({reason})", plug=self._plug(event.plug),
+                     reason=printable(data.get("reason") or "?"))
+        elif event.kind == RELAY and data.get("cause") != CAUSE_LOGIN and isinstance(data.get("relay"), bool):
+            # At login the relay is only learnt, not switched.
+            log.info("plug {plug} switched {state} ({cause})", plug=self._plug(event.plug),
+                     state="on" if data["relay"] else "off", cause=printable(data.get("cause") or "?"))
+        elif event.kind == ALIAS:
+            log.info("plug {plug} renamed (was {previous})", plug=self._plug(event.plug),
+                     previous=printable(data.get("previous") or "no alias"))
+        elif event.kind == FORGOTTEN:
+            alias = data.get("alias")
+            plug = printable(f"{alias} ({event.plug})" if isinstance(alias, str) and alias else event.plug)
+            log.info("plug {plug} forgotten", plug=plug)
 
 
 class LogOptions:
