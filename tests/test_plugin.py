@@ -22,6 +22,22 @@ def test_plugin_is_found() -> None:
     assert "vesyncd" in names
 
 
+def test_plugin_file_is_one_service_maker() -> None:
+    """The plugin file imports only Twisted (nothing from vesyncd, so twistd's plugin scan stays cheap)
+    and holds one ServiceMaker pointing at vesyncd.tap."""
+    import ast
+
+    tree = ast.parse((ROOT / "twisted" / "plugins" / "vesyncd_plugin.py").read_text())
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = [node.module if isinstance(node, ast.ImportFrom) else alias.name
+               for node in imports for alias in node.names]
+    assert modules and all(str(name).startswith("twisted") for name in modules), modules
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assert len(calls) == 1 and getattr(calls[0].func, "id", None) == "ServiceMaker"
+    assert [arg.value for arg in calls[0].args[:2]] == ["vesyncd", "vesyncd.tap"]  # type: ignore[attr-defined]
+    assert "--log-level" in tap.Options().getUsage()
+
+
 def test_twistd_help_documents_options() -> None:
     """`twistd vesyncd --help` lists the options with their documentation."""
     out = subprocess.run([sys.executable, "-m", "twisted", "--help"], capture_output=True, text=True)
