@@ -69,7 +69,7 @@ def test_periods_match_period_totals_and_follow_the_current_hour() -> None:
     report(clock, session, 5.0)
     second = result(insight.periods("plug-1"))
     rows = result(insight.ledger.hourly("plug-1", 0, clock.seconds() + 3600))
-    assert second == periodTotals(rows, clock.seconds(), BERLIN, FLAT)
+    assert second == dict(periodTotals(rows, clock.seconds(), BERLIN, FLAT), lifetime_wh=pytest.approx(15.0))
     assert second["today_wh"] == pytest.approx(15.0) and second["currency"] == "EUR"
     tick(clock, session, 3600)
     report(clock, session, 1.0)

@@ -125,7 +125,8 @@ class EnergyInsight:
 
     def periods(self, plugId: str) -> Deferred:
         """Today, yesterday, this week, month and year in watt-hours and cost (see
-        L{vesyncd.insight.ranges.periodTotals}); earlier hours are cached until the hour turns."""
+        L{vesyncd.insight.ranges.periodTotals}) and the lifetime watt-hours; earlier hours are cached
+        until the hour turns."""
         now = self.clock.seconds()
         hourStart = int(now // 3600) * 3600
         key = (hourStart // 3600, localToday(now, self.zone))
@@ -147,6 +148,8 @@ class EnergyInsight:
                 current = {name: list(v) for name, v in sums.items()}
                 self._add(current, rows, now)
                 doc: dict[str, Any] = {f"{n}_wh": round(current[n][0], WH_DIGITS) + 0.0 for n in RANGE_NAMES}
+                # The ledger's counter, not a sum of rows: it only grows, and forgets nothing older than a year.
+                doc["lifetime_wh"] = round(self.ledger.summary(plugId, now).lifetime_wh, WH_DIGITS) + 0.0
                 doc["currency"] = self.currency
                 for n in RANGE_NAMES:
                     doc[f"{n}_cost"] = roundCost(current[n][1]) if self.schedule is not None else None
