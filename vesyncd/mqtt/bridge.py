@@ -261,7 +261,7 @@ class MQTTBridge:
         self._publishChange(event, plug)
         self._publishEvent(event, plug, self.nodes.get(plug.id))
         if self.figures is not None and event.kind in AUTOMATION_EVENTS:
-            self.figures.refreshAutomation(plug.id, state=plug)
+            self.figures.automationSoon(plug.id)
 
     def _publishChange(self, event: h.Event, plug: h.PlugState) -> None:
         if event.kind == h.PLUG_NEW or event.plug not in self.nodes:
@@ -341,7 +341,7 @@ class MQTTBridge:
     def _timerSet(self, plugId: str) -> None:
         """A countdown set from MQTT: the plug's next action changed."""
         if self.figures is not None:
-            self.figures.refreshAutomation(plugId)
+            self.figures.automationSoon(plugId)
 
     def _plugForNode(self, node: str) -> str | None:
         for plugId, known in self.nodes.items():

@@ -121,10 +121,14 @@ class PlugFigures:
         #: plug id -> POSIX hour of its last energy read; plugs whose read is under way.
         self.readHour: dict[str, int] = {}
         self.inFlight: set[str] = set()
+        #: Plugs whose first read waits for a free place (at most one entry per plug).
+        self.queued: dict[str, None] = {}
         self.energyReads = 0
         self.automationSweep = Republisher(clock, self._allPlugs, self.refreshAutomation, congested, slice)
         self.energySweep = Republisher(clock, self._allPlugs, self._sweepEnergy, self._energyCongested, slice)
         self._calls: dict[str, IDelayedCall] = {}
+        #: Plugs whose automation topic is read again on the next reactor turn.
+        self._soon: dict[str, IDelayedCall] = {}
 
     def start(self) -> None:
         """Plan the sweeps."""
@@ -139,6 +143,10 @@ class PlugFigures:
             if call.active():
                 call.cancel()
         self._calls.clear()
+        for call in self._soon.values():
+            if call.active():
+                call.cancel()
+        self._soon.clear()
         self.automationSweep.stop()
         self.energySweep.stop()
 
@@ -191,6 +199,16 @@ class PlugFigures:
         if cached is None:
             self.readEnergy(plug.id)
 
+    def automationSoon(self, plugId: str) -> None:
+        """Read the plug's automation again on the next reactor turn (once, however often asked): the
+        engine settles a timer or schedule run only after the hub's event about its switch."""
+        if self.automation is not None and plugId not in self._soon:
+            self._soon[plugId] = self.clock.callLater(0, self._refreshSoon, plugId)
+
+    def _refreshSoon(self, plugId: str) -> None:
+        self._soon.pop(plugId, None)
+        self.refreshAutomation(plugId)
+
     def refreshAutomation(self, plugId: str, bulk: bool = False, state: h.PlugState | None = None) -> None:
         """Publish the plug's automation topic (and its entities) if they changed."""
         if self.automation is None:
@@ -224,6 +242,10 @@ class PlugFigures:
         hour = int(self.clock.seconds() // 3600)
         if self.insight is None or plugId in self.inFlight or (not force and self.readHour.get(plugId) == hour):
             return
+        if len(self.inFlight) >= MAX_IN_FLIGHT:
+            self.queued[plugId] = None
+            return
+        self.queued.pop(plugId, None)
         self.readHour[plugId] = hour
         self.inFlight.add(plugId)
         self.energyReads += 1
@@ -241,7 +263,7 @@ class PlugFigures:
         self.readEnergy(plugId, force=True)
 
     def _energyCongested(self) -> bool:
-        return len(self.inFlight) >= MAX_IN_FLIGHT or self.publisherCongested()
+        return len(self.inFlight) + len(self.queued) >= MAX_IN_FLIGHT or self.publisherCongested()
 
     def _readFailed(self, failure: Failure, plugId: str) -> None:
         log.failure("mqtt: reading the energy of plug {plug} failed", failure, plug=plugId)
@@ -249,6 +271,10 @@ class PlugFigures:
 
     def _read(self, periods: dict[str, Any] | None, plugId: str) -> None:
         self.inFlight.discard(plugId)
+        while self.queued and len(self.inFlight) < MAX_IN_FLIGHT:
+            waiting = next(iter(self.queued))
+            del self.queued[waiting]
+            self.readEnergy(waiting, force=True)
         if len(self.inFlight) <= MAX_IN_FLIGHT // 2:
             self.energySweep.resume()
         node = self.nodes().get(plugId)
@@ -267,6 +293,7 @@ class PlugFigures:
         """Drop what is kept of a forgotten plug (the bridge clears its topics and entities)."""
         self.energy.pop(plugId, None)
         self.readHour.pop(plugId, None)
+        self.queued.pop(plugId, None)
         for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId, figures=True):
             self.sent.pop(topic, None)
         if node is not None:
