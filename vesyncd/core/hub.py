@@ -34,15 +34,10 @@ from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGO
 from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
-from vesyncd.core.trust import (MAX_REPORT_SECONDS, MAX_WATTS, NewIdLimit, ReportBound, compareIdentity,
-                                identityOf, refusalText)
+from vesyncd.core.trust import NewIdLimit, RefusedReports, ReportBound, compareIdentity, identityOf, refuseLogin
 
 log = Logger()
 
-#: Plugs whose refused reports were logged; beyond this the memory is cleared (so it stays bounded).
-MAX_NOTED = 4096
-#: A refused login is logged the first time and then every this many times for the same reason.
-LOG_EVERY = 100
 #: Characters of a relay change's cause kept (causes are ours, e.g. C{schedule:s1a2b3c}).
 MAX_CAUSE = 64
 
@@ -66,7 +61,7 @@ class Hub:
         self._names = PlugNames()
         self._subscribers: list[Callable[[Event], None]] = []
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
-        self._noted: set[str] = set()
+        self._refusedReports = RefusedReports()
         for plug in known:
             plug.online = False
             self._add(plug)
@@ -124,18 +119,7 @@ class Hub:
             return  # a plug nobody approved has no energy on record
         reason = ReportBound.check(plug, at, wattSeconds, seconds)
         if reason is not None:
-            self.stats["reports_refused"] += 1
-            self.stats["reports_refused_" + reason] += 1
-            if reason == "implausible":
-                self.stats["reports_rejected"] += 1
-            plug.energy_refused_wh += max(0, min(wattSeconds, MAX_WATTS * MAX_REPORT_SECONDS)) / 3600.0
-            if plug.id not in self._noted:
-                if len(self._noted) >= MAX_NOTED:
-                    self._noted.clear()
-                self._noted.add(plug.id)
-                log.warn("plug {plug} at {peer}: refusing a report of {e} Ws over {t} s ({reason}); further "
-                         "refusals are counted in energy_refused_wh", plug=plug.id, peer=peer, e=wattSeconds,
-                         t=seconds, reason=reason)
+            self._refusedReports.refuse(self.stats, plug, peer, wattSeconds, seconds, reason)
             return
         plug.last_report = {"watt_seconds": wattSeconds, "seconds": seconds, "at": at}
         self.stats["reports"] += 1
@@ -172,7 +156,7 @@ class Hub:
         if plug is None:
             refusal = self._admit(plugId)
             if refusal is not None:
-                self._refuse(connection, plugId, refusal)
+                refuseLogin(self.stats, connection, plugId, refusal, self.settings)
                 return None
             plug = PlugState(id=plugId, first_seen=now)
             if self.settings.new_plugs == NEW_PLUGS_HOLD:
@@ -241,17 +225,6 @@ class Hub:
             # The oldest that is not even connected makes room: a real plug reconnects and waits again.
             del self._pending[min(offline, key=lambda p: p.first_seen or 0.0).id]
         return None
-
-    def _refuse(self, connection: IPlugConnection, plugId: str, reason: str) -> None:
-        """Count, log (the first time and every L{LOG_EVERY} times per reason) and close a refused login."""
-        key = "logins_refused_" + reason
-        self.stats["logins_refused"] += 1
-        self.stats[key] += 1
-        if self.stats[key] % LOG_EVERY == 1 or LOG_EVERY == 1:
-            why = refusalText(reason, self.settings.max_pending, self.settings.max_new_plugs_per_minute)
-            log.warn("refusing login of unknown plug {plug} from {peer}: {why} ({n} refused for this reason)",
-                     plug=plugId, peer=connection.peer, why=why, n=self.stats[key])
-        connection.disconnect(f"login refused: {reason}")
 
     # -- front-end API -------------------------------------------------------------------------
 

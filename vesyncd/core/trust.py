@@ -16,7 +16,14 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from twisted.logger import Logger
+
 from vesyncd.core.model import PlugState, isoTime
+
+log = Logger()
+
+#: Plugs whose refused reports were logged; beyond this the memory is cleared (so it stays bounded).
+MAX_NOTED = 4096
 
 #: Watts a 16 A plug can draw at most (with margin); energy above this is never plausible.
 MAX_WATTS = 4000
@@ -128,9 +135,49 @@ class NewIdLimit:
         return True
 
 
+#: A refused login is logged the first time and then every this many times for the same reason.
+LOG_EVERY = 100
+
+
+def refuseLogin(stats: "collections.Counter[str]", connection: Any, plugId: str, reason: str, settings: Any) -> None:
+    """Count, log (the first time and every L{LOG_EVERY} times per reason) and close a refused login;
+    C{settings} (the hub's) give the bounds the log line names."""
+    key = "logins_refused_" + reason
+    stats["logins_refused"] += 1
+    stats[key] += 1
+    if stats[key] % LOG_EVERY == 1 or LOG_EVERY == 1:
+        why = refusalText(reason, settings.max_pending, settings.max_new_plugs_per_minute)
+        log.warn("refusing login of unknown plug {plug} from {peer}: {why} ({n} refused for this reason)",
+                 plug=plugId, peer=connection.peer, why=why, n=stats[key])
+    connection.disconnect(f"login refused: {reason}")
+
+
 def refusalText(reason: str, maxPending: int, maxNewPerMinute: int) -> str:
     """Why a login was refused, in words for the log, from the hub's reason code."""
     return {"alias": "its id is another plug's name", "id_case": "its id is another plug's id in other case",
             "prefix": "its id is the start of another plug's id",
             "pending_full": f"{maxPending} plugs already wait for approval",
             "new_rate": f"more than {maxNewPerMinute} new plug ids in a minute"}[reason]
+
+
+class RefusedReports:
+    """Counts refused reports and their energy, logging the first refusal of each plug (a bounded memory)."""
+
+    def __init__(self) -> None:
+        self._noted: set[str] = set()
+
+    def refuse(self, stats: "collections.Counter[str]", plug: PlugState, peer: str, wattSeconds: int, seconds: int,
+               reason: str) -> None:
+        """Count a refused report in C{stats} and in the plug's C{energy_refused_wh}; log it once per plug."""
+        stats["reports_refused"] += 1
+        stats["reports_refused_" + reason] += 1
+        if reason == "implausible":
+            stats["reports_rejected"] += 1
+        plug.energy_refused_wh += max(0, min(wattSeconds, MAX_WATTS * MAX_REPORT_SECONDS)) / 3600.0
+        if plug.id not in self._noted:
+            if len(self._noted) >= MAX_NOTED:
+                self._noted.clear()
+            self._noted.add(plug.id)
+            log.warn("plug {plug} at {peer}: refusing a report of {e} Ws over {t} s ({reason}); further "
+                     "refusals are counted in energy_refused_wh", plug=plug.id, peer=peer, e=wattSeconds,
+                     t=seconds, reason=reason)
