@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -119,10 +119,11 @@ class FakeInsight:
                         "plugs": [{"plug": "10aa-plug-1", "name": "10aa-plug-1", "wh": 2000.0, "cost": 0.6},
                                   {"plug": "00aa-plug-0", "name": "00aa-plug-0", "wh": 1000.0, "cost": 0.3}]})
 
-    def hourlyCSV(self, plugId: str, start: Any, end: Any) -> Any:
-        """A header and one row per day asked for."""
+    def hourlyCSV(self, plugId: str, start: str, end: str) -> Any:
+        """A header and one row per local date asked for (both ends included)."""
         self.calls.append(("hourlyCSV", plugId, start, end))
-        rows = [f"{(start + timedelta(days=i)).isoformat()}T00:00:00Z,x,1,0.3" for i in range((end - start).days)]
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+        rows = [f"{(first + timedelta(days=i)).isoformat()}T00:00:00Z,x,1,0.3" for i in range((last - first).days + 1)]
         return succeed("\r\n".join(["start_utc,start_local (UTC),wh,cost (EUR)"] + rows) + "\r\n")
 
     def switches(self, plugId: str, limit: int = 50) -> Any:

@@ -59,7 +59,7 @@ class EnergyTests(CLIHarness, unittest.TestCase):
         self.assertEqual(lines[0], "start_utc,start_local (UTC),wh,cost (EUR)")
         self.assertEqual(len(lines), 21)
         self.assertEqual([c[2:] for c in self.insight.calls],
-                         [(date(2023, 11, 1), date(2023, 11, 15)), (date(2023, 11, 15), date(2023, 11, 21))])
+                         [("2023-11-01", "2023-11-14"), ("2023-11-15", "2023-11-20")])
         self.assertNotIn("\r", out)
         self.assertEqual(self.run_("export", "00aa", "--from", "2023-11-20", "--to", "2023-11-01")[0], 2)
         self.assertEqual(self.run_("export", "00aa", "--from", "2023-02-30", "--to", "2023-03-01")[0], 2)
@@ -126,3 +126,38 @@ class DateTests(CLIHarness, unittest.TestCase):
         self.assertEqual(yearArg("last-year", today), "2025")
         code, out, _ = self.run_("--json", "energy", "00aa", "--day", "yesterday")
         self.assertEqual((code, json.loads(out)["value"]), (0, (date.today() - timedelta(days=1)).isoformat()))
+
+
+class RealInsightTests(CLIHarness, unittest.TestCase):
+    """The same commands against the real EnergyInsight over the hub's ledger, with a flat tariff."""
+
+    def setUp(self) -> None:
+        from zoneinfo import ZoneInfo
+
+        from vesyncd.insight.service import EnergyInsight
+        from vesyncd.insight.tariff import Tariff, TariffSchedule
+
+        self.world = World()
+        schedule = TariffSchedule([Tariff.flat(0.30, "EUR")])
+        self.world.core.insight = EnergyInsight(self.world.hub, self.world.hub.ledger, ZoneInfo("UTC"),
+                                                self.world.clock, schedule)
+        # 1 kWh in the hour before the clock's time (2023-11-14 22:13 UTC).
+        self.world.hub.ledger.record("00aa-plug-0", self.world.clock.seconds(), 3_600_000, 3600)
+
+    def test_costExportStatusHistory(self) -> None:
+        """The day's energy is priced, the cost table lists it first, the export has it hour by hour
+        with the zone in the header, status carries the periods, and a switch shows in the history."""
+        doc = json.loads(self.run_("--json", "energy", "00aa", "--day", "2023-11-14", "--cost")[1])
+        self.assertEqual((doc["total_wh"], doc["currency"], doc["total_cost"]), (1000.0, "EUR", 0.3))
+        table = json.loads(self.run_("--json", "cost", "--month", "2023-11")[1])
+        self.assertEqual((table["plugs"][0]["plug"], table["total_cost"]), ("00aa-plug-0", 0.3))
+        lines = self.run_("export", "00aa", "--from", "2023-11-14", "--to", "2023-11-14")[1].splitlines()
+        self.assertIn("UTC", lines[0])
+        self.assertIn("EUR", lines[0])
+        self.assertEqual(sum(float(line.split(",")[2]) for line in lines[1:]), 1000.0)
+        status = json.loads(self.run_("--json", "status", "00aa")[1])
+        self.assertEqual((status["energy"]["today_wh"], status["energy"]["currency"]), (1000.0, "EUR"))
+        self.assertIn("baseline_w", status["baseline"])
+        self.run_("on", "10aa", between=lambda: self.world.confirm(1, True))
+        switches = json.loads(self.run_("--json", "history", "10aa")[1])
+        self.assertEqual((switches[0]["relay"], switches[0]["cause"]), (True, "command"))

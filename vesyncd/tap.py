@@ -235,7 +235,7 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
 
     dns = dnsTap.makeServices(top, config, reactor, info)
     token = loadOrCreateToken(Path(config["state-dir"]) / paths.TOKEN_FILE)
-    control = controlTap.makeServices(top, hub, config, reactor, token, info)
+    control = controlTap.makeServices(top, hub, config, reactor, token, info, automation=automation, insight=insight)
     mqtt = mqttTap.makeServices(top, hub, config, reactor, info, automation=automation, insight=insight)
     web = webTap.makeServices(top, hub, config, reactor, token, info, dns, automation=automation, insight=insight)
 

@@ -58,6 +58,8 @@ def mapError(error: BaseException) -> BaseException:
     if isinstance(error, c.ControlError):
         return error
     coded = _CODED_ERRORS.get(getattr(error, "code", None)) if isinstance(error, ValueError) else None
+    if coded is None and isinstance(error, ValueError) and isinstance(getattr(error, "field", None), str):
+        coded = c.UsageError  # an input error naming what to fix (energy insight's InsightError)
     if coded is not None:
         return coded(str(error))
     for hubError, controlError in _ERROR_MAP:

@@ -9,7 +9,7 @@ with L{c.Refused}.  Dates are checked here, so a malformed one is a L{c.UsageErr
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -84,8 +84,8 @@ class InsightRequests:
                 raise c.UsageError("--to: the last day comes before --from")
             if (last - first).days >= c.MAX_EXPORT_DAYS:
                 raise c.InvalidArgument(f"one export request covers at most {c.MAX_EXPORT_DAYS} days")
-            return maybeDeferred(self.energyInsight().hourlyCSV, self.plugId(ref), first,
-                                 last + timedelta(days=1))
+            return maybeDeferred(self.energyInsight().hourlyCSV, self.plugId(ref), first.isoformat(),
+                                 last.isoformat())
 
         return self._call(go)
 
