@@ -1,40 +1,7 @@
-// vesyncd dashboard: plain JavaScript, no build step, no third-party code. This file holds the
-// session, the API helper, the event stream and the totals; chart.js, cards.js, detail.js and
-// automation.js (loaded before it) draw the rest.
+// vesyncd dashboard: plain JavaScript, no build step, no third-party code. This file (loaded last)
+// holds the session, the event stream and the totals; core.js, chart.js, cards.js, detail.js and
+// automation.js draw the rest.
 "use strict";
-
-const state = {
-  csrf: null, plugs: new Map(), points: new Map(), day: new Map(), charts: new Set(), timers: new Map(),
-  events: null, detail: null, currency: null,
-};
-const $ = (sel, root = document) => root.querySelector(sel);
-const MAX_POINTS = 2000;
-
-class HttpError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || `HTTP ${status}`);
-    this.status = status;
-    this.code = body && body.error;
-    this.field = body && body.field;
-  }
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let doc = null;
-  try { doc = await response.json(); } catch (e) { doc = null; }
-  if (response.status === 401 && path !== "/api/session") showLogin();
-  if (!response.ok) throw new HttpError(response.status, doc);
-  return doc;
-}
-
-const plugPath = (id) => `/api/plugs/${encodeURIComponent(id)}`;
 
 // -- session -----------------------------------------------------------------------------
 
@@ -129,7 +96,7 @@ async function loadTotals() {
   try {
     const doc = await api("GET", "/api/totals");
     state.currency = doc.currency || null;
-    $("#total-power").textContent = fmt(doc.power_w, 1, "W");
+    $("#total-power").textContent = formatW(doc.power_w);
     $("#total-today").textContent = fmt(doc.today_wh / 1000, 3, "kWh");
     $("#total-cost").textContent = money(doc.today_cost, doc.currency);
     $("#total-cost").parentElement.hidden = !doc.currency;

@@ -19,8 +19,14 @@ function niceMax(value) {
   return 10 * step;
 }
 
+function formatW(w) {
+  if (w === null || w === undefined) return "–";
+  return Math.abs(w) >= 10000 ? `${(w / 1000).toFixed(2)} kW` : `${Number(w).toFixed(1)} W`;
+}
+
 function formatWh(wh) {
-  return wh >= 1000 ? `${(wh / 1000).toFixed(2)} kWh` : `${wh.toFixed(wh >= 10 || wh === 0 ? 0 : 2)} Wh`;
+  if (wh >= 1000) return `${(wh / 1000).toFixed(2)} kWh`;
+  return `${wh.toFixed(wh >= 10 || wh === 0 ? 0 : wh >= 0.1 ? 2 : 4)} Wh`;
 }
 
 const pad = (n) => String(n).padStart(2, "0");
@@ -40,7 +46,7 @@ function drawSpark(svg, points, now) {
 // The detail page's live chart: a line over a time axis (the last hour or the last 24 h), with a
 // gap wherever readings are missing for longer than `gapMs`.
 function drawLive(container, points, now, spanMs, gapMs) {
-  const W = 600, H = 220, left = 44, right = 8, top = 10, bottom = 22;
+  const W = 380, H = 190, left = 44, right = 8, top = 10, bottom = 20;
   const shown = points.filter(([t]) => t >= now - spanMs && t <= now + 60000);
   const max = niceMax(Math.max(1, ...shown.map(([, w]) => w)));
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "live-svg",
