@@ -6,7 +6,6 @@ paho client in its own thread watches every topic as Home Assistant would.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from typing import Any

@@ -46,6 +46,7 @@ class FakeAutomation:
     """The automation engine's MQTT-facing methods over a real hub, with answers set by the test."""
 
     def __init__(self, hub: Hub) -> None:
+        """Over C{hub}, with no next actions and no rules."""
         self.hub = hub
         self.next: dict[str, dict[str, Any] | None] = {}
         self.rules: dict[str, list[dict[str, Any]]] = {}
@@ -53,13 +54,16 @@ class FakeAutomation:
         self.reads = 0
 
     def nextAction(self, plug: str) -> dict[str, Any] | None:
+        """The next action the test set (counted)."""
         self.reads += 1
         return self.next.get(plug)
 
     def rulesOf(self, plug: str | None = None) -> list[dict[str, Any]]:
+        """The rules the test set."""
         return list(self.rules.get(plug or "", []))
 
     def switchFor(self, plug: str, on: Any, seconds: Any) -> Deferred:
+        """Record the countdown and switch through the hub; "8d" is refused as the engine would."""
         if seconds == "8d":
             raise AutomationError("--for", "at most 7 days")
         self.asked.append((plug, on, seconds))
@@ -70,6 +74,7 @@ class FakeInsight:
     """Energy insight answering from fixed figures; C{hold} keeps the answers back until L{answer}."""
 
     def __init__(self, currency: str | None = "EUR") -> None:
+        """Answering at once, in C{currency}."""
         self.currency = currency
         self.zone = BERLIN
         self.asked: list[str] = []
@@ -77,6 +82,7 @@ class FakeInsight:
         self.waiting: list[Deferred] = []
 
     def periods(self, plugId: str) -> Deferred:
+        """The fixed periods, at once or (with C{hold}) when answered."""
         self.asked.append(plugId)
         if self.hold:
             self.waiting.append(Deferred())
@@ -84,11 +90,13 @@ class FakeInsight:
         return succeed(dict(PERIODS))
 
     def answer(self, count: int) -> None:
+        """Answer the C{count} oldest waiting reads."""
         for d in self.waiting[:count]:
             d.callback(dict(PERIODS))
         del self.waiting[:count]
 
     def baseline(self, plugId: str) -> dict[str, Any]:
+        """The fixed baseline."""
         return dict(BASELINE)
 
 
@@ -96,19 +104,23 @@ class Publisher:
     """Keeps every message and the latest retained payload per topic."""
 
     def __init__(self) -> None:
+        """Nothing published yet."""
         self.log: list[tuple[str, bytes, bool]] = []
         self.retained: dict[str, bytes] = {}
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0, bulk: bool = False) -> None:
+        """Keep the message."""
         data = payload.encode() if isinstance(payload, str) else payload
         self.log.append((topic, data, retain))
         if retain:
             self.retained[topic] = data
 
     def congested(self) -> bool:
+        """Never congested."""
         return False
 
     def json(self, topic: str) -> Any:
+        """The retained payload of C{topic} as JSON (None when absent or cleared)."""
         return json.loads(self.retained[topic]) if self.retained.get(topic) else None
 
 

@@ -27,12 +27,15 @@ class Publisher:
     """Keeps every message."""
 
     def __init__(self) -> None:
+        """Nothing published yet."""
         self.log: list[tuple[str, bytes]] = []
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0, bulk: bool = False) -> None:
+        """Keep the message."""
         self.log.append((topic, payload.encode() if isinstance(payload, str) else payload))
 
     def congested(self) -> bool:
+        """Never congested."""
         return False
 
     def mentions(self, text: str) -> list[tuple[str, bytes]]:
