@@ -51,7 +51,8 @@ function refreshList() {
   $("#page-prev").disabled = list.page === 0;
   $("#page-next").disabled = list.page >= pages - 1;
   const total = state.plugs.size;
-  $("#count").textContent = list.view.length === total ? `${total} plugs` : `${list.view.length} of ${total} plugs`;
+  const plural = (n) => `${n} plug${n === 1 ? "" : "s"}`;
+  $("#count").textContent = list.view.length === total ? plural(total) : `${list.view.length} of ${plural(total)}`;
   $("#empty").hidden = total > 0;
   for (const plug of shown) loadChart(plug.id);
 }
