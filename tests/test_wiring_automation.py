@@ -126,6 +126,32 @@ class WiredDaemonTests(unittest.TestCase):
         self.assertEqual(automation.schedulesOf(plug.id), [])
 
     @defer.inlineCallbacks
+    def test_insightFollowsRealReports(self) -> Any:
+        """A simulated plug's own energy reports reach EnergyInsight: its today figure is the hub's, priced."""
+        daemon = self.start("--currency", "EUR", "--price-kwh", "0.25")
+        # A fast simulated clock: keepalives, and the report 3 s after each, come within seconds.
+        sim = Simulator(reactor, "127.0.0.1", daemon.plugListener.port.getHost().port, 1, seed="reports",
+                        speed=60.0, load_w=3000.0)
+        sim.start()
+        self.addCleanup(sim.stop)
+        plug = sim.plugs[0]
+        hub = daemon.hub
+        yield waitFor(lambda: hub.isOnline(plug.id), what="login")
+        if not hub.get(plug.id).relay:
+            yield hub.switch(plug.id, True)
+        yield waitFor(lambda: hub.energy(plug.id).today_wh > 0, timeout=15, what="an energy report")
+        sim.stop()  # no report may come between the two readings compared below
+        yield waitFor(lambda: not hub.isOnline(plug.id), what="the plug gone")
+        periods = yield daemon.context.insight.periods(plug.id)
+        todayWh = hub.energy(plug.id).today_wh
+        self.assertAlmostEqual(periods["today_wh"], todayWh, places=5)
+        self.assertAlmostEqual(periods["lifetime_wh"], hub.energy(plug.id).lifetime_wh, places=5)
+        self.assertAlmostEqual(periods["today_cost"], round(todayWh / 1000 * 0.25, 4), places=4)
+        totals = yield daemon.context.insight.totals()
+        self.assertEqual((totals["plugs_online"], totals["power_w"], totals["currency"]), (0, 0.0, "EUR"))
+        self.assertAlmostEqual(totals["today_wh"], todayWh, places=5)
+
+    @defer.inlineCallbacks
     def test_insightFiguresAndBaselineAcrossRestart(self) -> Any:
         """EnergyInsight prices a plug's reports with the configured tariff, and its baseline survives a restart."""
         daemon = self.start("--currency", "EUR", "--price-kwh", "0.25")
