@@ -224,7 +224,7 @@ class LiveDashboardTests(DashboardBase):
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", back)
             back.click()
             wait().until(lambda d: d.find_element(By.ID, "plugs").is_displayed())
-            assert d_width(driver) <= PHONE[0]
+            assert pageWidth(driver) <= PHONE[0]
             self.shot(driver, "list-phone-dark")
             dark(driver, False)
             driver.set_window_size(*WIDE)
@@ -234,7 +234,7 @@ class LiveDashboardTests(DashboardBase):
         self.assertEqual(self.engine.schedulesOf(plug.id), [])
 
 
-def d_width(driver: Any) -> int:
+def pageWidth(driver: Any) -> int:
     """The page's width in CSS pixels (wider than the window means sideways scrolling on a phone)."""
     return int(driver.execute_script("return document.documentElement.scrollWidth"))
 
@@ -248,11 +248,10 @@ class ThousandPlugsTests(DashboardBase):
         self.base = f"http://127.0.0.1:{ports[1].getHost().port}"
         # In-memory plugs (no sockets): the page, not the plug server, is what is measured here.
         for i in range(1000):
-            session, _ = fakeLogin(self.hub, f"dddd{i:04d}-0000-4000-8000-000000000000", relay=True,
-                                   peer=f"10.9.{i // 250}.{i % 250}:40000")
+            plugId = f"dddd{i:04d}-0000-4000-8000-000000000000"
+            session, _ = fakeLogin(self.hub, plugId, relay=True, peer=f"10.9.{i // 250}.{i % 250}:40000")
             runtime(session, relay=True, watts=float(i % 997))
-            self.hub.rename(session.plug.id if hasattr(session, "plug") else f"dddd{i:04d}-0000-4000-8000-000000000000",
-                            f"Plug {i:04d}")
+            self.hub.rename(plugId, f"Plug {i:04d}")
         return None
 
     @inlineCallbacks
@@ -291,7 +290,7 @@ class ThousandPlugsTests(DashboardBase):
             wait().until(lambda d: d.find_element(By.ID, "page-info").text.startswith("2 / "))
             assert len(cards()) <= 60
             driver.set_window_size(*PHONE)
-            wait().until(lambda d: d_width(d) <= PHONE[0])
+            wait().until(lambda d: pageWidth(d) <= PHONE[0])
             self.shot(driver, "thousand-phone")
             return shown
 

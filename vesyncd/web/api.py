@@ -138,14 +138,14 @@ class WebApp(resource.Resource):
             return self.static[name]
         request.setHeader("cache-control", "no-store")
         allowed = []
-        for route in self.routes:
-            match = route.pattern.fullmatch(path)
+        for candidate in self.routes:
+            match = candidate.pattern.fullmatch(path)
             if match is None:
                 continue
-            if route.method != method and not (route.method == "GET" and method == "HEAD"):
-                allowed.append(route.method)
+            if candidate.method != method and not (candidate.method == "GET" and method == "HEAD"):
+                allowed.append(candidate.method)
                 continue
-            return self._run(request, route, match.groupdict())
+            return self._run(request, candidate, match.groupdict())
         if allowed:
             request.setHeader("allow", ", ".join(sorted(set(allowed))))
             return self._error(request, ApiError(405, "method_not_allowed", f"use {' or '.join(sorted(set(allowed)))}"))

@@ -58,6 +58,8 @@ async function loadDetail() {
     if (state.detail !== id) return;
     detail.loaded = doc;
     renderPeriods(doc.periods);
+    // Without energy insight there is no cost and no CSV export to offer.
+    $("#export").parentElement.hidden = !doc.periods;
     renderBaseline(doc.baseline);
     renderAutomation(doc.automation);
     render(doc);
