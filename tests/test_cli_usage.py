@@ -183,3 +183,13 @@ class ShutdownReactor:
         for phase, event, f in list(self.triggers.values()):
             if (phase, event) == ("before", "shutdown"):
                 f()
+
+
+def test_displayNamesAddAShortIdWhenAmbiguous() -> None:
+    """A plug is shown by its alias, else its id; an alias that is also another plug's id gets its own
+    short id, so a listing never names two plugs the same."""
+    from vesyncd.cli_format import displayNames
+
+    plugs = [{"id": "3fa8c1d2e4", "alias": "b77e01"}, {"id": "b77e01", "alias": None},
+             {"id": "c0ffee0000", "alias": "Kettle"}]
+    assert displayNames(plugs) == {"3fa8c1d2e4": "b77e01 (3fa8c1d2)", "b77e01": "b77e01", "c0ffee0000": "Kettle"}

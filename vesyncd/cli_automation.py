@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vesyncd.cli_format import plugName, printable
+from vesyncd.cli_format import displayNames, plugName, printable
 from vesyncd.cli_format_features import (
     awayText, formatRules, formatSchedules, ruleWhen, scheduleWhen, timerText)
 from vesyncd.cli_output import EXIT_USAGE, CLIError, Output
@@ -17,8 +17,8 @@ from vesyncd.control.client import ControlClient
 
 
 async def plugNames(client: ControlClient) -> dict[str, str]:
-    """Every plug's id and the name to show (its alias, else its id)."""
-    return {p["id"]: p.get("alias") or p["id"] for p in await client.listPlugs()}
+    """Every plug's id and the name to show (its alias, else its id; with a short id when ambiguous)."""
+    return displayNames(await client.listPlugs())
 
 
 async def cmdSwitch(client: ControlClient, args: argparse.Namespace, output: Output) -> int:

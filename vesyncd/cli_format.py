@@ -85,6 +85,20 @@ def plugName(plug: dict[str, Any]) -> str:
     return printable(plug.get("alias") or plug.get("id"))
 
 
+def displayNames(plugs: list[dict[str, Any]]) -> dict[str, str]:
+    """Each plug's id and the name to show for it: its alias, else its id; a name that is also another
+    plug's name or id gets the start of its own id, e.g. C{Lamp (3fa8c1d2)}, so no name is ambiguous."""
+    taken: dict[str, int] = {}
+    for p in plugs:
+        for key in {str(p.get("alias") or p["id"]).lower(), str(p["id"]).lower()}:
+            taken[key] = taken.get(key, 0) + 1
+    names = {}
+    for p in plugs:
+        name = str(p.get("alias") or p["id"])
+        names[p["id"]] = f"{name} ({str(p['id'])[:8]})" if p.get("alias") and taken[name.lower()] > 1 else name
+    return names
+
+
 def formatPlugs(plugs: list[dict[str, Any]], now: datetime | None = None) -> str:
     """The human table of C{vesyncctl list}."""
     if not plugs:
