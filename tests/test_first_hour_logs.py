@@ -137,7 +137,7 @@ def test_plugStateLog() -> None:
         stateLog(Event(OFFLINE, "p2\x1b[2J", 0.0, {"reason": "connection closed"}))
     finally:
         globalLogPublisher.removeObserver(seen.append)
-    mine = [e for e in seen if e.get("log_namespace") == "vesyncd.logconfig"]
+    mine = [e for e in seen if e.get("log_namespace") == "vesyncd.plugs"]
     assert {e["log_level"] for e in mine} == {LogLevel.info}
     assert [formatEvent(e) for e in mine] == [
         "plug Lamp (p1) online from 127.0.0.1:5000 (firmware 1.89)",
@@ -204,7 +204,7 @@ def test_infoLogHasNoPerConnectionLines(tmp_path: Path) -> None:
         lines = daemon.stop()
     noisy = [line for line in lines if any(text in line for text in CHATTER)]
     assert noisy == [], "\n".join(noisy)
-    assert any("vesyncd.logconfig#info] plug " in line and " online from " in line for line in lines)
+    assert any("[vesyncd.plugs#info] plug " in line and " online from " in line for line in lines)
 
 
 def test_debugLogBringsThemBack(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ from zope.interface import implementer
 from vesyncd.cli_format import printable
 from vesyncd.core.model import ALIAS, CAUSE_LOGIN, FORGOTTEN, OFFLINE, ONLINE, RELAY, Event
 
-log = Logger()
+# The plug lines read as the plug server's in the log, where a user looks for them.
+plugLog = Logger(namespace="vesyncd.plugs")
 
 #: The accepted C{--log-level} names, quietest last.
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -128,22 +129,22 @@ class PlugStateLog:
         """Log C{event} when it is one of the kinds above."""
         data = event.data
         if event.kind == ONLINE:
-            log.info("plug {plug} online from {peer} (firmware {firmware})", plug=self._plug(event.plug),
+            plugLog.info("plug {plug} online from {peer} (firmware {firmware})", plug=self._plug(event.plug),
                      peer=printable(data.get("address") or "?"), firmware=printable(data.get("firmware") or "?"))
         elif event.kind == OFFLINE:
-            log.info("plug {plug} offline ({reason})", plug=self._plug(event.plug),
+            plugLog.info("plug {plug} offline ({reason})", plug=self._plug(event.plug),
                      reason=printable(data.get("reason") or "?"))
         elif event.kind == RELAY and data.get("cause") != CAUSE_LOGIN and isinstance(data.get("relay"), bool):
             # At login the relay is only learnt, not switched.
-            log.info("plug {plug} switched {state} ({cause})", plug=self._plug(event.plug),
+            plugLog.info("plug {plug} switched {state} ({cause})", plug=self._plug(event.plug),
                      state="on" if data["relay"] else "off", cause=printable(data.get("cause") or "?"))
         elif event.kind == ALIAS:
-            log.info("plug {plug} renamed (was {previous})", plug=self._plug(event.plug),
+            plugLog.info("plug {plug} renamed (was {previous})", plug=self._plug(event.plug),
                      previous=printable(data.get("previous") or "no alias"))
         elif event.kind == FORGOTTEN:
             alias = data.get("alias")
             plug = printable(f"{alias} ({event.plug})" if isinstance(alias, str) and alias else event.plug)
-            log.info("plug {plug} forgotten", plug=plug)
+            plugLog.info("plug {plug} forgotten", plug=plug)
 
 
 class LogOptions:
