@@ -107,6 +107,17 @@ def test_loopbackAddressOnALanDaemonFailsNamingAddress() -> None:
     assert check.level is D.Level.FAIL and "--address" in (check.fix or "") and LAN in (check.fix or "")
 
 
+def test_loopbackPlugServerWithALanAddressFails() -> None:
+    """Advertising a LAN address while the plug server listens on loopback only: FAIL naming --plugs."""
+    status = demoStatus(address=LAN, dns_listen=[LAN, 53])
+    probes = demoProbes(status=status, responderAnswer=[LAN], system=[LAN])
+    probes.holders[(53, "udp")] = probes.holders[(53, "tcp")] = f"vesyncd (pid 42) on {LAN}"
+    checks = run(probes)
+    check = checks["port 17273/tcp"]
+    assert check.level is D.Level.FAIL and "--plugs tcp:17273" in (check.fix or "") and LAN in check.message
+    assert "setup" not in checks
+
+
 def test_unknownOrForeignAddress() -> None:
     """No advertised address is a FAIL, one that is not this host's a WARN; both name --address."""
     lan = {"listeners": {"plugs": "0.0.0.0:17273"}, "dns_listen": [LAN, 53]}
@@ -125,6 +136,7 @@ def test_everyProblemNamesItsFix() -> None:
         demoProbes(status=demoStatus(dns_listen=["0.0.0.0", 5353], **lan)),
         demoProbes(status=demoStatus(address=None, dns_listen=[LAN, 53], **lan)),
         demoProbes(status=demoStatus(address="192.0.2.2", dns_listen=[LAN, 53], **lan)),
+        demoProbes(status=demoStatus(address=LAN, dns_listen=[LAN, 53]), system=[LAN]),
     ]
     for probes in scenarios:
         problems = [c for c in run(probes).values() if c.level is not D.Level.OK]

@@ -24,12 +24,12 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from vesyncd.doctor.netchecks import (
-    DNS_PORT, PLUG_PORT, VESYNC_NAME, portCheck, responderCheck, systemDnsCheck,
+    DNS_PORT, PLUG_PORT, VESYNC_NAME, responderCheck, systemDnsCheck,
 )
 from vesyncd.doctor.plugchecks import pendingCheck, plugChecks
 from vesyncd.doctor.report import Check, Level, checksToJSON, exitCode, formatChecks
-from vesyncd.doctor.setupchecks import (addressCheck, dnsListen, dnsOff, dnsPortCheck, loopbackOnly, plugPort, setupCheck,
-                                        systemDnsDemoCheck)
+from vesyncd.doctor.setupchecks import (addressCheck, dnsListen, dnsOff, dnsPortCheck, loopbackOnly, plugPort,
+                                        plugPortCheck, setupCheck, systemDnsDemoCheck)
 
 __all__ = [
     "DNS_PORT", "PLUG_PORT", "VESYNC_NAME", "Check", "DoctorProbes", "Level", "checksToJSON",
@@ -156,7 +156,7 @@ async def _runDoctor(probes: DoctorProbes, name: str) -> list[Check]:
         elif port == DNS_PORT:
             checks.append(dnsPortCheck(proto, holder, known, daemonUp))
         else:
-            checks.append(portCheck(port, proto, holder, daemonUp))
+            checks.append(plugPortCheck(holder, known, daemonUp))
 
     local, localError = await _ask("localAddresses", probes.localAddresses)
     local = list(local or [])

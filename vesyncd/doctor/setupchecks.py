@@ -116,6 +116,21 @@ def dnsPortCheck(proto: str, holder: str | None, status: dict[str, Any] | None, 
     return portCheck(DNS_PORT, proto, holder, daemonUp)
 
 
+def plugPortCheck(holder: str | None, status: dict[str, Any] | None, daemonUp: bool) -> Check:
+    """Judge who holds the daemon's plug port; a daemon that advertises a LAN address while its plug
+    server listens on loopback only cannot be reached by any plug."""
+    port = plugPort(status)
+    check = portCheck(port, "tcp", holder, daemonUp)
+    where = plugListener(status)
+    if check.level is Level.OK and where is not None and _loopback(where[0]) and not loopbackOnly(status):
+        address = (status or {}).get("address")
+        return Check(check.name, Level.FAIL,
+                     f"vesyncd's plug server listens on {where[0]} only, while it tells plugs to connect to "
+                     f"{address}; plugs on your LAN cannot reach it",
+                     f"listen on the LAN with --plugs tcp:{port}")
+    return check
+
+
 def systemDnsDemoCheck(answers: list[str] | None, error: str | None) -> Check:
     """What the system resolver says, for a loopback-only demo: never a problem there."""
     found = f"-> {', '.join(answers) or 'nothing'}" if answers is not None else f"does not resolve ({error})"
