@@ -11,7 +11,7 @@ from typing import Any
 
 from vesyncd.cli_format import displayNames, plugName, printable
 from vesyncd.cli_format_features import (
-    awayText, formatRules, formatSchedules, ruleWhen, scheduleWhen, timerText)
+    awayText, formatRules, localTime, formatSchedules, ruleWhen, scheduleWhen, timerText)
 from vesyncd.cli_output import EXIT_USAGE, CLIError, Output
 from vesyncd.control.client import ControlClient
 
@@ -52,7 +52,7 @@ def _scheduleLine(schedule: dict[str, Any], name: str) -> str:
     state = "" if schedule.get("enabled") else ", disabled"
     nxt = schedule.get("next")
     return (f"{printable(schedule.get('id'))}: {printable(name)} {printable(schedule.get('switch'))} at "
-            f"{printable(scheduleWhen(schedule))}" + (f" (next {printable(nxt[:16].replace('T', ' '))}{state})"
+            f"{printable(scheduleWhen(schedule))}" + (f" (next {localTime(nxt)}{state})"
                                                       if nxt else f" (not planned{state})"))
 
 
