@@ -100,6 +100,10 @@ def test_history_with_cost_and_cost_table() -> None:
     with pytest.raises(InsightError) as e:
         result(insight.costTable("2026-13"))
     assert e.value.field == "month"
+    for period, value, field in [("week", "2026-12", "period"), ("day", "2026-12-32", "value")]:
+        with pytest.raises(InsightError) as e:
+            result(insight.history("plug-1", period, value, cost=True))
+        assert e.value.field == field and str(e.value).startswith(field + ": ")
 
 
 def test_csv_range_and_errors() -> None:

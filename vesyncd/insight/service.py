@@ -173,7 +173,7 @@ class EnergyInsight:
         try:
             span = hourSpan(period, value, self.zone)
         except ValueError as e:
-            return fail(InsightError("period", str(e)))
+            return fail(InsightError("period" if period not in ("day", "month", "year") else "value", str(e)))
         d = self.ledger.history(plugId, period, value)
         if not cost:
             return d
