@@ -67,13 +67,15 @@ class PauseCounters:
         if phase == "start":
             self.started = self.timer()
             return
+        # Called twice for every pass, thousands of times a second under load: kept short.
         took = self.timer() - self.started
-        generation = min(max(int(info.get("generation", 0)), 0), 2)
+        generation = info["generation"]
         self.passes[generation] += 1
         self.total[generation] += took
-        self.longest[generation] = max(self.longest[generation], took)
-        self.collected += int(info.get("collected", 0))
-        self.uncollectable += int(info.get("uncollectable", 0))
+        if took > self.longest[generation]:
+            self.longest[generation] = took
+        self.collected += info["collected"]
+        self.uncollectable += info["uncollectable"]
         if generation == 2:
             self.fullPassEnded()
 
