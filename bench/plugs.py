@@ -242,12 +242,13 @@ class Load:
 
 
 def pct(samples: list[float]) -> dict[str, Any]:
-    """p50/p99/max in ms of latencies in seconds."""
+    """p50/p99/p99.9/max in ms of latencies in seconds."""
     if not samples:
         return {"n": 0}
     s = sorted(samples)
     pick = lambda q: round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)  # noqa: E731
-    return {"n": len(s), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": round(s[-1] * 1000, 3)}
+    return {"n": len(s), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "p999_ms": pick(0.999),
+            "max_ms": round(s[-1] * 1000, 3)}
 
 
 def _overall(results: list[dict[str, Any]]) -> float:
@@ -452,6 +453,7 @@ def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = 
         rss0 = srv.rssKiB()
         load = Load(srv.port, plugs)
         load.all("connect", timeout=60)
+        srv.pauseMonitor(True)  # the soak measures no CPU: the reactor's longest pause under churn
         samples: list[tuple[float, int]] = []
         t0 = time.monotonic()
         dropped = 0
@@ -470,9 +472,14 @@ def soak(seconds: float, plugs: int, churn: float, say: Callable[[str], None] = 
                   "warmup_s": min(SOAK_WARMUP, seconds / 3), "growth_after_warmup_kib": warm[-1] - warm[0],
                   "growth_after_warmup_pct": round((warm[-1] - warm[0]) / warm[0] * 100, 2),
                   "experiments": list(experiments)}
+        h = srv.heap()
+        result.update({"longest_pause_ms": h.get("pause_longest_ms"), "pauses_over_10ms": h.get("pause_over_10ms"),
+                       "gc_passes": [h.get(f"gc{g}_passes") for g in range(3)],
+                       "gc_longest_ms": [h.get(f"gc{g}_longest_ms") for g in range(3)], "gc_frozen": h.get("gc_frozen")})
         say(f"soak: {plugs} plugs, {seconds:.0f} s, churn {churn}/s ({dropped} reconnects): RSS first third {early} KiB, "
             f"last third {late} KiB ({result['growth_pct']:+.2f} %); after {result['warmup_s']:.0f} s of warm-up "
-            f"{warm[0]} -> {warm[-1]} KiB ({result['growth_after_warmup_pct']:+.2f} %)")
+            f"{warm[0]} -> {warm[-1]} KiB ({result['growth_after_warmup_pct']:+.2f} %); longest reactor pause "
+            f"{result['longest_pause_ms']} ms, gc passes {result['gc_passes']}")
         return result
     finally:
         if load is not None:
