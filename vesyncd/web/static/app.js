@@ -159,6 +159,13 @@ function onEvent(event) {
   if (event.event === "energy") { totalsSoon(); if (state.detail === event.plug) loadHistory(); }
   if (event.event === "relay" && state.detail === event.plug) reloadAutomation();
   if (event.event === "relay" && event.data.cause === "timer") keepTimer(event.plug, null);
+  if (event.event === "rule") {
+    const el = card(event.plug);
+    const d = event.data;
+    // Numbers only from the event; shown as text like everything else.
+    if (el) $(".card-error", el).textContent = `Rule ${String(d.rule)}: ${String(d.action)} at ${Number(d.power_w).toFixed(1)} W${d.ok === false ? " (failed)" : ""}`;
+    if (state.detail === event.plug) reloadAutomation();
+  }
   if (event.event === "plug_conflict") {
     const el = card(event.plug);
     const fields = Array.isArray(event.data.fields) ? event.data.fields.join(", ") : "";
