@@ -1,7 +1,7 @@
 """
 The front ends at scale: vesyncd with N known plugs and their hourly history.
 
-    python -m bench.frontends [--plugs 10000] [--days 365] [--cache DIR] [--no-mqtt] [--ha-plugs N]
+    python -m bench.frontends [--plugs 10000] [--days 365] [--cache DIR] [--no-mqtt] [--ha-plugs N] [--fill-only]
 
 1. fills a state directory through L{vesyncd.storage.store.Store} (its public queue: C{putPlug},
    C{addReport}, C{flush}): N plugs (the ids the load generator uses, so they can connect later)
@@ -298,7 +298,7 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
 
 
 def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: str | None = None,
-            withMqtt: bool = True, haPlugs: int | None = None) -> dict[str, Any]:
+            withMqtt: bool = True, haPlugs: int | None = None, fillOnly: bool = False) -> dict[str, Any]:
     """Every front-end figure for C{plugs} known plugs with C{days} of hourly history."""
     stateDir = Path(cache or tempfile.gettempdir()) / ("vesyncd-bench-frontends" if not cache else "") / \
         f"{plugs}-plugs-{days}d"
@@ -314,6 +314,8 @@ def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: st
         marker.write_text(json.dumps(res["fill"]))
     say(f"  database: {res['fill']['db_bytes'] / 1e6:.1f} MB, {res['fill']['db_bytes_per_plug_year'] / 1e3:.0f} kB "
         f"per plug-year of hourly history")
+    if fillOnly:
+        return res
     res["db_size"] = rawReportBytesPerPlugYear(say)
     with tempfile.TemporaryDirectory(prefix="vesyncd-bench-empty-") as empty:
         base = Daemon(Path(empty))
@@ -345,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--cache", help="directory for the filled state (kept between runs)")
     p.add_argument("--no-mqtt", action="store_true")
+    p.add_argument("--fill-only", action="store_true", help="fill (or check) the cached state directory and stop")
     p.add_argument("--ha-plugs", type=int, default=None, help="plugs connected during the HA restart (default: all)")
     args = p.parse_args(argv)
-    res = measure(args.plugs, args.days, cache=args.cache, withMqtt=not args.no_mqtt, haPlugs=args.ha_plugs)
+    res = measure(args.plugs, args.days, cache=args.cache, withMqtt=not args.no_mqtt, haPlugs=args.ha_plugs,
+                  fillOnly=args.fill_only)
     print(json.dumps({"bench": "frontends", **res}, separators=(",", ":")))
     return 0
 
