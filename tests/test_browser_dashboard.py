@@ -115,13 +115,15 @@ class DashboardBase(unittest.TestCase):
             shutil.copy(path, keep)
         return path
 
-    def login(self, driver: Any, size: tuple[int, int] = WIDE) -> None:
+    def login(self, driver: Any, size: tuple[int, int] = WIDE, shot: str | None = None) -> None:
         """Open the page at C{size}, check the login page names this daemon's token file, and log in."""
         driver.set_window_size(*size)
         driver.get(self.base + "/")
         wait = WebDriverWait(driver, 10, poll_frequency=0.05)
         wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
         wait.until(lambda d: d.find_element(By.ID, "token-path").text == str(self.tmp / "state" / "control.token"))
+        if shot:
+            self.shot(driver, shot)
         driver.find_element(By.ID, "token").send_keys(self.token)
         driver.find_element(By.CSS_SELECTOR, "#login button").click()
         wait.until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class").split())
@@ -149,7 +151,8 @@ class LiveDashboardTests(DashboardBase):
         wait = lambda seconds=10: WebDriverWait(driver, seconds, poll_frequency=0.05)  # noqa: E731
         plug.send({"uri": "/report", "e": format(40 * 3600, "x"), "t": format(3600, "x")})
         yield waitFor(lambda: self.hub.energy(plug.id).lifetime_wh > 0, what="the energy report")
-        yield run(self.login, driver)
+        yield run(self.login, driver, PHONE, "login-phone")
+        yield run(driver.set_window_size, *WIDE)
 
         def detail() -> None:
             wait().until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plugs .card")) == 1)

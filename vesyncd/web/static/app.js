@@ -20,7 +20,8 @@ async function showLogin(message) {
     const hint = await api("GET", "/api/login");
     if (hint.token_path) {
       $("#token-path").textContent = hint.token_path;
-      $("#token-command").textContent = `sudo cat ${hint.token_path}`;
+      const path = /^[\w./-]+$/.test(hint.token_path) ? hint.token_path : `'${hint.token_path.replace(/'/g, "'\\''")}'`;
+      $("#token-command").textContent = `sudo cat ${path}`;
     }
   } catch (e) { /* the generic hint stays */ }
 }
@@ -104,8 +105,8 @@ async function loadTotals() {
 }
 
 function totalsSoon() {
-  // At most one request every 3 s, however many plugs report.
-  if (totalsTimer === null) totalsTimer = setTimeout(loadTotals, 3000);
+  // At most one request every 5 s, however many plugs report.
+  if (totalsTimer === null) totalsTimer = setTimeout(loadTotals, 5000);
 }
 
 // -- live events -------------------------------------------------------------------------
