@@ -1,7 +1,7 @@
 """
 vesyncd's benchmarks: ``python -m bench`` (= ``make bench``).
 
-    python -m bench            short profile (< 3 minutes): 2,000 plugs, 2 rounds
+    python -m bench            short profile (~5 minutes): 2,000 plugs, 2 rounds
     python -m bench --full     full profile: 10,000 plugs, 3 rounds, 10-minute soak
     python -m bench --smoke    does the harness run? (~30 s, tiny N; the figures mean nothing)
     python -m bench --only pauses --only frontends    the reactor's longest pause; the front ends at scale
