@@ -303,3 +303,32 @@ def test_daemonPublishesGCFigures(tmp_path: Any) -> None:
     top = tap.makeService(o, Clock())
     doc = top.context.info.facts["gc"]()
     assert set(doc) >= {"passes", "longest_ms", "frozen", "freezes", "sweeps"}
+
+
+def test_fullPassInAnotherThreadReachesTheReactorThreadSafely() -> None:
+    """A full pass run by another thread (the SQLite writer) schedules the freeze through callFromThread."""
+    import threading
+
+    class ThreadedClock(Clock):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fromThreads: list[Any] = []
+
+        def callFromThread(self, f: Any, *a: Any) -> None:
+            self.fromThreads.append((f, a))
+
+    clock, collector = ThreadedClock(), FakeCollector()
+    policy = GCPolicy(clock, collector)
+    policy.startService()
+    clock.advance(0)
+    collector.calls.clear()
+    worker = threading.Thread(target=collector.runPass, args=(2,))
+    worker.start()
+    worker.join(10)
+    assert all(c.getTime() > 0 for c in clock.getDelayedCalls())  # only the sweep: nothing scheduled from the thread
+    assert len(clock.fromThreads) == 1
+    f, a = clock.fromThreads[0]
+    f(*a)
+    clock.advance(0)
+    assert collector.calls == [("collect", 1), "freeze"]
+    policy.stopService()

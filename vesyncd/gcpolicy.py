@@ -25,6 +25,7 @@ C{gc}.
 from __future__ import annotations
 
 import gc as _gc
+import threading
 import time
 from typing import Any, Callable
 
@@ -110,6 +111,7 @@ class GCPolicy(service.Service):
         self._firstUnfrozenLogin: float | None = None
         self._lastSweep = 0.0
         self._sweeping = False
+        self._reactorThread: int | None = None
         self._settleCall: Any = None
         self._sweepCall: Any = None
         self._freezeCall: Any = None
@@ -118,6 +120,7 @@ class GCPolicy(service.Service):
     def startService(self) -> None:
         """Install the thresholds and the pause timer; collect and freeze what start-up built."""
         service.Service.startService(self)
+        self._reactorThread = threading.get_ident()
         if self.thresholds is not None:
             self._savedThresholds = self.collector.get_threshold()
             self.collector.set_threshold(*self.thresholds)
@@ -200,7 +203,13 @@ class GCPolicy(service.Service):
             self._sweepCall = self.clock.callLater(self.settle, self._sweepDue)
 
     def _fullPassEnded(self) -> None:
-        # Called from inside the collector: freeze on the next reactor turn, not here.
+        # Called from inside the collector, in whichever thread allocated (the SQLite writer's
+        # too): freeze on a later reactor turn, and reach the reactor thread-safely from elsewhere.
+        if threading.get_ident() != self._reactorThread:
+            callFromThread = getattr(self.clock, "callFromThread", None)
+            if callFromThread is not None and self.running:
+                callFromThread(self._fullPassEnded)
+            return
         if self.running and not self._sweeping and self._freezeCall is None:
             self._freezeCall = self.clock.callLater(0, self._freezeAfterPass)
 
