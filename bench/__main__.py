@@ -211,6 +211,9 @@ def rowsFrontends(fe: dict[str, Any], row: Callable[..., None]) -> None:
         row(f"start-up to serving s ({n} plugs, {days} d hourly)", st["seconds"], None, "<= 3 s (10,000, a year)",
             st["seconds"] <= 3.0 if big else None, None, f"empty state {st['empty_state_s']} s")
     ls = fe.get("list", {})
+    if "failed" in ls:
+        row(f"vesyncctl list s ({n} plugs)", None, None, "<= 1 s at 10,000", False if n >= 10000 else None, None,
+            f"failed: {ls['failed']}")
     if "seconds" in ls:
         row(f"vesyncctl list s ({n} plugs)", ls["seconds"], None, "<= 1 s at 10,000",
             ls["seconds"] <= 1.0 if n >= 10000 else None, None,

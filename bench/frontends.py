@@ -166,7 +166,11 @@ def vesyncctlList(stateDir: Path, runs: int = 3) -> dict[str, Any]:
     times, lines = [], 0
     for _ in range(runs):
         t0 = time.monotonic()
-        out = subprocess.run([exe, "--state-dir", str(stateDir), "list"], capture_output=True, text=True, timeout=120)
+        try:
+            out = subprocess.run([exe, "--state-dir", str(stateDir), "list"], capture_output=True, text=True,
+                                 timeout=300)
+        except subprocess.TimeoutExpired:
+            return {"failed": "no answer within 300 s"}
         times.append(time.monotonic() - t0)
         if out.returncode != 0:
             return {"failed": out.stderr.strip()[-300:]}
