@@ -40,10 +40,28 @@ from vesyncd.sim.runner import Simulator
 from vesyncd.web import tap as web_tap
 
 try:
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - depends on the machine
     pass
+
+
+def waiter(driver: Any, seconds: float = 10) -> Any:
+    """A bounded wait that polls every 50 ms and looks again when the page replaced an element it held."""
+    return WebDriverWait(driver, seconds, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException])
+
+
+def clickFresh(driver: Any, css: str) -> None:
+    """Find, bring to the middle of the screen and click an element, finding it again if the page
+    redrew it in between (the click then had not happened)."""
+    def click(d: Any) -> bool:
+        element = d.find_element(By.CSS_SELECTOR, css)
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+        return True
+    WebDriverWait(driver, 10, poll_frequency=0.05,
+                  ignored_exceptions=[StaleElementReferenceException, ElementClickInterceptedException]).until(click)
 
 WIDE = (1280, 900)
 PHONE = (375, 812)
@@ -119,7 +137,7 @@ class DashboardBase(unittest.TestCase):
         """Open the page at C{size}, check the login page names this daemon's token file, and log in."""
         driver.set_window_size(*size)
         driver.get(self.base + "/")
-        wait = WebDriverWait(driver, 10, poll_frequency=0.05)
+        wait = waiter(driver)
         wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
         wait.until(lambda d: d.find_element(By.ID, "token-path").text == str(self.tmp / "state" / "control.token"))
         if shot:
@@ -148,7 +166,7 @@ class LiveDashboardTests(DashboardBase):
     def _steps(self, driver: Any) -> Any:
         run = threads.deferToThread
         plug = self.sim.plugs[0]
-        wait = lambda seconds=10: WebDriverWait(driver, seconds, poll_frequency=0.05)  # noqa: E731
+        wait = lambda seconds=10: waiter(driver, seconds)  # noqa: E731
         plug.send({"uri": "/report", "e": format(40 * 3600, "x"), "t": format(3600, "x")})
         yield waitFor(lambda: self.hub.energy(plug.id).lifetime_wh > 0, what="the energy report")
         yield run(self.login, driver, PHONE, "login-phone")
@@ -156,15 +174,20 @@ class LiveDashboardTests(DashboardBase):
 
         def detail() -> None:
             wait().until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plugs .card")) == 1)
-            driver.find_element(By.CSS_SELECTOR, "#plugs .card .details").click()
+            clickFresh(driver, "#plugs .card .details")
             wait().until(lambda d: d.find_element(By.ID, "detail").is_displayed())
             wait().until(lambda d: d.find_element(By.CSS_SELECTOR, "#periods tr[data-period=today] td:nth-child(3)").text != "–")
 
         yield run(detail)
 
+        def chartData(name: str) -> str:
+            # Read in one script: the chart's svg is replaced on every reading, so a found element
+            # may be gone by the time a second command asks it for an attribute.
+            return driver.execute_script(
+                "const svg = document.querySelector('#live-chart svg'); return svg ? svg.dataset[arguments[0]] : '';", name)
+
         def chartLast() -> str:
-            svgs = driver.find_elements(By.CSS_SELECTOR, "#live-chart svg")
-            return svgs[0].get_attribute("data-last") if svgs else ""
+            return chartData("last")
 
         # The chart moves with the plug: each new load is read (/getRuntime) and drawn without a reload.
         for watts in (150.0, 310.0):
@@ -172,7 +195,7 @@ class LiveDashboardTests(DashboardBase):
             plug.relay = True
             yield self.hub.refresh(plug.id)
             yield run(lambda: wait().until(lambda d: chartLast() == str(int(watts)) or chartLast() == str(watts)))
-        points = yield run(lambda: int(driver.find_element(By.CSS_SELECTOR, "#live-chart svg").get_attribute("data-points")))
+        points = yield run(lambda: int(chartData("points")))
         self.assertGreaterEqual(points, 2)
         yield run(self.shot, driver, "detail-wide")
 
@@ -193,7 +216,7 @@ class LiveDashboardTests(DashboardBase):
         self.assertFalse(plug.relay)
         self.assertEqual(self.engine.timer(plug.id)["switch"], "on")
         yield run(self.shot, driver, "countdown-wide")
-        yield run(lambda: (driver.find_element(By.ID, "timer-cancel").click(),
+        yield run(lambda: (clickFresh(driver, "#timer-cancel"),
                            wait().until(lambda d: not d.find_element(By.ID, "timer").is_displayed())))
         self.assertIsNone(self.engine.timer(plug.id))
 
@@ -218,14 +241,9 @@ class LiveDashboardTests(DashboardBase):
             self.shot(driver, "detail-phone")
             dark(driver, True)
             self.shot(driver, "detail-phone-dark")
-            remove = driver.find_element(By.CSS_SELECTOR, "#schedules li button:last-child")
-            # Below the sticky header on a phone: bring it to the middle of the screen first.
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", remove)
-            remove.click()
+            clickFresh(driver, "#schedules li button:last-child")
             wait().until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#schedules li")) == 0)
-            back = driver.find_element(By.ID, "back")
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", back)
-            back.click()
+            clickFresh(driver, "#back")
             wait().until(lambda d: d.find_element(By.ID, "plugs").is_displayed())
             assert pageWidth(driver) <= PHONE[0]
             self.shot(driver, "list-phone-dark")
@@ -265,7 +283,7 @@ class ThousandPlugsTests(DashboardBase):
     @inlineCallbacks
     def _steps(self, driver: Any) -> Any:
         run = threads.deferToThread
-        wait = lambda seconds=10: WebDriverWait(driver, seconds, poll_frequency=0.05)  # noqa: E731
+        wait = lambda seconds=10: waiter(driver, seconds)  # noqa: E731
 
         def cards() -> list[Any]:
             return driver.find_elements(By.CSS_SELECTOR, "#plugs .card")
@@ -289,7 +307,7 @@ class ThousandPlugsTests(DashboardBase):
             search.send_keys(" ")
             driver.find_element(By.CSS_SELECTOR, "#sort option[value=power]").click()
             wait().until(lambda d: cards()[0].find_element(By.CSS_SELECTOR, ".name").text == "Plug 0996")
-            driver.find_element(By.ID, "page-next").click()
+            clickFresh(driver, "#page-next")
             wait().until(lambda d: d.find_element(By.ID, "page-info").text.startswith("2 / "))
             assert len(cards()) <= 60
             driver.set_window_size(*PHONE)
