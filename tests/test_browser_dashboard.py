@@ -174,6 +174,8 @@ class LiveDashboardTests(DashboardBase):
 
         def detail() -> None:
             wait().until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#plugs .card")) == 1)
+            # Cost next to kWh on the card (a flat tariff in EUR).
+            wait().until(lambda d: "€" in d.find_element(By.CSS_SELECTOR, "#plugs .card .today").text)
             clickFresh(driver, "#plugs .card .details")
             wait().until(lambda d: d.find_element(By.ID, "detail").is_displayed())
             wait().until(lambda d: d.find_element(By.CSS_SELECTOR, "#periods tr[data-period=today] td:nth-child(3)").text != "–")

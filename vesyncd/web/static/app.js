@@ -96,7 +96,9 @@ async function loadTotals() {
   totalsTimer = null;
   try {
     const doc = await api("GET", "/api/totals");
+    const first = !state.currency && doc.currency;
     state.currency = doc.currency || null;
+    if (first) refreshList();
     $("#total-power").textContent = formatW(doc.power_w);
     $("#total-today").textContent = fmt(doc.today_wh / 1000, 3, "kWh");
     $("#total-cost").textContent = money(doc.today_cost, doc.currency);
@@ -157,7 +159,7 @@ function onEvent(event) {
   }
   if (event.state) render(event.state);
   if (event.event === "runtime") { addPoint(event.plug, event.ts * 1000, event.data.power_w); totalsSoon(); }
-  if (event.event === "energy") { totalsSoon(); if (state.detail === event.plug) loadHistory(); }
+  if (event.event === "energy") { totalsSoon(); wantCost(event.plug, true); if (state.detail === event.plug) loadHistory(); }
   if (event.event === "relay" && state.detail === event.plug) reloadAutomation();
   if (event.event === "relay" && event.data.cause === "timer") keepTimer(event.plug, null);
   if (event.event === "rule") {

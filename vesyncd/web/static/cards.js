@@ -54,7 +54,37 @@ function refreshList() {
   const plural = (n) => `${n} plug${n === 1 ? "" : "s"}`;
   $("#count").textContent = list.view.length === total ? plural(total) : `${list.view.length} of ${plural(total)}`;
   $("#empty").hidden = total > 0;
-  for (const plug of shown) loadChart(plug.id);
+  for (const plug of shown) { loadChart(plug.id); wantCost(plug.id); }
+}
+
+// Today's cost on the cards in view: each card's periods from its plug's JSON, a few requests at a
+// time, again at most once a minute after its energy reports. Only with a tariff.
+const COST_REFRESH_MS = 60000;
+const costQueue = [];
+let costRunning = 0;
+
+function wantCost(id, stale = false) {
+  if (!state.currency || !card(id)) return;
+  const known = state.periods.get(id);
+  if (known && !(stale && Date.now() - known.at > COST_REFRESH_MS)) return;
+  if (costQueue.includes(id)) return;
+  costQueue.push(id);
+  pumpCost();
+}
+
+async function pumpCost() {
+  while (costRunning < 4 && costQueue.length) {
+    const id = costQueue.shift();
+    if (!card(id)) continue;
+    costRunning += 1;
+    try {
+      const doc = await api("GET", plugPath(id));
+      if (doc.periods) state.periods.set(id, { at: Date.now(), doc: doc.periods });
+      const plug = state.plugs.get(id);
+      if (plug) renderCard(plug);
+    } catch (e) { /* the card keeps its kWh */ }
+    costRunning -= 1;
+  }
 }
 
 function newCard(plug) {
@@ -102,7 +132,9 @@ function renderCard(plug) {
   }
   el.dataset.relay = plug.relay || "unknown";
   $(".watts", el).textContent = fmt(plug.power_w, 1, "W");
-  $(".today", el).textContent = fmt(plug.energy_today_kwh, 3, "kWh");
+  const periods = state.periods.get(plug.id);
+  const cost = periods && periods.doc.currency ? ` · ${money(periods.doc.today_cost, periods.doc.currency)}` : "";
+  $(".today", el).textContent = fmt(plug.energy_today_kwh, 3, "kWh") + cost;
   $(".lifetime", el).textContent = fmt(plug.energy_lifetime_kwh, 3, "kWh");
   drawCardSpark(plug.id);
   renderTimerBadge(plug.id);

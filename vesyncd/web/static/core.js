@@ -2,7 +2,7 @@
 "use strict";
 
 const state = {
-  csrf: null, plugs: new Map(), points: new Map(), day: new Map(), charts: new Set(), timers: new Map(),
+  csrf: null, plugs: new Map(), points: new Map(), day: new Map(), charts: new Set(), timers: new Map(), periods: new Map(),
   events: null, detail: null, currency: null,
 };
 const $ = (sel, root = document) => root.querySelector(sel);

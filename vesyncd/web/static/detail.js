@@ -57,6 +57,7 @@ async function loadDetail() {
     const doc = await api("GET", plugPath(id));
     if (state.detail !== id) return;
     detail.loaded = doc;
+    if (doc.periods) state.periods.set(id, { at: Date.now(), doc: doc.periods });
     renderPeriods(doc.periods);
     // Without energy insight there is no cost and no CSV export to offer.
     $("#export").parentElement.hidden = !doc.periods;
