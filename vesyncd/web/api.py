@@ -3,8 +3,10 @@ The HTTP front end: the JSON API, the page's static files, server-sent events an
 
 Routes are a small table of (method, path pattern) pairs handled by one leaf resource: every
 API handler calls the same hub methods as the control port and serialises plugs with
-L{vesyncd.core.hub.PlugState.toJSON}.  Nothing here keeps plug state of its own except the short
-power history for the page's sparklines.
+L{vesyncd.core.hub.PlugState.toJSON}; the automation and energy routes live in
+L{vesyncd.web.automationapi} and L{vesyncd.web.insightapi}, the plug list's paging in
+L{vesyncd.web.listing}.  Nothing here keeps plug state of its own except the short power history
+for the page's sparklines.
 """
 
 from __future__ import annotations
