@@ -113,6 +113,8 @@ class RealInsightTests(unittest.TestCase):
         self.assertIsNone(doc["baseline"]["baseline_w"])
         self.assertEqual(h.request("GET", f"/api/plugs/{PLUG_A}/chart").json()["hour"][-1][1], 25.0)
         self.assertEqual(h.request("GET", "/api/totals").json()["power_w"], 25.0)
+        bad = h.request("GET", f"/api/plugs/{PLUG_A}/energy?month=2023-13&cost=1")
+        self.assertEqual((bad.status, bad.json()["field"]), (400, "month"))
         csv = h.request("GET", f"/api/plugs/{PLUG_A}/export.csv?from=2023-11-14&to=2023-11-14")
         self.assertEqual(csv.status, 200)
         self.assertIn(b"UTC", csv.body.split(b"\r\n")[0])

@@ -34,12 +34,15 @@ FIELDS = {"start": "from", "end": "to"}
 
 
 def _invalid(field: str) -> Any:
-    """An errback turning a ValueError into a 400 naming the query parameter (insight's own field if it names one)."""
+    """An errback turning a ValueError into a 400 naming the query parameter (insight's own field if it
+    names one; its C{period} and C{value} are the query's C{field})."""
+    fields = {**FIELDS, "period": field, "value": field}
+
     def errback(f: Failure) -> Any:
         f.trap(ValueError)
         named = getattr(f.value, "field", None)
         if isinstance(named, str):
-            name = FIELDS.get(named, named)
+            name = fields.get(named, named)
             raise ApiError(400, "invalid", f"{name}: {getattr(f.value, 'message', f.value)}", field=name)
         raise ApiError(400, "invalid", f"{field}: {f.value}", field=field)
     return errback
