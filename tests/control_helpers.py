@@ -216,7 +216,7 @@ class CLIHarness:
 
         from twisted.internet import defer
 
-        from vesyncd.cli import execute
+        from vesyncd.cli.main import execute
 
         client, _server, pump = self.world.amp()
         self.pumps = getattr(self, "pumps", []) + [pump]

@@ -21,8 +21,9 @@ import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from vesyncd.cli import execute
-from vesyncd.cli_format import ago, energyCSV, formatEvent, formatPlug, formatPlugs, printable
+from vesyncd.cli.main import execute
+from vesyncd.cli.formatting import ago, energyCSV, formatEvent, formatPlug, formatPlugs
+from vesyncd.escape import printable
 from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
 

@@ -8,7 +8,7 @@ import json
 
 from twisted.trial import unittest
 
-from vesyncd.cli_format import formatEvent
+from vesyncd.cli.formatting import formatEvent
 
 from control_helpers import CLIHarness, World
 

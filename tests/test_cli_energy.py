@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from twisted.trial import unittest
 
-from vesyncd.cli_args import dayArg, monthArg, yearArg
+from vesyncd.cli.args import dayArg, monthArg, yearArg
 
 from control_helpers import CLIHarness, FakeInsight, World
 

@@ -17,9 +17,9 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from vesyncd import __version__
-from vesyncd.cli import execute
-from vesyncd.cli_completion import completionScript
-from vesyncd.cli_format import duration, formatInfo
+from vesyncd.cli.main import execute
+from vesyncd.cli.completion import completionScript
+from vesyncd.cli.formatting import duration, formatInfo
 from vesyncd.plugs import codec as m
 
 from control_helpers import CLIHarness, World
@@ -188,7 +188,7 @@ class ShutdownReactor:
 def test_displayNamesAddAShortIdWhenAmbiguous() -> None:
     """A plug is shown by its alias, else its id; an alias that is also another plug's id gets its own
     short id, so a listing never names two plugs the same."""
-    from vesyncd.cli_format import displayNames
+    from vesyncd.cli.formatting import displayNames
 
     plugs = [{"id": "3fa8c1d2e4", "alias": "b77e01"}, {"id": "b77e01", "alias": None},
              {"id": "c0ffee0000", "alias": "Kettle"}]

@@ -14,7 +14,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from vesyncd.cli import execute
+from vesyncd.cli.main import execute
 from vesyncd.control import commands as c
 from vesyncd.control.limits import ConnectionLimit
 from vesyncd.core.settings import Settings

@@ -19,7 +19,7 @@ from twisted.logger import (FilteringLogObserver, ILogFilterPredicate, ILogObser
 from twisted.python import usage
 from zope.interface import implementer
 
-from vesyncd.cli_format import printable
+from vesyncd.escape import printable
 from vesyncd.core.model import ALIAS, CAUSE_LOGIN, FORGOTTEN, OFFLINE, ONLINE, RELAY, Event
 
 # The plug lines read as the plug server's in the log, where a user looks for them.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from vesyncd.cli_format import printable
+from vesyncd.escape import printable
 from vesyncd.doctor.report import Check, Level
 
 def parseTime(text: Any) -> datetime | None:

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from vesyncd.cli_format import printable
+from vesyncd.escape import printable
 
 
 class Level(enum.Enum):

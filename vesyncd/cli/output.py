@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, TextIO
 
-from vesyncd.cli_format import printable, printableLines
+from vesyncd.escape import printable, printableLines
 
 #: Exit codes: a command done, failed (refused, unknown plug, daemon unreachable), or used wrongly.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

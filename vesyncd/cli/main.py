@@ -4,11 +4,11 @@ vesyncctl: control vesyncd from the command line (through its control port).
 Exit codes: 0 done, 1 the command failed (unknown, ambiguous or offline plug, timeout, refused,
 daemon not reachable), 2 usage error.  Errors go to standard error as one line, or with C{--json} as
 C{{"error": {"code", "message"}}} on standard output.  C{--json} output follows the schema of
-C{docs/control.md}; plain output is escaped for the terminal (L{vesyncd.cli_format.printable}).
+C{docs/control.md}; plain output is escaped for the terminal (L{vesyncd.escape.printable}).
 
 L{execute} runs one command line with an injectable C{connect}, so the commands are tested against
 the real AMP server in memory; L{main} is the console entry point.  The automation commands live in
-L{vesyncd.cli_automation}, the energy ones and C{status} in L{vesyncd.cli_energy}.
+L{vesyncd.cli.automation}, the energy ones and C{status} in L{vesyncd.cli.energy}.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 
-from vesyncd import cli_automation, cli_energy
+from vesyncd.cli import automation as cli_automation
+from vesyncd.cli import energy as cli_energy
 from vesyncd.auth import readToken
-from vesyncd.cli_args import UsageProblem, buildParser, locate
-from vesyncd.cli_format import formatEvent, formatInfo, formatPending, formatPlugs, plugName
-from vesyncd.cli_completion import completionScript
-from vesyncd.cli_output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, Output
-from vesyncd.cli_setup import runDoctor, runProvision
+from vesyncd.cli.args import UsageProblem, buildParser, locate
+from vesyncd.cli.formatting import formatEvent, formatInfo, formatPending, formatPlugs, plugName
+from vesyncd.cli.completion import completionScript
+from vesyncd.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, Output
+from vesyncd.cli.setup_commands import runDoctor, runProvision
 from vesyncd.control.client import ControlClient, ControlConnectError, connect
 from vesyncd.control.commands import ControlError
 
@@ -230,5 +231,5 @@ def main(argv: list[str] | None = None) -> None:
     task.react(start)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m vesyncd.cli`
+if __name__ == "__main__":  # pragma: no cover - `python -m vesyncd.cli.main`
     main()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vesyncd.cli_parsing import PLUG_COMPLETION, Commands, plugArg
+from vesyncd.cli.parsing import PLUG_COMPLETION, Commands, plugArg
 
 
 def addFeatureCommands(commands: Commands) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 
-from vesyncd.cli_output import CLIError, Output
+from vesyncd.cli.output import CLIError, Output
 from vesyncd.control.client import ControlClient
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vesyncd.cli_format import displayNames, plugName, printable
-from vesyncd.cli_format_features import (
+from vesyncd.cli.formatting import displayNames, plugName
+from vesyncd.escape import printable
+from vesyncd.cli.formatting_features import (
     awayText, formatRules, localTime, formatSchedules, ruleWhen, scheduleWhen, timerText)
-from vesyncd.cli_output import EXIT_USAGE, CLIError, Output
+from vesyncd.cli.output import EXIT_USAGE, CLIError, Output
 from vesyncd.control.client import ControlClient
 
 

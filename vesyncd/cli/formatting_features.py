@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vesyncd.cli_format import duration, num, printable, table
+from vesyncd.cli.formatting import duration, num, table
+from vesyncd.escape import printable
 
 #: ISO 4217 currencies shown without decimals (the rest with two).
 _NO_DECIMALS = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "UGX", "PYG", "XOF", "XAF"})

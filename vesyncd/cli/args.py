@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vesyncd import __version__, paths
-from vesyncd.cli_args_features import addFeatureCommands
-from vesyncd.cli_parsing import Commands, plugArg
+from vesyncd.cli.args_features import addFeatureCommands
+from vesyncd.cli.parsing import Commands, plugArg
 
 class UsageProblem(Exception):
     """A usage error (exit code 2); C{usage} is the usage line of the parser that found it."""

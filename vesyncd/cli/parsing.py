@@ -11,7 +11,7 @@ from typing import Any, Callable
 #: Title of the global options' group in each command's help.
 GLOBAL_TITLE = "global options (also accepted before the command)"
 
-#: How shells complete a plug argument: functions of the completion script (vesyncd.cli_completion).
+#: How shells complete a plug argument: functions of the completion script (vesyncd.cli.completion).
 PLUG_COMPLETION = {"bash": "_vesyncctl_plugs", "zsh": "_vesyncctl_plugs"}
 
 

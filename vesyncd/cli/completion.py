@@ -6,10 +6,10 @@ daemon for with C{vesyncctl list --names} (using the same environment: C{VESYNCD
 
 from __future__ import annotations
 
-from vesyncd.cli_args import buildParser
-from vesyncd.cli_output import EXIT_FAILED, CLIError
+from vesyncd.cli.args import buildParser
+from vesyncd.cli.output import EXIT_FAILED, CLIError
 
-#: The plug-name completers both scripts define (named in L{vesyncd.cli_parsing.PLUG_COMPLETION}).
+#: The plug-name completers both scripts define (named in L{vesyncd.cli.parsing.PLUG_COMPLETION}).
 PREAMBLE = {
     "bash": """
 # Plug names (aliases, else ids) from the running daemon; one a line, so names may hold spaces.

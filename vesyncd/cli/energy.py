@@ -11,10 +11,11 @@ from typing import Any, Awaitable
 
 from twisted.protocols import amp
 
-from vesyncd.cli_args import period
-from vesyncd.cli_format import energyCSV, formatEnergy, formatPlug, plugName, printable
-from vesyncd.cli_format_features import automationFields, energyFields, formatCostTable, formatSwitches
-from vesyncd.cli_output import EXIT_USAGE, CLIError, Output
+from vesyncd.cli.args import period
+from vesyncd.cli.formatting import energyCSV, formatEnergy, formatPlug, plugName
+from vesyncd.escape import printable
+from vesyncd.cli.formatting_features import automationFields, energyFields, formatCostTable, formatSwitches
+from vesyncd.cli.output import EXIT_USAGE, CLIError, Output
 from vesyncd.control import commands as c
 from vesyncd.control.client import ControlClient
 
