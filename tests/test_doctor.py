@@ -305,6 +305,22 @@ def test_pendingProbeFails() -> None:
     assert "vesyncctl pending" in (check.fix or "")
 
 
+def test_mqttSlugCollisionsWarn() -> None:
+    """Aliases the MQTT bridge could not use as topics are a WARN naming the plugs and `vesyncctl rename`;
+    escaped, and absent when there are none (or no MQTT)."""
+    probes = FakeProbes()
+    assert "mqtt topic names" not in run(probes)
+    probes.status = {**probes.status, "mqtt_slug_collisions": [
+        {"slug": "kitchen", "plugs": ["aaa111", "bbb222"]}, {"slug": "x\x1b[2J", "plugs": ["c\u202e"]}]}
+    check = run(probes)["mqtt topic names"]
+    assert check.level is D.Level.WARN
+    assert "2 alias(es)" in check.message and "kitchen: aaa111, bbb222" in check.message
+    assert "\x1b" not in check.message and "\u202e" not in check.message
+    assert "vesyncctl rename" in (check.fix or "")
+    probes.status = {**probes.status, "mqtt_slug_collisions": []}
+    assert "mqtt topic names" not in run(probes)
+
+
 def test_plugStringsEscaped() -> None:
     """Alias, firmware, address, conflict values and held ids from plugs reach the output escaped:
     no escape sequence, bell or bidirectional override gets to the terminal."""

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from vesyncd.doctor.netchecks import (
     DNS_PORT, PLUG_PORT, VESYNC_NAME, responderCheck, systemDnsCheck,
 )
-from vesyncd.doctor.plugchecks import pendingCheck, plugChecks
+from vesyncd.doctor.plugchecks import pendingCheck, plugChecks, slugCollisionCheck
 from vesyncd.doctor.report import Check, Level, checksToJSON, exitCode, formatChecks
 from vesyncd.doctor.setupchecks import (addressCheck, dnsListen, dnsOff, dnsPortCheck, loopbackOnly, plugPort,
                                         plugPortCheck, setupCheck, systemDnsDemoCheck)
@@ -201,6 +201,9 @@ async def _runDoctor(probes: DoctorProbes, name: str) -> list[Check]:
             held = pendingCheck(pending)
             if held is not None:
                 checks.append(held)
+        collisions = slugCollisionCheck(status)
+        if collisions is not None:
+            checks.append(collisions)
     else:
         checks.append(Check("plugs", Level.WARN, "unknown: the daemon is not reachable",
                             "start vesyncd first (`systemctl start vesyncd`)"))
@@ -222,7 +225,7 @@ def runDoctor(probes: DoctorProbes, *, name: str = VESYNC_NAME) -> Deferred[list
     C{port 17273/tcp} (the daemon's plug port), C{dns system resolver}, C{dns vesyncd responder},
     C{advertised address} (when the daemon says), C{plug <alias> (<id>)} per plug (or C{plugs}), each followed by
     C{plug <alias> (<id>) logins} when its logins disagree, C{pending plugs} when some wait for
-    approval, C{clock}.
+    approval, C{mqtt topic names} when aliases cannot be MQTT topics, C{clock}.
 
     @param name: the host name to look up (plugs use C{server2.vesync.com}).
     """

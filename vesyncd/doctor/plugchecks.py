@@ -148,3 +148,26 @@ def pendingCheck(pending: Any) -> Check | None:
         "run `vesyncctl approve PLUG` for each plug you own (`vesyncctl pending` lists them); "
         "unknown ones are held because of --new-plugs hold",
     )
+
+
+def slugCollisionCheck(status: dict[str, Any] | None) -> Check | None:
+    """A WARN when plugs' aliases cannot be their MQTT topic names, naming the plugs; None otherwise.
+
+    The daemon's C{info} carries C{mqtt_slug_collisions}, a list of C{{"slug", "plugs": [ids]}}, when
+    the MQTT bridge runs: those plugs publish under their ids instead of their aliases.
+    """
+    collisions = (status or {}).get("mqtt_slug_collisions")
+    if not isinstance(collisions, list) or not collisions:
+        return None
+    parts = []
+    for entry in collisions[:_PENDING_SHOWN]:
+        if isinstance(entry, dict):
+            plugs = ", ".join(printable(p) for p in (entry.get("plugs") or [])[:4])
+            parts.append(f"{printable(entry.get('slug'))!s}: {plugs}")
+    more = f" and {len(collisions) - _PENDING_SHOWN} more" if len(collisions) > _PENDING_SHOWN else ""
+    return Check(
+        "mqtt topic names", Level.WARN,
+        f"{len(collisions)} alias(es) cannot be an MQTT topic name, so those plugs publish under their ids: "
+        + "; ".join(parts) + more,
+        "give one of each pair a distinct alias with `vesyncctl rename PLUG NEW-NAME`",
+    )
