@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from vesyncd.automation.interfaces import IAutomationStore
-from vesyncd.automation.sqlitestore import SCHEMA, SqliteAutomationStore
+from vesyncd.storage.automationstore import SCHEMA, SqliteAutomationStore
 from vesyncd.automation.store import MemoryAutomationStore
 from vesyncd.storage.store import inlineRunner
 from tests.automation_helpers import BERLIN, FakeAutomationHub, clockAt, makeEngine

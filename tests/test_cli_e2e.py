@@ -49,7 +49,7 @@ def test_countdownAutomationAndQuietWatchStop() -> None:
             assert answer["plug"]["relay"] == "on" and answer["timer"]["switch"] == "off"
             simLines.waitJSON(lambda e: e.get("event") == "relay" and e.get("relay") == "on")
             simLines.waitJSON(lambda e: e.get("event") == "relay" and e.get("relay") == "off", timeout=15)
-            assert 2.0 < time.monotonic() - started < 12.0
+            assert time.monotonic() - started < 12.0
 
             added = ctl(stateDir, "--json", "schedule", "add", plugId, "on", "--at", "06:30", "--days", "weekdays")
             assert added.returncode == 0, added.stderr
@@ -63,8 +63,12 @@ def test_countdownAutomationAndQuietWatchStop() -> None:
             assert cost.returncode == 0 and json.loads(cost.stdout)["currency"] == "EUR", cost.stderr
             history = ctl(stateDir, "--json", "history", plugId)
             assert history.returncode == 0, history.stderr
-            causes = [s["cause"] for s in json.loads(history.stdout)]
+            switches = json.loads(history.stdout)
+            causes = [s["cause"] for s in switches]
             assert causes[:2] == ["timer", "command"], causes
+            # The countdown on the daemon's own clock (the test's clock and the daemon's may drift apart
+            # on a busy machine): off about 3 s after on.
+            assert 2.9 <= switches[0]["ts"] - switches[1]["ts"] < 12.0, switches[:2]
 
             watchers = []
             for sig in (signal.SIGINT, signal.SIGTERM):  # both at once: each vesyncctl takes a while to start

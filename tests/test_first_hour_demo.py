@@ -224,6 +224,10 @@ def _field(banner: list[str], label: str) -> str:
 def _holdDefaultHttpPort() -> socket.socket | None:
     """Listen on the demo's web port, 127.0.0.1:8080; None when another program already holds it."""
     sock = socket.socket()
+    # As a server would: a connection an earlier test made to 8080 may leave it in TIME_WAIT, which must
+    # not make this test think another program holds the port (the daemon, with SO_REUSEADDR, would
+    # then take 8080 itself).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", 8080))
     except OSError:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from vesyncd.automation.sqlitestore import SqliteAutomationStore
+from vesyncd.storage.automationstore import SqliteAutomationStore
 from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
 from vesyncd.storage.persister import Persister

@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable
 
 from twisted.logger import Logger
 
-from vesyncd.automation.sqlitestore import SCHEMA as AUTOMATION_SCHEMA
+from vesyncd.storage.automationstore import SCHEMA as AUTOMATION_SCHEMA
+from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.core.model import PlugState
 from vesyncd.core.periods import zoneName
 
@@ -157,8 +158,7 @@ def openDatabase(path: Path, zone: tzinfo, connector: Callable[[Path], sqlite3.C
             conn.close()
             raise StoreOpenError(f"database {path} has schema version {version}, newer than this vesyncd "
                                  f"({SCHEMA_VERSION}): upgrade vesyncd or use another --state-dir")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](conn, zone)
                 log.info("store: migrated {path} to schema version {v}", path=str(path), v=step + 1)
@@ -168,10 +168,6 @@ def openDatabase(path: Path, zone: tzinfo, connector: Callable[[Path], sqlite3.C
                 log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",
                          old=row[0] if row else None, new=zoneName(zone))
                 rebuildCalendar(conn, zone)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return conn
     except StoreOpenError:
         raise

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from vesyncd.core.model import isoTime
+from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.storage.store import Store
 
 log = Logger()
@@ -79,16 +80,8 @@ class SwitchLog:
     def _write(self, rows: list[tuple[str, float, int, str | None]]) -> None:
         """One transaction of switch rows (writer thread)."""
         conn = self.store.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             conn.executemany("INSERT INTO switches (plug, at, relay, cause) VALUES (?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
 
     def switchHistory(self, plugId: str, limit: int) -> Deferred:
         """The plug's latest C{limit} switches, newest first: C{[{"at": ISO UTC, "ts", "relay", "cause"}]}."""
@@ -111,8 +104,7 @@ class SwitchLog:
     def _prune(self, cutoff: float) -> int:
         """The pruning transaction (writer thread)."""
         conn = self.store.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             deleted = conn.execute("DELETE FROM switches WHERE at < ?", (cutoff,)).rowcount
             over = conn.execute("SELECT plug FROM switches GROUP BY plug HAVING COUNT(*) > ?",
                                 (self.keepRows,)).fetchall()
@@ -120,13 +112,6 @@ class SwitchLog:
                 deleted += conn.execute(
                     "DELETE FROM switches WHERE plug = ? AND rowid NOT IN (SELECT rowid FROM switches WHERE"
                     " plug = ? ORDER BY at DESC, rowid DESC LIMIT ?)", (plug, plug, self.keepRows)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
         if deleted:
             log.info("store: pruned {n} old switches", n=deleted)
         return deleted
@@ -156,14 +141,6 @@ class BaselineStore:
     def _write(self, rows: list[tuple[str, Any, float]]) -> None:
         """The save transaction (writer thread)."""
         conn = self.store.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             conn.execute("DELETE FROM baselines")
             conn.executemany("INSERT INTO baselines (plug, data, saved) VALUES (?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
+from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
     SCHEMA_VERSION,
     MAX_DEVICE_JSON,
@@ -284,28 +285,23 @@ class Store:
             acc[1] += seconds
         conn = self.connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for plugId in deletes:
-                for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines"):
-                    conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
-            conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
-            for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
-                conn.executemany(
-                    f"INSERT INTO {table} (plug, {column}, ws, seconds) VALUES (?, ?, ?, ?) ON CONFLICT"
-                    f" (plug, {column}) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds",
-                    [(p, k, ws, s) for (p, k), (ws, s) in rows.items()])
-            upserts = list(plugs.values())
-            if upserts:
-                names = ", ".join(PLUG_COLUMNS)
-                updates = ", ".join(f"{c} = excluded.{c}" for c in PLUG_COLUMNS[1:])
-                conn.executemany(f"INSERT INTO plugs ({names}) VALUES ({', '.join('?' * len(PLUG_COLUMNS))})"
-                                 f" ON CONFLICT (id) DO UPDATE SET {updates}", upserts)
-            conn.execute("COMMIT")
+            with writeTransaction(conn):
+                for plugId in deletes:
+                    for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines"):
+                        conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
+                conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
+                for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
+                    conn.executemany(
+                        f"INSERT INTO {table} (plug, {column}, ws, seconds) VALUES (?, ?, ?, ?) ON CONFLICT"
+                        f" (plug, {column}) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds",
+                        [(p, k, ws, s) for (p, k), (ws, s) in rows.items()])
+                upserts = list(plugs.values())
+                if upserts:
+                    names = ", ".join(PLUG_COLUMNS)
+                    updates = ", ".join(f"{c} = excluded.{c}" for c in PLUG_COLUMNS[1:])
+                    conn.executemany(f"INSERT INTO plugs ({names}) VALUES ({', '.join('?' * len(PLUG_COLUMNS))})"
+                                     f" ON CONFLICT (id) DO UPDATE SET {updates}", upserts)
         except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             # Reopen for the retry: after an I/O error or a replaced file the old handle may stay broken.
             try:
                 conn.close()
@@ -344,13 +340,8 @@ class Store:
         old = [(rowid,) for rowid, at in rows if at < cutoff]
         if not old:
             return 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return len(old)
 
     # -- service life ----------------------------------------------------------------------------

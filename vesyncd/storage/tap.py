@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
-from vesyncd.automation.sqlitestore import SqliteAutomationStore
+from vesyncd.storage.automationstore import SqliteAutomationStore
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import PlugState
 from vesyncd.core.policy import PowerOnPolicy

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vesyncd.automation.interfaces import IAutomationStore
+from vesyncd.storage.sqlite import writeTransaction
 
 log = Logger()
 
@@ -125,18 +126,10 @@ class SqliteAutomationStore:
     def _transaction(self, batch: dict[_Key, str | None], plugs: set[str]) -> None:
         """Write one batch in one transaction (writer thread)."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with writeTransaction(conn):
             conn.executemany("DELETE FROM automation WHERE plug = ?", [(p,) for p in plugs])
             conn.executemany("DELETE FROM automation WHERE kind = ? AND id = ? AND plug = ?",
                              [k for k, doc in batch.items() if doc is None])
             conn.executemany("INSERT INTO automation (kind, id, plug, doc) VALUES (?, ?, ?, ?) ON CONFLICT"
                              " (kind, id, plug) DO UPDATE SET doc = excluded.doc",
                              [(*k, doc) for k, doc in batch.items() if doc is not None])
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
