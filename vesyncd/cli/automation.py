@@ -7,7 +7,7 @@ L{UsageError} naming the option, exit 2; L{Refused}, exit 1).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
 from vesyncd.cli.formatting import displayNames, plugName
 from vesyncd.escape import printable
@@ -61,13 +61,7 @@ async def cmdSchedule(client: ControlClient, args: argparse.Namespace, output: O
     """C{schedule add|list|rm|enable|disable}."""
     action = args.action
     if action == "list":
-        plug = await client.getPlug(args.plug) if args.plug else None
-        answer = await client.schedules(plug["id"] if plug else None)
-        names = {plug["id"]: plug.get("alias") or plug["id"]} if plug else await plugNames(client)
-        output.show(answer["schedules"], lambda s: formatSchedules(s, names))
-        if answer["total"] > len(answer["schedules"]):
-            output.note(f"{answer['total'] - len(answer['schedules'])} more schedules are not shown: name a plug")
-        return 0
+        return await _listItems(client, args, output, client.schedules, "schedules", formatSchedules)
     if action == "add":
         plug = await client.getPlug(args.plug)
         schedule = await client.addSchedule(plug["id"], args.switch, args.at, args.days, args.once)
@@ -77,9 +71,28 @@ async def cmdSchedule(client: ControlClient, args: argparse.Namespace, output: O
         schedule = await client.removeSchedule(args.id)
     else:
         schedule = await client.enableSchedule(args.id, action == "enable")
+    return await _changed(client, output, action, schedule, _scheduleLine)
+
+
+async def _listItems(client: ControlClient, args: argparse.Namespace, output: Output,
+                     fetch: Callable[[str | None], Any], key: str,
+                     formatter: Callable[[list[dict[str, Any]], dict[str, str]], str]) -> int:
+    """C{schedule list} / C{rule list}: one plug's items, or everyone's, with a note when some are cut."""
+    plug = await client.getPlug(args.plug) if args.plug else None
+    answer = await fetch(plug["id"] if plug else None)
+    names = {plug["id"]: plug.get("alias") or plug["id"]} if plug else await plugNames(client)
+    output.show(answer[key], lambda items: formatter(items, names))
+    if answer["total"] > len(answer[key]):
+        output.note(f"{answer['total'] - len(answer[key])} more {key} are not shown: name a plug")
+    return 0
+
+
+async def _changed(client: ControlClient, output: Output, action: str, item: dict[str, Any],
+                   line: Callable[[dict[str, Any], str], str]) -> int:
+    """Say which schedule or rule was removed, enabled or disabled, naming its plug."""
     names = await plugNames(client)
     verb = {"rm": "removed", "enable": "enabled", "disable": "disabled"}[action]
-    output.show(schedule, lambda s: f"{verb} " + _scheduleLine(s, names.get(s.get("plug"), s.get("plug"))) + "\n")
+    output.show(item, lambda i: f"{verb} " + line(i, names.get(i.get("plug"), i.get("plug"))) + "\n")
     return 0
 
 
@@ -115,13 +128,7 @@ async def cmdRule(client: ControlClient, args: argparse.Namespace, output: Outpu
     """C{rule add|list|rm|enable|disable}."""
     action = args.action
     if action == "list":
-        plug = await client.getPlug(args.plug) if args.plug else None
-        answer = await client.rules(plug["id"] if plug else None)
-        names = {plug["id"]: plug.get("alias") or plug["id"]} if plug else await plugNames(client)
-        output.show(answer["rules"], lambda r: formatRules(r, names))
-        if answer["total"] > len(answer["rules"]):
-            output.note(f"{answer['total'] - len(answer['rules'])} more rules are not shown: name a plug")
-        return 0
+        return await _listItems(client, args, output, client.rules, "rules", formatRules)
     if action == "add":
         plug = await client.getPlug(args.plug)
         when, watts = next((w, v) for w, v in (("above", args.above), ("below", args.below),
@@ -133,10 +140,7 @@ async def cmdRule(client: ControlClient, args: argparse.Namespace, output: Outpu
         rule = await client.removeRule(args.id)
     else:
         rule = await client.enableRule(args.id, action == "enable")
-    names = await plugNames(client)
-    verb = {"rm": "removed", "enable": "enabled", "disable": "disabled"}[action]
-    output.show(rule, lambda r: f"{verb} " + _ruleLine(r, names.get(r.get("plug"), r.get("plug"))) + "\n")
-    return 0
+    return await _changed(client, output, action, rule, _ruleLine)
 
 
 COMMANDS = {"timer": cmdTimer, "schedule": cmdSchedule, "away": cmdAway, "rule": cmdRule}
