@@ -153,9 +153,9 @@ class ControlCore(AutomationRequests, InsightRequests):
         def page() -> dict[str, Any]:
             if not isinstance(offset, int) or not isinstance(limit, int) or offset < 0 or limit < 1:
                 raise c.InvalidArgument("offset must be 0 or more and limit 1 or more")
-            plugs = self.hub.plugs()
-            chosen = [self.plugJSON(p) for p in plugs[offset:offset + min(limit, c.MAX_PAGE)]]
-            return {"plugs": chosen, "total": len(plugs), "offset": offset}
+            # Only the page's plugs are copied: a listing of N plugs costs N copies, not N per page.
+            plugs, total = self.hub.plugPage(offset, min(limit, c.MAX_PAGE))
+            return {"plugs": [self.plugJSON(p) for p in plugs], "total": total, "offset": offset}
 
         return self._call(page)
 

@@ -6,9 +6,9 @@ L{vesyncd.core.trust}).
 The hub knows nothing of WebSocket, JSON framing, AMP, HTTP or MQTT.  A plug connection calls
 L{Hub.login} with the decoded login and then L{PlugSession.received} with each decoded message;
 front ends call L{Hub.switch}, L{Hub.refresh}, L{Hub.rename}, L{Hub.forget}, L{Hub.approve} and
-read L{Hub.plugs} and L{Hub.pending}, and they follow changes with L{Hub.subscribe}.  Time comes
-from an injected C{IReactorTime}, so every rule here is tested with C{task.Clock}; timeouts and
-the new-plug rules come from one L{Settings}.
+read L{Hub.plugs} (or a page of them, L{Hub.plugPage}) and L{Hub.pending}, and they follow
+changes with L{Hub.subscribe}.  Time comes from an injected C{IReactorTime}, so every rule here
+is tested with C{task.Clock}; timeouts and the new-plug rules come from one L{Settings}.
 
 Liveness: a plug is online from its login until its connection closes or it stays silent for
 C{offline_after} seconds (see L{vesyncd.core.session}).
@@ -59,6 +59,7 @@ class Hub:
         self._sessions: dict[str, PlugSession] = {}
         self._pending: dict[str, PlugState] = {}
         self._names = PlugNames()
+        self._byName: list[PlugState] | None = None  # name order, sorted again after an add, forget or rename
         self._subscribers: list[Callable[[Event], None]] = []
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
         self._refusedReports = RefusedReports()
@@ -69,6 +70,13 @@ class Hub:
     def _add(self, plug: PlugState) -> None:
         self._plugs[plug.id] = plug
         self._names.add(plug)
+        self._byName = None
+
+    def _named(self) -> list[PlugState]:
+        """The known plugs ordered by name (case-insensitive), then id; the hub's own objects, not copies."""
+        if self._byName is None:
+            self._byName = sorted(self._plugs.values(), key=lambda p: (p.name.lower(), p.id))
+        return self._byName
 
     # -- events --------------------------------------------------------------------------------
 
@@ -234,7 +242,13 @@ class Hub:
 
     def plugs(self) -> list[PlugState]:
         """Copies of every known plug, ordered by name (plugs waiting for approval are not among them)."""
-        return [self.snapshot(p) for p in sorted(self._plugs.values(), key=lambda p: (p.name.lower(), p.id))]
+        return [self.snapshot(p) for p in self._named()]
+
+    def plugPage(self, offset: int, limit: int) -> tuple[list[PlugState], int]:
+        """Copies of at most C{limit} known plugs from position C{offset} of the order of L{plugs}, and
+        how many plugs are known; only the page's plugs are copied."""
+        named = self._named()
+        return [self.snapshot(p) for p in named[max(0, offset):max(0, offset) + max(0, limit)]], len(named)
 
     def pending(self) -> list[PlugState]:
         """Copies of the plugs that wait for approval, oldest first."""
@@ -347,6 +361,7 @@ class Hub:
             previous = plug.alias
             plug.alias = alias
             self._names.renamed(plug, previous)
+            self._byName = None
             self._emit(ALIAS, plug.id, self.clock.seconds(), alias=alias, previous=previous)
         return self.snapshot(plug)
 
@@ -369,6 +384,7 @@ class Hub:
             session.connection.disconnect("plug forgotten")
         del self._plugs[plug.id]
         self._names.remove(plug)
+        self._byName = None
         self.ledger.forget(plug.id)
         self._emit(FORGOTTEN, plug.id, self.clock.seconds(), alias=plug.alias)
         return plug
