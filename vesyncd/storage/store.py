@@ -156,11 +156,23 @@ class Store:
         return plugs
 
     def loadEnergy(self, now: float) -> tuple[dict[str, int], dict[str, int], date]:
-        """Lifetime and today's watt-seconds per plug from the rollups, and today's local date."""
-        lifetime = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, SUM(ws) FROM months GROUP BY plug")}
+        """Lifetime and today's watt-seconds per plug from the rollups, and today's local date.
+
+        Each plug's months are summed and its row of today looked up on the daily table's key
+        (every daily row has its month's row, written in the same transaction); a query on the
+        day alone would scan every daily row: plugs x days of history.
+        """
         today = localDay(now, self.zone)
-        todays = {p: int(ws) for p, ws in self.connection().execute("SELECT plug, ws FROM days WHERE day = ?",
-                                                             (today.isoformat(),))}
+        lifetime: dict[str, int] = {}
+        todays: dict[str, int] = {}
+        # The LEFT JOIN keeps the grouped months as the outer loop: days is searched, never scanned.
+        rows = self.connection().execute(
+            "SELECT m.plug, m.ws, d.ws FROM (SELECT plug, SUM(ws) AS ws FROM months GROUP BY plug) AS m"
+            " LEFT JOIN days AS d ON d.plug = m.plug AND d.day = ?", (today.isoformat(),))
+        for plug, total, ws in rows:
+            lifetime[plug] = int(total)
+            if ws is not None:
+                todays[plug] = int(ws)
         return lifetime, todays, today
 
     # -- queueing (reactor thread) --------------------------------------------------------------
@@ -181,7 +193,9 @@ class Store:
         self._reports.append((plugId, at, wattSeconds, seconds))
         self.stats["reports_queued"] += 1
         self._bound()
-        if len(self._reports) >= self.batchRows:
+        # While a batch is being written its completion flushes again if enough are waiting; flushing
+        # here too would chain a Deferred on it for every report that arrives meanwhile.
+        if len(self._reports) >= self.batchRows and self._inFlight is None:
             self.flush()
 
     def _bound(self) -> None:
