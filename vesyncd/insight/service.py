@@ -16,7 +16,7 @@ import re
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from vesyncd.core.model import FORGOTTEN, RELAY, Event, isoTime
@@ -25,7 +25,8 @@ from vesyncd.insight.baseline import BaselineTracker, baselineJSON
 from vesyncd.insight.chart import PowerHistory, feed
 from vesyncd.insight.cost import Row, addCost, dailyCharges, hourSpan, roundCost
 from vesyncd.insight.export import hourlyCSV
-from vesyncd.insight.ranges import RANGE_NAMES, WH_DIGITS, currentRanges, earliestStart, localToday
+from vesyncd.insight.periodsums import HourPrices, fromStoreSums, rangeHours, singlePrice, spanSums
+from vesyncd.insight.ranges import RANGE_NAMES, WH_DIGITS, localToday
 from vesyncd.insight.tariff import TariffSchedule
 
 #: Days an hourly CSV may span at most (two years: 17,544 rows, about 1 MB).
@@ -34,6 +35,13 @@ MAX_CSV_DAYS = 731
 MEMORY_SWITCHES = 200
 #: Switches L{EnergyInsight.switches} returns at most.
 MAX_SWITCHES = 1000
+#: Period reads L{EnergyInsight.totals} has waiting for the store at once.
+PERIODS_IN_FLIGHT = 50
+
+
+#: A plug's cached sums: (UTC hour, local date) they were read at, the ranges as hour numbers then,
+#: and each range's unrounded [wh, cost] over the hours before that hour.
+Cached = tuple[tuple[int, date], dict[str, tuple[int, int]], dict[str, list[float]]]
 
 
 class InsightError(ValueError):
@@ -96,9 +104,11 @@ class EnergyInsight:
         self.baselines = baselines if baselines is not None else BaselineTracker()
         self.powerHistory = history if history is not None else PowerHistory()
         self.switchLog = switchLog if switchLog is not None else MemorySwitchLog(hub.subscribe)
-        # Per plug: (UTC hour, local date) of the cache and each range's unrounded [wh, cost] over the
-        # hours before that hour.  Earlier hours never change, so only the current hour is read again.
-        self._sums: dict[str, tuple[tuple[int, date], dict[str, list[float]]]] = {}
+        # Per plug (Cached): earlier hours never change, so only the current hour is read again, and when
+        # the hour or the day turns, a range that is still the same span only adds the hours since.
+        self._sums: dict[str, Cached] = {}
+        self._ranges: tuple[tuple[int, date], dict[str, tuple[int, int]]] | None = None
+        self._prices: HourPrices | None = None
         self.unsubscribe = hub.subscribe(self._event)
 
     def _event(self, event: Event) -> None:
@@ -113,40 +123,90 @@ class EnergyInsight:
 
     # -- one plug ----------------------------------------------------------------------------------
 
-    def _add(self, sums: dict[str, list[float]], rows: list[Row], now: float) -> None:
-        """Add rows to each current range they fall in."""
-        ranges = currentRanges(now, self.zone)
-        for hourStart, wh in rows:
-            cost = self.schedule.hourCost(hourStart, wh, self.zone) if self.schedule is not None else 0.0
-            for name, r in ranges.items():
-                if r.startTs <= hourStart < r.endTs:
-                    sums[name][0] += wh
-                    sums[name][1] += cost
+    def _spans(self, now: float) -> tuple[tuple[int, date], dict[str, tuple[int, int]]]:
+        """The cache key (UTC hour, local date) at C{now} and the current ranges as hour numbers."""
+        key = (int(now // 3600), localToday(now, self.zone))
+        if self._ranges is None or self._ranges[0] != key:
+            self._ranges = (key, rangeHours(now, self.zone))
+        return self._ranges
+
+    def _earlier(self, plugId: str, now: float, before: Cached | None = None) -> Deferred:
+        """Each range's unrounded C{[wh, cost]} over the hours before the current one: one sum per range
+        in the ledger's writer thread (or from its rows with a ledger that cannot sum).  A range the
+        C{before} sums already hold (the same local span: this month after the hour or the day turned,
+        or yesterday that was today) is only summed over the hours since."""
+        (hour, _), spans = self._spans(now)
+        known = {}
+        if before is not None and before[0][0] <= hour:
+            known = {before[1][n]: (before[0][0], before[2][n]) for n in RANGE_NAMES}
+        wanted: list[tuple[int, int]] = []
+        base: list[list[float]] = []
+        for name in RANGE_NAMES:
+            lo, hi = spans[name]
+            start = lo
+            if (lo, hi) in known:
+                since, sums = known[(lo, hi)]
+                start = max(lo, min(hi, since))
+                base.append(sums)
+            else:
+                base.append([0.0, 0.0])
+            wanted.append((start, max(start, min(hi, hour))))
+        schedule = self.schedule
+        flat = singlePrice(schedule)
+        if schedule is not None and not flat:
+            if self._prices is None:
+                self._prices = HourPrices(schedule, self.zone)
+            weight: Any = self._prices
+        else:
+            weight = None
+        sumHours = getattr(self.ledger, "hourSums", None)
+        if sumHours is not None:
+            d = sumHours(plugId, wanted, weight).addCallback(fromStoreSums)
+        else:
+            lo, hi = min(s[0] for s in wanted), max(s[1] for s in wanted)
+            d = self.ledger.hourly(plugId, lo * 3600, hi * 3600).addCallback(spanSums, wanted, weight)
+
+        def price(sums: list[tuple[float, float]]) -> dict[str, list[float]]:
+            out = {}
+            for name, (lo, _), (wh, weighted), (baseWh, baseCost) in zip(RANGE_NAMES, wanted, sums, base):
+                if schedule is None:
+                    cost = 0.0
+                elif flat:
+                    cost = schedule.hourCost(lo * 3600, wh, self.zone)  # one price for every hour
+                else:
+                    cost = weighted / 1000.0
+                out[name] = [baseWh + wh, baseCost + cost]
+            return out
+
+        return d.addCallback(price)
 
     def periods(self, plugId: str) -> Deferred:
         """Today, yesterday, this week, month and year in watt-hours and cost (see
         L{vesyncd.insight.ranges.periodTotals}) and the lifetime watt-hours; earlier hours are cached
         until the hour turns."""
         now = self.clock.seconds()
-        hourStart = int(now // 3600) * 3600
-        key = (hourStart // 3600, localToday(now, self.zone))
+        key, spans = self._spans(now)
+        hourStart = key[0] * 3600
         cached = self._sums.get(plugId)
         if cached is not None and cached[0] == key:
-            d: Deferred = succeed(cached[1])
+            d: Deferred = succeed(cached[2])
         else:
-            def keep(rows: list[Row]) -> dict[str, list[float]]:
-                sums = {name: [0.0, 0.0] for name in RANGE_NAMES}
-                self._add(sums, rows, now)
+            def keep(sums: dict[str, list[float]]) -> dict[str, list[float]]:
                 if plugId in self._sums or len(self._sums) < 100_000:
-                    self._sums[plugId] = (key, sums)
+                    self._sums[plugId] = (key, spans, sums)
                 return sums
 
-            d = self.ledger.hourly(plugId, earliestStart(now, self.zone), hourStart).addCallback(keep)
+            d = self._earlier(plugId, now, cached).addCallback(keep)
 
         def withCurrentHour(sums: dict[str, list[float]]) -> Deferred:
             def total(rows: list[Row]) -> dict[str, Any]:
                 current = {name: list(v) for name, v in sums.items()}
-                self._add(current, rows, now)
+                for start, wh in rows:
+                    cost = self.schedule.hourCost(start, wh, self.zone) if self.schedule is not None else 0.0
+                    for name in RANGE_NAMES:
+                        if spans[name][0] <= start // 3600 < spans[name][1]:
+                            current[name][0] += wh
+                            current[name][1] += cost
                 doc: dict[str, Any] = {f"{n}_wh": round(current[n][0], WH_DIGITS) + 0.0 for n in RANGE_NAMES}
                 # The ledger's counter, not a sum of rows: it only grows, and forgets nothing older than a year.
                 doc["lifetime_wh"] = round(self.ledger.summary(plugId, now).lifetime_wh, WH_DIGITS) + 0.0
@@ -251,7 +311,9 @@ class EnergyInsight:
         online = [p for p in plugs if p.online]
         power = sum(p.power_w for p in online if isinstance(p.power_w, (int, float)))
         base = {"power_w": round(power, 1) + 0.0, "currency": self.currency, "plugs_online": len(online)}
-        ds = [self.periods(p.id) for p in plugs]
+        # Bounded: with thousands of plugs, reads go to the store a few at a time, not all at once.
+        limit = DeferredSemaphore(PERIODS_IN_FLIGHT)
+        ds = [limit.run(self.periods, p.id) for p in plugs]
 
         def add(docs: list[dict[str, Any]]) -> dict[str, Any]:
             base["today_wh"] = round(sum(d["today_wh"] for d in docs), WH_DIGITS) + 0.0

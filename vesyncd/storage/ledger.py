@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, tzinfo
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -20,6 +20,7 @@ from zope.interface import implementer
 from vesyncd.core.model import EnergySummary
 from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.core.periods import UNITS, buckets, zoneName
+from vesyncd.storage.calendarspans import CalendarParts, calendarParts
 from vesyncd.storage.store import Store, localDay
 
 log = Logger()
@@ -34,6 +35,8 @@ class SQLiteLedger:
         self.zone: tzinfo = store.zone
         self._lifetime, todays, today = store.loadEnergy(now)
         self._today: dict[str, tuple[date, int]] = {p: (today, ws) for p, ws in todays.items()}
+        #: Hour spans cut into months, days and hours (L{calendarParts}), used by the writer thread only.
+        self._parts: dict[tuple[int, int], CalendarParts] = {}
 
     def record(self, plugId: str, at: float, wattSeconds: int, seconds: int) -> None:
         """Count one report in memory at once and queue it for the database."""
@@ -119,3 +122,49 @@ class SQLiteLedger:
         self._lifetime.pop(plugId, None)
         self._today.pop(plugId, None)
         self.store.deletePlug(plugId)
+
+    def hourSums(self, plugId: str, spans: Sequence[tuple[int, int]],
+                 weight: Callable[[int], float] | None = None) -> Deferred:
+        """Per span C{[lo, hi)} of hour numbers, the plug's C{(watt-seconds, weighted)}: an SQL sum on
+        the C{(plug, hour)} key, and with C{weight} also the sum of each hour's watt-hours x
+        C{weight(hour)} (called in the writer thread); read after writing what is queued."""
+        if not isinstance(plugId, str):
+            return fail(ValueError("plug id must be text"))
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.store.run(self._sumHours, plugId, [(int(lo), int(hi)) for lo, hi in spans],
+                                               weight))
+        return d
+
+    def _sumHours(self, plugId: str, spans: list[tuple[int, int]],
+                  weight: Callable[[int], float] | None) -> list[tuple[int, float]]:
+        """The sums of L{hourSums} (writer thread)."""
+        conn = self.store.connection()
+        out: list[tuple[int, float]] = []
+        for lo, hi in spans:
+            if weight is None:
+                out.append((self._sumCalendar(conn, plugId, lo, hi), 0.0))
+                continue
+            total, weighted = 0, 0.0
+            for hour, ws in conn.execute("SELECT hour, ws FROM hours WHERE plug = ? AND hour >= ? AND hour < ?"
+                                         " ORDER BY hour", (plugId, lo, hi)):
+                total += ws
+                weighted += ws / 3600.0 * weight(hour)
+            out.append((total, weighted))
+        return out
+
+    def _sumCalendar(self, conn: Any, plugId: str, lo: int, hi: int) -> int:
+        """The plug's watt-seconds in hours C{[lo, hi)} from the month, day and hour rollups (writer thread)."""
+        parts = self._parts.get((lo, hi))
+        if parts is None:
+            if len(self._parts) >= 64:
+                self._parts.clear()
+            parts = self._parts[(lo, hi)] = calendarParts(lo, hi, self.zone)
+        total = 0
+        for table, column, pieces in (("hours", "hour", [(a, b - 1) for a, b in parts.hours]),
+                                      ("days", "day", parts.days), ("months", "month", parts.months)):
+            for first, last in pieces:
+                (ws,) = conn.execute(f"SELECT COALESCE(SUM(ws), 0) FROM {table} WHERE plug = ? AND {column} >= ?"
+                                     f" AND {column} <= ?", (plugId, first, last)).fetchone()
+                total += int(ws)
+        return total

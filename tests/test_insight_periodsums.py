@@ -1,0 +1,197 @@
+"""EnergyInsight.periods from sums per range (SQLite ledger) gives the row-walking figures, DST and tariffs included."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from twisted.internet.task import Clock
+
+from vesyncd.insight.periodsums import HourPrices, clip, rangeHours, spanSums
+from vesyncd.insight.ranges import RANGE_NAMES, periodTotals
+from vesyncd.insight.service import EnergyInsight
+from vesyncd.insight.tariff import Tariff, TariffSchedule
+from vesyncd.storage.ledger import SQLiteLedger
+from vesyncd.storage.store import Store, inlineRunner
+
+BERLIN = ZoneInfo("Europe/Berlin")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+NEW_YORK = ZoneInfo("America/New_York")
+
+FLAT = TariffSchedule([Tariff.flat(0.30, "EUR", 0.5)])
+DATED = TariffSchedule([Tariff.flat(0.30, "EUR"), Tariff.flat(0.35, "EUR", start=date(2026, 7, 1))])
+
+
+def _touSegments(day: float, peak: float) -> tuple[tuple[int, float], ...]:
+    """Weekdays: cheap until 07:00, peak to 17:30 (an edge at :30), cheap again; weekends one price."""
+    segments: list[tuple[int, float]] = []
+    for d in range(7):
+        if d < 5:
+            segments += [(d * 1440, day), (d * 1440 + 420, peak), (d * 1440 + 1050, day)]
+        else:
+            segments.append((d * 1440, day * 0.9))
+    return tuple(segments)
+
+
+TOU = TariffSchedule([Tariff(None, "EUR", 0.4, _touSegments(0.21, 0.37)),
+                      Tariff(date(2026, 10, 1), "EUR", 0.4, _touSegments(0.23, 0.41))])
+SCHEDULES = {"none": None, "flat": FLAT, "dated": DATED, "tou": TOU}
+
+
+class FakeHub:
+    """Just enough hub for EnergyInsight: subscriptions that are never called."""
+
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
+        """Accept a listener; nothing is ever announced."""
+        return lambda: None
+
+
+class CountingLedger:
+    """A ledger wrapper recording the spans of every C{hourly} read (to prove no year of rows is read)."""
+
+    def __init__(self, ledger: SQLiteLedger) -> None:
+        self.ledger = ledger
+        self.hourlySpans: list[float] = []
+
+    def hourly(self, plugId: str, startTs: float, endTs: float) -> Any:
+        """Record the span, then read."""
+        self.hourlySpans.append(endTs - startTs)
+        return self.ledger.hourly(plugId, startTs, endTs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+
+def result(d: Any) -> Any:
+    """The result of a Deferred that has fired (a failure is raised)."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    assert out, "the Deferred has not fired"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+def ts(text: str, zone: Any) -> float:
+    """POSIX time of a local wall-clock time."""
+    return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
+
+
+@pytest.fixture(scope="module", params=[BERLIN, KOLKATA, NEW_YORK], ids=["berlin", "kolkata", "new-york"])
+def filled(request: Any) -> Iterator[tuple[Any, SQLiteLedger]]:
+    """A SQLite ledger (writing inline) with a report every hour, 2025-11-20 to 2026-12-05, of uneven energy."""
+    zone = request.param
+    tmp = Path(tempfile.mkdtemp(prefix="vesyncd-periodsums-test-"))
+    clock = Clock()
+    start = int(datetime(2025, 11, 20, tzinfo=zone).timestamp()) // 3600 * 3600
+    clock.advance(start)
+    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner)
+    ledger = SQLiteLedger(store, clock.seconds())
+    end = int(datetime(2026, 12, 5, tzinfo=zone).timestamp())
+    for n, at in enumerate(range(start + 1000, end, 3600)):
+        ledger.record("p1", at, (n * 7919) % 5003 + 13, 3600)  # never a round figure
+        if n % 997 == 0:
+            ledger.record("p1", at + 1200, 777, 60)  # a second report in some hours
+    result(store.flush())
+    yield zone, ledger
+    store.connection().close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+NOWS = ["2026-03-29T12:10", "2026-03-30T00:20", "2026-10-25T02:30", "2026-10-25T23:59", "2026-01-01T00:05",
+        "2026-01-04T05:00", "2026-06-01T00:15", "2026-11-01T01:30", "2026-12-02T10:00"]
+
+
+def insightAt(ledger: Any, zone: Any, now: float, schedule: TariffSchedule | None) -> tuple[Clock, EnergyInsight]:
+    """A facade over C{ledger} whose clock reads C{now}."""
+    clock = Clock()
+    clock.advance(now)
+    return clock, EnergyInsight(FakeHub(), ledger, zone, clock, schedule)
+
+
+def rowWalk(ledger: SQLiteLedger, zone: Any, now: float, schedule: TariffSchedule | None) -> dict[str, Any]:
+    """The figures from every hourly row, as periodTotals gives them."""
+    rows = result(ledger.hourly("p1", 0, (now // 3600 + 1) * 3600))
+    return periodTotals(rows, now, zone, schedule)
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES), ids=list(SCHEDULES))
+def test_sums_per_range_equal_the_row_walk(filled: tuple[Any, SQLiteLedger], schedule: str) -> None:
+    """On DST days, week, month and year turns, half-hour zones and every kind of tariff, periods equals
+    periodTotals over the hourly rows, and reads no more than one hour of rows."""
+    zone, ledger = filled
+    for text in NOWS:
+        now = ts(text, zone)
+        counting = CountingLedger(ledger)
+        _, insight = insightAt(counting, zone, now, SCHEDULES[schedule])
+        doc = result(insight.periods("p1"))
+        expected = rowWalk(ledger, zone, now, SCHEDULES[schedule])
+        assert {k: v for k, v in doc.items() if k != "lifetime_wh"} == expected, text
+        assert counting.hourlySpans and max(counting.hourlySpans) <= 3600, text
+    assert doc["year_wh"] > 0 and (SCHEDULES[schedule] is None or doc["year_cost"] > 0)  # 2 December
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES), ids=list(SCHEDULES))
+def test_hours_added_to_the_cache_equal_a_fresh_sum(filled: tuple[Any, SQLiteLedger], schedule: str) -> None:
+    """As hours and days go by (a DST day, a month's end, a Monday), the cached sums extended by the
+    hours since equal a fresh facade's and the row walk, reading only those hours."""
+    zone, ledger = filled
+    clock, insight = insightAt(ledger, zone, ts("2026-10-24T20:40", zone), SCHEDULES[schedule])
+    result(insight.periods("p1"))
+    spans: list[list[tuple[int, int]]] = []
+    insight.ledger = CountingSums(ledger, spans)
+    for step in range(40):
+        clock.advance(3600 * (1, 7, 13)[step % 3])
+        _, fresh = insightAt(ledger, zone, clock.seconds(), SCHEDULES[schedule])
+        doc = result(insight.periods("p1"))
+        expected = result(fresh.periods("p1"))
+        assert doc == expected, step
+        assert step % 5 or expected == dict(rowWalk(ledger, zone, clock.seconds(), SCHEDULES[schedule]),
+                                lifetime_wh=expected["lifetime_wh"]), step
+    # Only the year's first read summed months of hours; then each range at most a few days at once.
+    assert spans and max(hi - lo for read in spans for lo, hi in read) <= 24 * 8
+
+
+class CountingSums(CountingLedger):
+    """A ledger wrapper recording the spans of every C{hourSums} read."""
+
+    def __init__(self, ledger: SQLiteLedger, spans: list[list[tuple[int, int]]]) -> None:
+        super().__init__(ledger)
+        self.spans = spans
+
+    def hourSums(self, plugId: str, spans: Any, weight: Any = None) -> Any:
+        """Record the spans, then sum."""
+        self.spans.append(list(spans))
+        return self.ledger.hourSums(plugId, spans, weight)
+
+
+def test_the_ledger_sums_equal_the_sums_of_its_rows(filled: tuple[Any, SQLiteLedger]) -> None:
+    """hourSums gives, per span, the watt-seconds and priced watt-hours of the rows hourly gives."""
+    zone, ledger = filled
+    now = ts("2026-03-29T12:10", zone)
+    spans = clip(rangeHours(now, zone), 0, int(now // 3600))
+    rows = result(ledger.hourly("p1", 0, now))
+    prices = HourPrices(TOU, zone)
+    sums = result(ledger.hourSums("p1", spans, prices))
+    fromRows = spanSums(rows, spans, prices)
+    for (ws, weighted), (wh, rowWeighted) in zip(sums, fromRows):
+        assert ws / 3600.0 == pytest.approx(wh, rel=1e-12) and weighted == pytest.approx(rowWeighted, rel=1e-12)
+    assert [ws for ws, _ in result(ledger.hourSums("p1", spans))] == [ws for ws, _ in sums]
+    assert result(ledger.hourSums("nobody", spans)) == [(0, 0.0)] * len(spans)
+    assert [prices(int(t // 3600)) for t, _ in rows[:300]] == [TOU.hourPrice(t, zone) for t, _ in rows[:300]]
+
+
+def test_ranges_as_hours_hold_the_hours_starting_in_them() -> None:
+    """rangeHours gives, per range, the hours whose start lies in its local span (a 23-hour day too)."""
+    now = ts("2026-03-29T12:00", BERLIN)
+    spans = rangeHours(now, BERLIN)
+    assert list(spans) == list(RANGE_NAMES)
+    lo, hi = spans["today"]
+    assert hi - lo == 23 and lo * 3600 == ts("2026-03-29T00:00", BERLIN)
+    lo, hi = rangeHours(ts("2026-06-01T12:00", KOLKATA), KOLKATA)["today"]
+    assert hi - lo == 24 and lo * 3600 == ts("2026-06-01T00:30", KOLKATA)
