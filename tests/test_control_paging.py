@@ -131,7 +131,8 @@ def test_approvedPlugJoinsTheListing() -> None:
     """A plug held for approval is not listed; once approved it is, in its place by name."""
     clock = Clock()
     clock.advance(1_700_000_000)
-    hub = CountingHub(clock, Settings(new_plugs=NEW_PLUGS_HOLD), known=[PlugState(id=f"{i:02d}-plug") for i in range(3)])
+    hub = CountingHub(clock, Settings(new_plugs=NEW_PLUGS_HOLD),
+                      known=[PlugState(id=f"{i:02d}-plug") for i in range(3)])
     core = ControlCore(hub)
     assert listAll(core, hub, 2)[0] == ["00-plug", "01-plug", "02-plug"]
     hub.login(FakeConnection(), m.Login(id="00a-plug", firmVersion="1.89", relay=False))
@@ -161,3 +162,4 @@ def test_sortedOncePerChange(monkeypatch: pytest.MonkeyPatch) -> None:
     reads[0] = 0
     listAll(core, hub)
     assert reads[0] <= PLUGS
+
