@@ -16,6 +16,8 @@ from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.plugs import codec as m
 from tests.fakes import FakeConnection
 
+from control_helpers import TOKEN, World
+
 PLUGS = 7 * c.MAX_PAGE + 3
 
 
@@ -163,3 +165,24 @@ def test_sortedOncePerChange(monkeypatch: pytest.MonkeyPatch) -> None:
     listAll(core, hub)
     assert reads[0] <= PLUGS
 
+
+
+def test_pageCutToOneAMPValue() -> None:
+    """A page whose JSON would pass 64 KiB is cut (serialised once) and the client still gets every plug."""
+    world = World(plugs=60)
+    for plug in world.hub.plugs():
+        world.hub.resolve(plug.id).conflict = {"at": 1.0, "fields": ["account"], "first": {"account": "a" * 700},
+                                               "now": {"account": "b" * 700}}
+    client, server, pump = world.amp()
+    client.login(TOKEN)
+    pump.flush()
+    first = client.listPage(0, c.MAX_PAGE)
+    pump.flush()
+    page = result(first)
+    assert 0 < len(page["plugs"]) < c.MAX_PAGE and page["total"] == 60
+    assert len(c.JSON().toString(page["plugs"])) <= c.MAX_VALUE
+    everything = client.listPlugs()
+    pump.flush()
+    plugs = result(everything)
+    assert [p["id"] for p in plugs] == [p.id for p in world.hub.plugs()]
+    assert plugs[-1]["conflict"]["first"]["account"] == "a" * 700

@@ -126,12 +126,21 @@ ERRORS: tuple[type[ControlError], ...] = (
 AMP_ERRORS: dict[type[Exception], bytes] = {cls: cls.amp_code for cls in ERRORS}
 
 
+class Encoded(str):
+    """JSON text already serialised as L{JSON} does (a responder that had to measure it), sent as it is."""
+
+
+def encodeJSON(value: Any) -> Encoded:
+    """C{value} as the compact JSON text L{JSON} sends."""
+    return Encoded(json.dumps(value, separators=(",", ":"), sort_keys=True))
+
+
 class JSON(amp.Unicode):
     """An AMP argument holding any JSON value as compact UTF-8 text (at most 64 KiB)."""
 
     def toString(self, inObject: Any) -> bytes:
-        """Serialise to compact JSON text."""
-        return amp.Unicode.toString(self, json.dumps(inObject, separators=(",", ":"), sort_keys=True))
+        """Serialise to compact JSON text (an L{Encoded} text is sent unchanged)."""
+        return amp.Unicode.toString(self, inObject if isinstance(inObject, Encoded) else encodeJSON(inObject))
 
     def fromString(self, inString: bytes) -> Any:
         """Parse JSON text (a peer sending malformed JSON gets a protocol error, not a crash)."""
