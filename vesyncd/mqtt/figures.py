@@ -11,7 +11,8 @@ The automation topic follows the plug's events and a sweep every L{AUTOMATION_SW
 engine tells no one when a schedule or timer is added from the control port), publishing only what
 changed.  Energy figures are read at most once an hour per plug (a sweep after each hour turns,
 and once when a plug first appears), at most L{MAX_IN_FLIGHT} reads at a time; both sweeps go a
-slice of plugs per reactor turn through a L{Republisher}.
+slice of plugs per reactor turn through a L{Republisher}, and reads started plus answers published
+are at most a slice per reactor turn too (the store answers in bursts).
 """
 
 from __future__ import annotations
@@ -81,12 +82,19 @@ def automationView(automation: IAutomation, plugId: str) -> tuple[dict[str, Any]
     return {"next": automation.nextAction(plugId), "running": running, "rules": len(rules)}, has
 
 
-def energyView(periods: dict[str, Any], baseline: dict[str, Any], now: float, zone: tzinfo) -> dict[str, Any]:
-    """The energy document: periods, baseline, and each resetting period's start as C{last_reset}."""
+def lastResets(now: float, zone: tzinfo) -> dict[str, str]:
+    """The start of today, this week, month and year (ISO 8601, local): the energy document's C{last_reset}."""
+    ranges = currentRanges(now, zone)
+    return {name: ranges[name].start.isoformat() for name in ("today", "week", "month", "year")}
+
+
+def energyView(periods: dict[str, Any], baseline: dict[str, Any], now: float, zone: tzinfo,
+               resets: dict[str, str] | None = None) -> dict[str, Any]:
+    """The energy document: periods, baseline, and each resetting period's start as C{last_reset}
+    (C{resets}, when given, is L{lastResets} at C{now})."""
     doc = dict(baseline)
     doc.update(periods)
-    ranges = currentRanges(now, zone)
-    doc["last_reset"] = {name: ranges[name].start.isoformat() for name in ("today", "week", "month", "year")}
+    doc["last_reset"] = dict(resets) if resets is not None else lastResets(now, zone)
     return doc
 
 
@@ -124,6 +132,15 @@ class PlugFigures:
         #: Plugs whose first read waits for a free place (at most one entry per plug).
         self.queued: dict[str, None] = {}
         self.energyReads = 0
+        #: Answered reads waiting to be published (when a turn's share of work is done).
+        self.answered: dict[str, dict[str, Any] | None] = {}
+        #: Reads started and answers published this reactor turn: at most C{slice}, the rest wait.
+        self.turnWork = 0
+        self.slice = max(1, slice)
+        self._turnCall: IDelayedCall | None = None
+        self._draining = False
+        #: (minute, last_reset) of the latest energy document: the same for every plug within a minute.
+        self._resets: tuple[int, dict[str, str]] | None = None
         self.automationSweep = Republisher(clock, self._allPlugs, self.refreshAutomation, congested, slice)
         self.energySweep = Republisher(clock, self._allPlugs, self._sweepEnergy, self._energyCongested, slice)
         self._calls: dict[str, IDelayedCall] = {}
@@ -147,6 +164,9 @@ class PlugFigures:
             if call.active():
                 call.cancel()
         self._soon.clear()
+        if self._turnCall is not None and self._turnCall.active():
+            self._turnCall.cancel()
+        self._turnCall = None
         self.automationSweep.stop()
         self.energySweep.stop()
 
@@ -240,7 +260,8 @@ class PlugFigures:
     def readEnergy(self, plugId: str, force: bool = False) -> None:
         """Read the plug's energy figures and publish them, unless read this hour (or under way)."""
         hour = int(self.clock.seconds() // 3600)
-        if self.insight is None or plugId in self.inFlight or (not force and self.readHour.get(plugId) == hour):
+        if (self.insight is None or plugId in self.inFlight or plugId in self.answered
+                or (not force and self.readHour.get(plugId) == hour)):
             return
         if len(self.inFlight) >= MAX_IN_FLIGHT:
             self.queued[plugId] = None
@@ -271,17 +292,51 @@ class PlugFigures:
 
     def _read(self, periods: dict[str, Any] | None, plugId: str) -> None:
         self.inFlight.discard(plugId)
-        while self.queued and len(self.inFlight) < MAX_IN_FLIGHT:
-            waiting = next(iter(self.queued))
-            del self.queued[waiting]
-            self.readEnergy(waiting, force=True)
+        self.answered[plugId] = periods
+        self._drain()
+
+    def _drain(self) -> None:
+        """Publish answered reads and start waiting ones, at most C{slice} of both per reactor turn:
+        answers arrive from the store's thread in bursts, and a read may be answered at once."""
+        if self._draining:
+            return  # a read answered at once, while this loop runs: the loop publishes it
+        self._draining = True
+        try:
+            while self.turnWork < self.slice:
+                if self.answered:
+                    plugId = next(iter(self.answered))
+                    periods = self.answered.pop(plugId)
+                    self.turnWork += 1
+                    self._publishEnergy(periods, plugId)
+                elif self.queued and len(self.inFlight) < MAX_IN_FLIGHT:
+                    waiting = next(iter(self.queued))
+                    del self.queued[waiting]
+                    self.turnWork += 1
+                    self.readEnergy(waiting, force=True)
+                else:
+                    break
+        finally:
+            self._draining = False
+        if self.turnWork and self._turnCall is None:
+            self._turnCall = self.clock.callLater(0, self._nextTurn)
         if len(self.inFlight) <= MAX_IN_FLIGHT // 2:
             self.energySweep.resume()
+
+    def _nextTurn(self) -> None:
+        self._turnCall = None
+        self.turnWork = 0
+        self._drain()
+
+    def _publishEnergy(self, periods: dict[str, Any] | None, plugId: str) -> None:
         node = self.nodes().get(plugId)
         if periods is None or node is None or self.insight is None:
             return
         try:
-            doc = energyView(periods, self.insight.baseline(plugId), self.clock.seconds(), self.zone)
+            now = self.clock.seconds()
+            key = int(now // 60)  # zones' midnights fall on whole minutes
+            if self._resets is None or self._resets[0] != key:
+                self._resets = (key, lastResets(now, self.zone))
+            doc = energyView(periods, self.insight.baseline(plugId), now, self.zone, self._resets[1])
         except Exception:
             log.failure("mqtt: the energy figures of plug {plug} failed", plug=plugId)
             return
@@ -294,6 +349,7 @@ class PlugFigures:
         self.energy.pop(plugId, None)
         self.readHour.pop(plugId, None)
         self.queued.pop(plugId, None)
+        self.answered.pop(plugId, None)
         for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId, figures=True):
             self.sent.pop(topic, None)
         if node is not None:

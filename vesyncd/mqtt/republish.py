@@ -20,7 +20,7 @@ from twisted.logger import Logger
 log = Logger()
 
 #: Plugs published per reactor turn during a republish.
-SLICE = 50
+SLICE = 20
 #: Seconds between the starts of two spaced requests (Home Assistant's 'online'): ten in a row
 #: bring one republish now and one this much later, not ten.
 SPACING = 10.0
