@@ -16,6 +16,7 @@ from vesyncd.insight.periodsums import HourPrices, clip, rangeHours, spanSums
 from vesyncd.insight.ranges import RANGE_NAMES, periodTotals
 from vesyncd.insight.service import EnergyInsight
 from vesyncd.insight.tariff import Tariff, TariffSchedule
+from vesyncd.storage.calendarspans import calendarParts
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.store import Store, inlineRunner
 
@@ -195,3 +196,20 @@ def test_ranges_as_hours_hold_the_hours_starting_in_them() -> None:
     assert hi - lo == 23 and lo * 3600 == ts("2026-03-29T00:00", BERLIN)
     lo, hi = rangeHours(ts("2026-06-01T12:00", KOLKATA), KOLKATA)["today"]
     assert hi - lo == 24 and lo * 3600 == ts("2026-06-01T00:30", KOLKATA)
+
+
+def test_calendar_parts_use_rollups_only_where_midnights_are_whole_hours() -> None:
+    """A year to date in Berlin is whole months, this month's whole days and today's hours; in Kolkata
+    (midnight at :30 UTC) it stays hours."""
+    now = ts("2026-12-02T10:20", BERLIN)
+    lo, hi = rangeHours(now, BERLIN)["year"][0], int(now // 3600)
+    parts = calendarParts(lo, hi, BERLIN)
+    assert parts.months == [("2026-01", "2026-11")] and parts.days == [("2026-12-01", "2026-12-01")]
+    assert parts.hours == [(int(ts("2026-12-02T00:00", BERLIN) // 3600), hi)]
+    # A span from 05:00 on one day to a whole-hour inside another: hours at both ends, days between.
+    lo, hi = int(ts("2026-10-24T05:00", BERLIN) // 3600), int(ts("2026-11-02T07:00", BERLIN) // 3600)
+    parts = calendarParts(lo, hi, BERLIN)
+    assert parts.days == [("2026-10-25", "2026-10-31"), ("2026-11-01", "2026-11-01")] and parts.months == []
+    assert sum(b - a for a, b in parts.hours) == 19 + 7
+    lo, hi = rangeHours(ts("2026-12-02T10:20", KOLKATA), KOLKATA)["year"][0], int(now // 3600)
+    assert calendarParts(lo, hi, KOLKATA) == ([(lo, hi)], [], [])
