@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -72,15 +72,28 @@ def threadRunner(reactor: Any) -> tuple[Runner, Callable[[], None]]:
     from twisted.python.threadpool import ThreadPool
 
     pool = ThreadPool(minthreads=1, maxthreads=1, name="vesyncd-store")
+    stopped: list[bool] = []
 
     def run(fn: Callable[..., Any], *args: Any) -> Deferred:
+        # A read asked for while the daemon shuts down, after the thread is gone, fails like any
+        # other store error instead of raising out of the caller.
+        if stopped:
+            return fail(StoreClosed("the store is closed: vesyncd is stopping"))
         # Started on first use, not at creation: twistd forks to daemonize after building the
         # service, and a thread started before that fork would not exist in the daemon.
         if not pool.started:
             pool.start()
         return deferToThreadPool(reactor, pool, fn, *args)
 
-    return run, pool.stop
+    def stop() -> None:
+        stopped.append(True)
+        pool.stop()
+
+    return run, stop
+
+
+class StoreClosed(Exception):
+    """A database call came after the store's thread stopped (daemon shutdown)."""
 
 
 def inlineRunner(fn: Callable[..., Any], *args: Any) -> Deferred:
