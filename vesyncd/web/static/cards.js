@@ -175,36 +175,8 @@ async function switchPlug(id, input) {
 function startRename(id) {
   const el = card(id);
   if (!el) return;
-  const name = $(".name", el);
-  if (name.querySelector("input")) return;
-  const plug = state.plugs.get(id);
-  const input = document.createElement("input");
-  input.value = plug.alias || "";
-  input.placeholder = plug.id;
-  input.maxLength = 64;
-  input.setAttribute("aria-label", "new name");
-  name.replaceChildren(input);
-  input.focus();
-  let done = false;
-  const finish = async (save) => {
-    if (done) return;
-    done = true;
-    if (save && input.value.trim() !== (plug.alias || "")) {
-      try {
-        render(await api("PUT", `${plugPath(id)}/alias`, { alias: input.value.trim() || null }));
-        $(".card-error", el).textContent = "";
-      } catch (e) {
-        $(".card-error", el).textContent = e.message;
-      }
-    }
-    name.replaceChildren();
-    renderCard(state.plugs.get(id));
-  };
-  input.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") finish(true);
-    if (ev.key === "Escape") finish(false);
-  });
-  input.addEventListener("blur", () => finish(true));
+  editAlias($(".name", el), state.plugs.get(id), (message) => { $(".card-error", el).textContent = message; },
+            () => renderCard(state.plugs.get(id)));
 }
 
 // The chart data of a plug, once per plug; live readings are added from the event stream.

@@ -33,3 +33,37 @@ async function api(method, path, body) {
 }
 
 const plugPath = (id) => `/api/plugs/${encodeURIComponent(id)}`;
+
+// An inline editor for a plug's alias in place of `container`'s content: Enter or leaving the field
+// saves, Escape cancels. `showError(message)` reports a refusal ("" clears it) and `redraw()` puts
+// the container's usual content back.
+function editAlias(container, plug, showError, redraw) {
+  if (!plug || container.querySelector("input")) return;
+  const input = document.createElement("input");
+  input.value = plug.alias || "";
+  input.placeholder = plug.id;
+  input.maxLength = 64;
+  input.setAttribute("aria-label", "new name");
+  container.replaceChildren(input);
+  input.focus();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    if (save && input.value.trim() !== (plug.alias || "")) {
+      try {
+        render(await api("PUT", `${plugPath(plug.id)}/alias`, { alias: input.value.trim() || null }));
+        showError("");
+      } catch (e) {
+        showError(e.message);
+      }
+    }
+    container.replaceChildren();
+    redraw();
+  };
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") finish(true);
+    if (ev.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+}

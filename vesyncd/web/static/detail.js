@@ -153,28 +153,8 @@ async function loadHistory() {
 function renameInDetail() {
   const id = state.detail;
   const plug = state.plugs.get(id);
-  const heading = $("#detail-name");
-  if (heading.querySelector("input")) return;
-  const input = document.createElement("input");
-  input.value = plug.alias || "";
-  input.placeholder = plug.id;
-  input.maxLength = 64;
-  input.setAttribute("aria-label", "new name");
-  heading.replaceChildren(input);
-  input.focus();
-  let done = false;
-  const finish = async (save) => {
-    if (done) return;
-    done = true;
-    if (save && input.value.trim() !== (plug.alias || "")) {
-      try { render(await api("PUT", `${plugPath(id)}/alias`, { alias: input.value.trim() || null })); }
-      catch (e) { $("#detail-error").textContent = e.message; }
-    }
-    heading.replaceChildren();
-    renderDetail(state.plugs.get(id) || plug);
-  };
-  input.addEventListener("keydown", (ev) => { if (ev.key === "Enter") finish(true); if (ev.key === "Escape") finish(false); });
-  input.addEventListener("blur", () => finish(true));
+  editAlias($("#detail-name"), plug, (message) => { $("#detail-error").textContent = message; },
+            () => renderDetail(state.plugs.get(id) || plug));
 }
 
 $("#back").addEventListener("click", closeDetail);
