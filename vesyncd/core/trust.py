@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from vesyncd.addresses import splitHostPort
 from vesyncd.core.model import PlugState, isoTime
 
 log = Logger()
@@ -81,11 +82,10 @@ def hostOf(peer: str | None) -> str | None:
     """The host part of a peer address as the plug server writes it ("1.2.3.4:5", "[::1]:5", "::1")."""
     if not peer:
         return None
-    if peer.startswith("["):
-        return peer[1:peer.find("]")] if "]" in peer else peer
-    if peer.count(":") == 1:
-        return peer.split(":", 1)[0]
-    return peer
+    try:
+        return splitHostPort(peer, 1)[0]
+    except ValueError:
+        return peer
 
 
 def identityOf(account: str | None, peer: str | None, firmware: str | None) -> dict[str, Any]:

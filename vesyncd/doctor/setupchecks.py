@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Sequence
 
+from vesyncd.addresses import splitHostPort
 from vesyncd.doctor.netchecks import DNS_PORT, PLUG_PORT, VESYNC_NAME, portCheck
 from vesyncd.doctor.report import Check, Level
 
@@ -34,11 +35,11 @@ def _hostPort(text: Any) -> tuple[str, int] | None:
     C{[::1]:17273}); None for a UNIX path or anything else."""
     if not isinstance(text, str) or ":" not in text:
         return None
-    host, _, port = text.rpartition(":")
     try:
-        return host.strip("[]"), int(port)
+        host, port = splitHostPort(text, 0)
     except ValueError:
         return None
+    return host, port
 
 
 def plugListener(status: dict[str, Any] | None) -> tuple[str, int] | None:
