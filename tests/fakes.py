@@ -52,3 +52,13 @@ def waitFor(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "co
             yield task.deferLater(reactor, 0.02, lambda: None)
 
     return poll()
+
+
+def result(d: Deferred) -> Any:
+    """The result of a Deferred that has already fired (a failure is raised)."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    assert out, "the Deferred has not fired"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]

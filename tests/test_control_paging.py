@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from vesyncd.control import commands as c
@@ -14,21 +11,12 @@ from vesyncd.core.hub import Hub
 from vesyncd.core.model import PlugState
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.plugs import codec as m
-from tests.fakes import FakeConnection
+from tests.fakes import FakeConnection, result
 
 from control_helpers import TOKEN, World
 
 PLUGS = 7 * c.MAX_PAGE + 3
 
-
-def result(d: Deferred) -> Any:
-    """The result of a Deferred that has already fired (a failure is raised)."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 def nameOrder(plugs: list[PlugState]) -> list[str]:

@@ -19,6 +19,7 @@ from vesyncd.insight.tariff import Tariff, TariffSchedule
 from vesyncd.storage.calendarspans import calendarParts
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.store import Store, inlineRunner
+from tests.fakes import result
 
 BERLIN = ZoneInfo("Europe/Berlin")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -67,15 +68,6 @@ class CountingLedger:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.ledger, name)
 
-
-def result(d: Any) -> Any:
-    """The result of a Deferred that has fired (a failure is raised)."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 def ts(text: str, zone: Any) -> float:

@@ -16,19 +16,10 @@ from vesyncd.insight.ranges import periodTotals
 from vesyncd.insight.service import EnergyInsight, InsightError
 from vesyncd.insight.tariff import Tariff, TariffSchedule
 from vesyncd.plugs import codec as m
-from tests.fakes import FakeConnection
+from tests.fakes import FakeConnection, result
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
-
-def result(d: Any) -> Any:
-    """The result of a Deferred that has fired (a failure is raised)."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "the Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 def setup(schedule: TariffSchedule | None = None) -> tuple[Hub, Clock, EnergyInsight, Any]:

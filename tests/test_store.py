@@ -27,6 +27,7 @@ from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.core.policy import PowerOnPolicy
 from vesyncd.storage.persister import Persister
 from vesyncd.storage.tap import StoreService, openStore, parseZone
+from tests.fakes import result
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""
@@ -49,15 +50,6 @@ def openAt(tmp: Path, zone: Any, clock: Clock, **kw: Any) -> tuple[Store, SQLite
     store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner, **kw)
     return store, SQLiteLedger(store, clock.seconds())
 
-
-def result(d: Any) -> Any:
-    """The result of an already fired Deferred."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 def feed(ledgers: list[Any], plug: str, start: float, end: float, step: float, ws: int) -> int:

@@ -6,7 +6,6 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
@@ -19,19 +18,10 @@ from vesyncd.storage.persister import Persister
 from vesyncd.storage.schema import SCHEMA_VERSION, _migrate0to1, _migrate1to2, _migrate2to3
 from vesyncd.storage.sidetables import BaselineStore, SwitchLog
 from vesyncd.storage.store import Store, inlineRunner
-from tests.fakes import FakeConnection
+from tests.fakes import FakeConnection, result
 
 NY = ZoneInfo("America/New_York")
 
-
-def result(d: Any) -> Any:
-    """The result of an already fired Deferred."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "Deferred has not fired"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 class SideTableTests(unittest.TestCase):
