@@ -207,3 +207,18 @@ class Daemon:
             self.sim.stop()
         if self.top.running:
             yield self.top.stopService()
+
+
+@inlineCallbacks
+def startBrokerAndWatcher(case: Any) -> Any:
+    """Start a private broker, a fresh state directory and a watching client for the test C{case}, each
+    removed by the case's cleanups; fires with C{(broker, stateDir, watcher)} once the watcher is subscribed."""
+    broker = Broker()
+    case.addCleanup(broker.cleanup)
+    yield broker.start()
+    stateDir = tempfile.mkdtemp(prefix="vesyncd-mqtt-state-")
+    case.addCleanup(shutil.rmtree, stateDir, True)
+    watcher = Watcher(broker.port)
+    case.addCleanup(watcher.close)
+    yield watcher.ready()
+    return broker, stateDir, watcher

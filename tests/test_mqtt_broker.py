@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
-from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker, Daemon, Watcher, waitFor
+from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker, Daemon, Watcher, startBrokerAndWatcher, waitFor
 from vesyncd.mqtt import discovery as ha
 
 HA = "homeassistant"
@@ -29,14 +29,7 @@ class BridgeAgainstBroker(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self) -> Any:
-        self.broker = Broker()
-        self.addCleanup(self.broker.cleanup)
-        yield self.broker.start()
-        self.stateDir = tempfile.mkdtemp(prefix="vesyncd-mqtt-state-")
-        self.addCleanup(shutil.rmtree, self.stateDir, True)
-        self.watcher = Watcher(self.broker.port)
-        self.addCleanup(self.watcher.close)
-        yield self.watcher.ready()
+        self.broker, self.stateDir, self.watcher = yield startBrokerAndWatcher(self)
         self.daemon = yield self.startDaemon()
 
     @inlineCallbacks

@@ -5,14 +5,12 @@ the new discovery payloads as Home Assistant receives them, and C{relay/set} wit
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
-from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker, Daemon, Watcher, waitFor
+from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Daemon, startBrokerAndWatcher, waitFor
 from vesyncd.mqtt import discovery as ha
 
 HA = "homeassistant"
@@ -28,14 +26,7 @@ class FiguresAgainstBroker(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self) -> Any:
-        self.broker = Broker()
-        self.addCleanup(self.broker.cleanup)
-        yield self.broker.start()
-        stateDir = tempfile.mkdtemp(prefix="vesyncd-mqtt-state-")
-        self.addCleanup(shutil.rmtree, stateDir, True)
-        self.watcher = Watcher(self.broker.port)
-        self.addCleanup(self.watcher.close)
-        yield self.watcher.ready()
+        self.broker, stateDir, self.watcher = yield startBrokerAndWatcher(self)
         self.daemon = Daemon(self.broker.port, stateDir, ["--currency", "EUR", "--price-kwh", "0.30"])
         self.addCleanup(self.daemon.stop)
         yield self.daemon.start(1)
