@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from bench.hardening.rawplug import strings
 from tests.test_ws import PLUG_REQUEST, frame, makeServer, rawServer
 from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
@@ -35,24 +36,6 @@ HOSTILE = [
 def printable(text: str) -> bool:
     """Whether every character of C{text} is printable (what a terminal shows as it is)."""
     return text.isprintable()
-
-
-def strings(value: Any) -> list[str]:
-    """Every string in C{value}, keys included, walking dicts, lists, tuples and dataclasses."""
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif hasattr(item, "__dataclass_fields__"):
-            stack.extend(getattr(item, name) for name in item.__dataclass_fields__)
-    return found
 
 
 def hostileLogin(ident: str = "hostile") -> dict[str, Any]:

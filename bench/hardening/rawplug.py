@@ -78,7 +78,7 @@ def unsafeCharacters(text: str) -> list[str]:
 
 
 def strings(value: Any) -> list[str]:
-    """Every string in a JSON-like value, keys included, walking dicts, lists and tuples."""
+    """Every string in C{value}, keys included, walking dicts, lists, tuples and dataclasses."""
     found: list[str] = []
     stack = [value]
     while stack:
@@ -90,4 +90,6 @@ def strings(value: Any) -> list[str]:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+        elif hasattr(item, "__dataclass_fields__"):
+            stack.extend(getattr(item, name) for name in item.__dataclass_fields__)
     return found
