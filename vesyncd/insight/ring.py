@@ -107,17 +107,19 @@ class SlotRing:
         magic, seconds, size, last = _HEADER.unpack_from(data)
         if magic != _MAGIC or seconds != self.seconds or size != self.size:
             raise ValueError(f"saved ring is not {self.size} slots of {self.seconds} s")
-        ring = self.new()
+        # Each array is built straight from its bytes: no blank ring to fill and then overwrite.
+        arrays = []
         offset = _HEADER.size
-        for target in ring.arrays:
+        for code, _ in self.layout:
+            target = array.array(code)
             n = target.itemsize * self.size
             if len(data) < offset + n:
                 raise ValueError("saved ring is cut short")
-            target[:] = array.array(target.typecode, data[offset:offset + n])
+            target.frombytes(data[offset:offset + n])
             if sys.byteorder == "big":
                 target.byteswap()
+            arrays.append(target)
             offset += n
         if offset != len(data):
             raise ValueError("saved ring has trailing bytes")
-        ring.last = None if last == -1 else last
-        return ring
+        return Ring(None if last == -1 else last, tuple(arrays))
