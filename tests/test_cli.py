@@ -27,7 +27,7 @@ from vesyncd.escape import printable
 from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
 
-from control_helpers import TOKEN, FakePlugConnection, World
+from control_helpers import CLIHarness, FakePlugConnection, World
 
 BIN = Path(sys.executable).parent
 #: What a hostile device or client could put in any string: clear screen, OSC title, bell, C1 CSI,
@@ -88,39 +88,11 @@ def test_statusShowsConflictAndRefusedEnergy() -> None:
     assert "Conflict" not in quiet and "Refused" not in quiet
 
 
-class CommandTests(unittest.TestCase):
+class CommandTests(CLIHarness, unittest.TestCase):
     """Each command of vesyncctl, run by L{execute} against the AMP server in memory."""
 
     def setUp(self) -> None:
         self.world = World()
-        self.pumps: list[Any] = []
-
-    def start(self, *argv: str) -> tuple[defer.Deferred, io.StringIO, io.StringIO]:
-        """Begin one command line on a fresh in-memory control connection; returns (exit code, out, err)."""
-        client, _server, pump = self.world.amp()
-        self.pumps.append(pump)
-
-        async def connect(reactor: Any, args: Any) -> Any:
-            await client.login(TOKEN)
-            return client
-
-        out, err = io.StringIO(), io.StringIO()
-        d = defer.ensureDeferred(execute(self.world.clock, list(argv), out, err, connect=connect))
-        self.flush()
-        return d, out, err
-
-    def flush(self) -> None:
-        """Deliver every byte waiting on every connection."""
-        for pump in self.pumps:
-            pump.flush()
-
-    def run_(self, *argv: str, between: Callable[[], None] | None = None) -> tuple[int, str, str]:
-        """Run one command line to its end (C{between} acts for the plug while it waits)."""
-        d, out, err = self.start(*argv)
-        if between is not None:
-            between()
-            self.flush()
-        return self.successResultOf(d), out.getvalue(), err.getvalue()
 
     def test_listJSONSchema(self) -> None:
         """`list --json` is an array of plugs with the documented keys and types; plain has a header."""
