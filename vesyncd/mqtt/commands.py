@@ -8,13 +8,13 @@ C{"30m"} that the automation engine parses and bounds).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, NamedTuple
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from vesyncd.core import model as h
+from vesyncd.jsonguard import BadJSON, parseJSONObject
 
 log = Logger()
 
@@ -22,6 +22,8 @@ log = Logger()
 MAX_COMMAND_PAYLOAD = 32
 #: The longest JSON command looked at (C{{"state": "TOGGLE", "for": "1h30m"}} is 36 bytes).
 MAX_JSON_COMMAND = 128
+#: Deepest nesting looked at; a command is a flat object, so this only leaves room for a precise refusal.
+MAX_JSON_DEPTH = 4
 #: The longest duration text passed on to the automation engine.
 MAX_DURATION_TEXT = 16
 _ON = {"on", "1", "true"}
@@ -81,19 +83,15 @@ def _duration(value: Any) -> float | str:
 def parseCommand(payload: bytes) -> RelayCommand:
     """A word command, or a JSON object C{{"state": WORD, "for": DURATION}} (C{for} optional).
 
-    @raise BadCommand: anything else: too long, not UTF-8, not JSON, other keys, a bad state or
+    @raise BadCommand: anything else: too long, not UTF-8, not JSON, NaN/Infinity, other keys, a bad state or
         duration type (the duration's range is the automation engine's to check).
     """
     if not payload.lstrip().startswith(b"{"):
         return RelayCommand(parseRelayCommand(payload))
-    if len(payload) > MAX_JSON_COMMAND:
-        raise BadCommand(f"JSON payload of {len(payload)} bytes (at most {MAX_JSON_COMMAND})")
     try:
-        doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadCommand("payload is not a JSON object") from None
-    if not isinstance(doc, dict):
-        raise BadCommand("payload is not a JSON object")
+        doc = parseJSONObject(payload, maxBytes=MAX_JSON_COMMAND, maxDepth=MAX_JSON_DEPTH, what="the payload")
+    except BadJSON as e:
+        raise BadCommand(str(e)) from None
     unknown = sorted(str(k)[:20] for k in doc if k not in _KEYS)
     if unknown:
         raise BadCommand(f"unknown keys {unknown} (state, for)")
