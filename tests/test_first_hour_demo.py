@@ -28,6 +28,7 @@ from vesyncd import launch
 from vesyncd.sim.demobroker import findMosquitto
 from vesyncd.sim.demoports import (Listener, givenOptions, isLoopback, listeners, parseTCPEndpoint, planPorts,
                                    portFree)
+from tests.twistd_helpers import followLines
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "etc" / "vesyncd-dev.toml"
@@ -168,19 +169,12 @@ class Demo:
     """The launcher as a subprocess whose output lines are read by a thread, so waits have deadlines."""
 
     def __init__(self, *args: str) -> None:
-        self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vesyncd.launch", "--config", str(DEMO_CONFIG), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        self.lines = followLines(self.process)
 
     def banner(self) -> list[str]:
         """The banner's lines, read up to its blank last line; fails after START_TIMEOUT."""

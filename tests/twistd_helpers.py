@@ -21,6 +21,21 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
 
+def followLines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """A queue that a daemon thread fills with C{process}'s output lines (newline stripped), then
+    C{None} when the output ends, so that a test can wait for a line with a deadline."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 class Twistd:
     """C{twistd -n vesyncd} on loopback as a subprocess; its log lines are read by a thread, so every
     wait has a deadline."""
@@ -29,7 +44,6 @@ class Twistd:
         """Start C{twistd -n vesyncd} with C{args}: with a C{config} file, only the ports move to free
         ones (no web server); without one, loopback listeners and one simulated plug."""
         self.stateDir = tmp_path / "state"
-        self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         base = ["--config", str(config)] if config else [
             "--dns-interface", "127.0.0.1", "--address", "127.0.0.1", "--demo-plugs", "1"]
@@ -38,13 +52,7 @@ class Twistd:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        self.lines = followLines(self.process)
 
     def waitFor(self, text: str) -> str:
         """The first log line containing C{text}; fails after START_TIMEOUT or when the daemon ends."""
