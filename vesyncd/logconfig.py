@@ -110,6 +110,10 @@ def filterGlobalLog(level: LogLevel, beginner: LogBeginner = globalLogBeginner) 
     beginner.beginLoggingTo = beginLoggingTo  # type: ignore[method-assign]
 
 
+#: The event kinds L{PlugStateLog} may log.
+_LOGGED_KINDS = frozenset({ONLINE, OFFLINE, RELAY, ALIAS, FORGOTTEN})
+
+
 class PlugStateLog:
     """Logs at info what happens to plugs that a user follows: online and offline, a relay switched
     (and by what: a command, the button, a timer), renamed, forgotten (logins and reconnects are debug)."""
@@ -127,6 +131,8 @@ class PlugStateLog:
 
     def __call__(self, event: Event) -> None:
         """Log C{event} when it is one of the kinds above."""
+        if event.kind not in _LOGGED_KINDS:
+            return  # the keep-alive's rssi and the readings, most of the hub's events, in one look-up
         data = event.data
         if event.kind == ONLINE:
             plugLog.info("plug {plug} online from {peer} (firmware {firmware})", plug=self._plug(event.plug),

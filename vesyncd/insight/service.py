@@ -19,7 +19,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, DeferredSemaphore, fail, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from vesyncd.core.model import FORGOTTEN, RELAY, Event, isoTime
+from vesyncd.core.model import ENERGY, FORGOTTEN, RELAY, RUNTIME, Event, isoTime
 from vesyncd.core.periods import parsePeriod
 from vesyncd.insight.baseline import BaselineTracker, baselineJSON
 from vesyncd.insight.chart import PowerHistory, feed
@@ -90,6 +90,10 @@ class MemorySwitchLog:
         return succeed([{"at": isoTime(at), "ts": at, "relay": relay, "cause": cause} for at, relay, cause in rows])
 
 
+#: The event kinds L{EnergyInsight} follows: power readings and plugs forgotten.
+_FOLLOWED = frozenset({RUNTIME, ENERGY, FORGOTTEN})
+
+
 class EnergyInsight:
     """What the front ends show about energy, cost, always-on power and switches (see docs/energy.md)."""
 
@@ -112,6 +116,8 @@ class EnergyInsight:
         self.unsubscribe = hub.subscribe(self._event)
 
     def _event(self, event: Event) -> None:
+        if event.kind not in _FOLLOWED:
+            return  # the keep-alive's rssi, most of the hub's events, in one look-up
         feed(event, self.powerHistory, self.baselines)
         if event.kind == FORGOTTEN:
             self._sums.pop(event.plug, None)
