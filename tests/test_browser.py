@@ -65,20 +65,26 @@ def startBrowser(profile: Path) -> Any:
     return webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER), options=options)
 
 
+def browserTempDir(case: unittest.TestCase, prefix: str) -> Path:
+    """Skip C{case} when no browser can run, keep selenium offline, and make the test's directory: its
+    C{profile} and C{state} are removed by the case's cleanups, the rest (screenshots) is kept to look at."""
+    reason = _skipReason()
+    if reason:
+        raise unittest.SkipTest(reason)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    case.addCleanup(shutil.rmtree, tmp / "profile", True)
+    case.addCleanup(shutil.rmtree, tmp / "state", True)
+    return tmp
+
+
 class BrowserTests(unittest.TestCase):
     """The dashboard in chromium against the daemon with simulated plugs."""
 
     timeout = 80
 
     def setUp(self) -> Any:
-        reason = _skipReason()
-        if reason:
-            raise unittest.SkipTest(reason)
-        os.environ.setdefault("SE_OFFLINE", "true")
-        # Kept after the test so that the screenshots can be looked at; the profile is removed.
-        self.tmp = Path(tempfile.mkdtemp(prefix="vesyncd-browser-"))
-        self.addCleanup(shutil.rmtree, self.tmp / "profile", True)
-        self.addCleanup(shutil.rmtree, self.tmp / "state", True)
+        self.tmp = browserTempDir(self, "vesyncd-browser-")
         self.hub = Hub(reactor, Settings(command_timeout=5.0))
         self.top = service.MultiService()
         plugs = ListenerService(reactor, "plug server", "tcp:0:interface=127.0.0.1", PlugServerFactory(self.hub, reactor=reactor))

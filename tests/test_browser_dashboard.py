@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from datetime import timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
 from tests.fakes import waitFor
-from tests.test_browser import _skipReason, startBrowser
+from tests.test_browser import browserTempDir, startBrowser
 from tests.web_helpers import login as fakeLogin
 from tests.web_helpers import runtime
 from vesyncd.auth import loadOrCreateToken
@@ -74,13 +73,7 @@ class DashboardBase(unittest.TestCase):
     plugs = 1
 
     def setUp(self) -> Any:
-        reason = _skipReason()
-        if reason:
-            raise unittest.SkipTest(reason)
-        os.environ.setdefault("SE_OFFLINE", "true")
-        self.tmp = Path(tempfile.mkdtemp(prefix="vesyncd-dashboard-"))
-        self.addCleanup(shutil.rmtree, self.tmp / "profile", True)
-        self.addCleanup(shutil.rmtree, self.tmp / "state", True)
+        self.tmp = browserTempDir(self, "vesyncd-dashboard-")
         self.hub = Hub(reactor, Settings(command_timeout=5.0, max_new_plugs_per_minute=5000))
         self.addCleanup(self.hub.closeAll, "test over")
         self.top = service.MultiService()
