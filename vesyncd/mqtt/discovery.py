@@ -132,6 +132,16 @@ def slugify(alias: str | None) -> str:
     return text[:MAX_SLUG].strip("_-")
 
 
+def _slugOwners(items: list[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """The plug ids wanting each non-empty alias slug, in the order given."""
+    slugs: dict[str, list[str]] = {}
+    for plugId, alias in items:
+        slug = slugify(alias)
+        if slug:
+            slugs.setdefault(slug, []).append(plugId)
+    return slugs
+
+
 def assignNodes(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str] = ("status",)) -> dict[str, str]:
     """Map each plug id to its topic level: the alias slug when unique, else the (safe) id.
 
@@ -140,11 +150,7 @@ def assignNodes(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str]
     """
     items = list(plugs)
     ids = {safeId(plugId) for plugId, _ in items}
-    slugs: dict[str, list[str]] = {}
-    for plugId, alias in items:
-        slug = slugify(alias)
-        if slug:
-            slugs.setdefault(slug, []).append(plugId)
+    slugs = _slugOwners(items)
     blocked = set(reserved)
     nodes: dict[str, str] = {}
     for plugId, alias in items:
@@ -161,11 +167,7 @@ def slugCollisions(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[s
     several aliases, equal to another plug's id, or a reserved word."""
     items = list(plugs)
     ids = {safeId(plugId): plugId for plugId, _ in items}
-    slugs: dict[str, list[str]] = {}
-    for plugId, alias in items:
-        slug = slugify(alias)
-        if slug:
-            slugs.setdefault(slug, []).append(plugId)
+    slugs = _slugOwners(items)
     blocked = set(reserved)
     found = []
     for slug, owners in sorted(slugs.items()):
