@@ -10,6 +10,7 @@ moment after the gap (02:30 on the spring-forward day in Europe/Berlin is 03:00 
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from astral import Observer
@@ -45,6 +46,9 @@ def resolveLocal(day: date, clock: time, zone: tzinfo) -> datetime:
     return hi.replace(microsecond=0).astimezone(zone) if hi.microsecond else hi.astimezone(zone)
 
 
+# Every sun schedule asks for the same few days' sunrise and sunset (each one's previous and next run
+# at start-up, then each run): computed once per day, location and zone, not once per schedule.
+@functools.lru_cache(maxsize=256)
 def sunTime(event: str, day: date, location: Location, zone: tzinfo) -> datetime | None:
     """Sunrise or sunset (C{event}) on local C{day} at C{location}, or None if the sun does not do it then."""
     observer = Observer(latitude=location.latitude, longitude=location.longitude)
