@@ -387,6 +387,27 @@ def ctl(stateDir: str, *args: str, timeout: float = 30) -> subprocess.CompletedP
                           text=True, timeout=timeout, env=env)
 
 
+def startDaemonAndSim(stateDir: str, procs: list[subprocess.Popen], env: dict[str, str], count: int,
+                      *options: str) -> tuple[_Lines, int, subprocess.Popen, _Lines]:
+    """Start `twistd vesyncd` (loopback, no web, plus C{options}) in C{stateDir} and, once its control port
+    listens, C{vesyncd-sim} with C{count} plugs reporting events; both are appended to C{procs} for the
+    caller to stop. Returns the daemon's log, its plug port, the simulator and the simulator's lines."""
+    daemon = subprocess.Popen(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "vesyncd", "--plugs", "tcp:0:interface=127.0.0.1",
+         "--state-dir", stateDir, "--refresh-interval", "0", "--dns-port", "0",
+         "--dns-interface", "127.0.0.1", "--no-http", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=stateDir, env=env)
+    procs.append(daemon)
+    log = _Lines(daemon.stdout)
+    plugPort = int(log.waitLine(lambda line: "plug server listening on" in line).strip().rsplit(":", 1)[1])
+    log.waitLine(lambda line: "control port listening on" in line)
+    sim = subprocess.Popen([str(BIN / "vesyncd-sim"), "--server", f"127.0.0.1:{plugPort}", "--count", str(count),
+                            "--events"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    procs.append(sim)
+    return log, plugPort, sim, _Lines(sim.stdout)
+
+
 def test_vesyncctlAgainstADaemon() -> None:
     """The installed vesyncctl against `twistd vesyncd` with 3 simulated plugs on loopback: list, on/off
     reaching the plug, watch seeing a button press, doctor finding the daemon and its plugs, and provision
@@ -395,21 +416,7 @@ def test_vesyncctlAgainstADaemon() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VESYNCD_")}
     with tempfile.TemporaryDirectory() as stateDir:
         try:
-            daemon = subprocess.Popen(
-                [str(BIN / "twistd"), "-n", "--pidfile=", "vesyncd", "--plugs", "tcp:0:interface=127.0.0.1",
-                 "--state-dir", stateDir, "--refresh-interval", "0", "--dns-port", "0",
-                 "--dns-interface", "127.0.0.1", "--no-http"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=stateDir, env=env)
-            procs.append(daemon)
-            log = _Lines(daemon.stdout)
-            plugPort = int(log.waitLine(lambda line: "plug server listening on" in line).strip().rsplit(":", 1)[1])
-            log.waitLine(lambda line: "control port listening on" in line)
-
-            sim = subprocess.Popen([str(BIN / "vesyncd-sim"), "--server", f"127.0.0.1:{plugPort}", "--count", "3",
-                                    "--events"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, text=True)
-            procs.append(sim)
-            simLines = _Lines(sim.stdout)
+            _log, plugPort, sim, simLines = startDaemonAndSim(stateDir, procs, env, 3)
             online: set[str] = set()
             while len(online) < 3:
                 online.add(simLines.waitJSON(lambda e: e.get("event") == "online")["plug"])

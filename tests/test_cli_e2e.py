@@ -12,7 +12,7 @@ import tempfile
 import time
 from typing import Any
 
-from test_cli import BIN, _Lines, ctl
+from test_cli import BIN, _Lines, ctl, startDaemonAndSim
 
 
 def test_countdownAutomationAndQuietWatchStop() -> None:
@@ -23,20 +23,8 @@ def test_countdownAutomationAndQuietWatchStop() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VESYNCD_")}
     with tempfile.TemporaryDirectory() as stateDir:
         try:
-            daemon = subprocess.Popen(
-                [str(BIN / "twistd"), "-n", "--pidfile=", "vesyncd", "--plugs", "tcp:0:interface=127.0.0.1",
-                 "--state-dir", stateDir, "--refresh-interval", "0", "--dns-port", "0",
-                 "--dns-interface", "127.0.0.1", "--no-http", "--currency", "EUR", "--price-kwh", "0.30"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=stateDir, env=env)
-            procs.append(daemon)
-            log = _Lines(daemon.stdout)
-            plugPort = int(log.waitLine(lambda line: "plug server listening on" in line).strip().rsplit(":", 1)[1])
-            log.waitLine(lambda line: "control port listening on" in line)
-            sim = subprocess.Popen([str(BIN / "vesyncd-sim"), "--server", f"127.0.0.1:{plugPort}", "--count", "1",
-                                    "--events"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, text=True)
-            procs.append(sim)
-            simLines = _Lines(sim.stdout)
+            log, _plugPort, _sim, simLines = startDaemonAndSim(stateDir, procs, env, 1,
+                                                              "--currency", "EUR", "--price-kwh", "0.30")
             plugId = simLines.waitJSON(lambda e: e.get("event") == "online")["plug"]
             if ctl(stateDir, "--json", "status", plugId).stdout.find('"relay": "on"') >= 0:
                 assert ctl(stateDir, "off", plugId).returncode == 0
