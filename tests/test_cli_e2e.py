@@ -24,7 +24,7 @@ def test_countdownAutomationAndQuietWatchStop() -> None:
     with tempfile.TemporaryDirectory() as stateDir:
         try:
             log, _plugPort, _sim, simLines = startDaemonAndSim(stateDir, procs, env, 1,
-                                                              "--currency", "EUR", "--price-kwh", "0.30")
+                                                               "--currency", "EUR", "--price-kwh", "0.30")
             plugId = simLines.waitJSON(lambda e: e.get("event") == "online")["plug"]
             if ctl(stateDir, "--json", "status", plugId).stdout.find('"relay": "on"') >= 0:
                 assert ctl(stateDir, "off", plugId).returncode == 0
