@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from vesyncd.setup import client as P
+from vesyncd.setup import codec as C
 from vesyncd.setup import plugside as S
 
 PASSWORD = "Zq9-secret-Wifi-pass"
@@ -45,7 +46,7 @@ def eventText(event: dict[str, Any]) -> str:
 
 def test_encodeReplyMatchesCapture() -> None:
     """The plug's captured reply is length byte '%' (37) followed by 37 bytes of compact JSON."""
-    data = P.encodeSetupMessage({"uri": "/beginConfigReply", "err": "0"})
+    data = C.encodeSetupMessage({"uri": "/beginConfigReply", "err": "0"})
     assert data == b'%{"uri":"/beginConfigReply","err":"0"}'
 
 
@@ -68,9 +69,9 @@ def test_defaultKeyIsNineDigitInt() -> None:
 def test_requestRoundTrip() -> None:
     """An encoded request decodes to the same dict; the length byte counts the JSON bytes."""
     request = makeRequest(ssid="Café ☕", dns=DNS_IP, bssid="AA:BB:CC:00:11:22")
-    data = P.encodeSetupMessage(request)
+    data = C.encodeSetupMessage(request)
     assert data[0] == len(data) - 1
-    assert P.decodeSetupMessage(data) == request
+    assert C.decodeSetupMessage(data) == request
     assert request["wifiBssid"] == "aa:bb:cc:00:11:22"
     assert "Café ☕".encode() in data
 
@@ -83,12 +84,12 @@ def test_requestRoundTrip() -> None:
 def test_codecRoundTripAnySplit(obj: dict[str, Any], data: st.DataObject) -> None:
     """Any JSON object within 255 bytes round-trips, however the bytes are split on arrival."""
     try:
-        encoded = P.encodeSetupMessage(obj)
+        encoded = C.encodeSetupMessage(obj)
     except P.InvalidSetupRequest:
         assert len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()) > 255
         return
     cut = data.draw(st.integers(0, len(encoded)))
-    decoder = P.SetupMessageDecoder()
+    decoder = C.SetupMessageDecoder()
     got = decoder.feed(encoded[:cut]) + decoder.feed(encoded[cut:] + b"\0")
     decoder.finish()
     assert got == [obj]
@@ -98,7 +99,7 @@ def test_tooLongNamesFieldNotPassword() -> None:
     """Over 255 bytes: InvalidSetupRequest names the field to shorten, never the password."""
     request = makeRequest(ssid="S" * 32, password="p" * 8 + PASSWORD * 2 + "x" * 15, dns=DNS_IP)
     with pytest.raises(P.InvalidSetupRequest) as info:
-        P.encodeSetupMessage(request)
+        C.encodeSetupMessage(request)
     text = str(info.value)
     assert "wifiPassword" in text and "255" in text and "wifiDNS" in text
     assert PASSWORD not in text and "p" * 8 not in text
@@ -109,13 +110,13 @@ def test_tooLongSsidNamed() -> None:
     request = makeRequest(ssid="S" * 32, password="", account="a" * 31 + "@example.com")
     request["wifiID"] = "S" * 120
     with pytest.raises(P.InvalidSetupRequest, match="shorten wifiID"):
-        P.encodeSetupMessage(request)
+        C.encodeSetupMessage(request)
 
 
 def test_unserialisableRefused() -> None:
     """A value JSON cannot express is refused with a ProvisionError, not a TypeError."""
     with pytest.raises(P.ProvisionError, match="cannot be written as JSON"):
-        P.encodeSetupMessage({"uri": b"bytes"})
+        C.encodeSetupMessage({"uri": b"bytes"})
 
 
 @pytest.mark.parametrize(
@@ -166,7 +167,7 @@ def test_requestReprMasksPassword() -> None:
 def test_decoderNulInsideLength() -> None:
     """A NUL counted in the length byte (firmware 2.123 style) is accepted."""
     body = b'{"url":"/connectInfo","step":"STEP3"}\0'
-    assert P.decodeSetupMessage(bytes([len(body)]) + body)["step"] == "STEP3"
+    assert C.decodeSetupMessage(bytes([len(body)]) + body)["step"] == "STEP3"
 
 
 @pytest.mark.parametrize(
@@ -182,7 +183,7 @@ def test_decoderNulInsideLength() -> None:
 )
 def test_decoderGarbage(data: bytes, match: str) -> None:
     """Garbage gives BadReply with a clear reason (on feed, or on finish for a cut message)."""
-    decoder = P.SetupMessageDecoder()
+    decoder = C.SetupMessageDecoder()
     with pytest.raises(P.BadReply, match=match):
         decoder.feed(data)
         decoder.finish()
@@ -191,13 +192,13 @@ def test_decoderGarbage(data: bytes, match: str) -> None:
 def test_decoderNotAnObject() -> None:
     """JSON that is not an object is refused."""
     with pytest.raises(P.BadReply, match="not an object"):
-        P.decodeSetupMessage(b"\x02 1")
+        C.decodeSetupMessage(b"\x02 1")
 
 
 def test_decoderBounded() -> None:
     """The decoder refuses more than maxBytes in total."""
-    decoder = P.SetupMessageDecoder(maxBytes=100)
-    message = P.encodeSetupMessage({"a": "b" * 60})
+    decoder = C.SetupMessageDecoder(maxBytes=100)
+    message = C.encodeSetupMessage({"a": "b" * 60})
     decoder.feed(message)
     with pytest.raises(P.BadReply, match="more than 100 bytes"):
         decoder.feed(message)
@@ -205,8 +206,8 @@ def test_decoderBounded() -> None:
 
 def test_decoderByteByByte() -> None:
     """Messages fed one byte at a time come out whole, in order, NUL padding skipped."""
-    data = P.encodeSetupMessage({"n": 1}) + b"\0\0" + P.encodeSetupMessage({"n": 2})
-    decoder = P.SetupMessageDecoder()
+    data = C.encodeSetupMessage({"n": 1}) + b"\0\0" + C.encodeSetupMessage({"n": 2})
+    decoder = C.SetupMessageDecoder()
     got = []
     for i in range(len(data)):
         got += decoder.feed(data[i : i + 1])
@@ -229,16 +230,16 @@ def test_decoderByteByByte() -> None:
 def test_interpretReply(reply: dict[str, Any], outcome: str) -> None:
     """Success, keep-waiting, plug error and unexpected replies are told apart."""
     if outcome == "ok":
-        assert P.interpretReply(reply) == reply
+        assert C.interpretReply(reply) == reply
     elif outcome == "wait":
-        assert P.interpretReply(reply) is None
+        assert C.interpretReply(reply) is None
     elif outcome == "refused":
         with pytest.raises(P.PlugRefused) as info:
-            P.interpretReply(reply)
+            C.interpretReply(reply)
         assert info.value.code == reply["err"]
     else:
         with pytest.raises(P.BadReply):
-            P.interpretReply(reply)
+            C.interpretReply(reply)
 
 
 def test_parsePlugAddress() -> None:
@@ -254,8 +255,8 @@ def test_parsePlugAddress() -> None:
 
 def test_describeReply() -> None:
     """The success sentence names the firmware when the reply has one."""
-    assert "2.123" in P.describeReply({"firmVersion": "2.123"})
-    assert P.describeReply({"err": "0"}) == "the plug accepted the Wi-Fi settings"
+    assert "2.123" in C.describeReply({"firmVersion": "2.123"})
+    assert C.describeReply({"err": "0"}) == "the plug accepted the Wi-Fi settings"
 
 
 def test_tooLongSendsNothing() -> None:
@@ -280,7 +281,7 @@ def test_clientWritesOneMessageOnConnect() -> None:
     protocol = factory.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
-    assert transport.value() == P.encodeSetupMessage(request)
+    assert transport.value() == C.encodeSetupMessage(request)
 
 
 def test_connectPhaseTimeoutIsUnreachable() -> None:
@@ -302,7 +303,7 @@ def test_replyPhaseTimeoutClosesConnection() -> None:
     protocol = memory.tcpClients[0][2].buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
-    protocol.dataReceived(P.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1", "description": "X"}))
+    protocol.dataReceived(C.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1", "description": "X"}))
     memory.advance(5)
     assert len(failures) == 1 and failures[0].check(P.PlugTimeout)
     assert "STEP1" in failures[0].getErrorMessage()
@@ -325,14 +326,14 @@ def setupConnection(**kwargs: Any) -> tuple[S.SetupModeFactory, Protocol, String
 
 def replyOf(transport: StringTransport) -> dict[str, Any]:
     """Decode what the simulated plug wrote."""
-    return P.decodeSetupMessage(transport.value())
+    return C.decodeSetupMessage(transport.value())
 
 
 def test_setupModeAccepts() -> None:
     """A valid request gets err "0", the connection closes, then onConfigured gets the request."""
     factory, protocol, transport, clock, configured = setupConnection()
     request = makeRequest()
-    data = P.encodeSetupMessage(request)
+    data = C.encodeSetupMessage(request)
     for i in range(len(data)):
         protocol.dataReceived(data[i : i + 1])
     assert transport.value() == b'%{"uri":"/beginConfigReply","err":"0"}'
@@ -346,14 +347,14 @@ def test_setupModeAccepts() -> None:
 def test_setupModeTrailingNulAccepted() -> None:
     """A NUL after the JSON (as one open-source tool allows) is fine."""
     _, protocol, transport, _, _ = setupConnection()
-    protocol.dataReceived(P.encodeSetupMessage(makeRequest()) + b"\0")
-    assert replyOf(transport)["err"] == P.ERR_OK
+    protocol.dataReceived(C.encodeSetupMessage(makeRequest()) + b"\0")
+    assert replyOf(transport)["err"] == C.ERR_OK
 
 
 def test_setupModeOnlyOnce() -> None:
     """After one configuration, later connections are closed without a reply."""
     factory, protocol, transport, _, configured = setupConnection()
-    protocol.dataReceived(P.encodeSetupMessage(makeRequest()))
+    protocol.dataReceived(C.encodeSetupMessage(makeRequest()))
     protocol.connectionLost(Failure(ConnectionDone()))
     second = factory.buildProtocol(None)
     secondTransport = StringTransport()
@@ -371,25 +372,25 @@ def badRequest(**changes: Any) -> bytes:
             request.pop(name)
         else:
             request[name] = value
-    return P.encodeSetupMessage(request)
+    return C.encodeSetupMessage(request)
 
 
 @pytest.mark.parametrize(
     "data, code",
     [
-        (b"\x00", P.ERR_BAD_LENGTH),
-        (P.encodeSetupMessage({"uri": "/beginConfigRequest"}) + b"xx", P.ERR_BAD_LENGTH),
-        (b'{"uri":"/beginConfigRequest"}', P.ERR_NOT_JSON),
-        (b"\x04{abc", P.ERR_NOT_JSON),
-        (b"\x02[]", P.ERR_NOT_JSON),
-        (badRequest(uri="/other"), P.ERR_BAD_URI),
-        (badRequest(wifiID=None), P.ERR_BAD_FIELD),
-        (badRequest(wifiPassword=None), P.ERR_BAD_FIELD),
-        (badRequest(serverIP=None), P.ERR_BAD_FIELD),
-        (badRequest(wifiID=7), P.ERR_BAD_FIELD),
-        (badRequest(wifiID=""), P.ERR_BAD_FIELD),
-        (badRequest(serverIP="example.com"), P.ERR_BAD_SERVER_IP),
-        (badRequest(serverIP="::1"), P.ERR_BAD_SERVER_IP),
+        (b"\x00", C.ERR_BAD_LENGTH),
+        (C.encodeSetupMessage({"uri": "/beginConfigRequest"}) + b"xx", C.ERR_BAD_LENGTH),
+        (b'{"uri":"/beginConfigRequest"}', C.ERR_NOT_JSON),
+        (b"\x04{abc", C.ERR_NOT_JSON),
+        (b"\x02[]", C.ERR_NOT_JSON),
+        (badRequest(uri="/other"), C.ERR_BAD_URI),
+        (badRequest(wifiID=None), C.ERR_BAD_FIELD),
+        (badRequest(wifiPassword=None), C.ERR_BAD_FIELD),
+        (badRequest(serverIP=None), C.ERR_BAD_FIELD),
+        (badRequest(wifiID=7), C.ERR_BAD_FIELD),
+        (badRequest(wifiID=""), C.ERR_BAD_FIELD),
+        (badRequest(serverIP="example.com"), C.ERR_BAD_SERVER_IP),
+        (badRequest(serverIP="::1"), C.ERR_BAD_SERVER_IP),
     ],
 )
 def test_setupModeRejects(data: bytes, code: str) -> None:
@@ -405,7 +406,7 @@ def test_setupModeRejects(data: bytes, code: str) -> None:
 def test_setupModeStalledClientClosed() -> None:
     """A client that sends half a request is aborted after the timeout, with no reply."""
     _, protocol, transport, clock, configured = setupConnection()
-    protocol.dataReceived(P.encodeSetupMessage(makeRequest())[:20])
+    protocol.dataReceived(C.encodeSetupMessage(makeRequest())[:20])
     clock.advance(9.9)
     assert not transport.disconnecting
     clock.advance(0.2)
@@ -420,7 +421,7 @@ def test_setupModeLogsNoPassword() -> None:
     from twisted.logger import Logger
 
     log = Logger(observer=events.append, namespace="test")
-    for data in (P.encodeSetupMessage(makeRequest()), badRequest(serverIP="bad"), badRequest(uri="/x")):
+    for data in (C.encodeSetupMessage(makeRequest()), badRequest(serverIP="bad"), badRequest(uri="/x")):
         _, protocol, _, _, _ = setupConnection(log=log)
         protocol.dataReceived(data)
         protocol.connectionLost(Failure(ConnectionDone()))
@@ -440,7 +441,7 @@ def test_setupModeCallbackErrorLogged() -> None:
     factory = S.SetupModeFactory(boom, reactor=Clock(), log=Logger(observer=events.append))
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(StringTransport())
-    protocol.dataReceived(P.encodeSetupMessage(makeRequest()))
+    protocol.dataReceived(C.encodeSetupMessage(makeRequest()))
     protocol.connectionLost(Failure(ConnectionDone()))
     assert any("log_failure" in e for e in events)
 
@@ -536,13 +537,13 @@ class LoopbackProvisionTests(unittest.TestCase):
         async def go() -> None:
             reply = await P.provision(reactor, "127.0.0.1", port, makeRequest(), timeout=5)
             self.assertEqual(reply["firmVersion"], "2.123")
-            self.assertIn("2.123", P.describeReply(reply))
+            self.assertIn("2.123", C.describeReply(reply))
 
         return Deferred.fromCoroutine(go())
 
     def test_progressThenSuccess(self) -> Deferred[None]:
         """An earlier /connectInfo step is skipped; the STEP3 report that follows succeeds."""
-        answer = P.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1"}) + b"\0" + P.encodeSetupMessage(
+        answer = C.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1"}) + b"\0" + C.encodeSetupMessage(
             {"url": "/connectInfo", "step": "STEP3"}
         )
         port = self.scripted(answer)
@@ -585,7 +586,7 @@ class LoopbackProvisionTests(unittest.TestCase):
 
     def test_tooMuchData(self) -> Deferred[None]:
         """A plug that floods is cut off after MAX_REPLY_BYTES."""
-        port = self.scripted((P.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1", "pad": "x" * 200})) * 30)
+        port = self.scripted((C.encodeSetupMessage({"url": "/connectInfo", "step": "STEP1", "pad": "x" * 200})) * 30)
 
         async def go() -> None:
             e = await self.expectFailure(P.provision(reactor, "127.0.0.1", port, makeRequest(), timeout=5), P.BadReply)
@@ -615,7 +616,7 @@ class LoopbackProvisionTests(unittest.TestCase):
 
         async def go() -> None:
             e = await self.expectFailure(P.provision(reactor, "127.0.0.1", port, request, timeout=5), P.PlugRefused)
-            self.assertEqual(e.code, P.ERR_BAD_SERVER_IP)  # type: ignore[attr-defined]
+            self.assertEqual(e.code, C.ERR_BAD_SERVER_IP)  # type: ignore[attr-defined]
 
         return Deferred.fromCoroutine(go())
 

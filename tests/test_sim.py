@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from vesyncd.plugs import codec as m
 from vesyncd.setup import client as provision
+from vesyncd.setup import codec as setupcodec
 from vesyncd.sim import main as simmain
 from vesyncd.sim import plug as sim
 from vesyncd.sim import runner as simrunner
@@ -148,7 +149,7 @@ class SetupModeTests(unittest.TestCase):
         port = plug.listen("127.0.0.1", 0)
         request = provision.buildConfigRequest("HomeNet", "secretpass", "127.0.0.1")
         reply = yield provision.provision(reactor, "127.0.0.1", port.getHost().port, request, timeout=5)
-        self.assertIsNotNone(provision.interpretReply(reply))
+        self.assertIsNotNone(setupcodec.interpretReply(reply))
         yield closed
         self.assertTrue(received[0].startswith(b"GET /gnws HTTP/1.1"))
         self.assertEqual(events[0]["event"], "provisioned")

@@ -65,6 +65,7 @@ async def runDoctor(reactor: Any, args: argparse.Namespace, output: Output, conn
 async def runProvision(reactor: Any, args: argparse.Namespace, output: Output, connect: Any) -> int:
     """C{vesyncctl provision}: send Wi-Fi settings to a plug in setup mode."""
     from vesyncd.setup import client as P
+    from vesyncd.setup.codec import describeReply
 
     serverIP = args.server_ip
     if not serverIP:
@@ -89,7 +90,7 @@ async def runProvision(reactor: Any, args: argparse.Namespace, output: Output, c
     if output.asJSON:
         output.json({"reply": reply, "server_ip": serverIP})
     else:
-        output.text(f"{P.describeReply(reply)}; it will connect to vesyncd at {serverIP}:17273.\n"
+        output.text(f"{describeReply(reply)}; it will connect to vesyncd at {serverIP}:17273.\n"
                     "Next: rejoin your own Wi-Fi; the plug will appear in `vesyncctl list` within a minute.\n")
     return 0
 

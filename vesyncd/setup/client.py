@@ -4,8 +4,9 @@ Plug provisioning without the vendor app: the client side of the AP-mode setup e
 L{provision} connects to a plug in setup mode (C{192.168.4.1:41234}), sends one
 C{/beginConfigRequest} built by L{vesyncd.setup.request.buildConfigRequest}, and waits for one
 reply; every failure is a L{ProvisionError} subclass with a message that says what to do.  The
-names of the request, codec and error modules are re-exported here, so callers need only this
-module.  The Wi-Fi password never appears in log events or error messages.
+names of the request and error modules are re-exported here; the exchange's constants, encoder,
+decoder and reply readers are in L{vesyncd.setup.codec}.  The Wi-Fi password never appears in log
+events or error messages.
 """
 
 from __future__ import annotations
@@ -21,24 +22,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vesyncd.setup.codec import (  # noqa: F401 - re-exported: the module callers use
-    ERR_BAD_FIELD,
-    ERR_BAD_LENGTH,
-    ERR_BAD_SERVER_IP,
-    ERR_BAD_URI,
-    ERR_NOT_JSON,
-    ERR_OK,
-    MAX_REPLY_BYTES,
-    MAX_SETUP_JSON,
-    SETUP_CLIENT_TIMEOUT,
-    URI_CONNECT_INFO,
-    URI_REPLY,
-    SetupMessageDecoder,
-    decodeSetupMessage,
-    describeReply,
-    encodeSetupMessage,
-    interpretReply,
-)
+from vesyncd.setup.codec import MAX_REPLY_BYTES, SetupMessageDecoder, encodeSetupMessage, interpretReply
 from vesyncd.setup.errors import (  # noqa: F401 - re-exported
     BadReply,
     InvalidSetupRequest,
