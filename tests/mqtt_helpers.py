@@ -123,6 +123,25 @@ class Watcher:
         raw = self.get(topic)
         return json.loads(raw) if raw else None
 
+    def seenJSON(self, topic: str, check: Callable[[Any], bool]) -> Any:
+        """The first JSON payload seen on C{topic} (since start or L{clear}) that C{check} accepts, even if a
+        later one replaced it; None when there is none."""
+        with self.lock:
+            payloads = [payload for t, payload, _ in self.messages if t == topic and payload]
+        for payload in payloads:
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                continue
+            if check(doc):
+                return doc
+        return None
+
+    def waitSeenJSON(self, topic: str, check: Callable[[Any], bool], timeout: float = 5.0) -> Deferred:
+        """Fires with the first JSON payload on C{topic} that C{check} accepts, however briefly it was the
+        latest (a short timer may have replaced it before a poll of the latest value would see it)."""
+        return waitFor(lambda: self.seenJSON(topic, check), timeout, f"JSON on {topic} (now {self.get(topic)!r})")
+
     def waitValue(self, topic: str, value: bytes, timeout: float = 5.0) -> Deferred:
         """Fires once C{topic}'s latest payload is C{value}."""
         return waitFor(lambda: self.get(topic) == value, timeout, f"{topic} = {value!r} (now {self.get(topic)!r})")
