@@ -209,6 +209,19 @@ class LedgerTests(unittest.TestCase):
         for table in ("reports", "hours", "days", "months"):
             assert store.connection().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
 
+    def test_forgetDeletesLease(self) -> None:
+        """Schema 5 has the nodes and leases tables; forgetting a plug deletes its lease, not others'."""
+        store, ledger = openAt(self.tmp, NY, self.clock)
+        conn = store.connection()
+        conn.execute("INSERT INTO nodes (name, address, plug_address, started, heartbeat) VALUES (?, ?, ?, ?, ?)",
+                     ("a", "127.0.0.1:1", None, 1.0, 2.0))
+        conn.executemany("INSERT INTO leases (plug, node, expires, since) VALUES (?, ?, ?, ?)",
+                         [("p1", "a", 10.0, 1.0), ("p2", "a", 10.0, 1.0)])
+        ledger.forget("p1")
+        result(store.flush())
+        assert conn.execute("SELECT plug FROM leases").fetchall() == [("p2",)]
+        assert conn.execute("SELECT name FROM nodes").fetchall() == [("a",)]
+
     def test_batchesFlushOnSizeAndTime(self) -> None:
         """Reports are written when a batch is full or after the flush interval, never one by one."""
         self.clock.advance(ts("2026-06-10T12:00", NY))

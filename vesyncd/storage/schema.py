@@ -21,7 +21,7 @@ from vesyncd.core.periods import zoneName
 
 log = Logger()
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAX_DEVICE_JSON = 4096
 MAX_TEXT = 256
 
@@ -113,8 +113,24 @@ def _migrate3to4(conn: sqlite3.Connection, zone: tzinfo) -> None:
         conn.execute(statement)
 
 
+#: Schema 5's own tables: the nodes sharing one database and which node holds each plug's connection.
+SCHEMA_5 = """
+CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, address TEXT, plug_address TEXT, started REAL NOT NULL,
+    heartbeat REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (plug TEXT PRIMARY KEY, node TEXT NOT NULL, expires REAL NOT NULL,
+    since REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS leases_node ON leases (node);
+"""
+
+
+def _migrate4to5(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 5: the nodes of a cluster and the plug leases they hold."""
+    for statement in statements(SCHEMA_5):
+        conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2, _migrate2to3,
-                                                                   _migrate3to4]
+                                                                   _migrate3to4, _migrate4to5]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -18,7 +18,8 @@ Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}):
  - C{days}, C{months}: per plug and local day / month of the configured zone, kept forever and
    rebuilt from C{hours} if the zone changes;
  - C{meta}: key/value pairs (the zone the day and month rollups were built in);
- - C{automation}, C{switches}, C{baselines}: see L{vesyncd.storage.sidetables} and docs/storage.md.
+ - C{automation}, C{switches}, C{baselines}: see L{vesyncd.storage.sidetables} and docs/storage.md;
+ - C{nodes}, C{leases}: the nodes sharing the database and which one holds each plug (schema 5).
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ class Store:
         try:
             with writeTransaction(conn):
                 for plugId in deletes:
-                    for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines"):
+                    for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines", "leases"):
                         conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
                 conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
                 for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
