@@ -11,6 +11,10 @@ Intercepted names (exact match, ASCII case-insensitive) get an authoritative ans
 hand; the query name's case is copied back byte for byte (0x20 randomisation).  Replies for the
 intercepted fast path are cached keyed on the query minus its ID, so a repeated query costs
 one dictionary look-up.
+
+In a cluster (C{spreader} given, L{vesyncd.dns.nodes}) an intercepted name is answered with every live
+node's address, ordered for the asker by rendezvous hashing, with the shorter C{nodeTTL}; with no live
+node known the answer is this host's own address as on a single node.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Callable, Iterable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from vesyncd.dns.nodes import NodeSpreader
 from vesyncd.dns.wire import (
     AA, CLASS_ANY, CLASS_IN, HEADER, OPCODE_MASK, QR, RCODE_FORMERR, RCODE_NOERROR,
     RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_ANY, MessageShape, Question,
@@ -160,6 +165,10 @@ _DROP = Outcome(Outcome.DROP)
 #: Given (peer host, local host or None), the IPv4 address to answer with, or None.
 AnswerAddress = Callable[[str, "str | None"], "str | None"]
 
+#: Seconds an answer listing a cluster's nodes may be cached: short, so a plug that lost its node and asks
+#: again soon after does not get a stale list from a cache in between.
+NODE_TTL = 10
+
 
 class DNSCore:
     """The decision logic: one query in, one L{Outcome} out, never an exception.
@@ -169,19 +178,25 @@ class DNSCore:
     or broken framing gets FORMERR; an intercepted name is answered here (A with the address
     from C{answerAddress}, every other type NOERROR without data, EDNS echoed, BADVERS for
     EDNS versions above 0); anything else is returned as C{FORWARD}.
+
+    With a C{spreader}, the A answer for an intercepted name is the live nodes' addresses in the
+    spreader's order for the asker (C{nodeTTL} seconds), or this host's address when none is live.
     """
 
     def __init__(self, *, intercept: Iterable[str], allow: Iterable[str] | None,
                  answerAddress: AnswerAddress, clock: IReactorTime, ttl: int = 60,
-                 counters: DNSCounters | None = None, logger: Logger = log) -> None:
+                 counters: DNSCounters | None = None, logger: Logger = log,
+                 spreader: NodeSpreader | None = None, nodeTTL: int = NODE_TTL) -> None:
         self.intercept = frozenset(nameToWire(n) for n in intercept)
         self.allow = parseNetworks(DEFAULT_ALLOW if allow is None else allow)
         self.answerAddress = answerAddress
+        self.spreader = spreader
         self.ttl = ttl
+        self.nodeTTL = min(nodeTTL, ttl)
         self.counters = counters if counters is not None else DNSCounters()
         self.badInput = RateLimitedLog(clock, logger)
         self._peerAllowed: dict[str, bool] = {}
-        self._cache: dict[tuple[bytes, str], bytes] = {}
+        self._cache: dict[tuple[bytes, str | tuple[str, ...] | None], bytes] = {}
 
     def allowed(self, host: str) -> bool:
         """Whether a query from C{host} may be answered (cached per address)."""
@@ -212,7 +227,11 @@ class DNSCore:
                 ok = self.allowed(host)
             if ok:
                 key = data[2:]
-                address = self.answerAddress(host, local)
+                address: str | tuple[str, ...] | None = None
+                if self.spreader is not None:
+                    address = self.spreader.order(host) or None
+                if address is None:
+                    address = self.answerAddress(host, local)
                 cached = self._cache.get((key, address))
                 if cached is not None:
                     self.counters.answered += 1
@@ -241,8 +260,8 @@ class DNSCore:
                            peer=_peerText(peer), reason=reason)
         return Outcome(Outcome.REPLY, errorResponse(data, RCODE_FORMERR, question))
 
-    def _decide(self, data: bytes, host: str, peer: tuple[str, int], address: str | None,
-                key: bytes) -> Outcome:
+    def _decide(self, data: bytes, host: str, peer: tuple[str, int],
+                address: str | tuple[str, ...] | None, key: bytes) -> Outcome:
         if len(data) < 12:
             self.counters.malformed += 1
             self.badInput.warn("DNS: runt packet ({size} bytes) from {peer}",
@@ -280,8 +299,9 @@ class DNSCore:
         return Outcome(Outcome.REPLY, reply, question, shape)
 
     def _intercepted(self, data: bytes, question: Question, shape: MessageShape,
-                     address: str | None) -> bytes | None:
-        """The authoritative reply for an intercepted name, or None if no address is known."""
+                     address: str | tuple[str, ...] | None) -> bytes | None:
+        """The authoritative reply for an intercepted name, or None if no address is known (a tuple
+        of addresses, the cluster's nodes, gives one A record each, in that order)."""
         opt = b""
         if shape.edns:
             if shape.ednsVersion != 0:  # BADVERS: extended rcode 16 = 1 << 4 | 0
@@ -289,12 +309,19 @@ class DNSCore:
                         + optRecord(shape.ednsDO, extRcode=1))
             opt = optRecord(shape.ednsDO)
         answers = b""
+        count = 0
         if question.qtype in (TYPE_A, TYPE_ANY) and question.qclass in (CLASS_IN, CLASS_ANY):
             if address is None:
                 return None
-            answers = (b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, CLASS_IN, self.ttl, 4)
-                       + ipaddress.IPv4Address(address).packed)
-        return (makeHeader(data, RCODE_NOERROR, AA, qd=1, an=1 if answers else 0,
+            if isinstance(address, tuple):
+                head = b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, CLASS_IN, self.nodeTTL, 4)
+                answers = b"".join(head + ipaddress.IPv4Address(a).packed for a in address)
+                count = len(address)
+            else:
+                answers = (b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, CLASS_IN, self.ttl, 4)
+                           + ipaddress.IPv4Address(address).packed)
+                count = 1
+        return (makeHeader(data, RCODE_NOERROR, AA, qd=1, an=count,
                            ar=1 if opt else 0)
                 + data[12:question.end] + answers + opt)
 

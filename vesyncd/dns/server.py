@@ -30,6 +30,7 @@ from vesyncd.dns.discovery import (
     AnswerAddressFinder, asIPv4, parseUpstream, systemUpstreams,
 )
 from vesyncd.dns.forward import Forwarder
+from vesyncd.dns.nodes import NodeAddresses, NodeSpreader
 from vesyncd.dns.ratelimit import DEFAULT_RATE, DEFAULT_SLIP, ResponseRateLimiter
 from vesyncd.dns.wire import nameToWire, wireToText
 
@@ -154,7 +155,8 @@ def makeDNSService(reactor, *, port: int = 53, interface: str = "", address: str
                    allow: list[str] | None = None, ttl: int = 60,
                    attemptTimeout: float = 2.0, totalTimeout: float = 5.0,
                    maxPending: int = 512, rateLimit: float = DEFAULT_RATE,
-                   rateSlip: int = DEFAULT_SLIP) -> DNSService:
+                   rateSlip: int = DEFAULT_SLIP,
+                   nodeAddresses: NodeAddresses | None = None) -> DNSService:
     """Build the DNS responder service (not started); raise C{ValueError} on bad options.
 
     C{address}: the IPv4 address given for intercepted names (default: per query, the address
@@ -162,7 +164,8 @@ def makeDNSService(reactor, *, port: int = 53, interface: str = "", address: str
     /etc/resolv.conf minus this host's own addresses).  C{allow}: CIDRs that may query
     (default: loopback, link-local and private ranges).  C{rateLimit}: UDP answers per second
     per source /24 or /56 (0: no limit); C{rateSlip}: every this-many-th limited answer is an
-    empty TC reply (0: none).
+    empty TC reply (0: none).  C{nodeAddresses}: in a cluster, returns the live nodes' plug addresses;
+    intercepted names are then answered with all of them, ordered per asker (L{vesyncd.dns.nodes}).
     """
     if address is not None:
         ip = asIPv4(address)
@@ -191,7 +194,8 @@ def makeDNSService(reactor, *, port: int = 53, interface: str = "", address: str
                      for u in upstreams]
     counters = DNSCounters()
     core = DNSCore(intercept=intercept, allow=allow, clock=reactor, ttl=ttl, counters=counters,
-                   answerAddress=AnswerAddressFinder(reactor, address))
+                   answerAddress=AnswerAddressFinder(reactor, address),
+                   spreader=None if nodeAddresses is None else NodeSpreader(nodeAddresses))
 
     def openUDP(protocol: DatagramProtocol, family: str):
         return reactor.listenUDP(0, protocol, interface=family, maxPacketSize=65535)

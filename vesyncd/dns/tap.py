@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.python import usage
 
@@ -77,8 +77,13 @@ def checkOptions(config: Any) -> None:
             raise usage.UsageError(f"--dns-allow {cidr!r} is not a network (e.g. 192.168.1.0/24)") from None
 
 
-def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo) -> DNSService | None:
+def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo,
+                 nodeAddresses: Callable[[], list[str]] | None = None) -> DNSService | None:
     """Add the DNS responder to C{parent} unless --no-dns, and return it.
+
+    C{nodeAddresses} (in a cluster: the live nodes' plug addresses, e.g. C{ClusterView.liveAddresses})
+    makes intercepted names answer with every live node, ordered per asker (docs/scaling.md); while it
+    returns nothing, the answer is this host's address as on a single node.
 
     Publishes in C{info.facts} the address plugs should use for this host (what provisioning hands
     them by default), where the responder answers, and its counters.
@@ -101,6 +106,7 @@ def makeServices(parent: Any, config: Any, reactor: Any, info: DaemonInfo) -> DN
         allow=config["dns-allow"] or None,
         rateLimit=config["dns-rate-limit"],
         rateSlip=config["dns-rate-slip"],
+        nodeAddresses=nodeAddresses,
     )
     service.setServiceParent(parent)
     info.facts["dns"] = lambda: service.counters.asDict()
