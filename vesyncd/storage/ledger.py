@@ -117,6 +117,36 @@ class SQLiteLedger:
                 "timezone": zoneName(self.zone), "buckets": rows,
                 "total_wh": round(sum(r["wh"] for r in rows), 6)}
 
+    def reloadPlug(self, plugId: str) -> Deferred:
+        """Re-read the plug's lifetime and today's totals from the rollups (after writing what is
+        queued) and make the in-memory totals what the database holds plus what this node has
+        queued for the plug but not yet written; fires with None.
+
+        For a plug taken over from another node sharing the database: its reports counted there are
+        in the rollups, and reports this node counted meanwhile are neither lost nor counted twice.
+        A failed read leaves the totals as they were and fails the Deferred.
+        """
+        if not isinstance(plugId, str):
+            return fail(ValueError("plug id must be text"))
+        day = localDay(self.store.clock.seconds(), self.zone)
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.store.run(self.store.readEnergy, plugId, day))
+
+        def apply(stored: tuple[int, int]) -> None:
+            queuedTotal, queuedToday = self.store.unwritten(plugId, day)
+            lifetime, today = stored[0] + queuedTotal, stored[1] + queuedToday
+            if lifetime:
+                self._lifetime[plugId] = lifetime
+            else:
+                self._lifetime.pop(plugId, None)
+            if today:
+                self._today[plugId] = (day, today)
+            else:
+                self._today.pop(plugId, None)
+
+        return d.addCallback(apply)
+
     def forget(self, plugId: str) -> None:
         """Drop the plug's totals now and its rows with the next write."""
         self._lifetime.pop(plugId, None)

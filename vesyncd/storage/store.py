@@ -127,6 +127,8 @@ class Store:
         self._plugs: dict[str, tuple[Any, ...]] = {}
         self._deletes: set[str] = set()
         self._inFlight: Deferred | None = None
+        #: The batch being written now (reports, folded hours, plug rows, deletes), while C{_inFlight}.
+        self._inFlightBatch: tuple[Any, ...] | None = None
         self._retryAt = 0.0
         self._backoff = 0.0
         self._dayCache: dict[int, str] = {}
@@ -189,6 +191,64 @@ class Store:
                 todays[plug] = int(ws)
         return lifetime, todays, today
 
+    def loadPlug(self, plugId: str) -> Deferred:
+        """Fire with the plug's stored state as an offline L{PlugState}, or None when it has no row.
+
+        What is queued is written first (a failing write does not stop the read), then the row is
+        read in the store's thread, so a row another node wrote to a shared database is seen; if
+        this node still holds a newer row for the plug that could not be written yet, that one wins.
+        """
+        if not isinstance(plugId, str):
+            return fail(ValueError("plug id must be text"))
+        d = self.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.run(self._readPlug, plugId))
+
+        def newest(plug: PlugState | None) -> PlugState | None:
+            queued = self._plugs.get(plugId)
+            return plugFromRow(queued) if queued is not None else plug
+
+        return d.addCallback(newest)
+
+    def _readPlug(self, plugId: str) -> PlugState | None:
+        """The plug's row as a L{PlugState} (writer thread)."""
+        row = self.connection().execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs WHERE id = ?",
+                                        (plugId,)).fetchone()
+        return None if row is None else plugFromRow(row)
+
+    def readEnergy(self, plugId: str, day: date) -> tuple[int, int]:
+        """The plug's lifetime and C{day}'s watt-seconds in the rollups (writer thread)."""
+        conn = self.connection()
+        (lifetime,) = conn.execute("SELECT COALESCE(SUM(ws), 0) FROM months WHERE plug = ?", (plugId,)).fetchone()
+        row = conn.execute("SELECT ws FROM days WHERE plug = ? AND day = ?", (plugId, day.isoformat())).fetchone()
+        return int(lifetime), int(row[0]) if row is not None else 0
+
+    def unwritten(self, plugId: str, day: date) -> tuple[int, int]:
+        """The plug's watt-seconds queued or being written but not yet committed, in all and on C{day}
+        (reactor thread).
+
+        Called in the callback of a read run after the writes queued before it, this is exactly what
+        the read could not see: any batch handed to the thread before the read has reported back by
+        then (succeeded, or failed and requeued), and a batch in flight now started after the read.
+        """
+        total = today = 0
+        key = day.isoformat()
+        batches = [(self._reports, self._folded)]
+        if self._inFlightBatch is not None:
+            batches.append((self._inFlightBatch[0], self._inFlightBatch[1]))
+        for reports, folded in batches:
+            for plug, at, ws, _seconds in reports:
+                if plug == plugId:
+                    total += ws
+                    if self._day(int(at // 3600)) == key:
+                        today += ws
+            for (plug, hour), (ws, _seconds) in folded.items():
+                if plug == plugId:
+                    total += ws
+                    if self._day(hour) == key:
+                        today += ws
+        return total, today
+
     # -- queueing (reactor thread) --------------------------------------------------------------
 
     def putPlug(self, plug: PlugState) -> None:
@@ -242,10 +302,14 @@ class Store:
         plugs, self._plugs = self._plugs, {}
         deletes, self._deletes = self._deletes, set()
         batch = (reports, folded, plugs, deletes)
+        self._inFlightBatch = batch
         self._inFlight = self.run(self._write, batch)
+        if self._inFlight.called:  # an inline runner: nothing is in flight any more
+            self._inFlightBatch = None
 
         def done(_: Any) -> None:
             self._inFlight = None
+            self._inFlightBatch = None
             self.stats["batches"] += 1
             self.stats["reports_written"] += len(reports)
             if self._backoff:
@@ -257,6 +321,7 @@ class Store:
 
         def failed(f: Any) -> None:
             self._inFlight = None
+            self._inFlightBatch = None
             self._requeue(reports, folded, plugs, deletes)
             self.stats["write_failures"] += 1
             self._backoff = min(RETRY_MAX, self._backoff * 2 or RETRY_MIN)
