@@ -25,6 +25,7 @@ from vesyncd.control import commands as c
 from vesyncd.auth import BadLogin, FailureThrottle, TokenCredentials, throttledLogin
 from vesyncd.control.amp_features import FeatureResponders, fitJSON
 from vesyncd.control.api import ControlCore, IControlAvatar
+from vesyncd.control.cluster_api import fitCluster
 from vesyncd.control.limits import ConnectionLimit, addressHost, addressText
 
 log = Logger()
@@ -120,6 +121,15 @@ class Responders(FeatureResponders):
     def info(self) -> Deferred:
         """Daemon facts and counters."""
         return self.core.info().addCallback(lambda doc: {"info": doc})
+
+    @c.Nodes.responder
+    def nodes(self) -> Deferred:
+        """The cluster's nodes (a handful; the list is cut to what fits one AMP value, C{listed} says how many)."""
+
+        def fits(doc: dict[str, Any]) -> bool:
+            return len(c.JSON().toString(doc)) <= c.MAX_VALUE
+
+        return self.core.nodes().addCallback(lambda doc: {"cluster": fitCluster(doc, fits)})
 
     @c.Energy.responder
     def energy(self, plug: str, period: str, value: str, cost: bool | None = None) -> Deferred:

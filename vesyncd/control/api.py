@@ -19,6 +19,7 @@ from zope.interface import Interface
 from vesyncd import __version__
 from vesyncd.control import commands as c
 from vesyncd.control.automation_api import AutomationRequests
+from vesyncd.control.cluster_api import clusterJSON
 from vesyncd.control.insight_api import InsightRequests
 from vesyncd.control.validate import text as _text
 from vesyncd.core import model as h
@@ -118,11 +119,13 @@ class Watchers:
 
 class ControlCore(AutomationRequests, InsightRequests):
     """Every control request, on top of the hub; C{info} is what the daemon tells about itself, and
-    C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are optional parts."""
+    C{automation} (an C{AutomationEngine}), C{insight} (an C{EnergyInsight}) and C{cluster} (the cluster's
+    view of its nodes, in a cluster only) are optional parts."""
 
     def __init__(self, hub: Hub, info: DaemonInfo | None = None, *, automation: Any = None, insight: Any = None,
-                 maxWatchers: int = MAX_WATCHERS) -> None:
+                 cluster: Any = None, maxWatchers: int = MAX_WATCHERS) -> None:
         self.hub = hub
+        self.cluster = cluster
         self.automation = automation
         self.insight = insight
         self.daemonInfo = info if info is not None else DaemonInfo()
@@ -255,6 +258,17 @@ class ControlCore(AutomationRequests, InsightRequests):
             except Exception:
                 log.failure("info provider {key} failed", key=key)
         return doc
+
+    def nodes(self) -> Deferred:
+        """The cluster's nodes, their plugs and leases (L{clusterJSON}); L{c.NotInCluster} when alone."""
+
+        def go() -> dict[str, Any]:
+            if self.cluster is None:
+                raise c.NotInCluster("this vesyncd is not in a cluster (nodes share a PostgreSQL --database "
+                                     "and an --mqtt broker, each started with --node NAME)")
+            return clusterJSON(self.cluster)
+
+        return self._call(go)
 
     def watch(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Follow events (see L{Watchers.add}); raises L{c.Busy} when too many already do."""

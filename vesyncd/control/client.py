@@ -215,6 +215,10 @@ class ControlClient(FeatureClient):
         """Daemon facts and counters."""
         return self._call(c.Info, "info")
 
+    def nodes(self) -> Deferred:
+        """The cluster's nodes (fails with NotInCluster on a daemon running alone)."""
+        return self._call(c.Nodes, "cluster")
+
     def energy(self, plug: str, period: str, value: str) -> Deferred:
         """One period of energy history."""
         return self._call(c.Energy, "history", plug=plug, period=period, value=value)

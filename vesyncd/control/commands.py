@@ -117,10 +117,17 @@ class Refused(ControlError):
     amp_code = b"REFUSED"
 
 
+class NotInCluster(ControlError):
+    """A cluster request (C{nodes}) to a daemon running alone (no C{--node}, shared database and broker)."""
+
+    code = "not_clustered"
+    amp_code = b"NOT_CLUSTERED"
+
+
 # Subclasses before their base classes: AMP answers with the first listed class that matches.
 ERRORS: tuple[type[ControlError], ...] = (
     AmbiguousPlug, UnknownPlug, PlugOffline, CommandTimeout, Busy, UsageError, InvalidArgument, Refused, NotLoggedIn,
-    BadToken, CommandFailed,
+    BadToken, CommandFailed, NotInCluster,
 )
 #: Every error any command may answer, as AMP's C{errors} mapping.
 AMP_ERRORS: dict[type[Exception], bytes] = {cls: cls.amp_code for cls in ERRORS}
@@ -214,6 +221,14 @@ class Info(ControlCommand):
 
     arguments: list[tuple[bytes, amp.Argument]] = []
     response = [(b"info", JSON())]
+
+
+class Nodes(ControlCommand):
+    """The cluster as this node sees it (docs/scaling.md): its nodes with their plugs, lease ages and
+    liveness, and the database's and broker's status; fails with L{NotInCluster} on a single node."""
+
+    arguments: list[tuple[bytes, amp.Argument]] = []
+    response = [(b"cluster", JSON())]
 
 
 class Energy(ControlCommand):

@@ -95,10 +95,11 @@ class ControlListener(ListenerService):
 
 
 def makeServices(parent: Any, hub: Hub, config: Any, reactor: Any, token: str, info: DaemonInfo, *,
-                 automation: Any = None, insight: Any = None) -> ControlCore:
+                 automation: Any = None, insight: Any = None, cluster: Any = None) -> ControlCore:
     """Listen for AMP (and PB) clients holding C{token}, through one portal; return the API they share.
-    C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are served when given."""
-    core = ControlCore(hub, info, automation=automation, insight=insight)
+    C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are served when given;
+    C{cluster} (the cluster's view of its nodes, C{--node}) answers the C{nodes} request."""
+    core = ControlCore(hub, info, automation=automation, insight=insight, cluster=cluster)
     portal = makePortal(token, {
         IControlAvatar: lambda avatarId, mind: core,
         IControlPerspective: perspectiveFactory(core),

@@ -1,0 +1,117 @@
+"""
+The C{nodes} request of the control plane: the cluster as this node sees it, as one JSON document.
+
+The cluster's view (C{vesyncd.cluster.nodes.ClusterView}) is given to the control plane as a plain object:
+this package does not import the cluster package (docs/architecture.md), it reads the view's documented
+attributes (C{nodeName}, C{nodes}: a list of objects or dicts with C{name}, C{address}, C{plug_address},
+C{heartbeat_age}, C{alive}, C{plugs}, C{leases}) and, when the view offers them, C{database} and
+C{broker} status.  Everything read is turned into plain JSON values here, strings cut to
+L{MAX_TEXT} characters and the nodes to L{MAX_NODES}, so what a node wrote in the shared database cannot
+swell the answer past one AMP value.
+
+Shape (docs/scaling.md)::
+
+    {"node": "a", "nodes": [{"name", "address", "plug_address", "heartbeat_age", "alive", "plugs",
+                             "leases", "lease_age_max", "self"}, ...],
+     "alive": 2, "dead": 1, "plugs": 300, "listed": 3,
+     "database": {...} or null, "broker": {...} or null}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Nodes listed at most (a cluster is a handful); L{fitCluster} cuts further to one AMP value.
+MAX_NODES = 128
+#: Longest text kept from a node's row.
+MAX_TEXT = 100
+
+#: JSON field and the attribute or key names a view may use for it.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "address": ("address",),
+    "plug_address": ("plug_address", "plugAddress"),
+    "heartbeat_age": ("heartbeat_age", "heartbeatAge", "age"),
+    "alive": ("alive",),
+    "plugs": ("plugs", "plug_count", "plugCount", "owned"),
+    "leases": ("leases", "lease_count", "leaseCount"),
+    "lease_age_max": ("lease_age_max", "leaseAgeMax", "oldest_lease_age", "oldestLeaseAge"),
+    "renewals": ("renewals", "lease_renewals", "leaseRenewals"),
+    "routed": ("routed", "routed_commands", "routedCommands"),
+    "routed_failed": ("routed_failed", "routedFailed", "routed_failures", "routedFailures"),
+}
+
+
+def _read(thing: Any, names: tuple[str, ...]) -> Any:
+    """The first of C{names} that C{thing} has, as a key or an attribute (called if it is a method)."""
+    for name in names:
+        if isinstance(thing, dict):
+            if name in thing:
+                return thing[name]
+        elif hasattr(thing, name):
+            value = getattr(thing, name)
+            return value() if callable(value) else value
+    return None
+
+
+def plainJSON(value: Any, depth: int = 0) -> Any:
+    """C{value} as plain, bounded JSON: text cut, finite numbers only, nesting and lengths bounded."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return round(value, 3) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if depth >= 3:
+        return None
+    if isinstance(value, dict):
+        return {str(k)[:MAX_TEXT]: plainJSON(v, depth + 1) for k, v in list(value.items())[:64]}
+    if isinstance(value, (list, tuple)):
+        return [plainJSON(v, depth + 1) for v in list(value)[:64]]
+    return str(value)[:MAX_TEXT]
+
+
+def nodeJSON(node: Any, me: str | None) -> dict[str, Any]:
+    """One node's row as JSON; C{self} is true for the node answering."""
+    doc = {key: plainJSON(_read(node, names)) for key, names in _FIELDS.items()}
+    leases = doc["leases"]
+    if isinstance(leases, list):
+        # A list of lease rows or ages: the count, and the oldest age when the rows say.
+        ages = [x if isinstance(x, (int, float)) else plainJSON(_read(x, ("age", "lease_age")))
+                for x in leases]
+        ages = [a for a in ages if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        doc["leases"] = len(leases)
+        if doc["lease_age_max"] is None and ages:
+            doc["lease_age_max"] = max(ages)
+    doc["alive"] = bool(doc["alive"])
+    doc["self"] = me is not None and doc["name"] == me
+    return doc
+
+
+def clusterJSON(view: Any) -> dict[str, Any]:
+    """The C{nodes} answer from a cluster view (see the module's docstring)."""
+    me = plainJSON(_read(view, ("nodeName", "node_name", "name")))
+    nodes = [nodeJSON(n, me) for n in list(_read(view, ("nodes",)) or [])[:MAX_NODES]]
+    nodes.sort(key=lambda n: str(n["name"]))
+    alive = sum(1 for n in nodes if n["alive"])
+    plugs = sum(n["plugs"] for n in nodes if isinstance(n["plugs"], int) and not isinstance(n["plugs"], bool))
+    return {
+        "node": me,
+        "nodes": nodes,
+        "listed": len(nodes),
+        "alive": alive,
+        "dead": len(nodes) - alive,
+        "plugs": plugs,
+        "database": plainJSON(_read(view, ("database", "databaseStatus"))),
+        "broker": plainJSON(_read(view, ("broker", "brokerStatus"))),
+    }
+
+
+def fitCluster(doc: dict[str, Any], fits: Any) -> dict[str, Any]:
+    """C{doc} with its node list halved until C{fits(doc)} (the totals still count every node listed before)."""
+    while doc["nodes"] and not fits(doc):
+        doc = dict(doc, nodes=doc["nodes"][: len(doc["nodes"]) // 2])
+    return doc
