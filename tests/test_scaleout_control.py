@@ -161,3 +161,19 @@ def test_cliParserAndCommandTable():
     cli_cluster.addParser(sub)
     assert p.parse_args(["nodes"]).command == "nodes"
     assert cli_cluster.COMMANDS["nodes"] is cli_cluster.run
+
+
+def test_summaryInInfo():
+    """The control plane publishes a short cluster summary in `info` when it has a view (for the doctor)."""
+    from vesyncd.control import tap as controlTap
+    from vesyncd.service import DaemonInfo
+    from twisted.application.service import MultiService
+
+    info = DaemonInfo()
+    world = World(plugs=1)
+    config = {"control": "unix:/nonexistent/vesyncd-test.sock", "pb": None, "control-insecure": False}
+    controlTap.makeServices(MultiService(), world.hub, config, world.clock, TOKEN, info, cluster=threeNodes())
+    summary = info.facts["cluster"]()
+    assert summary["nodes"] == [{"name": "a", "alive": True, "self": True}, {"name": "b", "alive": True, "self": False},
+                                {"name": "c", "alive": False, "self": False}]
+    assert summary["database"]["schema"] == 5 and summary["dead"] == 1

@@ -115,3 +115,11 @@ def fitCluster(doc: dict[str, Any], fits: Any) -> dict[str, Any]:
     while doc["nodes"] and not fits(doc):
         doc = dict(doc, nodes=doc["nodes"][: len(doc["nodes"]) // 2])
     return doc
+
+
+def clusterSummary(view: Any) -> dict[str, Any]:
+    """The short form published in C{info} (for the doctor): totals, each node's name and liveness, and the
+    database's and broker's status."""
+    doc = clusterJSON(view)
+    doc["nodes"] = [{"name": n["name"], "alive": n["alive"], "self": n["self"]} for n in doc["nodes"]]
+    return doc

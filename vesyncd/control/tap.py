@@ -16,6 +16,7 @@ from vesyncd import paths
 from vesyncd.auth import FailureThrottle, makePortal
 from vesyncd.control.api import ControlCore, IControlAvatar
 from vesyncd.control.amp import ControlFactory
+from vesyncd.control.cluster_api import clusterSummary
 from vesyncd.control.pb import ControlPBFactory, IControlPerspective, perspectiveFactory
 from vesyncd.core.hub import Hub
 from vesyncd.service import DaemonInfo, ListenerService, StartupError
@@ -98,8 +99,11 @@ def makeServices(parent: Any, hub: Hub, config: Any, reactor: Any, token: str, i
                  automation: Any = None, insight: Any = None, cluster: Any = None) -> ControlCore:
     """Listen for AMP (and PB) clients holding C{token}, through one portal; return the API they share.
     C{automation} (an C{AutomationEngine}) and C{insight} (an C{EnergyInsight}) are served when given;
-    C{cluster} (the cluster's view of its nodes, C{--node}) answers the C{nodes} request."""
+    C{cluster} (the cluster's view of its nodes, C{--node}) answers the C{nodes} request, and its summary
+    is published in C{info} as C{cluster} (read by C{vesyncctl doctor})."""
     core = ControlCore(hub, info, automation=automation, insight=insight, cluster=cluster)
+    if cluster is not None:
+        info.facts["cluster"] = lambda: clusterSummary(cluster)
     portal = makePortal(token, {
         IControlAvatar: lambda avatarId, mind: core,
         IControlPerspective: perspectiveFactory(core),

@@ -11,7 +11,8 @@ Checks, in order: the daemon, whether it is a loopback-only demo, who holds port
 plug port (L{vesyncd.doctor.setupchecks} reads where the daemon says it listens), what
 C{server2.vesync.com} resolves to through the system resolver and through vesyncd's responder
 (L{vesyncd.doctor.netchecks}), which plugs were seen and whether their logins disagree, plugs
-waiting for approval (L{vesyncd.doctor.plugchecks}), and whether this host's clock is sane.
+waiting for approval (L{vesyncd.doctor.plugchecks}), the database, the MQTT broker and the cluster's
+nodes as the daemon reports them (L{vesyncd.doctor.clusterchecks}), and whether this host's clock is sane.
 Findings are shown by L{vesyncd.doctor.report}.
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Callable, Protocol as TypingProtocol, runtime_checkable
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from vesyncd.doctor.clusterchecks import clusterChecks
 from vesyncd.doctor.netchecks import (
     DNS_PORT, PLUG_PORT, VESYNC_NAME, responderCheck, systemDnsCheck,
 )
@@ -204,6 +206,7 @@ async def _runDoctor(probes: DoctorProbes, name: str) -> list[Check]:
         collisions = slugCollisionCheck(status)
         if collisions is not None:
             checks.append(collisions)
+        checks.extend(clusterChecks(status))
     else:
         checks.append(Check("plugs", Level.WARN, "unknown: the daemon is not reachable",
                             "start vesyncd first (`systemctl start vesyncd`)"))
@@ -225,7 +228,8 @@ def runDoctor(probes: DoctorProbes, *, name: str = VESYNC_NAME) -> Deferred[list
     C{port 17273/tcp} (the daemon's plug port), C{dns system resolver}, C{dns vesyncd responder},
     C{advertised address} (when the daemon says), C{plug <alias> (<id>)} per plug (or C{plugs}), each followed by
     C{plug <alias> (<id>) logins} when its logins disagree, C{pending plugs} when some wait for
-    approval, C{mqtt topic names} when aliases cannot be MQTT topics, C{clock}.
+    approval, C{mqtt topic names} when aliases cannot be MQTT topics, C{database}, C{mqtt broker} and
+    C{cluster nodes} when the daemon reports them (L{vesyncd.doctor.clusterchecks}), C{clock}.
 
     @param name: the host name to look up (plugs use C{server2.vesync.com}).
     """
