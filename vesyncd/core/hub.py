@@ -12,6 +12,11 @@ is tested with C{task.Clock}; timeouts and the new-plug rules come from one L{Se
 
 Liveness: a plug is online from its login until its connection closes or it stays silent for
 C{offline_after} seconds (see L{vesyncd.core.session}).
+
+In a cluster (C{--node}, L{attachCluster}) the hub also keeps a view of the plugs connected to other
+nodes: their events arrive through L{remoteEvent} (delivered with C{Event.origin} set, only to
+subscribers that want them), commands for them go to their node through the L{IClusterSeam}, and
+L{elsewhere} tells which node holds a plug.  Without a cluster none of this runs.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from zope.interface import implementer
 
 from vesyncd.plugs import codec as m
 from vesyncd.core.energy import MemoryLedger
-from vesyncd.core.interfaces import IEnergyLedger, IPlugConnection, ISessionOwner
-from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT,
-                                PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, EnergySummary, Event, InvalidArgument,
-                                PlugOffline, PlugState, UnknownPlug)
+from vesyncd.core.interfaces import IClusterSeam, IEnergyLedger, IPlugConnection, ISessionOwner
+from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, EVENT_KINDS, FORGOTTEN, OFFLINE, ONLINE,
+                                PLUG_CONFLICT, PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, RSSI, RUNTIME, EnergySummary,
+                                Event, InvalidArgument, PlugOffline, PlugState, UnknownPlug, plugFromWire)
 from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
@@ -42,6 +47,11 @@ log = Logger()
 MAX_CAUSE = 64
 
 DEFAULT_SETTINGS = Settings()
+
+#: Reports of a plug taken over from another node held while its stored row is read again.
+MAX_HELD_REPORTS = 16
+#: Commands routed to other nodes and not yet answered, at most (beyond: L{QueueFull} at once).
+MAX_ROUTED = 4096
 
 
 @implementer(ISessionOwner)
@@ -63,6 +73,16 @@ class Hub:
         self._subscribers: list[Callable[[Event], None]] = []
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
         self._refusedReports = RefusedReports()
+        #: Subscribers that only want this node's own events (see L{subscribe}).
+        self._localOnly: set[Callable[[Event], None]] = set()
+        #: The cluster this hub is a node of (None: a single node).
+        self.cluster: IClusterSeam | None = None
+        #: Plugs connected to another node: id -> that node's name.
+        self._remote: dict[str, str] = {}
+        #: Today's and lifetime energy of plugs connected to another node, as their node last told.
+        self._remoteEnergy: dict[str, EnergySummary] = {}
+        #: Plugs taken over from another node whose stored row is being read: their held reports.
+        self._held: dict[str, list[tuple[str, float, int, int]]] = {}
         for plug in known:
             plug.online = False
             self._add(plug)
@@ -80,13 +100,22 @@ class Hub:
 
     # -- events --------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call C{callback(event)} for every event from now on; returns a function that stops it."""
+    def subscribe(self, callback: Callable[[Event], None], remote: bool = True) -> Callable[[], None]:
+        """Call C{callback(event)} for every event from now on; returns a function that stops it.
+
+        In a cluster, events of plugs on other nodes (C{event.origin} set) reach C{callback} too
+        unless C{remote} is False: subscribers that write or act (the store, MQTT state, automation,
+        insight) take only this node's own events, watchers take all.
+        """
         self._subscribers.append(callback)
+        if not remote:
+            self._localOnly.add(callback)
 
         def unsubscribe() -> None:
             if callback in self._subscribers:
                 self._subscribers.remove(callback)
+                if callback not in self._subscribers:
+                    self._localOnly.discard(callback)
 
         return unsubscribe
 
@@ -101,6 +130,27 @@ class Hub:
                 callback(event)
             except Exception:
                 log.failure("event subscriber {callback!r} failed on {kind}", callback=callback, kind=kind)
+
+    def _emitRemote(self, event: Event) -> None:
+        """Deliver an event from another node to the subscribers that take such events."""
+        localOnly = self._localOnly
+        for callback in list(self._subscribers):
+            if callback in localOnly:
+                continue
+            try:
+                callback(event)
+            except Exception:
+                log.failure("event subscriber {callback!r} failed on {kind}", callback=callback, kind=event.kind)
+
+    def _emitChange(self, kind: str, plugId: str, change: str, value: Any, **data: Any) -> None:
+        """Announce a change a front end made; for a plug held by another node, the change also goes to
+        that node (which stores and announces it) and the event here carries that node as its origin."""
+        node = self._remote.get(plugId)
+        if node is None or self.cluster is None:
+            self._emit(kind, plugId, self.clock.seconds(), **data)
+            return
+        self.cluster.forward(node, plugId, change, value)
+        self._emitRemote(Event(kind, plugId, self.clock.seconds(), data, origin=node))
 
     # -- what sessions ask (ISessionOwner) -----------------------------------------------------
 
@@ -122,9 +172,20 @@ class Hub:
         self.plugEvent(RELAY, plug, at, relay=relay, cause=cause, previous=previous)
 
     def reported(self, plug: PlugState, peer: str, at: float, wattSeconds: int, seconds: int) -> None:
-        """Account a C{/report}, or refuse it when it claims more than the wall time allows (see L{ReportBound})."""
+        """Account a C{/report}, or refuse it when it claims more than the wall time allows (see L{ReportBound}).
+
+        A plug just taken over from another node has its reports held (at most L{MAX_HELD_REPORTS})
+        until its stored row is read again (L{adopted}).
+        """
         if plug.id in self._pending:
             return  # a plug nobody approved has no energy on record
+        held = self._held.get(plug.id)
+        if held is not None:
+            if len(held) < MAX_HELD_REPORTS:
+                held.append((peer, at, wattSeconds, seconds))
+            else:
+                self.stats["reports_held_dropped"] += 1
+            return
         reason = ReportBound.check(plug, at, wattSeconds, seconds)
         if reason is not None:
             self._refusedReports.refuse(self.stats, plug, peer, wattSeconds, seconds, reason)
@@ -144,7 +205,11 @@ class Hub:
         if replaced:
             return
         plug = session.plug
-        if plug.online and plug.id not in self._sessions:
+        if plug.id not in self._sessions:
+            self._held.pop(plug.id, None)
+            if self.cluster is not None and plug.id not in self._remote:
+                self.cluster.released(plug.id)
+        if plug.online and plug.id not in self._sessions and plug.id not in self._remote:
             plug.online = False
             self.plugEvent(OFFLINE, plug, self.clock.seconds(), reason=why)
 
@@ -195,6 +260,13 @@ class Hub:
         plug.last_seen = plug.connected_since = now
         ReportBound.start(plug, now)
         session = self._sessions[plugId] = PlugSession(self, connection, plug, self.settings)
+        if self.cluster is not None:
+            wasRemote = self._remote.pop(plugId, None)
+            self._remoteEnergy.pop(plugId, None)
+            if wasRemote is not None:
+                wasOnline = False  # online here now: this node says so
+            self._held.setdefault(plugId, [])
+            self.cluster.claimed(plugId)
         connection.send(m.loginReply(now))
         if plugId in self._pending:
             if isNew:
@@ -286,12 +358,16 @@ class Hub:
         if plug.conflict is not None:
             plug.first_identity = dict(plug.conflict["now"])
             plug.conflict = None
-            self._emit(PLUG_CONFLICT, plug.id, self.clock.seconds(), fields=[], first=plug.first_identity,
-                       now=plug.first_identity)
+            self._emitChange(PLUG_CONFLICT, plug.id, "clear_conflict", None, fields=[], first=plug.first_identity,
+                             now=plug.first_identity)
         return self.snapshot(plug)
 
     def energy(self, plugId: str) -> EnergySummary:
-        """Today's and lifetime watt-hours of a plug, from the ledger."""
+        """Today's and lifetime watt-hours of a plug, from the ledger (for a plug on another node: as
+        that node last told)."""
+        remote = self._remoteEnergy.get(plugId)
+        if remote is not None and plugId in self._remote:
+            return remote
         return self.ledger.summary(plugId, self.clock.seconds())
 
     def resolve(self, ref: str) -> PlugState:
@@ -315,9 +391,27 @@ class Hub:
             return fail(e)
         session = self._sessions.get(plug.id)
         if session is None:
+            node = self._remote.get(plug.id)
+            if node is not None and self.cluster is not None:
+                self.stats["commands_routed"] += 1
+                return self.cluster.route(node, plug.id, kind, cause)
             self.stats["commands_offline"] += 1
             return fail(PlugOffline(f"plug {plug.name} is offline"))
         return session.enqueue(Command(kind=kind, result=Deferred(), target=target, cause=cause))
+
+    def runRouted(self, plugId: str, kind: str, cause: str = CAUSE_COMMAND) -> Deferred:
+        """Carry out a command another node routed here (see L{IClusterSeam.route}) on this node's own
+        connection to the plug with this exact id; never routed further, L{PlugOffline} when it is not here."""
+        if kind not in ("on", "off", "toggle", "refresh"):
+            return fail(InvalidArgument(f"unknown command {str(kind)[:20]!r}"))
+        plug = self._plugs.get(plugId) or self._pending.get(plugId)
+        session = self._sessions.get(plugId)
+        if plug is None:
+            return fail(UnknownPlug(f"no plug {plugId}"))
+        if session is None:
+            return fail(PlugOffline(f"plug {plug.name} is not connected to this node"))
+        target = {"on": True, "off": False}.get(kind)
+        return session.enqueue(Command(kind=kind, result=Deferred(), target=target, cause=str(cause)[:MAX_CAUSE]))
 
     def switch(self, ref: str, on: bool | None, cause: str = CAUSE_COMMAND) -> Deferred:
         """Switch a plug on (True), off (False) or over (None); fires with the confirmed state.
@@ -364,7 +458,7 @@ class Hub:
             plug.alias = alias
             self._names.renamed(plug, previous)
             self._byName = None
-            self._emit(ALIAS, plug.id, self.clock.seconds(), alias=alias, previous=previous)
+            self._emitChange(ALIAS, plug.id, "alias", alias, alias=alias, previous=previous)
         return self.snapshot(plug)
 
     def setPowerOn(self, ref: str, policy: str | None) -> PlugState:
@@ -374,7 +468,7 @@ class Hub:
         plug = self.resolve(ref)
         if plug.power_on != policy:
             plug.power_on = policy
-            self._emit(POWER_ON, plug.id, self.clock.seconds(), power_on=policy)
+            self._emitChange(POWER_ON, plug.id, "power_on", policy, power_on=policy)
         return self.snapshot(plug)
 
     def forget(self, ref: str) -> PlugState:
@@ -388,7 +482,9 @@ class Hub:
         self._names.remove(plug)
         self._byName = None
         self.ledger.forget(plug.id)
-        self._emit(FORGOTTEN, plug.id, self.clock.seconds(), alias=plug.alias)
+        self._emitChange(FORGOTTEN, plug.id, "forget", None, alias=plug.alias)
+        self._remote.pop(plug.id, None)
+        self._remoteEnergy.pop(plug.id, None)
         return plug
 
     def status(self) -> dict[str, Any]:
@@ -423,3 +519,221 @@ class Hub:
     def sessions(self) -> list[PlugSession]:
         """Every live session (known and waiting plugs)."""
         return list(self._sessions.values())
+
+    # -- the cluster (--node) ------------------------------------------------------------------
+
+    def attachCluster(self, cluster: IClusterSeam) -> None:
+        """Make this hub a node of C{cluster}: logins claim leases, commands for plugs held elsewhere
+        are routed (see L{IClusterSeam})."""
+        self.cluster = cluster
+
+    def elsewhere(self, plugId: str) -> str | None:
+        """The name of the other node that holds the plug's connection, or None (here, or nowhere)."""
+        return self._remote.get(plugId)
+
+    def remotePlugs(self) -> dict[str, str]:
+        """Every plug held by another node: id -> node name."""
+        return dict(self._remote)
+
+    def adopted(self, plugId: str, stored: PlugState | None) -> None:
+        """The cluster took the plug's lease and read its stored row again (None: none, or unreadable):
+        take what another node may have moved on (the report mark, refused energy, alias, power-on
+        policy), then account the reports held meanwhile."""
+        held = self._held.pop(plugId, None)
+        plug = self._plugs.get(plugId) or self._pending.get(plugId)
+        if plug is None or plugId not in self._sessions:
+            return
+        if stored is not None:
+            if stored.report_until is not None and (plug.report_until is None
+                                                    or stored.report_until > plug.report_until):
+                plug.report_until = stored.report_until
+            plug.energy_refused_wh = max(plug.energy_refused_wh, stored.energy_refused_wh)
+            plug.power_on = stored.power_on
+            if plug.first_identity is None and stored.first_identity is not None:
+                plug.first_identity = stored.first_identity
+            if stored.alias != plug.alias and plugId in self._plugs:
+                self._takeAlias(plug, stored.alias)
+        for peer, at, wattSeconds, seconds in held or ():
+            self.reported(plug, peer, at, wattSeconds, seconds)
+
+    def _takeAlias(self, plug: PlugState, alias: str | None) -> bool:
+        """Give a plug the alias another node (or the store) says it has, unless it clashes here."""
+        if alias is not None:
+            try:
+                self._names.checkAlias(plug, alias, self._plugs)
+            except InvalidArgument:
+                log.warn("plug {plug}: alias {alias!r} from another node clashes here; keeping {kept!r}",
+                         plug=plug.id, alias=alias[:64], kept=plug.alias)
+                return False
+        previous = plug.alias
+        plug.alias = alias
+        self._names.renamed(plug, previous)
+        self._byName = None
+        return True
+
+    def dropLocal(self, plugId: str, node: str) -> bool:
+        """Another node took the plug's lease (it connected there): close the stale connection here
+        without an C{offline} event, and note where the plug is now.  Returns whether one was closed."""
+        session = self._sessions.pop(plugId, None)
+        self._held.pop(plugId, None)
+        if plugId in self._plugs or plugId in self._pending:
+            self._remote[plugId] = node
+        if session is None:
+            return False
+        log.info("plug {plug} connected to node {node}: closing its stale connection from {peer}", plug=plugId,
+                 node=node, peer=session.connection.peer)
+        self.stats["taken_over"] += 1
+        session.lost(f"taken over by node {node}", replaced=True)
+        session.connection.disconnect(f"plug connected to node {node}")
+        return True
+
+    def lapsed(self, plugId: str, node: str) -> None:
+        """The plug's lease held by C{node} lapsed and this node removed it: the plug is offline
+        (announced here, once in the cluster, as a local event)."""
+        plug = self._plugs.get(plugId)
+        if plug is None or plugId in self._sessions:
+            return
+        if self._remote.get(plugId) == node:
+            del self._remote[plugId]
+        self._remoteEnergy.pop(plugId, None)
+        if plug.online:
+            plug.online = False
+            self._emit(OFFLINE, plugId, self.clock.seconds(), reason=f"node {node} stopped renewing its lease")
+
+    def remoteOwners(self, owners: dict[str, str], node: str) -> None:
+        """Align the view with the leases (plug id -> node holding it; this node is C{node}): plugs held
+        by another node are online there; a plug whose lease went is no longer held there.  Changes
+        are announced as events from that node."""
+        now = self.clock.seconds()
+        for plugId, holder in owners.items():
+            if holder == node or plugId in self._sessions:
+                continue
+            plug = self._plugs.get(plugId)
+            if plug is None:
+                continue
+            self._remote[plugId] = holder
+            if not plug.online:
+                plug.online = True
+                self._emitRemote(Event(ONLINE, plugId, now, {"address": plug.address, "firmware": plug.firmware},
+                                       origin=holder))
+        for plugId, holder in list(self._remote.items()):
+            if owners.get(plugId) == holder:
+                continue
+            del self._remote[plugId]
+            self._remoteEnergy.pop(plugId, None)
+            plug = self._plugs.get(plugId)
+            if plug is not None and plug.online and plugId not in self._sessions:
+                plug.online = False
+                self._emitRemote(Event(OFFLINE, plugId, now, {"reason": f"no longer held by node {holder}"},
+                                       origin=holder))
+
+    def remoteEvent(self, node: str, kind: str, plugId: str, at: float, data: dict[str, Any]) -> None:
+        """Apply an event another node announced to this node's view of the plug, and deliver it (with
+        C{origin} C{node}) to the subscribers that take other nodes' events.
+
+        The values come from the broker: anything of the wrong type is ignored, never raised.
+        """
+        if kind not in EVENT_KINDS or kind == PLUG_PENDING or not isinstance(plugId, str):
+            return
+        if plugId in self._sessions or plugId in self._pending:
+            return  # connected here: the leases decide who keeps it (L{dropLocal}), this view stays
+        plug = self._plugs.get(plugId)
+        if kind == FORGOTTEN:
+            if plug is not None:
+                del self._plugs[plugId]
+                self._names.remove(plug)
+                self._byName = None
+                self._remote.pop(plugId, None)
+                self._remoteEnergy.pop(plugId, None)
+                self._emitRemote(Event(kind, plugId, at, data, origin=node))
+            return
+        if plug is None:
+            if self._names.squats(plugId) is not None or self._names.isPrefix(plugId):
+                return
+            plug = PlugState(id=plugId, first_seen=at)
+            self._add(plug)
+        self._applyRemote(plug, node, kind, at, data)
+        self._emitRemote(Event(kind, plugId, at, data, origin=node))
+
+    def _applyRemote(self, plug: PlugState, node: str, kind: str, at: float, data: dict[str, Any]) -> None:
+        """Update the view of a plug held by C{node} from one of its events (see L{remoteEvent})."""
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value[:256] if isinstance(value, str) else None
+
+        if kind == OFFLINE:
+            if self._remote.get(plug.id) == node:
+                del self._remote[plug.id]
+                self._remoteEnergy.pop(plug.id, None)
+                plug.online = False
+            return
+        if kind in (ONLINE, RELAY, RUNTIME, ENERGY, RSSI):
+            self._remote[plug.id] = node
+            plug.online = True
+            plug.last_seen = at
+        if kind in (ONLINE, PLUG_NEW):
+            plug.address = text("address") or plug.address
+            plug.firmware = text("firmware") or plug.firmware
+            if kind == ONLINE:
+                plug.connected_since = at
+        elif kind == RELAY and isinstance(data.get("relay"), bool):
+            plug.relay, plug.relay_cause, plug.relay_changed = data["relay"], text("cause"), at
+        elif kind == RUNTIME:
+            plug.power_w, plug.voltage_v, plug.runtime_at = number("power_w"), number("voltage_v"), at
+            if isinstance(data.get("relay"), bool):
+                plug.relay = data["relay"]
+        elif kind == ENERGY:
+            today, lifetime = number("today_wh"), number("lifetime_wh")
+            if today is not None and lifetime is not None:
+                self._remoteEnergy[plug.id] = EnergySummary(today_wh=today, lifetime_wh=lifetime)
+        elif kind == RSSI and isinstance(data.get("rssi_dbm"), int) and not isinstance(data.get("rssi_dbm"), bool):
+            plug.rssi_dbm = data["rssi_dbm"]
+        elif kind == ALIAS and (data.get("alias") is None or isinstance(data.get("alias"), str)):
+            if data.get("alias") != plug.alias:
+                self._takeAlias(plug, data.get("alias"))
+        elif kind == POWER_ON and data.get("power_on") in (None, "on", "off", "last"):
+            plug.power_on = data.get("power_on")
+        elif kind == PLUG_CONFLICT and isinstance(data.get("fields"), list):
+            first, now = data.get("first"), data.get("now")
+            if not data["fields"]:
+                plug.conflict = None
+                plug.first_identity = first if isinstance(first, dict) else plug.first_identity
+            elif isinstance(first, dict) and isinstance(now, dict):
+                plug.conflict = {"at": at, "fields": [str(f)[:32] for f in data["fields"][:8]], "first": first,
+                                 "now": now}
+
+    def remoteChange(self, plugId: str, change: str, value: Any) -> None:
+        """Apply a change another node's front end made to a plug connected here (see
+        L{IClusterSeam.forward}), as if made here; a refused change is logged, never raised."""
+        try:
+            if change == "alias" and (value is None or isinstance(value, str)):
+                self.rename(plugId, value)
+            elif change == "power_on":
+                self.setPowerOn(plugId, value)
+            elif change == "clear_conflict":
+                self.clearConflict(plugId)
+            elif change == "forget":
+                self.forget(plugId)
+        except (InvalidArgument, UnknownPlug) as e:
+            log.warn("plug {plug}: change {change} from another node refused: {error}", plug=plugId,
+                     change=change[:20], error=str(e))
+
+    def adoptWire(self, doc: Any, node: str) -> PlugState | None:
+        """A routed command's result from C{node} (L{vesyncd.core.model.plugToWire}): take its readings
+        into the view and return a snapshot of the plug, or None when the document is unusable."""
+        fresh = plugFromWire(doc)
+        if fresh is None:
+            return None
+        plug = self._plugs.get(fresh.id)
+        if plug is None or plug.id in self._sessions:
+            return fresh
+        for name in ("relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "meastate",
+                     "runtime_at", "rssi_dbm", "last_seen"):
+            value = getattr(fresh, name)
+            if value is not None:
+                setattr(plug, name, value)
+        return self.snapshot(plug)

@@ -80,3 +80,32 @@ class ISessionOwner(Interface):
 
     def sessionEnded(session: Any, why: str, replaced: bool) -> None:
         """The session's connection is gone; unless C{replaced}, its plug is offline."""
+
+
+class IClusterSeam(Interface):
+    """What the hub asks of the cluster it is a node of (C{--node}; a single node has none).
+
+    The hub stays network-free: it says which plugs log in and leave here, and hands commands for
+    plugs connected to another node to L{route}; the cluster (L{vesyncd.cluster}) keeps the leases
+    and talks to the broker, and calls the hub back (L{vesyncd.core.hub.Hub.adopted},
+    L{vesyncd.core.hub.Hub.dropLocal}, L{vesyncd.core.hub.Hub.remoteEvent}, ...).
+    """
+
+    nodeName = Attribute("This node's name.")
+
+    def claimed(plugId: str) -> None:
+        """A plug logged in here: take its lease (a new connection always wins) and tell the node
+        that held it to drop its stale session.  Unless this node already held the lease, the hub
+        holds the plug's reports until the cluster calls C{hub.adopted(plugId, stored)} with the
+        plug's stored row (so energy another node counted is not counted twice)."""
+
+    def released(plugId: str) -> None:
+        """The plug's connection here ended (not replaced): give up its lease if this node holds it."""
+
+    def route(node: str, plugId: str, kind: str, cause: str) -> "Deferred":
+        """Carry out a command (C{on}, C{off}, C{toggle}, C{refresh}) on the node that holds the plug;
+        fires with its confirmed L{PlugState} or fails with the error that node's hub raised."""
+
+    def forward(node: str, plugId: str, change: str, value: Any) -> None:
+        """Apply a change made here (C{alias}, C{power_on}, C{forget}, C{clear_conflict}) on the node
+        that holds the plug too, so its state and store agree (fire and forget, logged on failure)."""

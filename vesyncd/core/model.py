@@ -7,6 +7,7 @@ reports; they never change a L{PlugState} they were given (the hub hands out cop
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -100,6 +101,9 @@ class Event:
     plug: str
     at: float
     data: dict[str, Any] = field(default_factory=dict)
+    #: The node the event happened on, when another node of a cluster sent it; None for this node's own.
+    #: Subscribers that act or write (store, MQTT state, automation, insight) leave such events alone.
+    origin: str | None = None
 
 
 def isoTime(at: float | None) -> str | None:
@@ -177,3 +181,47 @@ class PlugState:
             doc["energy_today_kwh"] = round(energy.today_wh / 1000.0, 6)
             doc["energy_lifetime_kwh"] = round(energy.lifetime_wh / 1000.0, 6)
         return doc
+
+
+_NUMBER = (int, float)
+#: The PlugState fields sent between the nodes of a cluster (L{plugToWire}), with the types L{plugFromWire} takes.
+WIRE_FIELDS: dict[str, tuple[type, ...]] = {
+    "alias": (str,), "online": (bool,), "relay": (bool,), "relay_cause": (str,), "relay_changed": _NUMBER,
+    "power_w": _NUMBER, "voltage_v": _NUMBER, "current_a": _NUMBER, "meastate": (str,), "runtime_at": _NUMBER,
+    "rssi_dbm": (int,), "firmware": (str,), "encrypted": (bool,), "device": (dict,), "address": (str,),
+    "first_seen": _NUMBER, "last_seen": _NUMBER, "connected_since": _NUMBER, "last_report": (dict,),
+    "timer": (dict,), "trigger": (dict,), "ctl_flags": (dict,), "power_on": (str,),
+    "report_until": _NUMBER, "energy_refused_wh": _NUMBER, "first_identity": (dict,), "conflict": (dict,),
+}
+
+
+def plugToWire(plug: PlugState) -> dict[str, Any]:
+    """Every field of a plug's state as JSON-native data, for another node of a cluster (L{plugFromWire})."""
+    doc: dict[str, Any] = {"id": plug.id}
+    for name in WIRE_FIELDS:
+        doc[name] = getattr(plug, name)
+    return doc
+
+
+def plugFromWire(doc: Any, maxText: int = 256) -> PlugState | None:
+    """A plug's state from another node's L{plugToWire} document, or None when it is not one.
+
+    Input from the broker is hostile: a field of the wrong type, a non-finite number or an
+    over-long text is left at its default; an unusable id refuses the whole document.
+    """
+    if not isinstance(doc, dict):
+        return None
+    plugId = doc.get("id")
+    if not isinstance(plugId, str) or not 0 < len(plugId) <= maxText:
+        return None
+    plug = PlugState(id=plugId)
+    for name, kinds in WIRE_FIELDS.items():
+        value = doc.get(name)
+        if value is None or not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if isinstance(value, str) and len(value) > maxText:
+            continue
+        setattr(plug, name, value)
+    return plug

@@ -1,0 +1,245 @@
+"""
+The node directory: each node's row in the shared C{nodes} table (its heartbeat and the addresses it
+advertises), read back with every lease so that any node can list the cluster.
+
+L{ClusterView} is what the front ends and the DNS responder read (C{vesyncctl nodes}, C{/metrics},
+answers for C{server2.vesync.com}); L{NodeDirectory} provides it from values read every heartbeat,
+so every call is synchronous and costs no database round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from vesyncd.cluster.settings import ClusterSettings
+from vesyncd.storage.sqlite import writeTransaction
+
+log = Logger()
+
+Runner = Callable[..., Deferred]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node as last read from the database (see L{ClusterView.nodes})."""
+
+    #: The node's name (C{--node}).
+    name: str
+    #: The address it advertises for plugs (DNS answers), e.g. C{"192.168.1.10"}, or None.
+    address: str | None
+    #: Its plug listener as C{host:port}, or None.
+    plug_address: str | None
+    #: POSIX time the node started, and of its latest heartbeat.
+    started: float
+    heartbeat: float
+    #: Seconds since its latest heartbeat, when the table was read.
+    age: float
+    #: True while its heartbeat is younger than three heartbeat intervals.
+    alive: bool
+    #: Plugs it holds a lease for (live or lapsed, not yet taken over).
+    plugs: int
+    #: True for the node this daemon is.
+    this: bool
+
+    def toJSON(self) -> dict[str, Any]:
+        """The node as JSON (C{vesyncctl nodes --json}, C{/metrics} labels)."""
+        return {"name": self.name, "address": self.address, "plug_address": self.plug_address,
+                "started": self.started, "heartbeat": self.heartbeat, "age_s": round(self.age, 3),
+                "alive": self.alive, "plugs": self.plugs, "this": self.this}
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """One plug's lease as last read: who holds it, until when, since when, and its age in seconds."""
+
+    plug: str
+    node: str
+    expires: float
+    since: float
+    age: float
+
+    def toJSON(self) -> dict[str, Any]:
+        """The lease as JSON."""
+        return {"plug": self.plug, "node": self.node, "expires": self.expires, "since": self.since,
+                "age_s": round(self.age, 3)}
+
+
+class ClusterView(Interface):
+    """What front ends, metrics and the DNS responder may read about the cluster (all synchronous,
+    from the values read every heartbeat; C{refresh} reads them now)."""
+
+    nodeName = Attribute("This node's name (C{--node}).")
+
+    def nodes() -> list[NodeInfo]:
+        """Every node with a row in the database (this one included), by name, with its heartbeat age,
+        liveness and number of leases."""
+
+    def liveAddresses() -> list[str]:
+        """The advertised addresses (C{NodeInfo.address}) of the live nodes, by node name, without
+        duplicates; this node's own is always among them when it has one (for DNS answers)."""
+
+    def leases(node: str | None = None) -> list[LeaseInfo]:
+        """The plug leases (of one node, if given), by plug id."""
+
+    def ownerOf(plugId: str) -> str | None:
+        """The node holding the plug's lease, or None."""
+
+    def status() -> dict[str, Any]:
+        """C{{"node", "nodes": [NodeInfo.toJSON()...], "leases_held", "read_age_s"}} for C{info} and the doctor."""
+
+    def refresh() -> Deferred:
+        """Read the nodes and leases now; fires with L{nodes}."""
+
+
+@implementer(ClusterView)
+class NodeDirectory:
+    """Writes this node's heartbeat and reads the nodes and leases every C{settings.heartbeat} seconds.
+
+    C{run(fn, *args)} runs C{fn} in the store's thread and C{connection()} is that thread's database
+    connection (L{vesyncd.storage.store.Store.run} and C{.connection}).  C{address()} and
+    C{plugAddress()} give what this node advertises, read at each heartbeat.  C{onRead(owners)} is
+    called after each read with the live leases (plug id -> node).
+    """
+
+    def __init__(self, clock: IReactorTime, run: Runner, connection: Callable[[], Any], settings: ClusterSettings,
+                 address: Callable[[], str | None] = lambda: None,
+                 plugAddress: Callable[[], str | None] = lambda: None,
+                 onRead: Callable[[dict[str, str]], None] | None = None) -> None:
+        self.clock = clock
+        self.run = run
+        self.connection = connection
+        self.settings = settings
+        self.nodeName = settings.node
+        self.address = address
+        self.plugAddress = plugAddress
+        self.onRead = onRead
+        self.started = clock.seconds()
+        self._nodes: list[tuple[str, str | None, str | None, float, float]] = []
+        self._leases: dict[str, tuple[str, float, float]] = {}
+        self._readAt: float | None = None
+        self._loop = task.LoopingCall(self.beat)
+        self._loop.clock = clock
+        self._beating: Deferred | None = None
+        #: Heartbeats that could not be written (database unreachable).
+        self.failures = 0
+
+    def start(self) -> None:
+        """Write the first heartbeat now and one every C{settings.heartbeat} seconds."""
+        if not self._loop.running:
+            self._loop.start(self.settings.heartbeat, now=True)
+
+    def stop(self) -> Deferred:
+        """Stop beating and remove this node's row (its leases are the lease keeper's)."""
+        if self._loop.running:
+            self._loop.stop()
+        d = self.run(self._leave, self.nodeName)
+        d.addErrback(lambda f: log.warn("cluster: could not remove node {node}: {error}", node=self.nodeName,
+                                        error=f.getErrorMessage()))
+        return d
+
+    def beat(self) -> Deferred:
+        """Write this node's heartbeat, then read every node and lease (one at a time: a slow database
+        skips beats rather than queueing them)."""
+        if self._beating is not None:
+            return succeed(None)
+        now = self.clock.seconds()
+        d = self.run(self._beat, self.nodeName, self.address(), self.plugAddress(), self.started, now)
+        self._beating = d
+
+        def read(result: tuple[list[Any], list[Any]]) -> None:
+            nodes, leases = result
+            self._nodes = [(str(n), a, p, float(s), float(h)) for n, a, p, s, h in nodes]
+            self._leases = {str(plug): (str(node), float(expires), float(since)) for plug, node, expires, since in leases}
+            self._readAt = now
+            if self.onRead is not None:
+                self.onRead(self.liveOwners())
+
+        def failed(f: Any) -> None:
+            self.failures += 1
+            log.warn("cluster: heartbeat of node {node} failed: {error}", node=self.nodeName, error=f.getErrorMessage())
+
+        def done(_: Any) -> None:
+            self._beating = None
+
+        d.addCallbacks(read, failed).addBoth(done)
+        return d
+
+    def _beat(self, name: str, address: str | None, plugAddress: str | None, started: float,
+              now: float) -> tuple[list[Any], list[Any]]:
+        """Upsert the node's row and read all nodes and leases (store thread)."""
+        conn = self.connection()
+        with writeTransaction(conn):
+            conn.execute("INSERT INTO nodes (name, address, plug_address, started, heartbeat) VALUES (?, ?, ?, ?, ?)"
+                         " ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
+                         " plug_address = excluded.plug_address, started = excluded.started,"
+                         " heartbeat = excluded.heartbeat", (name, address, plugAddress, started, now))
+        nodes = conn.execute("SELECT name, address, plug_address, started, heartbeat FROM nodes ORDER BY name").fetchall()
+        leases = conn.execute("SELECT plug, node, expires, since FROM leases").fetchall()
+        return nodes, leases
+
+    def _leave(self, name: str) -> None:
+        """Delete the node's row (store thread)."""
+        conn = self.connection()
+        with writeTransaction(conn):
+            conn.execute("DELETE FROM nodes WHERE name = ?", (name,))
+
+    # -- ClusterView ---------------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node as last read (see L{ClusterView.nodes})."""
+        now = self.clock.seconds()
+        counts: dict[str, int] = {}
+        for node, _, _ in self._leases.values():
+            counts[node] = counts.get(node, 0) + 1
+        out = []
+        for name, address, plugAddress, started, heartbeat in self._nodes:
+            age = max(0.0, now - heartbeat)
+            out.append(NodeInfo(name, address, plugAddress, started, heartbeat, age, age <= self.settings.nodeTimeout,
+                                counts.get(name, 0), name == self.nodeName))
+        return out
+
+    def liveAddresses(self) -> list[str]:
+        """The live nodes' advertised addresses (see L{ClusterView.liveAddresses})."""
+        out: list[str] = []
+        own = self.address()
+        for node in self.nodes():
+            address = own if node.this else node.address
+            if (node.alive or node.this) and address and address not in out:
+                out.append(address)
+        if own and own not in out:
+            out.append(own)
+        return out
+
+    def leases(self, node: str | None = None) -> list[LeaseInfo]:
+        """The leases as last read (see L{ClusterView.leases})."""
+        now = self.clock.seconds()
+        return [LeaseInfo(plug, holder, expires, since, max(0.0, now - since))
+                for plug, (holder, expires, since) in sorted(self._leases.items()) if node in (None, holder)]
+
+    def ownerOf(self, plugId: str) -> str | None:
+        """The node holding the plug's lease as last read, or None."""
+        lease = self._leases.get(plugId)
+        return lease[0] if lease is not None else None
+
+    def liveOwners(self) -> dict[str, str]:
+        """Plug id -> node for the leases not yet expired when last read."""
+        now = self.clock.seconds()
+        return {plug: node for plug, (node, expires, _) in self._leases.items() if expires >= now}
+
+    def status(self) -> dict[str, Any]:
+        """This node, every node and how fresh the reading is (see L{ClusterView.status})."""
+        return {"node": self.nodeName, "nodes": [n.toJSON() for n in self.nodes()],
+                "leases_held": sum(1 for holder, _, _ in self._leases.values() if holder == self.nodeName),
+                "read_age_s": None if self._readAt is None else round(self.clock.seconds() - self._readAt, 3),
+                "heartbeat_failures": self.failures}
+
+    def refresh(self) -> Deferred:
+        """Beat and read now (see L{ClusterView.refresh})."""
+        return self.beat().addCallback(lambda _: self.nodes())
