@@ -3,6 +3,11 @@ Prometheus metrics read from the hub at scrape time: nothing is counted twice.
 
 Per-plug series carry C{plug} (the id) and C{alias} labels; daemon-wide counters come from
 C{hub.stats}, the DNS responder's counters (when the DNS feature runs) and the web front end.
+
+In a cluster, L{ClusterCollector} adds the cluster's figures with a C{node} label: per node (as this
+node reads the shared database) whether it is alive, its heartbeat's age, the plugs it owns and its
+leases; and this node's own counters (lease renewals and takeovers, routed commands by result) under
+its own name, so the scrapes of every node add up without double counting.
 """
 
 from __future__ import annotations
@@ -131,6 +136,77 @@ class HubCollector(Collector):
             yield CounterMetricFamily("vesyncd_http_request_timeouts",
                                       "HTTP connections cut because no whole request arrived in time.",
                                       value=limits.headTimeouts)
+
+
+def _read(thing: Any, *names: str) -> Any:
+    """The first of C{names} C{thing} has, as a key or attribute (a method is called), else None."""
+    for name in names:
+        if isinstance(thing, dict):
+            if name in thing:
+                return thing[name]
+        elif hasattr(thing, name):
+            value = getattr(thing, name)
+            return value() if callable(value) else value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return float(len(value))
+    return None
+
+
+#: Nodes given series at most (label cardinality stays bounded whatever the shared table holds).
+MAX_NODE_SERIES = 64
+
+
+class ClusterCollector(Collector):
+    """The cluster's figures from its view (C{vesyncd.cluster.nodes.ClusterView}), read at scrape time.
+
+    Per node: C{vesyncd_cluster_node_up}, C{vesyncd_cluster_node_heartbeat_age_seconds},
+    C{vesyncd_cluster_node_plugs} (plugs owned) and C{vesyncd_cluster_node_leases}.  This node's counters
+    (the view's C{counters} or C{stats}: lease renewals, takeovers, routed commands and their failures,
+    ...) as C{vesyncd_cluster_events_total{node, event}}, and routed commands as
+    C{vesyncd_cluster_routed_commands_total{node, result}} when the counters name them C{routed_<result>}.
+    """
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the cluster's metric families for one scrape (nothing when the view cannot be read)."""
+        view = self.view
+        me = str(_read(view, "nodeName", "node_name", "name") or "")[:64]
+        labels = ["node"]
+        up = GaugeMetricFamily("vesyncd_cluster_node_up", "1 while the node's heartbeat is fresh.", labels=labels)
+        age = GaugeMetricFamily("vesyncd_cluster_node_heartbeat_age_seconds", "Seconds since the node's last "
+                                "heartbeat in the database.", labels=labels)
+        plugs = GaugeMetricFamily("vesyncd_cluster_node_plugs", "Plugs whose lease the node holds.", labels=labels)
+        leases = GaugeMetricFamily("vesyncd_cluster_node_leases", "Leases the node holds.", labels=labels)
+        for node in list(_read(view, "nodes") or [])[:MAX_NODE_SERIES]:
+            name = [str(_read(node, "name") or "")[:64]]
+            up.add_metric(name, 1.0 if _read(node, "alive") else 0.0)
+            for family, fields in ((age, ("heartbeat_age", "heartbeatAge", "age")),
+                                   (plugs, ("plugs", "plug_count", "plugCount", "owned")),
+                                   (leases, ("leases", "lease_count", "leaseCount"))):
+                value = _number(_read(node, *fields))
+                if value is not None:
+                    family.add_metric(name, value)
+        yield from (up, age, plugs, leases)
+
+        counters = _countersOf(_read(view, "counters", "stats"))
+        events = CounterMetricFamily("vesyncd_cluster_events", "This node's cluster counters (lease renewals, "
+                                     "takeovers, routed commands, ...).", labels=["node", "event"])
+        routed = CounterMetricFamily("vesyncd_cluster_routed_commands", "Commands this node routed to another "
+                                     "node's plug, by result.", labels=["node", "result"])
+        for key, value in sorted(counters.items())[:MAX_NODE_SERIES]:
+            events.add_metric([me, key[:64]], value)
+            if key.startswith("routed_"):
+                routed.add_metric([me, key[len("routed_"):][:64]], value)
+        yield events
+        yield routed
 
 
 def registryFor(hub: Hub, dns: Any = None, web: Any = None) -> CollectorRegistry:

@@ -20,6 +20,7 @@ from vesyncd.paths import TOKEN_FILE
 from vesyncd.service import DaemonInfo, ListenerService, withBacklog
 from vesyncd.web.api import WebApp
 from vesyncd.web.limits import MAX_PER_HOST, ConnectionLimits
+from vesyncd.web.metrics import ClusterCollector
 from vesyncd.web.site import makeSite
 
 log = Logger()
@@ -110,12 +111,13 @@ class _WebLifetime(service.Service):
 
 
 def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: Any, token: str,
-                 info: DaemonInfo, dns: Any = None, automation: Any = None, insight: Any = None) -> WebApp | None:
+                 info: DaemonInfo, dns: Any = None, automation: Any = None, insight: Any = None,
+                 cluster: Any = None) -> WebApp | None:
     """Add the web listener to C{parent} unless --no-http, and return the app it serves.
 
     C{token} lets clients in; C{dns} (the DNS responder or None) lends its counters to /metrics;
     C{automation} (the L{AutomationEngine}) and C{insight} (the L{EnergyInsight}) serve their routes
-    when given.
+    when given; C{cluster} (the cluster's view, with C{--node}) adds per-node figures to /metrics.
     """
     if config["no-http"]:
         return None
@@ -124,6 +126,8 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
     tokenPath = Path(info.stateDir) / TOKEN_FILE if info.stateDir is not None else None
     app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]), limits=limits,
                  automation=automation, insight=insight, tokenPath=tokenPath)
+    if cluster is not None:
+        app.registry.register(ClusterCollector(cluster))
     _WebLifetime(app).setServiceParent(parent)
     listener = ListenerService(reactor, "web server", withBacklog(config["http"]), makeSite(app, reactor),
                                hint="choose another port with --http, or turn the web page off with --no-http")
