@@ -177,3 +177,40 @@ def test_summaryInInfo():
     assert summary["nodes"] == [{"name": "a", "alive": True, "self": True}, {"name": "b", "alive": True, "self": False},
                                 {"name": "c", "alive": False, "self": False}]
     assert summary["database"]["schema"] == 5 and summary["dead"] == 1
+
+
+def test_realNodeDirectory():
+    """The cluster package's NodeDirectory (on an in-memory SQLite with schema 5's tables) read by `nodes`:
+    heartbeat ages, this node, leases per node with the oldest lease's age and the soonest expiry, the
+    database judged by how fresh the last read is, and liveAddresses for DNS."""
+    import sqlite3
+
+    from twisted.internet import task
+    from twisted.internet.defer import maybeDeferred
+
+    from vesyncd.cluster.nodes import NodeDirectory
+    from vesyncd.cluster.settings import ClusterSettings
+    from vesyncd.storage.schema import SCHEMA_5
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA_5)
+    clock = task.Clock()
+    clock.advance(1000.0)
+    conn.execute("INSERT INTO nodes VALUES ('b', '10.0.0.3', '10.0.0.3:17273', 900, 999)")
+    conn.execute("INSERT INTO nodes VALUES ('c', '10.0.0.4', '10.0.0.4:17273', 900, 950)")
+    conn.executemany("INSERT INTO leases VALUES (?, ?, ?, ?)",
+                     [("p1", "a", 1012, 990), ("p2", "a", 1005, 900), ("p3", "b", 1010, 995)])
+    directory = NodeDirectory(clock, lambda fn, *a: maybeDeferred(fn, *a), lambda: conn,
+                              ClusterSettings("a", lease=15.0, heartbeat=5.0), address=lambda: "10.0.0.2",
+                              plugAddress=lambda: "10.0.0.2:17273")
+    result(directory.refresh())
+    clock.advance(2.0)
+    doc = clusterJSON(directory)
+    a, b, cnode = doc["nodes"]
+    assert (a["name"], a["self"], a["alive"], a["heartbeat_age"]) == ("a", True, True, 2.0)
+    assert a["leases"] == 2 and a["lease_age_max"] == 102.0 and a["lease_expires_in_min"] == 3.0
+    assert (b["leases"], b["alive"], cnode["alive"], cnode["leases"]) == (1, True, False, 0)
+    assert doc["database"] == {"read_age_s": 2.0, "heartbeat_failures": 0, "reachable": True}
+    assert sorted(directory.liveAddresses()) == ["10.0.0.2", "10.0.0.3"]
+    clock.advance(60.0)  # no heartbeat read for a minute: the database is taken for unreachable
+    assert clusterJSON(directory)["database"]["reachable"] is False

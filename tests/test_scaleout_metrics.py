@@ -50,3 +50,18 @@ class ClusterMetricsTests(unittest.TestCase):
         """A single node's /metrics has no cluster series."""
         s = scrape(Harness())
         self.assertFalse([k for k in s if k.startswith("vesyncd_cluster_")])
+
+    def test_realNodeDirectoryHeartbeatFailures(self) -> None:
+        """The cluster package's NodeDirectory: its heartbeat ages and failed heartbeats reach /metrics."""
+        from twisted.internet import task
+        from twisted.internet.defer import fail
+
+        from vesyncd.cluster.nodes import NodeDirectory
+        from vesyncd.cluster.settings import ClusterSettings
+
+        directory = NodeDirectory(task.Clock(), lambda fn, *a: fail(RuntimeError("database down")), lambda: None,
+                                  ClusterSettings("a"))
+        directory.beat()
+        directory.beat()
+        s = scrape(self.harness(directory))
+        self.assertEqual(value(s["vesyncd_cluster_events_total"], node="a", event="heartbeat_failures"), 2.0)

@@ -197,6 +197,9 @@ class ClusterCollector(Collector):
         yield from (up, age, plugs, leases)
 
         counters = _countersOf(_read(view, "counters", "stats"))
+        status = _read(view, "status")
+        if isinstance(status, dict) and _number(status.get("heartbeat_failures")) is not None:
+            counters.setdefault("heartbeat_failures", float(status["heartbeat_failures"]))
         events = CounterMetricFamily("vesyncd_cluster_events", "This node's cluster counters (lease renewals, "
                                      "takeovers, routed commands, ...).", labels=["node", "event"])
         routed = CounterMetricFamily("vesyncd_cluster_routed_commands", "Commands this node routed to another "
