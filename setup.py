@@ -36,6 +36,8 @@ setup(
         "pycountry>=22.3",
         "astral>=3.2",
         "shtab>=1.7",
+        "psycopg[binary]>=3.1",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": [

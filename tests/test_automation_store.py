@@ -1,4 +1,5 @@
-"""Tests for the SQLite automation store: round trips, coalesced writes in order, and an engine restart on it."""
+"""Tests for the automation store on SQLite and PostgreSQL: round trips, coalesced writes in order, and an
+engine restart on it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from vesyncd.storage.automationstore import SCHEMA, SqliteAutomationStore
 from vesyncd.automation.store import MemoryAutomationStore
 from vesyncd.storage.store import inlineRunner
 from tests.automation_helpers import BERLIN, FakeAutomationHub, clockAt, makeEngine
+from tests.pgserver import anyConnection, pgDatabase, postgres  # noqa: F401 - fixtures
 
 NOON = datetime(2026, 12, 2, 12, 0, tzinfo=BERLIN)
 
@@ -51,9 +53,9 @@ def test_both_stores_provide_the_interface() -> None:
     assert IAutomationStore.providedBy(SqliteAutomationStore(inlineRunner, lambda: conn))
 
 
-def test_round_trip_delete_and_forget() -> None:
+def test_round_trip_delete_and_forget(anyConnection: Any) -> None:
     """Saved documents load back; delete removes one item, deletePlug every item of a plug."""
-    conn = database()
+    conn = anyConnection
     store = SqliteAutomationStore(inlineRunner, lambda: conn)
     store.save("schedule", "s1", "p1", {"at": "07:00:00", "n": 1})
     store.save("schedule", "s1", "p1", {"at": "08:00:00"})
@@ -67,9 +69,9 @@ def test_round_trip_delete_and_forget() -> None:
     assert store.load() == [("schedule", "s1", "p1", {"at": "08:00:00"})]
 
 
-def test_unreadable_rows_are_skipped() -> None:
+def test_unreadable_rows_are_skipped(anyConnection: Any) -> None:
     """A row that is not a JSON object is left out of the load."""
-    conn = database()
+    conn = anyConnection
     conn.execute("INSERT INTO automation VALUES ('rule', 'r9', 'p1', 'not json')")
     conn.execute("INSERT INTO automation VALUES ('rule', 'r8', 'p1', '[1, 2]')")
     store = SqliteAutomationStore(inlineRunner, lambda: conn)
@@ -77,10 +79,10 @@ def test_unreadable_rows_are_skipped() -> None:
     assert store.load() == [("rule", "r1", "p1", {"ok": True})]
 
 
-def test_writes_are_coalesced_one_at_a_time_and_flush_waits() -> None:
+def test_writes_are_coalesced_one_at_a_time_and_flush_waits(anyConnection: Any) -> None:
     """While a write is in flight, later saves of an item are coalesced into one next write; flush
     fires only when everything asked so far is written."""
-    conn = database()
+    conn = anyConnection
     runner = HeldRunner()
     store = SqliteAutomationStore(runner, lambda: conn)
     store.save("timer", "p1", "p1", {"v": 1})
@@ -97,9 +99,9 @@ def test_writes_are_coalesced_one_at_a_time_and_flush_waits() -> None:
     assert store.load() == [("timer", "p1", "p1", {"v": 5})]
 
 
-def test_engine_restart_on_sqlite() -> None:
+def test_engine_restart_on_sqlite(anyConnection: Any) -> None:
     """Schedules, rules, away windows and a timer written by one engine are what the next engine runs."""
-    conn = database()
+    conn = anyConnection
     clock = clockAt(NOON)
     store = SqliteAutomationStore(inlineRunner, lambda: conn)
     engine, hub, _ = makeEngine(clock, store=store)

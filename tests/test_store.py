@@ -22,12 +22,12 @@ from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.hub import Hub
 from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.service import StartupError
-from vesyncd.storage.store import SCHEMA_VERSION, Store, StoreOpenError, inlineRunner
-from vesyncd.storage.ledger import SQLiteLedger
+from vesyncd.storage.store import SCHEMA_VERSION, Store, StoreOpenError
 from vesyncd.core.policy import PowerOnPolicy
 from vesyncd.storage.persister import Persister
 from vesyncd.storage.tap import StoreService, openStore, parseZone
 from tests.fakes import result
+from tests.pgserver import BackendCase, onPostgres, pgDatabase, postgres  # noqa: F401 - fixtures
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""
@@ -44,11 +44,6 @@ def ts(text: str, zone: Any) -> float:
     """POSIX time of a local wall-clock time in C{zone}."""
     return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
 
-
-def openAt(tmp: Path, zone: Any, clock: Clock, **kw: Any) -> tuple[Store, SQLiteLedger]:
-    """A store writing inline (no thread) and its ledger."""
-    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner, **kw)
-    return store, SQLiteLedger(store, clock.seconds())
 
 
 
@@ -88,7 +83,7 @@ def login(plugId: str, relay: bool) -> m.Login:
                    relay=relay)
 
 
-class LedgerTests(unittest.TestCase):
+class LedgerTests(BackendCase, unittest.TestCase):
     """The SQLite ledger gives MemoryLedger's figures, across DST, month and year boundaries."""
 
     def setUp(self) -> None:
@@ -98,7 +93,7 @@ class LedgerTests(unittest.TestCase):
     def compare(self, zone: Any, start: str, end: str, periods: list[tuple[str, str]], step: float = 600) -> None:
         """Feed both ledgers the same reports and require identical history documents."""
         self.clock.advance(ts(start, zone))
-        store, ledger = openAt(self.tmp, zone, self.clock)
+        store, ledger = self.openAt(self.tmp, zone, self.clock)
         memory = MemoryLedger(zone)
         feed([ledger, memory], "p1", ts(start, zone), ts(end, zone), step, 600)
         for period, value in periods:
@@ -109,13 +104,13 @@ class LedgerTests(unittest.TestCase):
 
     def test_interface(self) -> None:
         """SQLiteLedger provides IEnergyLedger."""
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         verifyObject(IEnergyLedger, ledger)
 
     def test_hourlyRowsAgreeWithMemory(self) -> None:
         """hourly gives the same (hourStart, wh) rows as MemoryLedger, queued reports included, range half-open."""
         self.clock.advance(ts("2026-03-07T20:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         memory = MemoryLedger(NY)
         feed([ledger, memory], "p1", ts("2026-03-07T20:00", NY), ts("2026-03-08T06:00", NY), 600, 600)
         lo, hi = ts("2026-03-07T22:00", NY), ts("2026-03-08T04:00", NY)
@@ -129,7 +124,7 @@ class LedgerTests(unittest.TestCase):
         """2026-03-08 in New York has 23 hourly buckets, equal to MemoryLedger's."""
         self.compare(NY, "2026-03-07T20:00", "2026-03-09T04:00", [("day", "2026-03-08"), ("month", "2026-03"),
                                                                    ("year", "2026"), ("day", "2026-03-07")])
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         doc = result(ledger.history("p1", "day", "2026-03-08"))
         assert len(doc["buckets"]) == 23
         assert doc["buckets"][2]["label"] == "03:00" and doc["buckets"][2]["start"].endswith("-04:00")
@@ -138,7 +133,7 @@ class LedgerTests(unittest.TestCase):
         """2026-11-01 in New York has 25 hourly buckets, equal to MemoryLedger's."""
         self.compare(NY, "2026-10-31T18:00", "2026-11-02T03:00", [("day", "2026-11-01"), ("month", "2026-11"),
                                                                    ("month", "2026-10"), ("year", "2026")])
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         doc = result(ledger.history("p1", "day", "2026-11-01"))
         assert len(doc["buckets"]) == 25
         assert [b["label"] for b in doc["buckets"][1:3]] == ["01:00", "01:00"]
@@ -155,7 +150,7 @@ class LedgerTests(unittest.TestCase):
 
     def test_unknownPlugAndBadPeriod(self) -> None:
         """An unknown plug gets every bucket at zero; a malformed period fails with ValueError."""
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         doc = result(ledger.history("nobody", "month", "2026-02"))
         assert len(doc["buckets"]) == 28 and doc["total_wh"] == 0
         assert ledger.summary("nobody", 0).lifetime_wh == 0
@@ -165,7 +160,7 @@ class LedgerTests(unittest.TestCase):
     def test_plugRebootNeverSubtracts(self) -> None:
         """A plug whose counters restart sends small deltas: the lifetime only grows; negatives are refused."""
         self.clock.advance(ts("2026-05-01T12:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         now = self.clock.seconds()
         for e in (3600, 7200, 10, 0, 3600):  # a reboot between 7200 and 10
             ledger.record("p1", now, e, 180)
@@ -176,12 +171,12 @@ class LedgerTests(unittest.TestCase):
     def test_daemonRestartKeepsTotals(self) -> None:
         """Closing and reopening the store gives the same lifetime, today and history."""
         self.clock.advance(ts("2026-06-10T08:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         fed = feed([ledger], "p1", ts("2026-06-09T08:00", NY), ts("2026-06-10T08:00", NY), 180, 1000)
         before = ledger.summary("p1", self.clock.seconds())
         history = result(ledger.history("p1", "month", "2026-06"))
         result(store.stop())
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         after = ledger.summary("p1", self.clock.seconds())
         assert after == before and after.lifetime_wh == pytest.approx(fed / 3600)
         assert after.today_wh > 0
@@ -190,7 +185,7 @@ class LedgerTests(unittest.TestCase):
     def test_todayTurnsOver(self) -> None:
         """Today's total is zero once the local day has turned, while the lifetime stays."""
         self.clock.advance(ts("2026-06-10T23:30", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         ledger.record("p1", self.clock.seconds(), 3600, 60)
         assert ledger.summary("p1", self.clock.seconds()).today_wh == 1.0
         tomorrow = ts("2026-06-11T00:30", NY)
@@ -200,7 +195,7 @@ class LedgerTests(unittest.TestCase):
     def test_forget(self) -> None:
         """Forgetting a plug drops its totals and its rows."""
         self.clock.advance(ts("2026-06-10T12:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         ledger.record("p1", self.clock.seconds(), 3600, 60)
         result(store.flush())
         ledger.forget("p1")
@@ -211,7 +206,7 @@ class LedgerTests(unittest.TestCase):
 
     def test_forgetDeletesLease(self) -> None:
         """Schema 5 has the nodes and leases tables; forgetting a plug deletes its lease, not others'."""
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         conn = store.connection()
         conn.execute("INSERT INTO nodes (name, address, plug_address, started, heartbeat) VALUES (?, ?, ?, ?, ?)",
                      ("a", "127.0.0.1:1", None, 1.0, 2.0))
@@ -225,7 +220,7 @@ class LedgerTests(unittest.TestCase):
     def test_batchesFlushOnSizeAndTime(self) -> None:
         """Reports are written when a batch is full or after the flush interval, never one by one."""
         self.clock.advance(ts("2026-06-10T12:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock, batchRows=10)
+        store, ledger = self.openAt(self.tmp, NY, self.clock, batchRows=10)
         store.start()
         for i in range(9):
             ledger.record("p1", self.clock.seconds(), 10, 3)
@@ -240,7 +235,7 @@ class LedgerTests(unittest.TestCase):
     def test_pruneKeepsRollups(self) -> None:
         """Pruning deletes raw reports older than the retention in small batches; totals stay."""
         self.clock.advance(ts("2026-01-01T00:00", NY))
-        store, ledger = openAt(self.tmp, NY, self.clock, retentionDays=2)
+        store, ledger = self.openAt(self.tmp, NY, self.clock, retentionDays=2)
         feed([ledger], "p1", self.clock.seconds(), self.clock.seconds() + 5 * 86400, 60, 100)
         result(store.flush())
         lifetime = ledger.summary("p1", 0).lifetime_wh
@@ -248,7 +243,7 @@ class LedgerTests(unittest.TestCase):
         deleted = result(store.prune())
         assert deleted == 3 * 1440
         assert store.connection().execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 2 * 1440
-        store2, ledger2 = openAt(self.tmp, NY, self.clock)
+        store2, ledger2 = self.openAt(self.tmp, NY, self.clock)
         assert ledger2.summary("p1", 0).lifetime_wh == pytest.approx(lifetime)
 
 
@@ -265,7 +260,7 @@ class FailingConnection:
         """Closing works."""
 
 
-class FailureTests(unittest.TestCase):
+class FailureTests(BackendCase, unittest.TestCase):
     """Write failures are retried with backoff; energy is never lost; start-up errors are one clear line."""
 
     def setUp(self) -> None:
@@ -275,7 +270,7 @@ class FailureTests(unittest.TestCase):
 
     def test_writeFailuresRetried(self) -> None:
         """While writes fail, reports wait in memory; once the disk is back every one is written."""
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         store.start()
         good = store.connector
         store.conn, store.connector = FailingConnection(), lambda path: FailingConnection()
@@ -293,7 +288,7 @@ class FailureTests(unittest.TestCase):
 
     def test_overflowFoldsIntoRollups(self) -> None:
         """A full queue drops only raw rows (counted): hourly, daily and lifetime totals keep the energy."""
-        store, ledger = openAt(self.tmp, NY, self.clock, maxQueued=10)
+        store, ledger = self.openAt(self.tmp, NY, self.clock, maxQueued=10)
         store.conn, store.connector = FailingConnection(), lambda path: FailingConnection()
         for i in range(30):
             ledger.record("p1", self.clock.seconds() + i, 100, 3)
@@ -331,7 +326,7 @@ class FailureTests(unittest.TestCase):
         assert parseZone(None) is not None
 
 
-class MigrationTests(unittest.TestCase):
+class MigrationTests(BackendCase, unittest.TestCase):
     """Older databases are upgraded in place with their data."""
 
     def setUp(self) -> None:
@@ -359,7 +354,7 @@ class MigrationTests(unittest.TestCase):
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
         conn.close()
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         assert store.connection().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         (plug,) = store.loadPlugs()
         assert (plug.id, plug.alias, plug.relay, plug.online) == ("p1", "Kettle", True, False)
@@ -380,7 +375,7 @@ class MigrationTests(unittest.TestCase):
         conn.commit()
         conn.close()
         assert "report_until" not in PLUG_COLUMNS_2
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         (plug,) = store.loadPlugs()
         assert (plug.alias, plug.report_until, plug.energy_refused_wh, plug.first_identity, plug.conflict) == (
             "Kettle", None, 0.0, None, None)
@@ -390,7 +385,7 @@ class MigrationTests(unittest.TestCase):
         plug.conflict = {"at": "2026-03-09T17:00:00Z", "fields": ["account", "host"], "first": first, "now": now}
         store.putPlug(plug)
         result(store.stop())
-        store2, _ = openAt(self.tmp, NY, self.clock)
+        store2, _ = self.openAt(self.tmp, NY, self.clock)
         (again,) = store2.loadPlugs()
         assert (again.report_until, again.energy_refused_wh, again.first_identity, again.conflict) == (
             1234.5, 42.0, first, plug.conflict)
@@ -402,20 +397,20 @@ class MigrationTests(unittest.TestCase):
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         conn.close()
         with pytest.raises(StoreOpenError, match="newer"):
-            openAt(self.tmp, NY, self.clock)
+            self.openAt(self.tmp, NY, self.clock)
 
     def test_zoneChangeRebuildsCalendar(self) -> None:
         """Reopening with another --timezone regroups days and months in the new zone."""
-        store, ledger = openAt(self.tmp, ZoneInfo("UTC"), self.clock)
+        store, ledger = self.openAt(self.tmp, ZoneInfo("UTC"), self.clock)
         memory = MemoryLedger(BERLIN)
         feed([ledger, memory], "p1", ts("2026-01-31T18:00", BERLIN), ts("2026-02-01T06:00", BERLIN), 300, 500)
         result(store.stop())
-        store, ledger = openAt(self.tmp, BERLIN, self.clock)
+        store, ledger = self.openAt(self.tmp, BERLIN, self.clock)
         for period, value in (("month", "2026-01"), ("month", "2026-02"), ("year", "2026")):
             assert result(ledger.history("p1", period, value)) == result(memory.history("p1", period, value))
 
 
-class HubStateTests(unittest.TestCase):
+class HubStateTests(BackendCase, unittest.TestCase):
     """Plug state persisted from hub events comes back as context.known; power-on policies apply."""
 
     def setUp(self) -> None:
@@ -425,7 +420,7 @@ class HubStateTests(unittest.TestCase):
 
     def daemon(self) -> tuple[Hub, Store, StoreService]:
         """A hub on task.Clock wired to a fresh store as store_tap.prepare/makeServices would."""
-        store, ledger = openAt(self.tmp, NY, self.clock)
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
         hub = Hub(self.clock, ledger=ledger, known=store.loadPlugs())
         svc = StoreService(store)
         svc.hub = hub
@@ -496,3 +491,7 @@ class HubStateTests(unittest.TestCase):
         assert conn.sent[-1]["uri"] == "/relay"
         self.clock.advance(10)  # no /runtimeInfo: the command times out
         assert len(self.flushLoggedErrors()) == 0
+
+
+LedgerTestsOnPostgres = onPostgres(LedgerTests)
+HubStateTestsOnPostgres = onPostgres(HubStateTests)

@@ -15,8 +15,9 @@ from twisted.trial import unittest
 
 from vesyncd.core.model import PlugState
 from vesyncd.storage.ledger import SQLiteLedger
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
 from tests.fakes import result
+from tests.pgserver import BackendCase, onPostgres, pgDatabase, postgres  # noqa: F401 - fixtures
 
 NY = ZoneInfo("America/New_York")
 NOW = 1_780_000_000.0  # 2026-05-28, mid-day in New York
@@ -40,10 +41,8 @@ class HeldRunner:
         d.callback(fn(*args))
 
 
-class FailoverTests(unittest.TestCase):
+class FailoverTests(BackendCase, unittest.TestCase):
     """A node reads back what another node wrote for a plug, without losing or double-counting its own."""
-
-    backend = "sqlite"
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -53,10 +52,7 @@ class FailoverTests(unittest.TestCase):
 
     def openNode(self, **kw: Any) -> tuple[Store, SQLiteLedger]:
         """One node's store (inline runner unless given) and ledger on the shared database."""
-        kw.setdefault("run", inlineRunner)
-        store = Store.open(self.tmp / "vesyncd.sqlite3", NY, self.clock, **kw)
-        self.addCleanup(store.detach)
-        return store, SQLiteLedger(store, self.clock.seconds())
+        return self.openAt(self.tmp, NY, self.clock, **kw)
 
     def test_loadPlugReadsAnotherNodesRow(self) -> None:
         """loadPlug fires with None for an unknown plug and with the row another node wrote (offline)."""
@@ -117,3 +113,6 @@ class FailoverTests(unittest.TestCase):
         result(ledgerA.reloadPlug("p9"))
         assert ledgerA.summary("p9", NOW).lifetime_wh == 0
         assert ledgerA.summary("p1", NOW).lifetime_wh == 1.0
+
+
+FailoverTestsOnPostgres = onPostgres(FailoverTests)

@@ -1,5 +1,6 @@
 """
-The database of vesyncd's state directory, as data: the schema, its migrations, opening it, and
+The database of vesyncd's state directory (or of C{--database}), as data: the schema, its
+migrations (the same on SQLite and PostgreSQL, see L{vesyncd.storage.postgres}), opening it, and
 converting plug state to and from rows.  Nothing here touches the reactor; L{vesyncd.storage.store} runs
 it all in its writer thread.  Tables are described in L{vesyncd.storage.store}.
 """
@@ -22,6 +23,8 @@ from vesyncd.core.periods import zoneName
 log = Logger()
 
 SCHEMA_VERSION = 5
+#: The key of the PostgreSQL advisory lock that serialises the migrations of nodes starting together.
+MIGRATION_LOCK = 0x76657379
 MAX_DEVICE_JSON = 4096
 MAX_TEXT = 256
 
@@ -66,7 +69,7 @@ def _migrate0to1(conn: sqlite3.Connection, zone: tzinfo) -> None:
 
 def _migrate1to2(conn: sqlite3.Connection, zone: tzinfo) -> None:
     """Schema 2: every plug field, hourly/daily/monthly rollups (built from the raw reports), meta."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(plugs)")}
+    have = tableColumns(conn, "plugs")
     types = {"encrypted": "INTEGER", "relay_changed": "REAL", "power_w": "REAL", "voltage_v": "REAL",
              "current_a": "REAL", "runtime_at": "REAL", "rssi_dbm": "INTEGER"}
     for column in PLUG_COLUMNS_2:
@@ -78,15 +81,17 @@ def _migrate1to2(conn: sqlite3.Connection, zone: tzinfo) -> None:
                      f" ws INTEGER NOT NULL DEFAULT 0, seconds INTEGER NOT NULL DEFAULT 0,"
                      f" PRIMARY KEY (plug, {name})) WITHOUT ROWID")
     conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-    conn.execute("INSERT INTO hours (plug, hour, ws, seconds) SELECT plug, CAST(at / 3600 AS INTEGER),"
-                 " SUM(ws), SUM(seconds) FROM reports WHERE ws >= 0 GROUP BY 1, 2"
-                 " ON CONFLICT (plug, hour) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds")
+    # SQLite's CAST truncates, PostgreSQL's rounds: FLOOR there (times are positive).
+    hour = "FLOOR(at / 3600)" if backendOf(conn) == "postgresql" else "CAST(at / 3600 AS INTEGER)"
+    conn.execute(f"INSERT INTO hours (plug, hour, ws, seconds) SELECT plug, {hour},"
+                 " SUM(ws), SUM(seconds) FROM reports WHERE ws >= 0 GROUP BY 1, 2 ON CONFLICT (plug, hour)"
+                 " DO UPDATE SET ws = hours.ws + excluded.ws, seconds = hours.seconds + excluded.seconds")
     rebuildCalendar(conn, zone)
 
 
 def _migrate2to3(conn: sqlite3.Connection, zone: tzinfo) -> None:
     """Schema 3: per plug the energy bound and refused energy, the first-seen identity and a conflict."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(plugs)")}
+    have = tableColumns(conn, "plugs")
     types = {"report_until": "REAL", "energy_refused_wh": "REAL"}
     for column in PLUG_COLUMNS_3:
         if column not in have:
@@ -150,7 +155,8 @@ def rebuildCalendar(conn: sqlite3.Connection, zone: tzinfo) -> None:
         acc[1] += seconds
     conn.executemany("INSERT INTO days VALUES (?, ?, ?, ?)", [(p, d, w, s) for (p, d), (w, s) in days.items()])
     conn.executemany("INSERT INTO months VALUES (?, ?, ?, ?)", [(p, m, w, s) for (p, m), (w, s) in months.items()])
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('zone', ?)", (zoneName(zone),))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('zone', ?) ON CONFLICT (key) DO UPDATE"
+                 " SET value = excluded.value", (zoneName(zone),))
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -162,28 +168,74 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def backendOf(conn: Any) -> str:
+    """C{"postgresql"} for the PostgreSQL connection wrapper, C{"sqlite"} otherwise."""
+    return getattr(conn, "backend", "sqlite")
+
+
+def tableColumns(conn: Any, table: str) -> set[str]:
+    """The column names of C{table} (empty when it does not exist), on either backend."""
+    if backendOf(conn) == "postgresql":
+        return {row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ?", (table,))}
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def schemaVersion(conn: Any) -> int:
+    """The database's schema version: C{PRAGMA user_version} on SQLite, C{meta.schema_version} on PostgreSQL."""
+    if backendOf(conn) == "postgresql":
+        if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row is not None else 0
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def setSchemaVersion(conn: Any, version: int) -> None:
+    """Record the schema version (inside the migration's transaction)."""
+    if backendOf(conn) == "postgresql":
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
+                     " DO UPDATE SET value = excluded.value", (str(version),))
+    else:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def migrateDatabase(conn: Any, zone: tzinfo, label: str, advice: str = "use another --state-dir") -> None:
+    """Bring an open database to L{SCHEMA_VERSION} and its calendar rollups to C{zone}, in one transaction;
+    a newer schema raises L{StoreOpenError}.  On PostgreSQL an advisory lock makes nodes starting
+    together migrate one after the other."""
+    version = schemaVersion(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreOpenError(f"database {label} has schema version {version}, newer than this vesyncd "
+                             f"({SCHEMA_VERSION}): upgrade vesyncd or {advice}")
+    with writeTransaction(conn):
+        if backendOf(conn) == "postgresql":
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            version = schemaVersion(conn)
+        for step in range(version, SCHEMA_VERSION):
+            MIGRATIONS[step](conn, zone)
+            log.info("store: migrated {path} to schema version {v}", path=label, v=step + 1)
+        setSchemaVersion(conn, SCHEMA_VERSION)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'zone'").fetchone()
+        if row is None or row[0] != zoneName(zone):
+            log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",
+                     old=row[0] if row else None, new=zoneName(zone))
+            rebuildCalendar(conn, zone)
+
+
 def openDatabase(path: Path, zone: tzinfo, connector: Callable[[Path], sqlite3.Connection] = connect
                  ) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the database; raise L{StoreOpenError} with advice."""
+    """Open (creating if needed) and migrate the SQLite database; raise L{StoreOpenError} with advice."""
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
         conn = connector(path)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+        try:
+            migrateDatabase(conn, zone, str(path))
+        except StoreOpenError:
             conn.close()
-            raise StoreOpenError(f"database {path} has schema version {version}, newer than this vesyncd "
-                                 f"({SCHEMA_VERSION}): upgrade vesyncd or use another --state-dir")
-        with writeTransaction(conn):
-            for step in range(version, SCHEMA_VERSION):
-                MIGRATIONS[step](conn, zone)
-                log.info("store: migrated {path} to schema version {v}", path=str(path), v=step + 1)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'zone'").fetchone()
-            if row is None or row[0] != zoneName(zone):
-                log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",
-                         old=row[0] if row else None, new=zoneName(zone))
-                rebuildCalendar(conn, zone)
+            raise
         return conn
     except StoreOpenError:
         raise

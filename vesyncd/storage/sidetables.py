@@ -14,7 +14,6 @@ whole at each save (every few minutes and at shutdown).
 from __future__ import annotations
 
 import collections
-import sqlite3
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -133,7 +132,7 @@ class BaselineStore:
         is logged)."""
         if self.store.closed:
             return succeed(None)
-        rows = [(plug, sqlite3.Binary(data), self.store.clock.seconds()) for plug, data in dumps.items()]
+        rows = [(plug, bytes(data), self.store.clock.seconds()) for plug, data in dumps.items()]
         d = self.store.run(self._write, rows)
         return d.addErrback(lambda f: log.error("store: cannot save standby baselines: {error}",
                                                 error=f.getErrorMessage()))

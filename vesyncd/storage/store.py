@@ -25,7 +25,6 @@ Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}):
 from __future__ import annotations
 
 import collections
-import sqlite3
 from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any, Callable
@@ -105,14 +104,23 @@ def inlineRunner(fn: Callable[..., Any], *args: Any) -> Deferred:
 class Store:
     """The open database and its queued writer; every database call goes through L{run}."""
 
-    def __init__(self, conn: sqlite3.Connection | None, path: Path, zone: tzinfo, clock: IReactorTime, *,
+    def __init__(self, conn: Any, path: Path, zone: tzinfo, clock: IReactorTime, *,
                  run: Runner = inlineRunner, stopRunner: Callable[[], None] | None = None,
                  flushInterval: float = FLUSH_INTERVAL, batchRows: int = BATCH_ROWS,
                  maxQueued: int = MAX_QUEUED_REPORTS, retentionDays: float = 400.0,
-                 connector: Callable[[Path], sqlite3.Connection] = connect) -> None:
+                 connector: Callable[[Path], Any] = connect, backend: str = "sqlite",
+                 label: str | None = None, release: Callable[[], None] | None = None,
+                 scrub: Callable[[str], str] = str) -> None:
         self.conn = conn
         self.connector = connector
         self.path = path
+        #: C{"sqlite"} or C{"postgresql"}: which database this store writes to.
+        self.backend = backend
+        #: Where the store writes, fit for a log line (a PostgreSQL URL without its password).
+        self.label = label if label is not None else str(path)
+        self._release = release
+        #: Makes an error message fit for the log (PostgreSQL: the password masked).
+        self.scrub = scrub
         self.zone = zone
         self.clock = clock
         self.run = run
@@ -144,17 +152,25 @@ class Store:
         return cls(openDatabase(path, zone), path, zone, clock, **kw)
 
     def detach(self) -> None:
-        """Close the connection opened for loading; the writer thread opens its own when it first writes.
+        """Close the connection opened for loading (and PostgreSQL's pool with its threads); the writer
+        thread opens its own when it first writes.
 
-        SQLite connections must not cross a C{fork}, and twistd forks to daemonize after
-        building the service.
+        Neither SQLite connections nor threads survive a C{fork}, and twistd forks to daemonize
+        after building the service.
         """
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self._release is not None:
+            self._release()
 
-    def connection(self) -> sqlite3.Connection:
-        """The writer thread's connection, reopened if it was detached or dropped after an error."""
+    def connection(self) -> Any:
+        """The writer thread's connection: C{sqlite3.Connection} or L{vesyncd.storage.postgres.PgConnection},
+        both with C{execute(sql, params)} (C{?} placeholders) returning a cursor, C{executemany} and
+        C{close}; reopened if it was detached, dropped after an error or lost by the server."""
+        if self.conn is not None and getattr(self.conn, "broken", False):
+            self.conn.close()
+            self.conn = None
         if self.conn is None:
             self.conn = self.connector(self.path)
         return self.conn
@@ -313,7 +329,7 @@ class Store:
             self.stats["batches"] += 1
             self.stats["reports_written"] += len(reports)
             if self._backoff:
-                log.info("store: writing to {path} works again", path=str(self.path))
+                log.info("store: writing to {path} works again", path=self.label)
             self._backoff = 0.0
             self._retryAt = 0.0
             if len(self._reports) >= self.batchRows:
@@ -329,7 +345,7 @@ class Store:
             # Log the first failure of a streak in full, then once a minute of backoff.
             if self._backoff in (RETRY_MIN, RETRY_MAX) or self.stats["write_failures"] == 1:
                 log.error("store: cannot write to {path}: {error}; keeping {n} writes in memory and "
-                          "retrying in {delay:g} s", path=str(self.path), error=f.getErrorMessage(),
+                          "retrying in {delay:g} s", path=self.label, error=self.scrub(f.getErrorMessage()),
                           n=self.pending, delay=self._backoff)
 
         return self._inFlight.addCallbacks(done, failed)
@@ -386,7 +402,8 @@ class Store:
                 for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
                     conn.executemany(
                         f"INSERT INTO {table} (plug, {column}, ws, seconds) VALUES (?, ?, ?, ?) ON CONFLICT"
-                        f" (plug, {column}) DO UPDATE SET ws = ws + excluded.ws, seconds = seconds + excluded.seconds",
+                        f" (plug, {column}) DO UPDATE SET ws = {table}.ws + excluded.ws,"
+                        f" seconds = {table}.seconds + excluded.seconds",
                         [(p, k, ws, s) for (p, k), (ws, s) in rows.items()])
                 upserts = list(plugs.values())
                 if upserts:
@@ -398,7 +415,7 @@ class Store:
             # Reopen for the retry: after an I/O error or a replaced file the old handle may stay broken.
             try:
                 conn.close()
-            except sqlite3.Error:
+            except Exception:
                 pass
             self.conn = None
             raise

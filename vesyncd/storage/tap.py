@@ -1,5 +1,5 @@
 """
-Wiring of the SQLite store: options, loading state before the hub exists, and the services that
+Wiring of the store (SQLite in the state directory, or PostgreSQL with C{--database}): options, loading state before the hub exists, and the services that
 persist hub events (L{vesyncd.storage.persister}) and apply power-on policies
 (L{vesyncd.core.policy}).
 
@@ -27,6 +27,7 @@ from vesyncd.core.policy import PowerOnPolicy
 from vesyncd.paths import DATABASE
 from vesyncd.core.periods import hostZone, zoneName
 from vesyncd.service import StartupError
+from vesyncd.storage.postgres import isDatabaseURL, redact
 from vesyncd.storage.store import Store, StoreOpenError, threadRunner
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.persister import Persister
@@ -50,6 +51,9 @@ class StorageOptions:
          "IANA time zone of energy days and months, e.g. Europe/Berlin (default: the host's)."],
         ["retention-days", None, 400.0,
          "Days raw energy reports are kept (hourly, daily and monthly totals: forever).", _retention],
+        ["database", None, None,
+         "Keep state and energy in PostgreSQL: postgresql://USER:PASSWORD@HOST:PORT/DB "
+         "(default: the SQLite file in --state-dir)."],
     ]
 
 
@@ -69,8 +73,15 @@ def parseZone(value: Any) -> tzinfo:
 
 
 def checkOptions(config: Any) -> None:
-    """Turn C{--timezone} into a tzinfo (host zone by default), refusing unknown names."""
+    """Turn C{--timezone} into a tzinfo (host zone by default), refusing unknown names; refuse a
+    C{--database} that is not a PostgreSQL URL (the message never shows a password)."""
     config["timezone"] = parseZone(config.get("timezone"))
+    url = config.get("database")
+    if url in (None, ""):
+        config["database"] = None
+    elif not isDatabaseURL(url):
+        raise usage.UsageError(f"--database {redact(str(url))[:120]!r} is not a PostgreSQL URL: give "
+                               f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave it out for SQLite")
 
 
 class StoreService(service.Service):
@@ -106,16 +117,21 @@ class StoreService(service.Service):
 
 
 def openStore(config: Any, reactor: Any) -> Store:
-    """Open the state directory's database and its writer thread; L{StartupError} says what to fix."""
+    """Open the database (C{--database}'s PostgreSQL, else the state directory's SQLite file) and its
+    writer thread; L{StartupError} says in one line what to fix."""
     zone = parseZone(config.get("timezone"))
-    path = config["state-dir"] / DATABASE
+    url = config.get("database")
     run, stop = threadRunner(reactor)
+    kw = dict(run=run, stopRunner=stop, retentionDays=float(config.get("retention-days") or 400.0))
     try:
-        store = Store.open(path, zone, reactor, run=run, stopRunner=stop,
-                           retentionDays=float(config.get("retention-days") or 400.0))
+        if url:
+            from vesyncd.storage import postgres
+
+            return postgres.openStore(url, zone, reactor, **kw)
+        return Store.open(config["state-dir"] / DATABASE, zone, reactor, **kw)
     except StoreOpenError as e:
+        stop()
         raise StartupError(str(e)) from None
-    return store
 
 
 @dataclass
@@ -151,7 +167,7 @@ def openState(parent: service.MultiService, config: Any, reactor: Any) -> Stored
     storeService = StoreService(store, switches)
     storeService.setServiceParent(parent)
     log.info("store: {path}: {n} plugs known ({aliases} with aliases), energy days in {zone}",
-             path=str(store.path), n=len(known), aliases=sum(1 for p in known if p.alias), zone=zoneName(store.zone))
+             path=store.label, n=len(known), aliases=sum(1 for p in known if p.alias), zone=zoneName(store.zone))
     return StoredState(store, ledger, known, storeService, automation=automation, automationItems=items,
                        switches=switches, baselines=baselines, baselineStore=baselineStore)
 
