@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vesyncd import __version__, paths
+from vesyncd.cli import migrate as cli_migrate
 from vesyncd.cli.args_features import addFeatureCommands
 from vesyncd.cli.parsing import Commands, plugArg
 
@@ -161,6 +162,7 @@ def buildParser() -> Parser:
     prov.add_argument("--timeout", dest="provision_timeout", type=float, default=15.0,
                       help="seconds to wait for the plug (default 15)")
     sub.add_parser("doctor", help="find out why plugs do not reach vesyncd")
+    cli_migrate.addParser(sub)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=["bash", "zsh"])
     commands.addGlobals(lambda group, name: _addCommonOptions(group, None, timeout=name != "provision"))

@@ -25,6 +25,7 @@ from twisted.protocols import amp
 
 from vesyncd.cli import automation as cli_automation
 from vesyncd.cli import energy as cli_energy
+from vesyncd.cli import migrate as cli_migrate
 from vesyncd.auth import readToken
 from vesyncd.cli.args import UsageProblem, buildParser, locate
 from vesyncd.cli.formatting import formatEvent, formatInfo, formatPending, formatPlugs, plugName
@@ -169,6 +170,8 @@ async def run(reactor: Any, args: argparse.Namespace, output: Output,
         return await runProvision(reactor, args, output, connect)
     if args.command == "doctor":
         return await runDoctor(reactor, args, output, connect)
+    if args.command == "migrate":
+        return cli_migrate.runMigrate(args, output)
     if args.command == "completion":
         output.out.write(completionScript(args.shell))
         return EXIT_OK
