@@ -279,13 +279,13 @@ def openDatabase(url: str, zone: Any, *, timeout: float = CONNECT_TIMEOUT) -> tu
     return database, conn
 
 
-def openStore(url: str, zone: Any, clock: Any, **kw: Any) -> Any:
+def openStore(url: str, zone: Any, clock: Any, *, timeout: float = CONNECT_TIMEOUT, **kw: Any) -> Any:
     """A L{vesyncd.storage.store.Store} on the PostgreSQL database at C{url}, migrated; L{StoreOpenError}
-    (password scrubbed) when it cannot be used."""
+    (password scrubbed) when it cannot be used.  C{timeout}: seconds to wait for a connection."""
     from pathlib import Path
 
     from vesyncd.storage.store import Store
 
-    database, conn = openDatabase(url, zone)
+    database, conn = openDatabase(url, zone, timeout=timeout)
     return Store(conn, Path(database.label), zone, clock, connector=database.connect, backend="postgresql",
                  label=database.label, release=database.close, scrub=lambda text: scrub(text, url), **kw)
