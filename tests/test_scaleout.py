@@ -1,0 +1,247 @@
+"""
+Scale-out end to end (docs/scaling.md): three real C{twistd -n vesyncd} nodes on loopback (127.0.0.2-4)
+sharing a real PostgreSQL (tests.pgserver) and a real mosquitto, with simulated plugs that find their
+node through the nodes' DNS responders (tests.scaleout_helpers.SeekingPlug).
+
+ - 300 plugs spread over the nodes by DNS; a command through node a to a plug on node c is confirmed;
+   after C{kill -9} of node b every one of its plugs is back on a or c and commandable through a within
+   L{FAILOVER_BOUND} seconds; its lifetime energy carries on from where it was; no report is counted twice
+   (the database's reports match what the plugs sent, the lost ones only those sent to b as it died); a
+   schedule due after the kill runs exactly once on the new owner, and the ones on a and c once too.
+ - the database restarted under load (60 plugs reporting, renames and switches acknowledged while it is
+   down) loses nothing that was acknowledged.
+
+Timings: heartbeat 1 s, lease 3 s (so a node is taken for dead after 3 s), plugs at 20x speed (a
+keep-alive and an energy report every 9 s per plug).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.trial import unittest
+
+from tests.fakes import waitFor
+from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker
+from tests.pgserver import pgDatabase, postgres  # noqa: F401  (pytest fixtures)
+from tests.scaleout_helpers import Cluster, Fleet, clusterSupported, dbQuery, eventually, sentReports
+
+#: Seconds from kill -9 of a node until every plug it held is connected elsewhere and commandable.
+FAILOVER_BOUND = 15.0
+#: Seconds after the kill the schedules are due (beyond FAILOVER_BOUND: they must run on the new owner).
+SCHEDULE_AFTER_KILL = FAILOVER_BOUND + 3.0
+#: Commands in flight on one control connection at once (the control port allows 16).
+BATCH = 12
+
+UNSUPPORTED = clusterSupported()
+
+
+def lifetimeWh(doc: dict[str, Any]) -> float:
+    return float(doc.get("energy_lifetime_kwh") or 0.0) * 1000.0
+
+
+def inBatches(client: Any, method: str, refs: list[str], *args: Any) -> Any:
+    """Call C{client.method(ref, *args)} for every ref, BATCH at a time; fires with {ref: result or Exception}."""
+
+    @inlineCallbacks
+    def run() -> Any:
+        out: dict[str, Any] = {}
+        for start in range(0, len(refs), BATCH):
+            chunk = refs[start:start + BATCH]
+            results = yield gatherResults([getattr(client, method)(ref, *args).addErrback(lambda f: f.value)
+                                           for ref in chunk])
+            out.update(zip(chunk, results))
+        return out
+
+    return run()
+
+
+class ClusterCase(unittest.TestCase):
+    """A broker and a three-node cluster on the test's fresh database (the pgDatabase fixture)."""
+
+    timeout = 110
+    databaseUrl: str
+    postgres: Any
+    if MOSQUITTO is None:
+        skip = SKIP_REASON
+    elif UNSUPPORTED is not None:
+        skip = f"the cluster options are not wired into the daemon yet ({UNSUPPORTED})"
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.broker = Broker()
+        self.addCleanup(self.broker.cleanup)
+        yield self.broker.start()
+        root = Path(self.mktemp())
+        root.mkdir(parents=True)
+        self.cluster = Cluster(root, self.databaseUrl, self.broker.port)
+        self.addCleanup(self.cluster.stop)
+        yield self.cluster.start()
+
+    @inlineCallbacks
+    def startFleet(self, count: int) -> Any:
+        fleet = Fleet(count, self.cluster.dnsServers, self.cluster.plugPort)
+        self.addCleanup(fleet.stop)
+        fleet.start(spread=2.0)
+        yield waitFor(lambda: len(fleet.online()) == count, timeout=30, what=f"{count} plugs online")
+        return fleet
+
+    @inlineCallbacks
+    def flushedEnergy(self, fleet: Fleet, uncertain: Any = lambda at, node: False, timeout: float = 20.0) -> Any:
+        """Stop the plugs, then wait until the database's reports of every plug are all it must hold
+        (every report sent but the C{uncertain} ones, see L{sentReports}) and never more than were sent:
+        more rows or watt-seconds than sent would be a report counted twice.  Fires with {plug: (n, ws)}."""
+        stoppedAt = time.monotonic()
+        fleet.stop()
+        bounds = {p.id: sentReports(p, lambda at, node: uncertain(at, node) or at >= stoppedAt - 0.5)
+                  for p in fleet.plugs}
+        ids = [p.id for p in fleet.plugs]
+
+        def rows() -> Any:
+            from twisted.internet.threads import deferToThread
+
+            return deferToThread(dbQuery, self.databaseUrl,
+                                 "SELECT plug, COUNT(*), COALESCE(SUM(ws), 0) FROM reports WHERE plug = ANY(%s)"
+                                 " GROUP BY plug", ids)
+
+        def matches(found: list[tuple[Any, ...]]) -> bool:
+            got = {plug: (int(n), int(ws)) for plug, n, ws in found}
+            over = {p: (got[p], bounds[p][1]) for p in got
+                    if got[p][0] > bounds[p][1][0] or got[p][1] > bounds[p][1][1]}
+            assert not over, f"reports counted twice (stored, sent): {dict(list(over.items())[:5])}"
+            return all(got.get(p, (0, 0))[0] >= bounds[p][0][0] and got.get(p, (0, 0))[1] >= bounds[p][0][1]
+                       for p in ids)
+
+        found = yield eventually(rows, matches, timeout, "every sent report in the database")
+        return {plug: (int(n), int(ws)) for plug, n, ws in found}
+
+
+@pytest.mark.usefixtures("pgDatabase")
+class FailoverTests(ClusterCase):
+    """300 plugs, a routed command, kill -9 of a node, schedules and energy across it."""
+
+    @inlineCallbacks
+    def test_routedCommandFailoverEnergyAndSchedules(self) -> Any:
+        cluster = self.cluster
+        a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+        fleet = yield self.startFleet(300)
+        for node in (a, b, c):
+            self.assertGreater(len(fleet.on(node.ip)), 50, f"DNS spread: {node.name} has too few plugs")
+        # The cluster agrees on who holds which plug (leases) before commands are routed.
+        yield eventually(a.client.nodes, lambda doc: {n["name"]: n["plugs"] for n in doc["nodes"]} == {
+            n.name: len(fleet.on(n.ip)) for n in (a, b, c)}, 15, "the leases to match the connections")
+
+        # A command through node a to a plug on node c is confirmed, and the plug really switched.
+        target = fleet.on(c.ip)[0]
+        state = "off" if target.relay else "on"
+        started = time.monotonic()
+        doc = yield a.client.switch(target.id, state)
+        routedTime = time.monotonic() - started
+        self.assertEqual(doc["relay"], state)
+        self.assertEqual(target.relay, state == "on")
+        self.assertLess(routedTime, 5.0)
+
+        # Schedules due after the kill: on six of b's plugs (they must run on the new owner) and on two
+        # of a's and c's; each switches its plug to the other state.
+        due = datetime.now(timezone.utc) + timedelta(seconds=SCHEDULE_AFTER_KILL + 2)
+        at = due.strftime("%H:%M:%S")
+        scheduled = fleet.on(b.ip)[:6] + fleet.on(a.ip)[1:3] + fleet.on(c.ip)[1:3]
+        wanted = {p.id: not p.relay for p in scheduled}
+        schedules = {}
+        for plug in scheduled:
+            found = yield a.client.addSchedule(plug.id, "on" if wanted[plug.id] else "off", at, "daily")
+            schedules[plug.id] = found["id"]
+
+        # kill -9 of node b.
+        onB = fleet.on(b.ip)
+        before = yield inBatches(a.client, "getPlug", [p.id for p in onB])
+        killedAt = b.kill9()
+        yield waitFor(lambda: all(p.loggedIn and p.node in (a.ip, c.ip) for p in onB), timeout=FAILOVER_BOUND,
+                      what="b's plugs to reconnect to a or c")
+        reconnected = time.monotonic() - killedAt
+        pending = {p.id for p in onB}
+
+        @inlineCallbacks
+        def refreshPending() -> Any:
+            results = yield inBatches(a.client, "refresh", sorted(pending))
+            pending.difference_update(ref for ref, r in results.items() if not isinstance(r, Exception))
+            return not pending
+
+        yield eventually(refreshPending, bool, FAILOVER_BOUND - (time.monotonic() - killedAt),
+                         "b's plugs commandable through a")
+        commandable = time.monotonic() - killedAt
+        self.assertLessEqual(commandable, FAILOVER_BOUND)
+
+        # Lifetime energy carries on: never below what it was before the kill.
+        after = yield inBatches(a.client, "getPlug", [p.id for p in onB])
+        for plug in onB:
+            self.assertGreaterEqual(lifetimeWh(after[plug.id]) + 1e-6, lifetimeWh(before[plug.id]), plug.id)
+
+        # `nodes` shows b dead, and DNS stops answering with it.
+        yield eventually(a.client.nodes, lambda doc: [n["name"] for n in doc["nodes"] if not n["alive"]] == ["b"],
+                         10, "b taken for dead")
+
+        # Each schedule ran once: the plug switched, and exactly one switch with its cause is stored.
+        yield waitFor(lambda: all(p.relay == wanted[p.id] for p in scheduled), timeout=SCHEDULE_AFTER_KILL + 15,
+                      what="every schedule to switch its plug")
+        for plug in scheduled:
+            rows = dbQuery(self.databaseUrl, "SELECT COUNT(*) FROM switches WHERE plug = %s AND cause = %s",
+                           plug.id, f"schedule:{schedules[plug.id]}")
+            self.assertEqual(rows[0][0], 1, f"schedule of {plug.id} ran {rows[0][0]} times")
+
+        # No report counted twice: the database holds every report the plugs sent, except those sent to b
+        # from one second before its death (never acknowledged), and never more.
+        stored = yield self.flushedEnergy(fleet, lambda at, node: node == b.ip and at >= killedAt - 1.0)
+        # ... and the owner's lifetime figure is the database's sum (no report added twice in memory).
+        final = yield inBatches(a.client, "getPlug", [p.id for p in fleet.plugs[:60]])
+        for plug in fleet.plugs[:60]:
+            self.assertAlmostEqual(lifetimeWh(final[plug.id]), stored[plug.id][1] / 3600.0, delta=0.01)
+        self.figures = {"routed_s": routedTime, "reconnected_s": reconnected, "commandable_s": commandable}
+
+
+@pytest.mark.usefixtures("pgDatabase")
+class DatabaseRestartTests(ClusterCase):
+    """The database restarted under load loses nothing acknowledged."""
+
+    @inlineCallbacks
+    def test_databaseRestartLosesNothingAcknowledged(self) -> Any:
+        a, c = self.cluster.node("a"), self.cluster.node("c")
+        fleet = yield self.startFleet(60)
+        self.postgres.stop()
+        self.addCleanup(lambda: self.postgres.process is None and self.postgres.start())
+        # While it is down: renames and switches through two nodes; only acknowledged ones are checked.
+        renamed: dict[str, str] = {}
+        switched: dict[str, str] = {}
+        for i, plug in enumerate(fleet.plugs[:10]):
+            client = (a if i % 2 else c).client
+            try:
+                yield client.rename(plug.id, f"lamp-{i}")
+                renamed[plug.id] = f"lamp-{i}"
+            except Exception:
+                pass
+            state = "off" if plug.relay else "on"
+            try:
+                doc = yield client.switch(plug.id, state)
+                if doc["relay"] == state:
+                    switched[plug.id] = state
+            except Exception:
+                pass
+        # The nodes notice (a failed heartbeat), then the database comes back.
+        yield eventually(a.client.nodes, lambda doc: (doc.get("database") or {}).get("heartbeat_failures", 0) > 0,
+                         10, "node a to notice the database is down")
+        self.postgres.start()
+        self.assertTrue(renamed and switched, "nothing was acknowledged while the database was down")
+        # Every report the plugs sent, every acknowledged rename and switch, are in the database.
+        yield self.flushedEnergy(fleet, timeout=25)
+        aliases = dict(dbQuery(self.databaseUrl, "SELECT id, alias FROM plugs WHERE id = ANY(%s)", list(renamed)))
+        self.assertEqual(aliases, renamed)
+        for plugId, state in switched.items():
+            rows = dbQuery(self.databaseUrl, "SELECT relay FROM switches WHERE plug = %s ORDER BY at DESC LIMIT 1",
+                           plugId)
+            self.assertEqual(bool(rows[0][0]), state == "on", plugId)
+
