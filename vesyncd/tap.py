@@ -21,6 +21,8 @@ from vesyncd import __version__, gcpolicy, logconfig, paths
 from vesyncd.auth import loadOrCreateToken
 from vesyncd.automation import tap as automationTap
 from vesyncd.automation.engine import AutomationEngine
+from vesyncd.cluster import tap as clusterTap
+from vesyncd.cluster.member import ClusterMember
 from vesyncd.config import applyConfig, checkListenerOptions, findConfigArgument, loadConfigFile, reportUsageError
 from vesyncd.control import tap as controlTap
 from vesyncd.control.api import ControlCore
@@ -65,7 +67,7 @@ class CoreOptions:
 
 class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsTap.DNSOptions, controlTap.ControlOptions,
               mqttTap.MQTTOptions, webTap.WebOptions, logconfig.LogOptions, automationTap.AutomationOptions,
-              insightTap.InsightOptions, usage.Options):
+              insightTap.InsightOptions, clusterTap.ClusterOptions, usage.Options):
     """Options of C{twistd vesyncd} / C{twist vesyncd}; each is also a key of the C{--config} file.
 
     Twisted gathers C{optFlags} and C{optParameters} from every base class, so each package's options
@@ -132,6 +134,7 @@ class Options(CoreOptions, plugsTap.PlugOptions, storageTap.StorageOptions, dnsT
         dnsTap.checkOptions(self)
         controlTap.checkOptions(self)
         mqttTap.checkOptions(self)
+        clusterTap.checkOptions(self)
         webTap.checkOptions(self)
         checkListenerOptions(self)
         logconfig.checkOptions(self)
@@ -151,6 +154,8 @@ class DaemonParts:
     web: WebApp | None
     automation: AutomationEngine | None = None
     insight: EnergyInsight | None = None
+    #: This node of a cluster (C{--node}), or None.
+    cluster: ClusterMember | None = None
 
     @property
     def listeners(self) -> dict[str, ListenerService]:
@@ -209,7 +214,7 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     settings: Settings = config["settings"]
     hub = Hub(reactor, settings, ledger=stored.ledger if stored else MemoryLedger(config["timezone"]),
               known=stored.known if stored else ())
-    hub.subscribe(logconfig.PlugStateLog(lambda plugId: hub.get(plugId).alias))
+    hub.subscribe(logconfig.PlugStateLog(lambda plugId: hub.get(plugId).alias), remote=False)
     plugs = plugsTap.makeServices(top, hub, config, reactor, settings.login_timeout, info)
     # Long-lived plug objects leave the collector's way after login waves (see vesyncd.gcpolicy).
     gcpolicy.makeServices(top, hub, reactor, info)
@@ -218,29 +223,37 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     if config["refresh-interval"] > 0:
         IntervalService(reactor, config["refresh-interval"], hub.refreshAll).setServiceParent(top)
         # A plug that comes online gets its power and voltage read at once, not a minute later.
-        hub.subscribe(lambda event: event.kind == ONLINE and hub.refresh(event.plug).addErrback(lambda f: None))
+        hub.subscribe(lambda event: event.kind == ONLINE and hub.refresh(event.plug).addErrback(lambda f: None),
+                      remote=False)
     if stored is not None:
         storageTap.makeServices(hub, stored)
+    # With --node: leases, the other nodes' plugs and the broker link (nothing without it).
+    cluster = clusterTap.makeMember(top, hub, config, reactor, info, stored if persistent else None)
+    view = cluster.view if cluster is not None else None
 
     # Automation and energy insight work over the hub (and the store, when there is one); the front
     # ends below are given them.  The store closes only after their last writes (beforeClose).
     beforeClose = stored.service.beforeClose if stored else None
-    automation = automationTap.makeServices(top, hub, config, reactor, stored.automation if stored else None,
+    automation = automationTap.makeServices(top, hub, config, reactor,
+                                            clusterTap.wrapAutomationStore(cluster, stored.automation if stored else None),
                                             stored.automationItems if stored else None, beforeClose)
+    clusterTap.attachAutomation(cluster, automation)
     insight = insightTap.makeServices(top, hub, hub.ledger, config, reactor, config["timezone"],
                                       switchLog=stored.switches if stored else None,
                                       baselines=stored.baselines if stored else None,
                                       saveBaselines=stored.baselineStore.save if stored else None,
                                       beforeClose=beforeClose)
 
-    dns = dnsTap.makeServices(top, config, reactor, info)
+    dns = dnsTap.makeServices(top, config, reactor, info, nodeAddresses=view.liveAddresses if view else None)
     token = loadOrCreateToken(Path(config["state-dir"]) / paths.TOKEN_FILE)
-    control = controlTap.makeServices(top, hub, config, reactor, token, info, automation=automation, insight=insight)
+    control = controlTap.makeServices(top, hub, config, reactor, token, info, automation=automation, insight=insight,
+                                      cluster=view)
     mqtt = mqttTap.makeServices(top, hub, config, reactor, info, automation=automation, insight=insight)
-    web = webTap.makeServices(top, hub, config, reactor, token, info, dns, automation=automation, insight=insight)
+    web = webTap.makeServices(top, hub, config, reactor, token, info, dns, automation=automation, insight=insight,
+                              cluster=view)
 
     if config["demo-plugs"]:
         DemoPlugs(reactor, plugs, config["demo-plugs"]).setServiceParent(top)
     top.context = DaemonParts(info, hub, plugs, stored, dns, control, mqtt, web, automation=automation,
-                              insight=insight)
+                              insight=insight, cluster=cluster)
     return top

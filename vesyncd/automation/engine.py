@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -52,6 +52,9 @@ class AutomationEngine:
         self.awayMode = AwayMode(clock, self.zone, rng or random.Random(), self._awaySwitch,
                                  config.away_on, config.away_off)
         self._unsubscribe: Callable[[], None] | None = None
+        #: In a cluster: the other node holding a plug, and the reader of a plug's stored items (L{attachCluster}).
+        self.elsewhere: Callable[[str], str | None] = lambda plug: None
+        self._loadItems: Callable[[str], Deferred] | None = None
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -108,10 +111,20 @@ class AutomationEngine:
         return datetime.fromtimestamp(self.clock.seconds(), self.zone)
 
     def _event(self, event: Any) -> None:
-        """Follow the hub: plugs coming back, power readings, plugs going away."""
+        """Follow the hub: plugs coming back, power readings, plugs going away.
+
+        In a cluster, another node's event only matters when a plug comes online there: what waits
+        for it here is that node's to do.  A plug coming online here gets its switches once its
+        items are taken over (L{adoptPlug}).
+        """
         kind, plug = event.kind, event.plug
+        if getattr(event, "origin", None) is not None:
+            if kind == "online":
+                self.switcher.release(plug)
+            return
         if kind == "online":
-            self.switcher.online(plug)
+            if self._loadItems is None:
+                self.switcher.online(plug)
         elif kind == "offline":
             self.ruleSet.interrupted(plug)
         elif kind == "forgotten":
@@ -368,6 +381,117 @@ class AutomationEngine:
         """Everything automation holds for C{plug}: C{{"plug", "timer", "schedules", "rules", "away", "next"}}."""
         return {"plug": plug, "timer": self.timer(plug), "schedules": self.schedulesOf(plug),
                 "rules": self.rulesOf(plug), "away": self.awayStatus(plug), "next": self.nextAction(plug)}
+
+    # -- the cluster (--node) -------------------------------------------------------------------
+
+    def attachCluster(self, elsewhere: Callable[[str], str | None], loadItems: Callable[[str], Deferred]) -> None:
+        """Run as one node of a cluster: items act only for plugs connected here (C{elsewhere(plug)}
+        names the node holding a plug, or None), and a plug that comes online here has its items read
+        again with C{loadItems(plug)} (firing with C{[(kind, id, plug, document)]}) before they act."""
+        self.elsewhere = elsewhere
+        self._loadItems = loadItems
+        self.switcher.elsewhere = elsewhere
+        self.schedules.elsewhere = elsewhere
+
+    def adoptPlug(self, plug: str) -> Deferred:
+        """The plug is connected here now (its lease taken): replace its items with the stored ones
+        (another node may have changed them or run a schedule), catch up the schedule runs nobody made,
+        and make the switches kept for it.
+
+        Guarantee: a schedule run is made by the node that notes it in the store, once; a run that came
+        while the plug's node was dead is made by the node that takes the plug over, within the
+        catch-up window.  Only a run noted by a node that died before its switch reached the plug is lost.
+        """
+        if self._loadItems is None:
+            self.switcher.online(plug)
+            return succeed(None)
+        loadItems = self._loadItems
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: loadItems(plug))
+
+        def failed(f: Any) -> None:
+            log.warn("automation: could not read the items of {plug} again: {error}", plug=plug,
+                     error=f.getErrorMessage())
+
+        d.addCallbacks(lambda items: self._adopt(plug, items), failed)
+        d.addCallback(lambda _: self.switcher.online(plug) if self.hub.isOnline(plug) else None)
+        return d
+
+    def _adopt(self, plug: str, items: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Hold exactly C{items} for C{plug}, armed, and make the schedule runs missed."""
+        if not self.hub.isOnline(plug):
+            return
+        self._forgetInMemory(plug, keepWaiting=True)
+        for kind, itemId, itemPlug, doc in items:
+            if itemPlug == plug:
+                self._hold(kind, itemId, plug, doc)
+        if plug in self.timers:
+            self._armTimer(plug)
+        intents = self.schedules.catchUp(plug)
+        for schedule in list(self.schedules.byPlug.get(plug, {}).values()):
+            self.schedules.arm(schedule)
+        self._armPoller(plug)
+        for intent in sorted(intents, key=lambda i: i.asked):
+            self.switcher.apply(intent)
+
+    def _hold(self, kind: str, itemId: str, plug: str, doc: dict[str, Any]) -> bool:
+        """Hold one item as stored (not armed, not saved); False, logged, when it is unreadable."""
+        try:
+            if kind == TIMER:
+                self.timers[plug] = Timer.fromDoc(plug, doc)
+            elif kind == SCHEDULE:
+                self.schedules.put(Schedule.fromDoc(itemId, plug, doc))
+            elif kind == RULE:
+                self.ruleSet.put(Rule.fromDoc(itemId, plug, doc))
+            elif kind == AWAY:
+                self.awayMode.set(Away.fromDoc(plug, doc))
+            else:
+                raise ValueError("unknown kind (written by a newer vesyncd?)")
+        except (AutomationError, KeyError, TypeError, ValueError) as e:
+            log.error("automation: skipping {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
+                      id=str(itemId)[:40], plug=str(plug)[:40], error=str(e)[:200])
+            return False
+        return True
+
+    def applyItem(self, kind: str, itemId: str, plug: str, doc: dict[str, Any] | None) -> None:
+        """Another node saved (C{doc}) or deleted (None) an item: hold the same here, armed, without
+        writing it (that node did)."""
+        if kind == TIMER:
+            self._cancelTimerCall(plug)
+            self.timers.pop(plug, None)
+            if doc is not None and self._hold(kind, itemId, plug, doc):
+                self._armTimer(plug)
+        elif kind == SCHEDULE:
+            self.schedules.discard(itemId)
+            if doc is not None and self._hold(kind, itemId, plug, doc):
+                self.schedules.arm(self.schedules.byId[itemId])
+        elif kind == RULE:
+            self.ruleSet.remove(itemId)
+            if doc is not None:
+                self._hold(kind, itemId, plug, doc)
+            self._armPoller(plug)
+        elif kind == AWAY:
+            if doc is None:
+                self.awayMode.remove(plug, switchOff=False)
+            else:
+                self._hold(kind, itemId, plug, doc)
+
+    def applyPlugDeleted(self, plug: str) -> None:
+        """Another node dropped every item of C{plug}: drop them here too, without writing."""
+        self._forgetInMemory(plug)
+
+    def _forgetInMemory(self, plug: str, keepWaiting: bool = False) -> None:
+        """Drop the plug's items from memory and the clock (the store is not touched)."""
+        self.timers.pop(plug, None)
+        self._cancelTimerCall(plug)
+        self.schedules.forgetPlug(plug)
+        for rule in self.ruleSet.ofPlug(plug):
+            self.ruleSet.remove(rule.id)
+        self.poller.disarm(plug)
+        self.awayMode.remove(plug, switchOff=False)
+        if not keepWaiting:
+            self.switcher.release(plug)
 
     def forgetPlug(self, plug: str) -> None:
         """Drop every timer, schedule, rule and away window of C{plug} (it was forgotten)."""

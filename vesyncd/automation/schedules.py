@@ -47,6 +47,8 @@ class Schedules:
         self.byId: dict[str, Schedule] = {}
         self.byPlug: dict[str, dict[str, Schedule]] = collections.defaultdict(dict)
         self.calls: dict[str, tuple[float, IDelayedCall]] = {}
+        #: In a cluster: the other node holding a plug's connection, or None; that node runs its schedules.
+        self.elsewhere: Callable[[str], str | None] = lambda plug: None
 
     def __len__(self) -> int:
         return len(self.byId)
@@ -181,11 +183,24 @@ class Schedules:
         for scheduleId in list(self.calls):
             self._unarm(scheduleId)
 
+    def discard(self, scheduleId: str) -> None:
+        """Stop holding a schedule without touching the store (another node changed it)."""
+        schedule = self.byId.get(scheduleId)
+        if schedule is not None:
+            self._drop(schedule)
+
     def _run(self, scheduleId: str, ts: float) -> None:
-        """Carry out the run planned for C{ts}: note it, switch, plan the next."""
+        """Carry out the run planned for C{ts}: note it, switch, plan the next.
+
+        For a plug connected to another node of a cluster the run is that node's: nothing is noted or
+        switched here, so the node that takes the plug over later catches the run up if it was missed.
+        """
         self.calls.pop(scheduleId, None)
         schedule = self.byId.get(scheduleId)
         if schedule is None or not schedule.enabled:
+            return
+        if self.elsewhere(schedule.plug) is not None:
+            self.arm(schedule, after=ts)
             return
         schedule = schedule.ran(ts)
         self.put(schedule)
@@ -193,15 +208,16 @@ class Schedules:
         self.apply(Intent(schedule.plug, schedule.on, f"schedule:{schedule.id}", ts, ts + self.config.catch_up))
         self.arm(schedule, after=ts)
 
-    def catchUp(self) -> list[Intent]:
-        """Per plug, the switch its most recent missed run asked for, if within the catch-up window.
+    def catchUp(self, plug: str | None = None) -> list[Intent]:
+        """Per plug (or for C{plug} only), the switch its most recent missed run asked for, if within the
+        catch-up window.
 
         A run is missed if it came after the schedule's last run (or its creation) and not after now;
         every missed run is noted as done, and a missed one-off schedule is disabled.
         """
         now = self.clock.seconds()
         latest: dict[str, tuple[float, Schedule]] = {}
-        for schedule in list(self.byId.values()):
+        for schedule in list(self.byId.values() if plug is None else self.byPlug.get(plug, {}).values()):
             if not schedule.enabled:
                 continue
             before = previousRun(schedule, self._now(), zone=self.zone, location=self.config.location)

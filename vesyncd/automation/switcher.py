@@ -55,9 +55,17 @@ class Switcher:
         self._retries: dict[str, tuple[Intent, IDelayedCall]] = {}
         self.switched = 0
         self.failed = 0
+        #: In a cluster: the other node holding a plug's connection, or None (see L{apply}).
+        self.elsewhere: Callable[[str], str | None] = lambda plug: None
 
     def apply(self, intent: Intent) -> None:
-        """Make the switch now if the plug is online, else keep it for when it comes back."""
+        """Make the switch now if the plug is online, else keep it for when it comes back.
+
+        In a cluster, a switch for a plug connected to another node is that node's to make (its engine
+        runs the same items): it is neither made nor kept here, and not settled.
+        """
+        if self.elsewhere(intent.plug) is not None:
+            return
         kept = self.waiting.get(intent.plug)
         if kept is not None and kept is not intent and kept.asked > intent.asked:
             intent.settle(False)  # a switch asked for later already waits: it wins
@@ -142,6 +150,14 @@ class Switcher:
             if retry[1].active():
                 retry[1].cancel()
             retry[0].settle(False)
+
+    def release(self, plug: str) -> None:
+        """Let go of what waits for C{plug} without settling it: the plug came online on another node,
+        whose engine makes its switches."""
+        self.waiting.pop(plug, None)
+        retry = self._retries.pop(plug, None)
+        if retry is not None and retry[1].active():
+            retry[1].cancel()
 
     def stop(self) -> None:
         """Cancel the retries (what waits for a plug is rebuilt from the store at the next start)."""

@@ -77,6 +77,8 @@ class MemorySwitchLog:
         subscribe(self._event)
 
     def _event(self, event: Event) -> None:
+        if event.origin is not None:
+            return  # another node's plug: that node keeps its switches
         if event.kind == FORGOTTEN:
             self._log.pop(event.plug, None)
         elif event.kind == RELAY and isinstance(event.data.get("relay"), bool):
@@ -116,8 +118,8 @@ class EnergyInsight:
         self.unsubscribe = hub.subscribe(self._event)
 
     def _event(self, event: Event) -> None:
-        if event.kind not in _FOLLOWED:
-            return  # the keep-alive's rssi, most of the hub's events, in one look-up
+        if event.kind not in _FOLLOWED or event.origin is not None:
+            return  # the keep-alive's rssi, most of the hub's events, in one look-up; other nodes' plugs
         feed(event, self.powerHistory, self.baselines)
         if event.kind == FORGOTTEN:
             self._sums.pop(event.plug, None)

@@ -120,7 +120,8 @@ class MQTTBridge:
     def start(self) -> None:
         """Follow the hub's events."""
         if self._unsubscribe is None:
-            self._unsubscribe = self.hub.subscribe(self.event)
+            # In a cluster the node a plug is connected to publishes its state.
+            self._unsubscribe = self.hub.subscribe(self.event, remote=False)
             plugs = [(p.id, p.alias) for p in self.hub.plugs()]
             self.nodes = ha.assignNodes(plugs)
             self._noteCollisions(plugs)
@@ -331,6 +332,8 @@ class MQTTBridge:
         if plugId is None:
             log.warn("mqtt: command for unknown plug {node!r} ignored", node=node[:64])
             return
+        if self.hub.elsewhere(plugId) is not None:
+            return  # every node of a cluster gets the command: the plug's own node carries it out
         try:
             command = parseCommand(payload)
         except BadCommand as e:

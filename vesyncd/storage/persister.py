@@ -22,6 +22,8 @@ class Persister:
     A login alone brings four events and a busy plug a report every few seconds; writing the row
     once per window instead of once per event is most of the store's CPU.  Forgetting is
     immediate.  L{flush} saves everything pending (the store service calls it when stopping).
+
+    In a cluster only this node's own events are followed: the node a plug is connected to saves it.
     """
 
     SEEN_ONLY = frozenset({ENERGY, RSSI})
@@ -42,7 +44,7 @@ class Persister:
         self._seen: set[str] = set()
         self._calls: dict[bool, IDelayedCall] = {}
         self._chunks: dict[bool, IDelayedCall] = {}
-        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event)
+        self.unsubscribe: Callable[[], None] = hub.subscribe(self.event, remote=False)
 
     def event(self, event: Event) -> None:
         """Note what this event changed; delete a forgotten plug at once."""
@@ -80,6 +82,8 @@ class Persister:
 
     def _put(self, ids: list[str]) -> None:
         for plugId in ids:
+            if self.hub.elsewhere(plugId) is not None:
+                continue  # connected to another node since: that node saves it
             try:
                 self.store.putPlug(self.hub.get(plugId))
             except UnknownPlug:
