@@ -111,7 +111,7 @@ class NodeDirectory:
     C{run(fn, *args)} runs C{fn} in the store's thread and C{connection()} is that thread's database
     connection (L{vesyncd.storage.store.Store.run} and C{.connection}).  C{address()} and
     C{plugAddress()} give what this node advertises, read at each heartbeat.  C{onRead(owners)} is
-    called after each read with the live leases (plug id -> node).
+    called after each read with every lease (plug id -> node), lapsed ones included.
     """
 
     def __init__(self, clock: IReactorTime, run: Runner, connection: Callable[[], Any], settings: ClusterSettings,
@@ -167,7 +167,9 @@ class NodeDirectory:
             self._leases = {str(plug): (str(node), float(expires), float(since)) for plug, node, expires, since in leases}
             self._readAt = now
             if self.onRead is not None:
-                self.onRead(self.liveOwners())
+                # Lapsed leases too: a plug stays with its dead node until a node removes the lease
+                # and announces it offline, once (see vesyncd.cluster.leases).
+                self.onRead({plug: node for plug, (node, _, _) in self._leases.items()})
 
         def failed(f: Any) -> None:
             self.failures += 1
