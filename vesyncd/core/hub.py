@@ -50,8 +50,6 @@ DEFAULT_SETTINGS = Settings()
 
 #: Reports of a plug taken over from another node held while its stored row is read again.
 MAX_HELD_REPORTS = 16
-#: Commands routed to other nodes and not yet answered, at most (beyond: L{QueueFull} at once).
-MAX_ROUTED = 4096
 
 
 @implementer(ISessionOwner)
