@@ -14,6 +14,7 @@ The superuser C{postgres} is trusted on loopback; the role L{USER} logs in with 
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -132,30 +133,49 @@ class PostgresServer:
         return self.url(name)
 
     def destroy(self) -> None:
-        """Stop the server and remove its directory."""
+        """Stop the server and remove its directory (again: nothing)."""
         try:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+_shared: list[PostgresServer] = []
+
+
+def sharedServer(bindir: Path) -> PostgresServer:
+    """The one server of this test process, started on first use.
+
+    Each test module that imports the C{postgres} fixture gets its own session-scoped fixture
+    definition; they all return this server, so it starts once per session.
+    """
+    if not _shared:
+        server = PostgresServer(bindir)
+        try:
+            server.init()
+            server.start()
+            server.admin(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
+        except BaseException:
+            server.destroy()
+            raise
+        _shared.append(server)
+        atexit.register(server.destroy)  # should the session end without fixture teardown
+    return _shared[0]
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (skips when the server binaries are not installed)."""
+    """The session's PostgreSQL server (skips when the server binaries are not installed); stopped and
+    removed when the session ends."""
     bindir = serverBinaries()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries are not installed (/usr/lib/postgresql/*/bin): "
                     "install the Debian package postgresql (.ci/run does)")
-    server = PostgresServer(bindir)
-    try:
-        server.init()
-        server.start()
-        server.admin(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
-    except BaseException:
-        server.destroy()
-        raise
+    server = sharedServer(bindir)
     yield server
-    server.destroy()
+    if _shared:
+        _shared.clear()
+        server.destroy()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """
-SQLite persistence for vesyncd: one writer that never blocks the reactor (the schema, its migrations
-and row conversions are in L{vesyncd.storage.schema}).
+Persistence for vesyncd, in SQLite (the default) or PostgreSQL (L{vesyncd.storage.postgres}): one
+writer that never blocks the reactor (the schema, its migrations and row conversions are in
+L{vesyncd.storage.schema}).
 
 Every database call runs in one dedicated thread (a one-thread pool), so SQLite's single-writer rule
-holds and the reactor never waits on an fsync.  Writers queue work in memory: plug state is
+holds, writes reach either database in one order, and the reactor never waits on an fsync or the
+network.  Writers queue work in memory: plug state is
 coalesced per plug (only the latest row matters), energy reports go to a bounded deque that is
 flushed every C{flushInterval} seconds or every C{batchRows} reports, in one transaction per batch.
 When a write fails (full disk, read-only file system, I/O error) the batch goes back to the front
@@ -11,7 +13,7 @@ of the queue and is retried with exponential backoff; if the queue overflows mea
 raw report rows are folded into their hourly totals, so the energy is still counted in every
 rollup and lifetime figure and only the raw row is lost (counted in C{stats["raw_dropped"]}).
 
-Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}):
+Tables (schema version L{SCHEMA_VERSION}, in C{PRAGMA user_version}; on PostgreSQL in C{meta}):
  - C{plugs}: one row per plug with everything needed to rebuild its L{PlugState};
  - C{reports}: every raw C{/report} (plug, time, watt-seconds, seconds), pruned after the retention;
  - C{hours}: watt-seconds per plug and UTC hour (C{hour = floor(at / 3600)}), kept forever;
