@@ -21,7 +21,7 @@ from tests.pgserver import PASSWORD, pgDatabase, postgres  # noqa: F401 - fixtur
 from tests.test_killnine import WRAPPER, Daemon, scratch
 
 PLUGS = 20
-RUN_SECONDS = 4.0
+RUN_SECONDS = 6.0
 
 
 def spawn(stateDir: Path, script: Path, url: str) -> tuple[Daemon, Any]:
