@@ -217,6 +217,21 @@ class LedgerTests(BackendCase, unittest.TestCase):
         assert conn.execute("SELECT plug FROM leases").fetchall() == [("p2",)]
         assert conn.execute("SELECT name FROM nodes").fetchall() == [("a",)]
 
+    def test_manyPlugRowsAndRollupsInOneBatch(self) -> None:
+        """Hundreds of plug rows and rollup rows in one batch are inserted, then updated in place."""
+        from vesyncd.core.model import PlugState
+
+        self.clock.advance(ts("2026-06-10T12:00", NY))
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
+        for round in (1, 2):
+            for n in range(250):
+                store.putPlug(PlugState(id=f"p{n}", alias=f"Plug {n} v{round}", online=True))
+                ledger.record(f"p{n}", self.clock.seconds(), n, 60)
+            result(store.flush())
+        assert sorted(p.alias for p in store.loadPlugs()) == sorted(f"Plug {n} v2" for n in range(250))
+        lifetime, todays, _ = store.loadEnergy(self.clock.seconds())
+        assert lifetime == {f"p{n}": 2 * n for n in range(250)} and todays == lifetime
+
     def test_batchesFlushOnSizeAndTime(self) -> None:
         """Reports are written when a batch is full or after the flush interval, never one by one."""
         self.clock.advance(ts("2026-06-10T12:00", NY))
