@@ -214,3 +214,28 @@ def test_realNodeDirectory():
     assert sorted(directory.liveAddresses()) == ["10.0.0.2", "10.0.0.3"]
     clock.advance(60.0)  # no heartbeat read for a minute: the database is taken for unreachable
     assert clusterJSON(directory)["database"]["reachable"] is False
+
+
+def test_checkedFailureStillMapsToAKnownError():
+    """A hub error whose Failure was already checked (as a routed command's is) still reaches the client as
+    the control error, and the connection stays open (a stale class cache once made it 'unknown')."""
+    from twisted.internet.defer import fail
+
+    from vesyncd.core import model as h
+
+    world = World(plugs=1)
+    client, pump = loggedIn(world)
+
+    def refresh(ref):
+        d = fail(h.CommandTimeout("node b did not answer within 7 s"))
+        d.addErrback(lambda f: f.check(h.CommandTimeout) and f)  # computes the Failure's class cache
+        return d
+
+    world.hub.refresh = refresh
+    d = client.refresh("0")
+    pump.flush()
+    with pytest.raises(c.CommandTimeout):
+        result(d)
+    d = client.info()
+    pump.flush()
+    assert result(d)["version"]

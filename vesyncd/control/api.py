@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface
 
 from vesyncd import __version__
@@ -137,10 +138,12 @@ class ControlCore(AutomationRequests, InsightRequests):
         """Run one request, counting it and turning hub errors into control errors."""
         self.stats["requests"] += 1
 
-        def mapped(failure: Any) -> Any:
-            failure.value = mapError(failure.value)
-            failure.type = type(failure.value)
-            return failure
+        def mapped(failure: Failure) -> Failure:
+            # A new Failure, not the old one retyped: a Failure caches its classes' names once anything has
+            # checked it (routed commands' failures are), and AMP's trap reads that cache: a stale one
+            # makes a known error "unknown", which closes the client's connection.
+            error = mapError(failure.value)
+            return failure if error is failure.value else Failure(error)
 
         return maybeDeferred(fn, *args).addErrback(mapped)
 
