@@ -77,7 +77,8 @@ class Hub:
         self.cluster: IClusterSeam | None = None
         #: Plugs connected to another node: id -> that node's name.
         self._remote: dict[str, str] = {}
-        #: Today's and lifetime energy of plugs connected to another node, as their node last told.
+        #: Today's and lifetime energy of plugs last connected to another node, as that node last told
+        #: (kept when the plug goes offline there: newer than what this node's ledger loaded at start).
         self._remoteEnergy: dict[str, EnergySummary] = {}
         #: Plugs taken over from another node whose stored row is being read: their held reports.
         self._held: dict[str, list[tuple[str, float, int, int]]] = {}
@@ -260,7 +261,6 @@ class Hub:
         session = self._sessions[plugId] = PlugSession(self, connection, plug, self.settings)
         if self.cluster is not None:
             wasRemote = self._remote.pop(plugId, None)
-            self._remoteEnergy.pop(plugId, None)
             if wasRemote is not None:
                 wasOnline = False  # online here now: this node says so
             self._held.setdefault(plugId, [])
@@ -361,10 +361,10 @@ class Hub:
         return self.snapshot(plug)
 
     def energy(self, plugId: str) -> EnergySummary:
-        """Today's and lifetime watt-hours of a plug, from the ledger (for a plug on another node: as
-        that node last told)."""
+        """Today's and lifetime watt-hours of a plug, from the ledger (for a plug last connected to another
+        node, until this node has read its totals again: as that node last told)."""
         remote = self._remoteEnergy.get(plugId)
-        if remote is not None and plugId in self._remote:
+        if remote is not None and (plugId not in self._sessions or plugId in self._held):
             return remote
         return self.ledger.summary(plugId, self.clock.seconds())
 
@@ -541,6 +541,7 @@ class Hub:
         plug = self._plugs.get(plugId) or self._pending.get(plugId)
         if plug is None or plugId not in self._sessions:
             return
+        self._remoteEnergy.pop(plugId, None)  # the ledger has read the totals again
         if stored is not None:
             if stored.report_until is not None and (plug.report_until is None
                                                     or stored.report_until > plug.report_until):
@@ -593,7 +594,6 @@ class Hub:
             return
         if self._remote.get(plugId) == node:
             del self._remote[plugId]
-        self._remoteEnergy.pop(plugId, None)
         if plug.online:
             plug.online = False
             self._emit(OFFLINE, plugId, self.clock.seconds(), reason=f"node {node} stopped renewing its lease")
@@ -618,7 +618,6 @@ class Hub:
             if owners.get(plugId) == holder:
                 continue
             del self._remote[plugId]
-            self._remoteEnergy.pop(plugId, None)
             plug = self._plugs.get(plugId)
             if plug is not None and plug.online and plugId not in self._sessions:
                 plug.online = False
@@ -666,7 +665,6 @@ class Hub:
         if kind == OFFLINE:
             if self._remote.get(plug.id) == node:
                 del self._remote[plug.id]
-                self._remoteEnergy.pop(plug.id, None)
                 plug.online = False
             return
         if kind in (ONLINE, RELAY, RUNTIME, ENERGY, RSSI):
