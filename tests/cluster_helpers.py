@@ -91,13 +91,13 @@ class Node:
     """A hub and its cluster member on a shared clock, database and broker."""
 
     def __init__(self, name: str, clock: task.Clock, db: sqlite3.Connection, broker: FakeBroker,
-                 automation: bool = False) -> None:
+                 automation: bool = False, heartbeat: float = 5.0) -> None:
         self.name = name
         self.clock = clock
         self.hub = Hub(clock, Settings(command_timeout=5.0))
         self.loads: list[str] = []
         self.stored: dict[str, Any] = {}
-        self.member = ClusterMember(clock, self.hub, ClusterSettings(name), run=syncRun, connection=lambda: db,
+        self.member = ClusterMember(clock, self.hub, ClusterSettings(name, heartbeat=heartbeat), run=syncRun, connection=lambda: db,
                                     prefix=PREFIX, commandTimeout=5.0, loadPlug=self._loadPlug,
                                     reloadEnergy=lambda plugId: succeed(None))
         broker.attach(self.member.link)

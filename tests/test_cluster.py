@@ -29,12 +29,13 @@ def failure(d):
 class Cluster:
     """Nodes a, b, c started on one clock, database and broker."""
 
-    def __init__(self, names=("a", "b", "c"), automation=False, start=1_700_000_000.0):
+    def __init__(self, names=("a", "b", "c"), automation=False, start=1_700_000_000.0, heartbeat=5.0):
         self.clock = task.Clock()
         self.clock.advance(start)
         self.db = sharedDatabase()
         self.broker = FakeBroker()
-        self.nodes = {n: Node(n, self.clock, self.db, self.broker, automation=automation).start() for n in names}
+        self.nodes = {n: Node(n, self.clock, self.db, self.broker, automation=automation, heartbeat=heartbeat).start()
+                      for n in names}
 
     def settle(self, seconds: float = 0.0) -> None:
         """Run what is due (batched lease writes) and deliver everything published."""
@@ -341,3 +342,44 @@ def test_lapsed_lease_makes_the_plug_offline_once():
     local = [n for n in "ab" if None in offline[n]]
     assert len(local) == 1
     assert cl.lease("p1") is None
+
+
+def test_command_for_a_plug_on_a_dead_node_fails_at_once():
+    """Once node c's heartbeat is stale (three heartbeats), a command through a for its plug fails with
+    PlugOffline at once instead of waiting for the command timeout, while c's lease has not lapsed."""
+    cl = Cluster(heartbeat=1.0)
+    a, c = cl.nodes["a"], cl.nodes["c"]
+    c.login("p1")
+    cl.settle()
+    cl.broker.down.add("c")
+    c.member.directory._loop.stop()
+    c.member.leases._loop.stop()
+    for _ in range(4):
+        cl.settle(1)
+    assert a.hub.elsewhere("p1") == "c" and cl.lease("p1") == "c"
+    d = a.hub.switch("p1", True)
+    assert isinstance(failure(d), PlugOffline)
+    assert a.member.link.pending() == 0
+
+
+def test_energy_seen_on_other_nodes_survives_the_plug_leaving():
+    """The energy c reported for its plug stays a's figure after the plug left c, and b, taking the plug
+    over, shows it until it has read the totals again."""
+    cl = Cluster()
+    a, b, c = cl.nodes["a"], cl.nodes["b"], cl.nodes["c"]
+    session = c.login("p1")
+    cl.settle()
+    session.received(m.Report(wattSeconds=7200, seconds=180))
+    cl.settle()
+    assert a.hub.energy("p1").lifetime_wh == 2.0
+    session.lost("gone")
+    cl.settle()
+    assert not a.hub.get("p1").online
+    assert a.hub.energy("p1").lifetime_wh == 2.0
+    loads = []
+    b.member.loadPlug = lambda plugId: loads.append(Deferred()) or loads[-1]
+    b.login("p1")
+    cl.settle()
+    assert b.hub.energy("p1").lifetime_wh == 2.0  # b's own ledger never saw the report
+    loads[0].callback(None)
+    assert b.hub.energy("p1").lifetime_wh == 0.0  # the ledger's reading now (reloadPlug is a no-op here)

@@ -21,7 +21,7 @@ import json
 import math
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -81,7 +81,8 @@ class ClusterMember:
         #: The automation engine taking plugs over (C{adoptPlug}, C{applyItem}, C{applyPlugDeleted}), if any.
         self.automation: Any = None
         self._unsubscribe: Callable[[], None] | None = None
-        self.stats = {"resyncs": 0, "resync_failures": 0, "drops_sent": 0, "routed": 0, "routed_failed": 0}
+        self.stats = {"resyncs": 0, "resync_failures": 0, "drops_sent": 0, "routed": 0, "routed_failed": 0,
+                      "routed_dead": 0}
         self.directory.countersFrom = self.counters
 
     @property
@@ -158,6 +159,12 @@ class ClusterMember:
     def route(self, node: str, plugId: str, kind: str, cause: str) -> Deferred:
         """Send the command to C{node}; its answer (state or error) is this command's (see L{IClusterSeam})."""
         self.stats["routed"] += 1
+        if self.directory.seemsDead(node):
+            # Its plugs are reconnecting elsewhere: say so now rather than after the command timeout.
+            self.stats["routed_failed"] += 1
+            self.stats["routed_dead"] += 1
+            return fail(PlugOffline(f"plug {plugId} was on node {node}, which stopped answering; it should be "
+                                    "back on another node soon"))
         d = self.link.request(node, "command", self.commandTimeout + self.settings.routeMargin, plug=plugId,
                               kind=kind, cause=cause)
 

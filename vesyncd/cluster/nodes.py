@@ -238,6 +238,15 @@ class NodeDirectory:
         lease = self._leases.get(plugId)
         return lease[0] if lease is not None else None
 
+    def seemsDead(self, name: str) -> bool:
+        """True when the node has a row whose heartbeat is older than the node timeout (a node not read
+        yet is given the benefit of the doubt)."""
+        now = self.clock.seconds()
+        for node, _, _, _, heartbeat in self._nodes:
+            if node == name:
+                return node != self.nodeName and now - heartbeat > self.settings.nodeTimeout
+        return False
+
     def liveOwners(self) -> dict[str, str]:
         """Plug id -> node for the leases not yet expired when last read."""
         now = self.clock.seconds()
