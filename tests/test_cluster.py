@@ -138,6 +138,20 @@ def test_renewal_keeps_leases_alive_and_a_dead_nodes_lapse_once():
     assert sorted(lapsedB + lapsedC) == [("p1", "a")]
 
 
+def test_a_live_nodes_expired_lease_is_not_removed():
+    """After the database was away every lease has expired; a node whose heartbeat is fresh keeps its
+    leases (it renews them itself), only a dead node's lapse."""
+    clock, db = task.Clock(), sharedDatabase()
+    clock.advance(1000)
+    lapsed = []
+    db.execute("INSERT INTO nodes VALUES ('a', NULL, NULL, 0, ?), ('c', NULL, NULL, 0, ?)", (1000.0, 900.0))
+    db.execute("INSERT INTO leases VALUES ('p1', 'a', 990, 900), ('p2', 'c', 990, 900)")
+    b = keeper(clock, db, "b", set(), [], lapsed)
+    result(b.renew())
+    assert lapsed == [("p2", "c")]
+    assert db.execute("SELECT plug FROM leases").fetchall() == [("p1",)]
+
+
 def test_renewal_reports_a_plug_another_node_took():
     """A plug still connected here whose lease another node holds is reported lost (the stale
     connection is then closed); a lease held for a plug no longer here is dropped."""

@@ -8,7 +8,8 @@ reactor turn are written in one transaction (a login wave is a few transactions,
 The keeper renews all of this node's leases in one statement every C{lease/3} seconds, and then
 compares the table with what it believes it holds: a plug another node took is reported with
 C{onLost}, a lease this node holds for a plug no longer connected here is removed, and leases that
-lapsed (their node died) are removed, each reported once in the cluster with C{onLapsed}.
+lapsed while their node's heartbeat is stale too (the node died) are removed, each reported once in the
+cluster with C{onLapsed}.
 
 Network-free: the database is reached through C{run(fn, *args)} (the store's thread) and
 C{connection()}; time comes from the injected clock, so it is tested with C{task.Clock}.
@@ -231,7 +232,12 @@ class LeaseKeeper:
                     conn.execute("INSERT INTO leases (plug, node, expires, since) VALUES (?, ?, ?, ?) ON CONFLICT"
                                  " (plug) DO UPDATE SET node = excluded.node, expires = excluded.expires,"
                                  " since = excluded.since", (plugId, node, now + self.settings.lease, now))
-            for plugId, holder in conn.execute("SELECT plug, node FROM leases WHERE expires < ?", (now,)).fetchall():
+            # Only a dead node's leases lapse: after the database was away every lease may have expired,
+            # and a live node renews its own on its next pass.
+            for plugId, holder in conn.execute(
+                    "SELECT leases.plug, leases.node FROM leases LEFT JOIN nodes ON nodes.name = leases.node"
+                    " WHERE leases.expires < ? AND (nodes.heartbeat IS NULL OR nodes.heartbeat < ?)",
+                    (now, now - self.settings.nodeTimeout)).fetchall():
                 if conn.execute("DELETE FROM leases WHERE plug = ? AND node = ? AND expires < ?",
                                 (plugId, holder, now)).rowcount == 1:
                     lapsed.append((str(plugId), str(holder)))

@@ -239,9 +239,11 @@ class NodeDirectory:
         return lease[0] if lease is not None else None
 
     def seemsDead(self, name: str) -> bool:
-        """True when the node has a row whose heartbeat is older than the node timeout (a node not read
-        yet is given the benefit of the doubt)."""
+        """True when the node has a row whose heartbeat is older than the node timeout, as read lately (a
+        node not read yet, or any node while this one's own reads fail, is given the benefit of the doubt)."""
         now = self.clock.seconds()
+        if self._readAt is None or now - self._readAt > self.settings.nodeTimeout:
+            return False  # this node cannot read the database either: no judging the others
         for node, _, _, _, heartbeat in self._nodes:
             if node == name:
                 return node != self.nodeName and now - heartbeat > self.settings.nodeTimeout
