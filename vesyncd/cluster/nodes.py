@@ -133,7 +133,7 @@ class NodeDirectory:
         self._loop = task.LoopingCall(self.beat)
         self._loop.clock = clock
         self._beating: Deferred | None = None
-        #: Heartbeats that could not be written (database unreachable).
+        #: Heartbeats that could not be written (database unreachable), or missed while one hung.
         self.failures = 0
         #: Where L{counters} come from (the cluster member sets it).
         self.countersFrom: Callable[[], dict[str, int]] = lambda: {}
@@ -156,6 +156,8 @@ class NodeDirectory:
         """Write this node's heartbeat, then read every node and lease (one at a time: a slow database
         skips beats rather than queueing them)."""
         if self._beating is not None:
+            # The previous one has not come back (a database that hangs): this beat is missed.
+            self.failures += 1
             return succeed(None)
         now = self.clock.seconds()
         d = self.run(self._beat, self.nodeName, self.address(), self.plugAddress(), self.started, now)
