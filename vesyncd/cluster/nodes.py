@@ -130,7 +130,8 @@ class NodeDirectory:
         self._nodes: list[tuple[str, str | None, str | None, float, float]] = []
         self._leases: dict[str, tuple[str, float, float]] = {}
         self._readAt: float | None = None
-        self._loop = task.LoopingCall(self.beat)
+        # The loop must not wait for a hanging beat: the next ones count as missed (see L{beat}).
+        self._loop = task.LoopingCall(lambda: self.beat() and None)
         self._loop.clock = clock
         self._beating: Deferred | None = None
         #: Heartbeats that could not be written (database unreachable), or missed while one hung.
