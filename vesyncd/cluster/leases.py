@@ -60,6 +60,7 @@ class LeaseKeeper:
         self._loop = task.LoopingCall(self.renew)
         self._loop.clock = clock
         self._renewing: Deferred | None = None
+        self._renewedAt: float | None = None
         self.stopped = False
         self.stats = {"claims": 0, "taken_over": 0, "releases": 0, "renewals": 0, "lost": 0, "lapsed": 0,
                       "failures": 0}
@@ -191,10 +192,14 @@ class LeaseKeeper:
             return succeed(None)
         self._writeBatch()
         now = self.clock.seconds()
-        d = self._renewing = self.run(self._renew, sorted(self.held()), now)
+        # Right after the database was away (this node's last pass long ago or failed) the other nodes
+        # have not beaten yet either: no lease is judged lapsed on this pass.
+        sweep = self._renewedAt is not None and now - self._renewedAt <= 2 * self.settings.renewEvery + 1.0
+        d = self._renewing = self.run(self._renew, sorted(self.held()), now, sweep)
 
         def done(result: tuple[dict[str, str], list[tuple[str, str]]]) -> None:
             lost, lapsed = result
+            self._renewedAt = now
             self.stats["renewals"] += 1
             for plugId, node in sorted(lost.items()):
                 self.stats["lost"] += 1
@@ -209,7 +214,7 @@ class LeaseKeeper:
         d.addCallbacks(done, self._failed, errbackArgs=("renewing leases",)).addBoth(finished)
         return d
 
-    def _renew(self, here: list[str], now: float) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    def _renew(self, here: list[str], now: float, sweep: bool = True) -> tuple[dict[str, str], list[tuple[str, str]]]:
         """One renewal pass (store thread); returns C{(lost, lapsed)}: plugs here held by another node,
         and the lapsed leases this pass removed."""
         conn = self.connection()
@@ -237,7 +242,7 @@ class LeaseKeeper:
             for plugId, holder in conn.execute(
                     "SELECT leases.plug, leases.node FROM leases LEFT JOIN nodes ON nodes.name = leases.node"
                     " WHERE leases.expires < ? AND (nodes.heartbeat IS NULL OR nodes.heartbeat < ?)",
-                    (now, now - self.settings.nodeTimeout)).fetchall():
+                    (now, now - self.settings.nodeTimeout)).fetchall() if sweep else ():
                 if conn.execute("DELETE FROM leases WHERE plug = ? AND node = ? AND expires < ?",
                                 (plugId, holder, now)).rowcount == 1:
                     lapsed.append((str(plugId), str(holder)))
