@@ -293,3 +293,43 @@ def test_server_frames_short_and_16_bit_lengths() -> None:
     link.send(b'{"uri":"/ka"}' * 20)
     ((op, body),) = serverFrames(transport.value())
     assert op == 2 and m.aesDecrypt(body) == b'{"uri":"/ka"}' * 20
+
+
+def test_unmask_matches_rfc_xor_at_any_offset() -> None:
+    """The server's own unmasking is RFC 6455's byte-by-byte XOR with the mask, wherever in the
+    payload a piece starts (pieces of one frame arrive in separate reads)."""
+    mask = b"\x9a\x01\xff\x37"
+    payload = bytes(range(256)) * 3
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert ws.unmask(masked, mask, 0) == payload
+    assert ws.unmask(b"", mask, 5) == b""
+    for start in range(0, 9):
+        for end in (start, start + 1, start + 5, 700):
+            assert ws.unmask(masked[start:end], mask, start) == payload[start:end]
+
+
+def test_frames_split_across_reads_and_fragmented_messages_unmasked() -> None:
+    """A login fed one byte per read, a /ka split mid-payload with a ping and a fragmented message
+    between, all with distinct masks: every piece is unmasked at its own offset."""
+    hub, clock, factory = makeServer()
+    proto, transport = rawServer(factory)
+    proto.dataReceived(PLUG_REQUEST)
+    transport.clear()
+    login = sim.maskedFrame(b'{"id":"p9","firmVersion":"1.89","relay":"open"}', False, mask=b"\xa1\xb2\xc3\xd4")
+    for i in range(len(login)):
+        proto.dataReceived(login[i:i + 1])
+    assert hub.get("p9").online
+    ka = sim.maskedFrame(b'{"uri":"/ka","rssi":-47}', False, mask=b"\x10\x20\x30\x41")
+    proto.dataReceived(ka[:9])
+    proto.dataReceived(ka[9:13] + ka[13:])
+    first = sim.maskedFrame(b'{"uri":"/ka",', False, mask=b"\x05\x06\x07\x08")
+    first = bytes((first[0] & 0x7F,)) + first[1:]  # FIN cleared: more frames follow
+    ping = sim.maskedFrame(b"hi", False, mask=b"\x55\x66\x77\x88", opcode=9)
+    rest = sim.maskedFrame(b'"rssi":-48}', False, mask=b"\x0f\x1e\x2d\x3c", opcode=0)
+    proto.dataReceived(first + ping[:3])
+    proto.dataReceived(ping[3:] + rest)
+    frames = serverFrames(transport.value())
+    assert (10, b"hi") in frames  # the pong echoes the unmasked ping payload
+    replies = [json.loads(p)["uri"] for op, p in frames if op == 1]
+    assert replies == ["/loginReply", "/kr", "/kr"]
+    assert hub.get("p9").rssi_dbm == -48 and hub.stats["frames_rejected"] == 0
