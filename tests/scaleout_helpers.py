@@ -90,14 +90,15 @@ class NodeProcess:
     def __init__(self, root: Path, name: str, ip: str, *, plugPort: int, dnsPort: int, database: str,
                  mqttPort: int, heartbeat: float = 1.0, lease: float = 3.0, extra: tuple[str, ...] = ()) -> None:
         self.name, self.ip, self.plugPort, self.dnsPort = name, ip, plugPort, dnsPort
-        self.stateDir = root / name
+        self.stateDir = (root / name).resolve()
         self.stateDir.mkdir(parents=True, exist_ok=True)
         self.command = [
             str(BIN / "twistd"), "-n", "--pidfile=", "vesyncd", "--node", name, "--database", database,
             "--mqtt", f"mqtt://127.0.0.1:{mqttPort}", "--plugs", f"tcp:{plugPort}:interface={ip}",
             "--address", ip, "--dns-interface", ip, "--dns-port", str(dnsPort), "--dns-rate-limit", "0",
             "--dns-upstream", "127.0.0.1:9", "--state-dir", str(self.stateDir), "--no-http", "--timezone", "UTC",
-            "--node-heartbeat", str(heartbeat), "--node-lease", str(lease), *extra]
+            "--node-heartbeat", str(heartbeat), "--node-lease", str(lease),
+            "--max-new-plugs-per-minute", "100000", *extra]
         self.seen: list[str] = []
         self.process: subprocess.Popen[str] | None = None
         self.client: ControlClient | None = None
@@ -165,6 +166,10 @@ class NodeProcess:
                 self.process.kill()
                 self.process.wait(5)
         self.drain()
+        keep = os.environ.get("SCALEOUT_KEEP_LOGS")  # a directory: each node's log is copied there
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / f"{self.name}.log").write_text("\n".join(self.seen) + "\n")
 
 
 # -- plugs ------------------------------------------------------------------------------------------
@@ -406,7 +411,7 @@ def eventually(call: Callable[[], Deferred], check: Callable[[Any], bool], timeo
         except Exception as e:
             last = e
         if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {str(last)[:400]}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {str(last)[:3000]}")
         yield task.deferLater(reactor, every, lambda: None)
 
 
