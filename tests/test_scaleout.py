@@ -30,6 +30,8 @@ from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from tests.fakes import waitFor
+from vesyncd.cli.cluster import formatNodes
+from vesyncd.doctor.clusterchecks import clusterChecks
 from tests.mqtt_helpers import MOSQUITTO, SKIP_REASON, Broker
 from tests.pgserver import pgDatabase, postgres  # noqa: F401  (pytest fixtures)
 from tests.scaleout_helpers import Cluster, Fleet, clusterSupported, dbQuery, eventually, sentReports
@@ -194,9 +196,15 @@ class FailoverTests(ClusterCase):
             self.assertGreaterEqual(lifetimeWh(after[plug.id]) + unsure + 1e-3, lifetimeWh(before[plug.id]),
                                     f"{plug.id}: reports {[(round(at - killedAt, 2), node, ws) for at, node, ws in plug.reports]}")
 
-        # `nodes` shows b dead, and DNS stops answering with it.
-        yield eventually(a.client.nodes, lambda doc: [n["name"] for n in doc["nodes"] if not n["alive"]] == ["b"],
-                         10, "b taken for dead")
+        # `vesyncctl nodes` shows b dead, and `vesyncctl doctor` names it, with the database reachable.
+        cluster = yield eventually(a.client.nodes, lambda doc: [n["name"] for n in doc["nodes"] if not n["alive"]]
+                                   == ["b"], 10, "b taken for dead")
+        table = formatNodes(cluster)
+        self.assertIn("DEAD", next(line for line in table.splitlines() if line.startswith("b ")))
+        findings = {check.name: check for check in clusterChecks((yield a.client.info()))}
+        self.assertEqual(findings["database"].level.value, "OK")
+        self.assertEqual(findings["cluster nodes"].level.value, "WARN")
+        self.assertIn(": b;", findings["cluster nodes"].message)
 
         # Each schedule ran once: the plug switched, by exactly one relay command (what the plug itself
         # received, across its connections to b and then a or c), also a moment after the due time.

@@ -22,16 +22,18 @@ class ClusterMetricsTests(unittest.TestCase):
     def test_perNodeSeries(self) -> None:
         """Each node's liveness, heartbeat age, plugs and leases, labelled with its name."""
         view = threeNodes()
-        view.counters = {"lease_renewals": 40, "lease_takeovers": 3, "routed_ok": 12, "routed_timeout": 1}
+        view.counters = {"renewals": 40, "taken_over": 3, "routed": 12, "routed_failed": 1}
         s = scrape(self.harness(view))
         self.assertEqual(value(s["vesyncd_cluster_node_up"], node="a"), 1.0)
         self.assertEqual(value(s["vesyncd_cluster_node_up"], node="c"), 0.0)
         self.assertEqual(value(s["vesyncd_cluster_node_plugs"], node="b"), 150.0)
         self.assertEqual(value(s["vesyncd_cluster_node_leases"], node="b"), 2.0)  # a list of leases: counted
         self.assertAlmostEqual(value(s["vesyncd_cluster_node_heartbeat_age_seconds"], node="c"), 31.4)
-        self.assertEqual(value(s["vesyncd_cluster_events_total"], node="a", event="lease_renewals"), 40.0)
-        self.assertEqual(value(s["vesyncd_cluster_routed_commands_total"], node="a", result="ok"), 12.0)
-        self.assertEqual(value(s["vesyncd_cluster_routed_commands_total"], node="a", result="timeout"), 1.0)
+        self.assertEqual(value(s["vesyncd_cluster_events_total"], node="a", event="renewals"), 40.0)
+        self.assertEqual(value(s["vesyncd_cluster_lease_renewals_total"], node="a"), 40.0)
+        self.assertEqual(value(s["vesyncd_cluster_lease_takeovers_total"], node="a"), 3.0)
+        self.assertEqual(value(s["vesyncd_cluster_routed_commands_total"], node="a"), 12.0)
+        self.assertEqual(value(s["vesyncd_cluster_routed_command_failures_total"], node="a"), 1.0)
 
     def test_boundedAndHostile(self) -> None:
         """Label values are cut, the node series bounded, odd values skipped; the exposition still parses."""

@@ -158,6 +158,13 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _one(name: str, helpText: str, node: str, value: float) -> CounterMetricFamily:
+    """A counter family with one sample labelled C{node}."""
+    family = CounterMetricFamily(name, helpText, labels=["node"])
+    family.add_metric([node], value)
+    return family
+
+
 #: Nodes given series at most (label cardinality stays bounded whatever the shared table holds).
 MAX_NODE_SERIES = 64
 
@@ -167,9 +174,9 @@ class ClusterCollector(Collector):
 
     Per node: C{vesyncd_cluster_node_up}, C{vesyncd_cluster_node_heartbeat_age_seconds},
     C{vesyncd_cluster_node_plugs} (plugs owned) and C{vesyncd_cluster_node_leases}.  This node's counters
-    (the view's C{counters} or C{stats}: lease renewals, takeovers, routed commands and their failures,
-    ...) as C{vesyncd_cluster_events_total{node, event}}, and routed commands as
-    C{vesyncd_cluster_routed_commands_total{node, result}} when the counters name them C{routed_<result>}.
+    (the view's C{counters()}) as C{vesyncd_cluster_events_total{node, event}}, and by name
+    C{vesyncd_cluster_lease_renewals_total}, C{..._lease_takeovers_total}, C{..._routed_commands_total} and
+    C{..._routed_command_failures_total}, each labelled with this node's name.
     """
 
     def __init__(self, view: Any) -> None:
@@ -202,14 +209,17 @@ class ClusterCollector(Collector):
             counters.setdefault("heartbeat_failures", float(status["heartbeat_failures"]))
         events = CounterMetricFamily("vesyncd_cluster_events", "This node's cluster counters (lease renewals, "
                                      "takeovers, routed commands, ...).", labels=["node", "event"])
-        routed = CounterMetricFamily("vesyncd_cluster_routed_commands", "Commands this node routed to another "
-                                     "node's plug, by result.", labels=["node", "result"])
         for key, value in sorted(counters.items())[:MAX_NODE_SERIES]:
             events.add_metric([me, key[:64]], value)
-            if key.startswith("routed_"):
-                routed.add_metric([me, key[len("routed_"):][:64]], value)
         yield events
-        yield routed
+        for name, helpText, key in (
+                ("vesyncd_cluster_lease_renewals", "Lease renewals this node made.", "renewals"),
+                ("vesyncd_cluster_lease_takeovers", "Leases this node took over from a node that died.", "taken_over"),
+                ("vesyncd_cluster_routed_commands", "Commands this node routed to another node's plug.", "routed"),
+                ("vesyncd_cluster_routed_command_failures", "Routed commands that failed (the other node "
+                 "refused, timed out or was gone).", "routed_failed")):
+            if key in counters:
+                yield _one(name, helpText, me, counters[key])
 
 
 def registryFor(hub: Hub, dns: Any = None, web: Any = None) -> CollectorRegistry:
