@@ -3,6 +3,7 @@ and one-line start-up errors."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,7 +97,8 @@ class RestartTests(unittest.TestCase):
         clock = Clock()
         clock.advance(NOW)
         run, stop = threadRunner(reactor)
-        store = pg.openStore(self.databaseUrl, UTC, clock, run=run, stopRunner=stop, timeout=2.0, batchRows=100_000)
+        store = pg.openStore(self.databaseUrl, UTC, clock, run=run, stopRunner=stop, timeout=3.0, batchRows=100_000)
+        self.addCleanup(lambda: store.closed or stop())  # a failed test still ends the writer thread
         ledger = SQLiteLedger(store, NOW)
         store.detach()  # as the daemon does before forking: the writer thread reconnects
         sent = 0
@@ -116,6 +118,11 @@ class RestartTests(unittest.TestCase):
         yield store.flush()  # fails: the batch goes back to the queue
         self.assertEqual(store.stats["write_failures"], 1)
         self.assertEqual(store.pending, 2000)
+        clock.advance(2)
+        started = time.monotonic()
+        yield store.flush()  # fails again, at once: a refused connection is not waited for
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertEqual((store.stats["write_failures"], store.pending), (2, 2000))
         self.postgres.start()
         feed(2000)
         for attempt in range(5):

@@ -211,6 +211,8 @@ class PostgresDatabase:
         self.timeout = timeout
         self.poolSize = poolSize
         self._pool: Any = None
+        #: The last connection was lost or could not be had.
+        self._failing = False
 
     def check(self) -> None:
         """Connect once directly, so a refused connection or a bad password is reported as such;
@@ -237,14 +239,42 @@ class PostgresDatabase:
         return self._pool
 
     def connect(self, _path: Any = None) -> PgConnection:
-        """A connection from the pool (opened on first use); a timeout or refusal raises, with the
-        password scrubbed from the message."""
+        """A connection from the pool (opened on first use); a refusal or timeout raises
+        C{ConnectionError} with the reason, the password scrubbed.
+
+        After a connection was lost or could not be had, the server is asked directly first: a
+        server that is down refuses at once, so the writer thread (and whatever waits behind it)
+        learns that in milliseconds instead of waiting for the pool's timeout.
+        """
         pool = self._openPool()
+        if self._failing:
+            self._probe()
         try:
             conn = pool.getconn(timeout=self.timeout)
         except Exception as e:
+            self._failing = True
             raise ConnectionError(scrub(f"no connection to {self.label}: {e}", self.url)) from None
-        return PgConnection(conn, pool.putconn)
+        self._failing = False
+        return PgConnection(conn, lambda c: self._release(c, pool))
+
+    def _probe(self) -> None:
+        """Connect once directly; raise C{ConnectionError} saying why when that fails."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.url, connect_timeout=max(1, int(self.timeout))).close()
+        except (psycopg.Error, ValueError) as e:
+            reason = " ".join(str(e).split())[:300]
+            raise ConnectionError(scrub(f"no connection to {self.label}: {reason}", self.url)) from None
+
+    def _release(self, conn: Any, pool: Any) -> None:
+        """Give a connection back to its pool, noting a lost one (the next L{connect} probes first)."""
+        if conn.closed or conn.broken:
+            self._failing = True
+        if pool is self._pool:
+            pool.putconn(conn)
+        else:  # its pool was closed meanwhile
+            conn.close()
 
     def close(self) -> None:
         """Close the pool and its threads (a later L{connect} opens a new one)."""
