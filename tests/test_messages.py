@@ -146,7 +146,22 @@ def test_server_messages() -> None:
     assert list(reply)[:2] == ["uri", "error"]
     kr = json.loads(m.keepAliveReply(1509556525.134))
     assert kr == {"uri": "/kr", "error": 0, "wd": 3, "year": 2017, "month": 11, "day": 1, "ms": 62125134}
+    assert m.keepAliveReply(1509556525.134) == \
+        b'{"uri":"/kr","error":0,"wd":3,"year":2017,"month":11,"day":1,"ms":62125134}'
     assert m.relayCommand(True) == b'{"uri":"/relay","action":"open"}'
     assert m.relayCommand(False) == b'{"uri":"/relay","action":"break"}'
     assert m.getRuntime() == b'{"uri":"/getRuntime"}'
     assert m.keepAliveProbe() == b'{"uri":"/ka"}'
+
+
+def test_keepalive_reply_bytes_are_the_encoded_dictionary() -> None:
+    """The /kr bytes, formatted directly, are exactly the JSON encoding of the reply's dictionary at
+    any time (midnights, whole and fractional seconds, years far apart)."""
+    import random
+
+    rng = random.Random(19)
+    times = [0.0, 86399.9995, 86400.0, 1509556525.134, 4102444799.999999, 1700000000.0005]
+    times += [rng.uniform(0, 2**32) for _ in range(3000)] + [float(rng.randrange(0, 2**32)) for _ in range(500)]
+    for now in times:
+        expected = json.dumps({"uri": "/kr", "error": 0, **m.timeFields(now)}, separators=(",", ":")).encode()
+        assert m.keepAliveReply(now) == expected, now

@@ -82,7 +82,10 @@ class PowerHistory:
     @staticmethod
     def _trim(hour: _Hour, now: int) -> None:
         """Drop readings more than an hour older than C{now}."""
-        old = bisect.bisect_left(hour.times, now - HOUR_SECONDS)
+        times = hour.times
+        if not times or times[0] >= now - HOUR_SECONDS:
+            return  # nothing to drop (most readings): no search
+        old = bisect.bisect_left(times, now - HOUR_SECONDS)
         if old:
             del hour.times[:old], hour.values[:old]
 
