@@ -5,6 +5,7 @@ vesyncd's benchmarks: ``python -m bench`` (= ``make bench``).
     python -m bench --full     full profile: 10,000 plugs, 3 rounds, 10-minute soak
     python -m bench --smoke    does the harness run? (~30 s, tiny N; the figures mean nothing)
     python -m bench --only pauses --only frontends    the reactor's longest pause; the front ends at scale
+    python -m bench --only scaleout    three nodes on PostgreSQL: routed commands, failover, write load
 
 Servers run pinned to CPU 0, load generators to CPU 1 (see L{bench.plugs}).  Prints one line
 per step, a table of figures against the targets, and ONE JSON line of results (with the
@@ -269,8 +270,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     g.add_argument("--smoke", action="store_true", help="check that the harness runs (~30 s)")
     p.add_argument("--plugs", type=int, help="plugs per session (overrides the profile)")
     p.add_argument("--rounds", type=int, help="rounds of A B (overrides the profile)")
-    p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak", "pauses", "frontends"],
-                   help="run only these parts (repeatable)")
+    p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak", "pauses", "frontends",
+                                                       "scaleout"],
+                   help="run only these parts (repeatable; scaleout, three nodes on PostgreSQL, runs only when named)")
     args = p.parse_args(argv)
     name = "full" if args.full else "smoke" if args.smoke else "short"
     prof = dict(PROFILES[name])
@@ -330,6 +332,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             say(f"frontends: failed: {e}")
         result["frontends"] = frontRes
+    if "scaleout" in parts:
+        say("== scale-out: three nodes on PostgreSQL and mosquitto (bench.scaleout)")
+        import subprocess
+
+        # Its own process: it runs (and so ends) a reactor of its own.
+        proc = subprocess.run([sys.executable, "-m", "bench.scaleout", *(["--full"] if name == "full" else [])],
+                              capture_output=True, text=True, timeout=1800)
+        lines = proc.stdout.strip().splitlines()
+        for line in lines[:-1]:
+            say(line)
+        try:
+            result["scaleout"] = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            result["scaleout"] = {"bench": "scaleout", "skipped": f"failed: {proc.stderr.strip()[-300:]}"}
+            say(f"scaleout: failed: {proc.stderr.strip()[-300:]}")
     if "dns" in parts:
         say("== DNS: vesyncd vs dnsmasq (bench.dns_bench)")
         from . import dns_bench

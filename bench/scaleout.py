@@ -6,8 +6,10 @@ On loopback, with a private PostgreSQL (tests.pgserver) and mosquitto (tests.mqt
 find their node through the nodes' DNS responders (tests.scaleout_helpers):
 
  1. PostgreSQL write load per 1,000 plugs: one node (or the cluster's three) on PostgreSQL, N plugs at
-    C{--speed} times the real cadence for C{--window} seconds; transactions and rows written per second
-    from C{pg_stat_database}, raw and scaled to 1,000 plugs at the real cadence (a report every 180 s).
+    C{--speed} times the real cadence for C{--window} seconds; transactions (C{pg_stat_database}) and rows
+    written per table (C{pg_stat_user_tables}) per second; per 1,000 plugs at the real cadence (a report
+    every 180 s) the plugs' traffic is scaled down by the speed, the cluster's upkeep (leases, heartbeats,
+    at the default lease and heartbeat) is not.
  2. Routed command p99 next to a local one's, in the same run: C{refresh} through node a's control port
     of plugs held by a (local) and by c (routed over the broker), alternating.
  3. Failover after C{kill -9} of node b: seconds until every plug it held is connected to another node,
@@ -40,29 +42,40 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
-def pgStats(url: str) -> dict[str, float]:
-    """The database's counters now: transactions and rows written, and the time read."""
+#: Tables whose writes follow the plugs' own traffic (reports and their rollups, plug rows, switches); the
+#: others (nodes, leases) are the cluster's upkeep, paced by the heartbeat and the lease, not by the plugs.
+TRAFFIC_TABLES = ("reports", "hours", "days", "months", "plugs", "switches", "baselines", "automation")
+
+
+def pgStats(url: str) -> dict[str, Any]:
+    """The database's counters now: transactions, rows written per table, and the time read."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT xact_commit + xact_rollback, tup_inserted, tup_updated, tup_deleted"
-                           " FROM pg_stat_database WHERE datname = current_database()").fetchone()
-    return {"xacts": float(row[0]), "inserted": float(row[1]), "updated": float(row[2]), "deleted": float(row[3]),
-            "at": time.monotonic()}
+        xacts = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                             " WHERE datname = current_database()").fetchone()[0]
+        tables = {name: float(ins + upd + dele) for name, ins, upd, dele in conn.execute(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables").fetchall()}
+    return {"xacts": float(xacts), "tables": tables, "at": time.monotonic()}
 
 
-def writeLoad(before: dict[str, float], after: dict[str, float], plugs: int, speed: float) -> dict[str, Any]:
-    """Per second over the window, raw and per 1,000 plugs at the real cadence."""
+def writeLoad(before: dict[str, Any], after: dict[str, Any], plugs: int, speed: float, nodes: int) -> dict[str, Any]:
+    """Rows and transactions per second over the window, raw, and rows per 1,000 plugs at the real cadence:
+    the plugs' traffic scaled down by C{speed}, the cluster's upkeep (leases, heartbeats) as it is."""
     seconds = after["at"] - before["at"]
-    rows = sum(after[k] - before[k] for k in ("inserted", "updated", "deleted"))
-    xacts = after["xacts"] - before["xacts"]
-    scale = 1000.0 / plugs / speed
-    return {"seconds": round(seconds, 1), "plugs": plugs, "speed": speed,
-            "rows_per_s": round(rows / seconds, 1), "xacts_per_s": round(xacts / seconds, 1),
-            "rows_per_s_per_1000_real": round(rows / seconds * scale, 2),
-            "xacts_per_s_per_1000_real": round(xacts / seconds * scale, 2),
-            "inserted": after["inserted"] - before["inserted"], "updated": after["updated"] - before["updated"]}
+    perTable = {name: (after["tables"].get(name, 0.0) - before["tables"].get(name, 0.0)) / seconds
+                for name in after["tables"]}
+    traffic = sum(v for k, v in perTable.items() if k in TRAFFIC_TABLES)
+    upkeep = sum(v for k, v in perTable.items() if k not in TRAFFIC_TABLES)
+    xacts = (after["xacts"] - before["xacts"]) / seconds
+    per1000 = 1000.0 / plugs
+    return {"seconds": round(seconds, 1), "plugs": plugs, "nodes": nodes, "speed": speed,
+            "rows_per_s": round(traffic + upkeep, 1), "xacts_per_s": round(xacts, 1),
+            "traffic_rows_per_s": round(traffic, 1), "upkeep_rows_per_s": round(upkeep, 1),
+            "rows_per_table_per_s": {k: round(v, 1) for k, v in sorted(perTable.items()) if v},
+            "traffic_rows_per_s_per_1000_real": round(traffic / speed * per1000, 2),
+            "upkeep_rows_per_s_per_1000": round(upkeep * per1000, 2)}
 
 
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
@@ -108,7 +121,8 @@ async def _steps(args: argparse.Namespace, out: dict[str, Any], say: Callable[[s
         url = pg.createDatabase()
         await broker.start()
         count = 3 if unsupported is None else 1
-        cluster = Cluster(root, url, broker.port, count=count)
+        # The default lease and heartbeat (15 s, 5 s): the upkeep's write load is the real one.
+        cluster = Cluster(root, url, broker.port, count=count, heartbeat=args.heartbeat, lease=args.lease)
         if unsupported is not None:
             node = cluster.nodes[0]
             for option in ("--node", "--node-heartbeat", "--node-lease", "--mqtt"):
@@ -132,12 +146,14 @@ async def _steps(args: argparse.Namespace, out: dict[str, Any], say: Callable[[s
         await deferLater(reactor, REAL_REPORT_INTERVAL / args.speed, lambda: None)
         before = pgStats(url)
         await deferLater(reactor, args.window, lambda: None)
-        load = writeLoad(before, pgStats(url), args.plugs, args.speed)
+        load = writeLoad(before, pgStats(url), args.plugs, args.speed, count)
         out["write_load"] = load
         say(f"scaleout: PostgreSQL write load, {count} node(s), {args.plugs} plugs at {args.speed:g}x for "
-            f"{load['seconds']} s: {load['xacts_per_s']} transactions/s, {load['rows_per_s']} rows/s; per 1,000 "
-            f"plugs at the real cadence: {load['xacts_per_s_per_1000_real']} transactions/s, "
-            f"{load['rows_per_s_per_1000_real']} rows/s   [{out['command']}]")
+            f"{load['seconds']} s: {load['xacts_per_s']} transactions/s, {load['rows_per_s']} rows/s "
+            f"({load['traffic_rows_per_s']} from the plugs' traffic, {load['upkeep_rows_per_s']} leases and "
+            f"heartbeats; per table {load['rows_per_table_per_s']}); per 1,000 plugs at the real cadence: "
+            f"{load['traffic_rows_per_s_per_1000_real']} rows/s of traffic + {load['upkeep_rows_per_s_per_1000']}"
+            f" rows/s of upkeep   [{out['command']}]")
         if unsupported is not None:
             return
 
@@ -202,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--speed", type=float, default=20.0, help="plug timers sped up this much (default 20)")
     p.add_argument("--window", type=float, default=20.0, help="seconds the write load is measured (default 20)")
     p.add_argument("--commands", type=int, default=200, help="local and routed commands each (default 200)")
+    p.add_argument("--lease", type=float, default=15.0, help="--node-lease of the nodes (default 15, the daemon's)")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="--node-heartbeat of the nodes (default 5)")
     args = p.parse_args(argv)
     args.plugs = args.plugs or (3000 if args.full else 300)
     args.argv = argv
