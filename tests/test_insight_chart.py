@@ -100,3 +100,27 @@ def test_event_power() -> None:
     assert eventPower(Event(RUNTIME, "p", T0, {"power_w": 3})) == 3.0
     assert eventPower(Event(RUNTIME, "p", T0, {"power_w": True})) is None
     assert eventPower(Event(ENERGY, "p", T0, {"average_w": "7"})) is None
+
+
+def test_feed_keeps_exactly_what_each_sink_add_keeps() -> None:
+    """feed() checks and converts a reading once for both sinks; what they keep is what their own
+    add() keeps, odd readings included (negative, NaN and huge times, negative, NaN and huge power)."""
+    import random
+
+    rng = random.Random(7)
+    viaFeed = (PowerHistory(), BaselineTracker())
+    viaAdd = (PowerHistory(), BaselineTracker())
+    at = T0
+    odd = [float("nan"), -5.0, 2.0**33, float("inf")]
+    for i in range(3000):
+        at += rng.choice([0.5, 3.0, 9.0, 180.0, 4000.0, -20.0])
+        when = rng.choice(odd) if i % 97 == 0 else at
+        watts = rng.choice([float("nan"), -1.0, 7000.0, float("inf")]) if i % 89 == 0 else rng.uniform(0, 3000)
+        plug = f"p{i % 5}"
+        feed(Event(ENERGY, plug, when, {"average_w": watts}), *viaFeed)
+        for sink in viaAdd:
+            sink.add(plug, when, watts)
+    for plug in (f"p{i}" for i in range(5)):
+        assert viaFeed[0].chart(plug, at) == viaAdd[0].chart(plug, at)
+        assert viaFeed[1]._minima(plug, at) == viaAdd[1]._minima(plug, at)
+        assert viaFeed[1].baseline(plug, at) == viaAdd[1].baseline(plug, at)

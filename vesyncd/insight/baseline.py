@@ -65,6 +65,10 @@ class BaselineTracker:
         dw = deciwatts(power_w)
         if dw is None or not math.isfinite(at):
             return
+        self.addDeciwatts(plug, at, dw)
+
+    def addDeciwatts(self, plug: str, at: float, dw: int) -> None:
+        """L{add} for a sample already checked: C{dw} from L{deciwatts}, C{at} finite."""
         ring = self._rings.get(plug)
         if ring is None:
             ring = self._rings[plug] = self.shape.new()

@@ -55,6 +55,10 @@ class PowerHistory:
         dw = deciwatts(watts)
         if dw is None or not math.isfinite(at) or not 0 <= at < 2**32:
             return
+        self.addDeciwatts(plug, at, dw)
+
+    def addDeciwatts(self, plug: str, at: float, dw: int) -> None:
+        """L{add} for a reading already checked: C{dw} from L{deciwatts}, C{0 <= at < 2**32}."""
         hour = self._hours.get(plug)
         if hour is None:
             hour = self._hours[plug] = _Hour()
@@ -123,6 +127,9 @@ class PowerSink(Protocol):
     def add(self, plug: str, at: float, watts: float, /) -> None:
         """Keep a reading."""
 
+    def addDeciwatts(self, plug: str, at: float, dw: int, /) -> None:
+        """Keep a reading already checked: C{dw} from L{deciwatts}, C{0 <= at < 2**32}."""
+
     def forget(self, plug: str, /) -> None:
         """Drop a plug."""
 
@@ -150,6 +157,13 @@ def feed(event: Event, *sinks: PowerSink) -> None:
             sink.forget(event.plug)
         return
     watts = eventPower(event)
-    if watts is not None:
+    if watts is None:
+        return
+    at = event.at
+    dw = deciwatts(watts)
+    if dw is not None and 0 <= at < 2**32:  # the usual reading: checked and converted once for all sinks
         for sink in sinks:
-            sink.add(event.plug, event.at, watts)
+            sink.addDeciwatts(event.plug, at, dw)
+        return
+    for sink in sinks:  # each sink decides about the odd one
+        sink.add(event.plug, at, watts)

@@ -59,8 +59,10 @@ class SlotRing:
         A sample older than the ring's newest slot still lands in its own slot while that slot is
         within the ring (late samples are kept; samples more than C{size} slots old are dropped).
         """
-        slot = self.slotOf(at)
+        slot = int(at // self.seconds)
         last = ring.last
+        if slot == last:
+            return slot % self.size  # the usual sample: the ring's newest slot again
         if last is None or slot - last >= self.size:
             for target, blank in zip(ring.arrays, self._blank):
                 target[:] = blank
