@@ -145,9 +145,24 @@ async def _steps(args: argparse.Namespace, out: dict[str, Any], say: Callable[[s
         # 1. write load, after the login wave has settled (one report interval at this speed)
         await deferLater(reactor, REAL_REPORT_INTERVAL / args.speed, lambda: None)
         before = pgStats(url)
+        first = cluster.nodes[0]
+        infoBefore = await first.client.info()
         await deferLater(reactor, args.window, lambda: None)
         load = writeLoad(before, pgStats(url), args.plugs, args.speed, count)
+        infoAfter = await first.client.info()
         out["write_load"] = load
+        counters = (infoBefore.get("cluster_counters") or {}), (infoAfter.get("cluster_counters") or {})
+        if counters[0]:
+            held = max(1, len(fleet.on(first.ip)))
+            sent = (counters[1].get("events_sent", 0) - counters[0].get("events_sent", 0)) / load["seconds"]
+            got = (counters[1].get("events_received", 0) - counters[0].get("events_received", 0)) / load["seconds"]
+            out["broker"] = {"events_sent_per_s": round(sent, 1), "events_received_per_s": round(got, 1),
+                             "plugs_on_node": held,
+                             "events_per_plug_per_s_real": round(sent / held / args.speed, 5)}
+            say(f"scaleout: broker traffic of node {first.name} ({held} plugs, {args.speed:g}x): "
+                f"{sent:.1f} events/s published, {got:.1f} received from the other nodes; "
+                f"{out['broker']['events_per_plug_per_s_real']} events/s per plug at the real cadence"
+                f"   [{out['command']}]")
         say(f"scaleout: PostgreSQL write load, {count} node(s), {args.plugs} plugs at {args.speed:g}x for "
             f"{load['seconds']} s: {load['xacts_per_s']} transactions/s, {load['rows_per_s']} rows/s "
             f"({load['traffic_rows_per_s']} from the plugs' traffic, {load['upkeep_rows_per_s']} leases and "
