@@ -5,6 +5,9 @@ It follows L{vesyncd.storage.store.Store}'s threading model: loading is a blocki
 (before the reactor runs and before twistd forks), every write goes through the same runner (one
 writer thread), so the reactor never waits on the disk and writes stay in order.  Saves and deletes
 are coalesced per item while a write is in flight: only the latest document of an item is written.
+A write that fails (database away, disk full) is put back in the queue, behind nothing newer, and
+tried again after a backoff of L{RETRY_MIN} doubling to L{RETRY_MAX} seconds: an item the user was
+told is saved is written once the database is back.
 
 The table is created by L{SCHEMA} (added to the database's migrations by the storage package).
 """
@@ -16,6 +19,7 @@ import sqlite3
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -38,6 +42,9 @@ CREATE INDEX IF NOT EXISTS automation_plug ON automation (plug);
 
 #: A stored document longer than this is refused (and skipped when loading).
 MAX_DOC = 4096
+#: Seconds before a failed write is tried again, doubling up to L{RETRY_MAX}.
+RETRY_MIN = 1.0
+RETRY_MAX = 60.0
 
 Runner = Callable[..., Deferred]
 _Key = tuple[str, str, str]
@@ -48,13 +55,18 @@ class SqliteAutomationStore:
     """Automation items in table C{automation}; C{run(fn, *args)} runs C{fn} in the writer thread and
     C{connection()} gives that thread's connection (e.g. C{Store.run} and C{Store.connection})."""
 
-    def __init__(self, run: Runner, connection: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, run: Runner, connection: Callable[[], sqlite3.Connection],
+                 clock: IReactorTime | None = None) -> None:
         self.run = run
         self.connection = connection
+        #: Schedules the retry of a failed write; without a clock a failed write waits for the next save.
+        self.clock = clock
         self._queued: dict[_Key, str | None] = {}
         self._plugDeletes: set[str] = set()
         self._inFlight: Deferred | None = None
         self._waiting: list[Deferred] = []
+        self._backoff = 0.0
+        self._retry: IDelayedCall | None = None
 
     def load(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Every stored item as C{(kind, id, plug, document)}; unreadable rows are logged and skipped."""
@@ -93,16 +105,23 @@ class SqliteAutomationStore:
         self._write()
 
     def flush(self) -> Deferred:
-        """Fire when everything queued so far is written (or its failure logged)."""
+        """Write what is queued now (a waiting retry is started at once); fire when everything queued
+        so far is written, or when that attempt has failed (the failure is logged and the items stay
+        queued for the next retry: see the module's docstring), so a shutdown never waits on a backoff."""
         if self._inFlight is None and not self._queued and not self._plugDeletes:
             return succeed(None)
         d: Deferred = Deferred()
         self._waiting.append(d)
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._retry = None
+            self._write()
         return d
 
     def _write(self) -> None:
-        """Start writing what is queued unless a write is in flight (it starts the next one when done)."""
-        if self._inFlight is not None:
+        """Start writing what is queued unless a write is in flight (it starts the next one when done)
+        or a retry is scheduled (it starts it then)."""
+        if self._inFlight is not None or (self._retry is not None and self._retry.active()):
             return
         if not self._queued and not self._plugDeletes:
             waiting, self._waiting = self._waiting, []
@@ -115,13 +134,33 @@ class SqliteAutomationStore:
 
         def done(result: Any) -> None:
             self._inFlight = None
+            if self._backoff:
+                log.info("automation store: writing works again")
+            self._backoff = 0.0
             self._write()
 
         def failed(f: Any) -> None:
-            log.error("automation store: cannot write {n} items: {error}", n=len(batch) + len(plugs),
-                      error=f.getErrorMessage())
+            self._inFlight = None
+            self._requeue(batch, plugs)
+            self._backoff = min(RETRY_MAX, self._backoff * 2 or RETRY_MIN)
+            log.error("automation store: cannot write {n} items: {error}; keeping them and retrying in "
+                      "{delay:g} s", n=len(batch) + len(plugs), error=f.getErrorMessage(), delay=self._backoff)
+            # Whoever waits for a flush hears that this attempt is over; the items stay queued.
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+            if self.clock is not None:
+                self._retry = self.clock.callLater(self._backoff, self._write)
 
-        self._inFlight.addErrback(failed).addBoth(done)
+        self._inFlight.addCallbacks(done, failed)
+
+    def _requeue(self, batch: dict[_Key, str | None], plugs: set[str]) -> None:
+        """Put a failed batch back: what was queued since wins, and nothing comes back for a plug
+        deleted since."""
+        for key, doc in batch.items():
+            if key[2] not in self._plugDeletes:
+                self._queued.setdefault(key, doc)
+        self._plugDeletes |= plugs
 
     def _transaction(self, batch: dict[_Key, str | None], plugs: set[str]) -> None:
         """Write one batch in one transaction (writer thread)."""

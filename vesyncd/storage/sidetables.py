@@ -17,6 +17,7 @@ import collections
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from vesyncd.core.model import isoTime
@@ -33,6 +34,9 @@ KEEP_ROWS = 10_000
 MAX_QUEUED = 50_000
 #: Characters of a cause kept.
 MAX_CAUSE = 64
+#: Seconds before rows that failed to be written are tried again, doubling up to L{RETRY_MAX}.
+RETRY_MIN = 1.0
+RETRY_MAX = 60.0
 
 
 class SwitchLog:
@@ -44,6 +48,9 @@ class SwitchLog:
         self.keepRows = keepRows
         self._queue: collections.deque[tuple[str, float, int, str | None]] = collections.deque(maxlen=MAX_QUEUED)
         self._inFlight: Deferred | None = None
+        self._backoff = 0.0
+        self._retryAt = 0.0
+        self._retryCall: IDelayedCall | None = None
         store.pruneHooks.append(self.prune)
 
     def add(self, plugId: str, at: float, relay: bool, cause: str | None) -> None:
@@ -56,13 +63,20 @@ class SwitchLog:
         """Drop a forgotten plug's queued switches (the store deletes its rows)."""
         self._queue = collections.deque((r for r in self._queue if r[0] != plugId), maxlen=MAX_QUEUED)
 
-    def flush(self) -> Deferred:
-        """Write what is queued; fires when it is written (a failure is logged, the rows are lost)."""
+    def flush(self, now: bool = False) -> Deferred:
+        """Write what is queued; fires when it is written or the attempt failed.
+
+        During a backoff nothing is tried unless C{now} is true (the daemon's shutdown: one last try).
+
+        Rows that could not be written go back in front of the queue (its bound keeps the newest) and
+        are tried again after a backoff of L{RETRY_MIN} doubling to L{RETRY_MAX} seconds, so a switch
+        made while the database is away is in the history once it is back.
+        """
         if self._inFlight is not None:
             d: Deferred = Deferred()
             self._inFlight.addBoth(lambda _: self.flush().chainDeferred(d) and None)
             return d
-        if not self._queue or self.store.closed:
+        if not self._queue or self.store.closed or (not now and self.store.clock.seconds() < self._retryAt):
             return succeed(None)
         rows = list(self._queue)
         self._queue.clear()
@@ -70,11 +84,22 @@ class SwitchLog:
 
         def done(_: Any) -> None:
             self._inFlight = None
+            self._backoff = 0.0
+            self._retryAt = 0.0
 
         def failed(f: Any) -> None:
-            log.error("store: cannot write {n} switches: {error}", n=len(rows), error=f.getErrorMessage())
+            self._inFlight = None
+            kept = collections.deque(rows, maxlen=MAX_QUEUED)
+            kept.extend(self._queue)
+            self._queue = kept
+            self._backoff = min(RETRY_MAX, self._backoff * 2 or RETRY_MIN)
+            self._retryAt = self.store.clock.seconds() + self._backoff
+            if self._retryCall is None or not self._retryCall.active():
+                self._retryCall = self.store.clock.callLater(self._backoff, self.flush)
+            log.error("store: cannot write {n} switches: {error}; keeping them and retrying in {delay:g} s",
+                      n=len(rows), error=f.getErrorMessage(), delay=self._backoff)
 
-        return self._inFlight.addErrback(failed).addBoth(done)
+        return self._inFlight.addCallbacks(done, failed)
 
     def _write(self, rows: list[tuple[str, float, int, str | None]]) -> None:
         """One transaction of switch rows (writer thread)."""

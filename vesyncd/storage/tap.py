@@ -111,7 +111,7 @@ class StoreService(service.Service):
                 self.store.putPlug(plug)
         waits = [maybeDeferred(hook) for hook in self.beforeClose]
         if self.switches is not None:
-            waits.append(self.switches.flush())
+            waits.append(self.switches.flush(now=True))
         d = DeferredList(waits, consumeErrors=True)
         return d.addCallback(lambda _: self.store.stop())
 
@@ -158,7 +158,7 @@ def openState(parent: service.MultiService, config: Any, reactor: Any) -> Stored
     store = openStore(config, reactor)
     known = store.loadPlugs()
     ledger = SQLiteLedger(store, reactor.seconds())
-    automation = SqliteAutomationStore(store.run, store.connection)
+    automation = SqliteAutomationStore(store.run, store.connection, clock=reactor)
     items = automation.load()
     baselineStore = BaselineStore(store)
     baselines = baselineStore.load()
