@@ -168,7 +168,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         A plug sends each message as one final, masked text or binary frame, and each arrives in a
         read of its own.  For such a read Autobahn's frame-by-frame state machine (and its
         per-frame callbacks) end in the same call of L{onMessage} with the unmasked payload and the
-        same counters; it costs a third of a /ka.  Everything else takes Autobahn's path
+        same counters; it costs over a quarter of a /ka.  Everything else takes Autobahn's path
         unchanged: partial or several frames, fragments, control frames, reserved bits or
         opcodes, unmasked frames, lengths not minimally encoded or over the limits, empty
         payloads, text that is not UTF-8, a message already in progress, and frame logging.
