@@ -227,11 +227,11 @@ class _SeekingProtocol(SimPlugProtocol):
     def __init__(self, seeker: "SeekingPlug", host: str) -> None:
         super().__init__(seeker.plug, host, seeker.port)
         self.seeker = seeker
-        self.host_ = host
+        self.address = host
 
     def upgraded(self) -> None:
         self.seeker.attempts = 0
-        self.seeker.plug.node = self.host_
+        self.seeker.plug.node = self.address
         super().upgraded()
 
     def connectionLost(self, reason: Any = None) -> None:
