@@ -18,6 +18,7 @@ back off exponentially with jitter, capped.
 from __future__ import annotations
 
 import secrets
+import socket
 from typing import Any, Callable
 
 from twisted.internet import task, threads
@@ -62,7 +63,7 @@ class ReactorMQTTClient:
                  onDropped: Callable[[], None] | None = None, clientId: str | None = None,
                  minDelay: float = MIN_BACKOFF, maxDelay: float = MAX_BACKOFF,
                  keepalive: int = KEEPALIVE, maxPending: int = MAX_PENDING, maxInFlight: int = MAX_IN_FLIGHT,
-                 highWater: int = HIGH_WATER, lowWater: int = LOW_WATER) -> None:
+                 highWater: int = HIGH_WATER, lowWater: int = LOW_WATER, noDelay: bool = False) -> None:
         self.reactor = reactor
         self.settings = settings
         self.willTopic = willTopic
@@ -72,6 +73,9 @@ class ReactorMQTTClient:
         self.onMessage = onMessage
         self.onDrained = onDrained
         self.onDropped = onDropped
+        #: Send each packet at once (TCP_NODELAY): for request/reply traffic, where Nagle's wait for the
+        #: peer's delayed ACK would add ~40 ms to every round trip.
+        self.noDelay = noDelay
         self.clientId = clientId or f"vesyncd-{secrets.token_hex(4)}"
         self.minDelay = minDelay
         self.maxDelay = maxDelay
@@ -250,6 +254,11 @@ class ReactorMQTTClient:
                 self._scheduleReconnect()
             return
         self._paho = paho
+        if self.noDelay:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not TCP (or already closed): nothing to tune
         watcher = self._watcher = SocketWatcher(paho, sock, self._doRead, self._doWrite, self._socketLost)
         paho.on_connect = self._onConnect
         paho.on_disconnect = self._onDisconnect
