@@ -400,3 +400,31 @@ def test_energy_seen_on_other_nodes_survives_the_plug_leaving():
     assert b.hub.energy("p1").lifetime_wh == 2.0  # b's own ledger never saw the report
     loads[0].callback(None)
     assert b.hub.energy("p1").lifetime_wh == 0.0  # the ledger's reading now (reloadPlug is a no-op here)
+
+
+def test_node_without_stored_state_is_refused(tmp_path):
+    """--node on a daemon that keeps no state (benchmarks' persistent=False) cannot start: it says why."""
+    from twisted.internet import reactor
+
+    from vesyncd import tap
+    from vesyncd.service import StartupError
+
+    config = tap.Options()
+    config.parseOptions(["--no-dns", "--no-http", "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir",
+                         str(tmp_path), "--control", f"unix:{tmp_path}/c.sock", "--mqtt", "mqtt://127.0.0.1:9",
+                         "--node", "a"])
+    with pytest.raises(StartupError, match="--node needs a database"):
+        tap.makeService(config, reactor, persistent=False)
+
+
+def test_single_node_builds_no_cluster(tmp_path):
+    """Without --node the daemon has no cluster part and its hub no cluster seam."""
+    from twisted.internet import reactor
+
+    from vesyncd import tap
+
+    config = tap.Options()
+    config.parseOptions(["--no-dns", "--no-http", "--plugs", "tcp:0:interface=127.0.0.1", "--state-dir",
+                         str(tmp_path), "--control", f"unix:{tmp_path}/c.sock"])
+    top = tap.makeService(config, reactor, persistent=False)
+    assert top.context.cluster is None and top.hub.cluster is None
