@@ -428,3 +428,21 @@ def test_single_node_builds_no_cluster(tmp_path):
                          str(tmp_path), "--control", f"unix:{tmp_path}/c.sock"])
     top = tap.makeService(config, reactor, persistent=False)
     assert top.context.cluster is None and top.hub.cluster is None
+
+
+def test_two_daemons_with_one_node_name_are_told():
+    """A second daemon beating under the same --node name is noticed and counted (and logged as an error)."""
+    clock, db = task.Clock(), sharedDatabase()
+    clock.advance(100)
+    from vesyncd.cluster.nodes import NodeDirectory
+
+    first = NodeDirectory(clock, syncRun, lambda: db, ClusterSettings("a"))
+    clock.advance(1)
+    second = NodeDirectory(clock, syncRun, lambda: db, ClusterSettings("a"))
+    clock.advance(1)
+    result(first.beat())
+    result(second.beat())
+    assert second.counters()["duplicate_name"] == 1
+    clock.advance(1)
+    result(first.beat())
+    assert first.counters()["duplicate_name"] == 1

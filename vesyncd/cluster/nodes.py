@@ -136,6 +136,9 @@ class NodeDirectory:
         self._beating: Deferred | None = None
         #: Heartbeats that could not be written (database unreachable), or missed while one hung.
         self.failures = 0
+        #: Set by a beat that found another daemon's heartbeat under this node's name; how often that was seen.
+        self.duplicate: tuple[float, float] | None = None
+        self.duplicates = 0
         #: Where L{counters} come from (the cluster member sets it).
         self.countersFrom: Callable[[], dict[str, int]] = lambda: {}
 
@@ -166,6 +169,11 @@ class NodeDirectory:
 
         def read(result: tuple[list[Any], list[Any]]) -> None:
             nodes, leases = result
+            if self.duplicate is not None:
+                self.duplicates += 1
+                log.error("cluster: another daemon runs as node {node} (started at {started}) on this database: "
+                          "give each node its own --node name", node=self.nodeName, started=self.duplicate[0])
+                self.duplicate = None
             self._nodes = [(str(n), a, p, float(s), float(h)) for n, a, p, s, h in nodes]
             self._leases = {str(plug): (str(node), float(expires), float(since)) for plug, node, expires, since in leases}
             self._readAt = now
@@ -189,6 +197,10 @@ class NodeDirectory:
         """Upsert the node's row and read all nodes and leases (store thread)."""
         conn = self.connection()
         with writeTransaction(conn):
+            row = conn.execute("SELECT started, heartbeat FROM nodes WHERE name = ?", (name,)).fetchone()
+            if row is not None and float(row[0]) != started and float(row[1]) > started:
+                # Someone else beat under this name since this node started: two daemons share a name.
+                self.duplicate = (float(row[0]), float(row[1]))
             conn.execute("INSERT INTO nodes (name, address, plug_address, started, heartbeat) VALUES (?, ?, ?, ?, ?)"
                          " ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
                          " plug_address = excluded.plug_address, started = excluded.started,"
@@ -266,7 +278,7 @@ class NodeDirectory:
 
     def counters(self) -> dict[str, int]:
         """This node's cluster counters (see L{ClusterView.counters})."""
-        return {"heartbeat_failures": self.failures, **self.countersFrom()}
+        return {"heartbeat_failures": self.failures, "duplicate_name": self.duplicates, **self.countersFrom()}
 
     def refresh(self) -> Deferred:
         """Beat and read now (see L{ClusterView.refresh})."""
