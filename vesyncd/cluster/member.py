@@ -185,7 +185,11 @@ class ClusterMember:
         return d.addCallbacks(answered, failed)
 
     def forward(self, node: str, plugId: str, change: str, value: Any) -> None:
-        """Send the change to C{node}, which holds the plug (see L{IClusterSeam})."""
+        """Send the change to C{node}, which holds the plug (see L{IClusterSeam}); with the broker away
+        it cannot go, which is logged (the change then holds on this node only)."""
+        if not self.link.connected():
+            log.warn("cluster: the broker is away: {change} of plug {plug} is not sent to node {node}, which holds "
+                     "it", change=change, plug=plugId, node=node)
         self.link.notify(node, "change", plug=plugId, change=change, value=value)
 
     # -- what other nodes ask (BrokerLink handler) ---------------------------------------------
