@@ -446,3 +446,27 @@ def test_two_daemons_with_one_node_name_are_told():
     clock.advance(1)
     result(first.beat())
     assert first.counters()["duplicate_name"] == 1
+
+
+def test_a_node_whose_link_comes_back_learns_the_plugs_state():
+    """A node that missed events (its link was away, or it just started) says hello when its link is up;
+    the others answer with their plugs' state, which its view takes (relay, power, alias, owner)."""
+    cl = Cluster()
+    a, c = cl.nodes["a"], cl.nodes["c"]
+    cl.broker.down.add("a")
+    session = c.login("p1", relay=False)
+    c.hub.rename("p1", "lamp")
+    session.received(m.RuntimeInfo(relay=True, power=(40.0, 40.0)))
+    cl.settle()
+    assert a.hub.plugs() == []
+    cl.broker.down.discard("a")
+    a.member.link.onConnected()
+    cl.settle()
+    plug = a.hub.get("lamp")
+    assert plug.id == "p1" and plug.online and plug.relay is True and plug.power_w == 40.0
+    assert a.hub.elsewhere("p1") == "c"
+    # A second hello within the spacing is not answered again.
+    sent = len(cl.broker.published)
+    a.member.link.broadcast("state", {"hello": True})
+    cl.settle()
+    assert [t for t, _ in cl.broker.published[sent:] if t.endswith("/state")] == [f"{PREFIX}/cluster/a/state"]

@@ -9,6 +9,8 @@ Topics (all under C{<prefix>/cluster/}, C{<node>} a node's name):
                         {"id", "from", "ok": false, "code", "message"}
     <node>/events       that node's hub events: {"node", "event": the one event JSON shape}
     <node>/automation   that node's automation item changes: {"node", "op", ...}
+    <node>/state        that node's plugs as they are now: {"node", "plugs": [plug state...]}, or
+                        {"node", "hello": true} when its link (re)connects (the others answer with theirs)
 
 Every message is one JSON object parsed with L{vesyncd.jsonguard} (size and depth bounded); a
 message from another prefix, one naming this node as its sender, a malformed one or one beyond the
@@ -54,7 +56,7 @@ REQUEST_RATE = 2000.0
 EVENT_RATE = 20000.0
 #: Seconds between log lines about dropped messages, per reason.
 DROP_LOG_INTERVAL = 60.0
-STREAMS = ("events", "automation")
+STREAMS = ("events", "automation", "state")
 
 
 class LinkBusy(CommandError):
@@ -118,6 +120,8 @@ class BrokerLink:
         self.connected = connected
         self.handler = handler
         self.onStream = onStream
+        #: Called each time the link's connection to the broker is (re)made.
+        self.onConnected: Callable[[], None] = lambda: None
         self.maxPending = maxPending
         self._pending: dict[str, tuple[Deferred, IDelayedCall]] = {}
         self._requests = TokenBucket(clock, requestRate, requestRate * 5)
@@ -175,7 +179,7 @@ class BrokerLink:
     def broadcast(self, stream: str, message: dict[str, Any]) -> None:
         """Publish one message on this node's C{stream} (C{events} or C{automation}) for every other node."""
         self.stats["events_sent"] += 1
-        self._send(self.topic(self.node, stream), {**message, "node": self.node}, qos=0 if stream == "events" else 1)
+        self._send(self.topic(self.node, stream), {**message, "node": self.node}, qos=1 if stream == "automation" else 0)
 
     def stop(self) -> None:
         """Fail every request still waiting (the daemon stops)."""
@@ -295,7 +299,8 @@ def makeClient(reactor: Any, brokerSettings: Any, link: BrokerLink, clientId: st
     status = link.topic(link.node, "status")
     client = ReactorMQTTClient(reactor, brokerSettings, willTopic=status, willPayload=b"offline",
                                subscriptions=link.subscriptions(),
-                               onConnect=lambda: client.publish(status, b"online", retain=True, qos=1),
+                               onConnect=lambda: (client.publish(status, b"online", retain=True, qos=1),
+                                                  link.onConnected()),
                                onMessage=lambda topic, payload, retained: link.received(topic, payload),
                                clientId=clientId or f"vesyncd-node-{link.node}-{secrets.token_hex(3)}",
                                noDelay=True)

@@ -47,6 +47,10 @@ MAX_TEXT = 256
 CHANGES = ("alias", "power_on", "forget", "clear_conflict")
 #: An automation document from another node larger than this is ignored (the store refuses 4 KiB).
 MAX_AUTOMATION_DOC = 4096
+#: Plug states per C{state} message (each well under 1 KiB: the message stays under the link's bound).
+STATE_CHUNK = 25
+#: Seconds between two answers to other nodes' hellos (a flapping link must not flood the broker).
+STATE_SPACING = 5.0
 
 
 def _text(value: Any) -> str | None:
@@ -81,6 +85,8 @@ class ClusterMember:
         #: The automation engine taking plugs over (C{adoptPlug}, C{applyItem}, C{applyPlugDeleted}), if any.
         self.automation: Any = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._stateSent: float | None = None
+        self.link.onConnected = self._linkUp
         self.stats = {"resyncs": 0, "resync_failures": 0, "drops_sent": 0, "routed": 0, "routed_failed": 0,
                       "routed_dead": 0}
         self.directory.countersFrom = self.counters
@@ -229,6 +235,23 @@ class ClusterMember:
 
     # -- streams -------------------------------------------------------------------------------
 
+    def _linkUp(self) -> None:
+        """The link (re)connected: events may have been missed both ways; say hello (the others answer
+        with their plugs' state) and send this node's own."""
+        self.link.broadcast("state", {"hello": True})
+        self._sendState(force=True)
+
+    def _sendState(self, force: bool = False) -> None:
+        """Publish the state of every plug connected here, in chunks (at most once per L{STATE_SPACING})."""
+        now = self.clock.seconds()
+        if not force and self._stateSent is not None and now - self._stateSent < STATE_SPACING:
+            return
+        self._stateSent = now
+        states = [plugToWire(self.hub.snapshot(s.plug)) for s in self.hub.sessions()
+                  if self.hub.elsewhere(s.plug.id) is None and s.plug.id not in self.hub.pendingIds()]
+        for start in range(0, len(states), STATE_CHUNK):
+            self.link.broadcast("state", {"plugs": states[start:start + STATE_CHUNK]})
+
     def _localEvent(self, event: Event) -> None:
         """Publish one of this node's own events for the other nodes."""
         if event.kind == PLUG_PENDING:
@@ -252,6 +275,14 @@ class ClusterMember:
                     or not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts)):
                 return
             self.hub.remoteEvent(sender, kind, plugId, float(ts), data)
+        elif stream == "state":
+            if message.get("hello") is True:
+                self._sendState()
+                return
+            plugs = message.get("plugs")
+            if isinstance(plugs, list):
+                for doc in plugs[:STATE_CHUNK * 2]:
+                    self.hub.remoteState(sender, doc)
         elif stream == "automation" and self.automation is not None:
             op, plugId = message.get("op"), _text(message.get("plug"))
             if plugId is None:

@@ -702,6 +702,33 @@ class Hub:
                 plug.conflict = {"at": at, "fields": [str(f)[:32] for f in data["fields"][:8]], "first": first,
                                  "now": now}
 
+    def pendingIds(self) -> set[str]:
+        """The ids of the plugs waiting for approval."""
+        return set(self._pending)
+
+    def remoteState(self, node: str, doc: Any) -> None:
+        """Take a plug's whole state as C{node}, which it is connected to, sent it (L{plugToWire}; after
+        a link came back, events may have been missed) into the view, without events."""
+        fresh = plugFromWire(doc)
+        if fresh is None or fresh.id in self._sessions or fresh.id in self._pending or not fresh.online:
+            return
+        plug = self._plugs.get(fresh.id)
+        if plug is None:
+            if self._names.squats(fresh.id) is not None or self._names.isPrefix(fresh.id):
+                return
+            plug = PlugState(id=fresh.id, first_seen=fresh.first_seen)
+            self._add(plug)
+        if fresh.alias != plug.alias:
+            self._takeAlias(plug, fresh.alias)
+        for name in ("relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "meastate",
+                     "runtime_at", "rssi_dbm", "firmware", "encrypted", "address", "last_seen", "connected_since",
+                     "power_on"):
+            setattr(plug, name, getattr(fresh, name))
+        plug.device = {str(k)[:32]: v for k, v in list(fresh.device.items())[:16]
+                       if isinstance(v, (str, int, float)) and not isinstance(v, bool) and len(str(v)) <= 128}
+        plug.online = True
+        self._remote[plug.id] = node
+
     def remoteChange(self, plugId: str, change: str, value: Any) -> None:
         """Apply a change another node's front end made to a plug connected here (see
         L{IClusterSeam.forward}), as if made here; a refused change is logged, never raised."""
