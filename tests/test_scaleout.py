@@ -19,6 +19,8 @@ keep-alive and an energy report every 9 s per plug).
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -206,6 +208,12 @@ class FailoverTests(ClusterCase):
         self.assertEqual(findings["database"].level.value, "OK")
         self.assertEqual(findings["cluster nodes"].level.value, "WARN")
         self.assertIn(": b;", findings["cluster nodes"].message)
+        # The same as a user runs it: the installed vesyncctl against node a's state directory.
+        shown = yield deferToThread(subprocess.run, [str(Path(sys.executable).with_name("vesyncctl")), "nodes",
+                                                     "--state-dir", str(a.stateDir)],
+                                    capture_output=True, text=True, timeout=30)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn("DEAD", next(line for line in shown.stdout.splitlines() if line.startswith("b ")))
 
         # Each schedule ran once: the plug switched, by exactly one relay command (what the plug itself
         # received, across its connections to b and then a or c), also a moment after the due time.

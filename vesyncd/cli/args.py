@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vesyncd import __version__, paths
+from vesyncd.cli import cluster as cli_cluster
 from vesyncd.cli import migrate as cli_migrate
 from vesyncd.cli.args_features import addFeatureCommands
 from vesyncd.cli.parsing import Commands, plugArg
@@ -153,6 +154,7 @@ def buildParser() -> Parser:
     plugArg(history)
     history.add_argument("--limit", type=int, default=50, help="how many (default 50, at most 200)")
     addFeatureCommands(commands)
+    cli_cluster.addParser(sub)
     prov = sub.add_parser("provision", help="send Wi-Fi settings to a plug in setup mode")
     prov.add_argument("--ssid", required=True)
     prov.add_argument("--password", help="Wi-Fi password (prompted for when left out, so it stays out of `ps`)")

@@ -24,6 +24,7 @@ from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 
 from vesyncd.cli import automation as cli_automation
+from vesyncd.cli import cluster as cli_cluster
 from vesyncd.cli import energy as cli_energy
 from vesyncd.cli import migrate as cli_migrate
 from vesyncd.auth import readToken
@@ -159,7 +160,7 @@ COMMANDS: dict[str, Callable[[ControlClient, argparse.Namespace, Output], Awaita
     "list": cmdList, "on": cli_automation.cmdSwitch, "off": cli_automation.cmdSwitch,
     "toggle": cli_automation.cmdSwitch, "rename": cmdRename, "forget": cmdForget, "power-on": cmdPowerOn,
     "info": cmdInfo, "pending": cmdPending, "approve": cmdApprove, "clear-conflict": cmdClearConflict,
-    **cli_automation.COMMANDS, **cli_energy.COMMANDS,
+    **cli_automation.COMMANDS, **cli_energy.COMMANDS, **cli_cluster.COMMANDS,
 }
 
 
