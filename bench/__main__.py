@@ -6,6 +6,7 @@ vesyncd's benchmarks: ``python -m bench`` (= ``make bench``).
     python -m bench --smoke    does the harness run? (~30 s, tiny N; the figures mean nothing)
     python -m bench --only pauses --only frontends    the reactor's longest pause; the front ends at scale
     python -m bench --only scaleout    three nodes on PostgreSQL: routed commands, failover, write load
+    python -m bench --only dashboard   the dashboard with 1,000 plugs in headless Chromium
 
 Servers run pinned to CPU 0, load generators to CPU 1 (see L{bench.plugs}).  Prints one line
 per step, a table of figures against the targets, and ONE JSON line of results (with the
@@ -28,17 +29,20 @@ PROFILES: dict[str, dict[str, Any]] = {
               "soak": 0, "churn_rate": 20,
               "control": {"plugs": 200, "latencyOps": 100, "seconds": 2.0, "rounds": 1},
               "dns": ["--rounds", "1", "--seconds", "2"], "long_soak": 0,
-              "pauses": {"plugs": 300, "seconds": 5}, "frontends": {"plugs": 300, "days": 7}},
+              "pauses": {"plugs": 300, "seconds": 5}, "frontends": {"plugs": 300, "days": 7},
+              "dashboard": {"plugs": 100, "idle": 3}},
     "short": {"plugs": 2000, "rounds": 2, "timeout": 30, "window": 3.0, "report_plugs": 5000, "ka_rate": 1000,
               "soak": 6, "churn_rate": 20,
               "control": {"plugs": 2000, "latencyOps": 500, "seconds": 3.0, "rounds": 1},
               "dns": ["--rounds", "2", "--seconds", "3"], "long_soak": 0,
-              "pauses": {"plugs": 2000, "seconds": 30}, "frontends": {"plugs": 2000, "days": 30}},
+              "pauses": {"plugs": 2000, "seconds": 30}, "frontends": {"plugs": 2000, "days": 30},
+              "dashboard": {"plugs": 1000, "idle": 10}},
     "full": {"plugs": 10000, "rounds": 3, "timeout": 60, "window": 15.0, "report_plugs": 5000, "ka_rate": 1000,
              "soak": 0, "churn_rate": 50,
              "control": {"plugs": 10000, "latencyOps": 2000, "seconds": 10.0, "rounds": 3},
              "dns": ["--full"], "long_soak": 600,
-             "pauses": {"plugs": 10000, "seconds": 600}, "frontends": {"plugs": 10000, "days": 365}},
+             "pauses": {"plugs": 10000, "seconds": 600}, "frontends": {"plugs": 10000, "days": 365},
+             "dashboard": {"plugs": 1000, "idle": 30}},
 }
 
 KIB14 = 14 * 1024
@@ -84,7 +88,7 @@ def spread(summary: dict[str, Any], key: str) -> Any:
 
 def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dict[str, Any] | None,
           soak: dict[str, Any] | None, pauses: dict[str, Any] | None = None,
-          frontends: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+          frontends: dict[str, Any] | None = None, dashboard: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows: what, vesyncd, peer, ratio, target, verdict."""
     rows: list[dict[str, Any]] = []
 
@@ -182,6 +186,11 @@ def table(plugs: dict[str, Any] | None, control: dict[str, Any] | None, dns: dic
             f"{pauses['over_10ms']} over 10 ms; gc passes {pauses['gc_passes_in_run']}; lost {pauses['lost']}")
     if frontends:
         rowsFrontends(frontends, row)
+    if dashboard:
+        from . import dashboard as dashBench
+
+        for what, value, target, ok, note in dashBench.rows(dashboard):
+            row(what, value, None, target, ok, None, note)
     if control and not control.get("skipped"):
         runs = control["runs"]
         p99 = sorted(r.get("latency", {}).get("p99_ms", 0) for r in runs)
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--plugs", type=int, help="plugs per session (overrides the profile)")
     p.add_argument("--rounds", type=int, help="rounds of A B (overrides the profile)")
     p.add_argument("--only", action="append", choices=["plugs", "control", "dns", "store", "soak", "pauses", "frontends",
-                                                       "scaleout"],
+                                                       "dashboard", "scaleout"],
                    help="run only these parts (repeatable; scaleout, three nodes on PostgreSQL, runs only when named)")
     args = p.parse_args(argv)
     name = "full" if args.full else "smoke" if args.smoke else "short"
@@ -280,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prof["plugs"] = args.plugs
     if args.rounds:
         prof["rounds"] = args.rounds
-    parts = set(args.only or ["plugs", "control", "dns", "store", "soak", "pauses", "frontends"])
+    parts = set(args.only or ["plugs", "control", "dns", "store", "soak", "pauses", "frontends", "dashboard"])
     if not args.only and not prof["long_soak"]:
         parts.discard("soak")
     t0 = time.monotonic()
@@ -332,6 +341,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             say(f"frontends: failed: {e}")
         result["frontends"] = frontRes
+    if "dashboard" in parts:
+        say(f"== dashboard: {prof['dashboard']['plugs']} plugs in headless Chromium (bench.dashboard)")
+        from . import dashboard as dashBench
+
+        try:
+            dashRes = dashBench.run(prof["dashboard"]["plugs"], idle=prof["dashboard"]["idle"], say=say)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other parts
+            dashRes = {"bench": "dashboard", "skipped": f"failed: {e}"}
+            say(f"dashboard: failed: {e}")
+        result["dashboard"] = dashRes
     if "scaleout" in parts:
         say("== scale-out: three nodes on PostgreSQL and mosquitto (bench.scaleout)")
         import subprocess
@@ -377,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result["store"] = {"skipped": "store_bench exited"}
             except Exception as e:  # noqa: BLE001
                 result["store"] = {"skipped": f"failed: {e}"}
-    rows = table(plugRes, controlRes, dnsRes, soakRes, pauseRes, frontRes)
+    rows = table(plugRes, controlRes, dnsRes, soakRes, pauseRes, frontRes, result.get("dashboard"))
     result["table"] = rows
     result["seconds"] = round(time.monotonic() - t0, 1)
     printTable(rows)
