@@ -138,3 +138,29 @@ def test_a_plug_deleted_during_the_outage_gets_nothing_back() -> None:
     run.down = False
     clock.advance(automationstore.RETRY_MIN)
     assert store.load() == [("timer", "t2", "p2", {"v": 1})]
+
+
+def test_the_store_reports_whether_its_database_takes_writes(tmp_path: Any) -> None:
+    """C{Store.health} (shown by C{vesyncctl info} and checked by the doctor) says the last write
+    failed, with its error, and clears once a write succeeds again."""
+    from zoneinfo import ZoneInfo
+
+    from vesyncd.doctor.clusterchecks import databaseCheck
+    from vesyncd.storage.store import Store
+
+    clock, run = Clock(), FlakyRunner()
+    store = Store.open(tmp_path / "state.sqlite3", ZoneInfo("UTC"), clock, run=run)
+    store.addReport("p1", 100.0, 3600, 60)
+    assert store.health()["reachable"] is True
+    run.down = True
+    store.flush()
+    health = store.health()
+    assert health["reachable"] is False and "database is away" in health["error"] and health["pending"] == 1
+    check = databaseCheck({"database": health})
+    assert check is not None and check.level.value == "FAIL" and "cannot write to" in check.message
+    run.down = False
+    clock.advance(60)
+    store.flush()
+    assert store.health()["reachable"] is True and store.health()["pending"] == 0
+    check = databaseCheck({"database": store.health()})
+    assert check is not None and check.level.value == "OK"

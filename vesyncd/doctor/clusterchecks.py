@@ -59,6 +59,11 @@ def databaseCheck(status: dict[str, Any] | None) -> Check | None:
     reachable = db.get("reachable", db.get("ok"))
     if reachable is False:
         why = f" ({printable(db['error'])})" if db.get("error") else ""
+        if kind == "sqlite":
+            return Check("database", Level.FAIL,
+                         f"vesyncd cannot write to {where}{why}; plugs keep working and acknowledged writes "
+                         "wait in the store's queue, but nothing new is saved",
+                         "free disk space and make the state directory writable by the daemon's user")
         return Check("database", Level.FAIL,
                      f"vesyncd cannot reach {where}{why}; plugs keep working and acknowledged writes wait "
                      "in the store's queue, but nothing new is saved",
@@ -76,7 +81,8 @@ def databaseCheck(status: dict[str, Any] | None) -> Check | None:
                      "another node runs a newer vesyncd",
                      "upgrade this node to the version of the others")
     shown = f", schema version {schema}" if schema is not None else ""
-    return Check("database", Level.OK, f"{where} is reachable{shown}")
+    verb = "is written to" if kind == "sqlite" else "is reachable"
+    return Check("database", Level.OK, f"{where} {verb}{shown}")
 
 
 def brokerCheck(status: dict[str, Any] | None) -> Check | None:

@@ -167,6 +167,8 @@ class Store:
         self._inFlightBatch: tuple[Any, ...] | None = None
         self._retryAt = 0.0
         self._backoff = 0.0
+        #: The last write's error (fit for a log), None once a write succeeds again.
+        self.lastError: str | None = None
         self._dayCache: dict[int, str] = {}
         self._loop: task.LoopingCall | None = None
         self._pruneLoop: task.LoopingCall | None = None
@@ -328,6 +330,14 @@ class Store:
                 log.error("store: {n} reports are waiting for the database: keeping only their hourly "
                           "totals from now on (raw rows are lost, energy is not)", n=self.maxQueued)
 
+    def health(self) -> dict[str, Any]:
+        """What the doctor and C{vesyncctl info} show of the database: its kind, where it is (no
+        password), whether the last write reached it, the schema version, the last error and the
+        writes waiting in memory."""
+        return {"kind": self.backend, "url": self.label, "reachable": self.lastError is None,
+                "schema": SCHEMA_VERSION, "schema_expected": SCHEMA_VERSION, "error": self.lastError,
+                "pending": self.pending}
+
     @property
     def pending(self) -> int:
         """Writes waiting in memory (raw reports, folded hours and plug rows)."""
@@ -359,6 +369,7 @@ class Store:
             if self._backoff:
                 log.info("store: writing to {path} works again", path=self.label)
             self._backoff = 0.0
+            self.lastError = None
             self._retryAt = 0.0
             if len(self._reports) >= self.batchRows:
                 self.flush()
@@ -370,6 +381,7 @@ class Store:
             self.stats["write_failures"] += 1
             self._backoff = min(RETRY_MAX, self._backoff * 2 or RETRY_MIN)
             self._retryAt = self.clock.seconds() + self._backoff
+            self.lastError = self.scrub(f.getErrorMessage())[:200]
             # Log the first failure of a streak in full, then once a minute of backoff.
             if self._backoff in (RETRY_MIN, RETRY_MAX) or self.stats["write_failures"] == 1:
                 log.error("store: cannot write to {path}: {error}; keeping {n} writes in memory and "

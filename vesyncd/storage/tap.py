@@ -172,6 +172,11 @@ def openState(parent: service.MultiService, config: Any, reactor: Any) -> Stored
                        switches=switches, baselines=baselines, baselineStore=baselineStore)
 
 
+def publishFacts(info: Any, stored: StoredState) -> None:
+    """Show the database in C{vesyncctl info} and to the doctor (C{Store.health}, read at request time)."""
+    info.facts["database"] = stored.store.health
+
+
 def makeServices(hub: Hub, stored: StoredState) -> None:
     """Persist the hub's events (plug rows, relay switches) to the store and apply power-on policies."""
     stored.service.hub = hub
