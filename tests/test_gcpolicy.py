@@ -187,7 +187,8 @@ def test_makeServicesPublishesAndFollowsLogins() -> None:
     subscribers: list[Any] = []
 
     class Hub:
-        def subscribe(self, cb: Any) -> None:
+        def subscribe(self, cb: Any, remote: bool = True) -> None:
+            assert remote is False, "logins on other nodes of a cluster are not this process's objects"
             subscribers.append(cb)
 
     clock = Clock()

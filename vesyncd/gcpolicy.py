@@ -229,6 +229,6 @@ def makeServices(parent: service.MultiService, hub: Any, reactor: Any, info: Any
     """Add the policy under C{parent}, tell it of every login, and publish its figures as C{info.facts["gc"]}."""
     policy = GCPolicy(reactor)
     policy.setServiceParent(parent)
-    hub.subscribe(lambda event: event.kind == ONLINE and policy.login())
+    hub.subscribe(lambda event: event.kind == ONLINE and policy.login(), remote=False)
     info.facts["gc"] = policy.figures
     return policy

@@ -58,9 +58,6 @@ class Persister:
         if event.kind == RELAY and self.switches is not None and isinstance(event.data.get("relay"), bool):
             cause = event.data.get("cause")
             self.switches.add(event.plug, event.at, event.data["relay"], cause if isinstance(cause, str) else None)
-            # A switch queued while the log's previous write is in flight would wait for the next switch;
-            # asking for a flush now writes it right after that one.
-            self.switches.flush()
         seenOnly = event.kind in self.SEEN_ONLY
         (self._seen if seenOnly else self._dirty).add(event.plug)
         call = self._calls.get(seenOnly)

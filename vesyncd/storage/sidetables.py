@@ -86,6 +86,8 @@ class SwitchLog:
             self._inFlight = None
             self._backoff = 0.0
             self._retryAt = 0.0
+            if self._queue:  # switches made while this write was in flight go right after it
+                self.flush()
 
         def failed(f: Any) -> None:
             self._inFlight = None

@@ -107,8 +107,11 @@ class StoreService(service.Service):
         if self.persister is not None:
             self.persister.flush()
         if self.hub is not None:
+            # In a cluster only this node's plugs: the rows of plugs on other nodes are theirs to write.
+            clustered = self.hub.cluster is not None
             for plug in self.hub.plugs():
-                self.store.putPlug(plug)
+                if not clustered or self.hub.session(plug.id) is not None:
+                    self.store.putPlug(plug)
         waits = [maybeDeferred(hook) for hook in self.beforeClose]
         if self.switches is not None:
             waits.append(self.switches.flush(now=True))
