@@ -62,6 +62,7 @@ class Broker:
         with open(conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(self.anonymous).lower()}\n"
                     "persistence false\n"
+                    "set_tcp_nodelay true\n"
                     "log_dest none\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "stderr"), "ab"))

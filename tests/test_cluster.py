@@ -12,7 +12,7 @@ from twisted.python import usage
 
 from tests.cluster_helpers import PREFIX, FakeBroker, Node, sharedDatabase, syncRun
 from tests.fakes import result
-from vesyncd.cluster.leases import LeaseKeeper
+from vesyncd.cluster.leases import LeaseKeeper, effectiveExpiry
 from vesyncd.cluster.settings import ClusterSettings, checkOptions
 from vesyncd.core.model import CommandTimeout, PlugOffline, PlugState
 from vesyncd.plugs import codec as m
@@ -114,8 +114,9 @@ def test_claims_in_one_turn_are_one_transaction():
     assert db.execute("SELECT COUNT(*) FROM leases WHERE node = 'a'").fetchone() == (500,)
 
 
-def test_renewal_keeps_leases_alive_and_a_dead_nodes_lapse_once():
-    """The owner renews every lease/3 s; when it stops, its lease lapses after the lease time and is
+def test_heartbeats_keep_leases_alive_without_rewriting_them_and_a_dead_nodes_lapse_once():
+    """A node's heartbeat renews all of its leases at once: 60 s of beats leave the lease row as claimed
+    (no row written per lease); when the node dies its lease lapses once its heartbeat is stale and is
     reported by exactly one of the surviving nodes."""
     clock, db = task.Clock(), sharedDatabase()
     clock.advance(1000)
@@ -124,19 +125,39 @@ def test_renewal_keeps_leases_alive_and_a_dead_nodes_lapse_once():
     a = keeper(clock, db, "a", heldA, [], lapsedA)
     b = keeper(clock, db, "b", set(), [], lapsedB)
     c = keeper(clock, db, "c", set(), [], lapsedC)
+
+    def beat(*names):
+        for name in names:
+            db.execute("INSERT INTO nodes (name, address, plug_address, started, heartbeat) VALUES (?, NULL, NULL, 0, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat", (name, clock.seconds()))
+
+    beat("a", "b", "c")
     for k in (a, b, c):
         k.start()
     a.claim("p1")
     clock.advance(0)
-    for _ in range(12):  # 60 s of renewals: the lease never lapses
+    claimed = db.execute("SELECT node, expires FROM leases").fetchall()
+    assert claimed == [("a", 1015.0)]
+    changes = db.total_changes
+    for _ in range(12):  # 60 s of heartbeats: the lease never lapses
+        beat("a", "b", "c")
         clock.advance(5)
-    assert db.execute("SELECT node, expires FROM leases").fetchall() == [("a", clock.seconds() + 15.0)]
+    assert db.execute("SELECT node, expires FROM leases").fetchall() == claimed
+    assert db.total_changes - changes == 12 * 3, "only the heartbeats were written"
     assert lapsedB == lapsedC == []
+    assert effectiveExpiry(1015.0, clock.seconds() - 5, 15.0) > clock.seconds()
     a._loop.stop()  # node a dies without a word
-    for _ in range(4):
+    for _ in range(5):
+        beat("b", "c")
         clock.advance(5)
     assert db.execute("SELECT COUNT(*) FROM leases").fetchone() == (0,)
     assert sorted(lapsedB + lapsedC) == [("p1", "a")]
+
+
+def test_heartbeat_must_renew_leases_in_time():
+    """A heartbeat slower than half the lease would let live nodes' leases lapse: refused, naming both."""
+    with pytest.raises(ValueError, match="--node-heartbeat.*--node-lease"):
+        ClusterSettings("a", lease=15.0, heartbeat=10.0)
 
 
 def test_a_live_nodes_expired_lease_is_not_removed():

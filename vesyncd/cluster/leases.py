@@ -5,11 +5,14 @@ gives it up when the connection ends; a lease its node stopped renewing lapses a
 A new connection always wins: L{LeaseKeeper.claim} takes the lease whoever held it and says who that
 was (so that node can be told to close its stale connection).  Claims and releases asked for in one
 reactor turn are written in one transaction (a login wave is a few transactions, not thousands).
-The keeper renews all of this node's leases in one statement every C{lease/3} seconds, and then
-compares the table with what it believes it holds: a plug another node took is reported with
-C{onLost}, a lease this node holds for a plug no longer connected here is removed, and leases that
-lapsed while their node's heartbeat is stale too (the node died) are removed, each reported once in the
-cluster with C{onLapsed}.
+
+A lease is renewed by its node's heartbeat (L{vesyncd.cluster.nodes}), not row by row: it holds until
+C{lease} seconds after the later of its claim and its node's latest heartbeat (L{effectiveExpiry}), so
+keeping 10,000 leases costs one row update per heartbeat instead of 10,000.  Every C{lease/3} seconds
+the keeper compares the table with what it believes it holds (reads only, unless something changed):
+a plug another node took is reported with C{onLost}, a lease this node holds for a plug no longer
+connected here is removed, and the leases of a node whose heartbeat is stale (the node died) are
+removed, each reported once in the cluster with C{onLapsed}.
 
 Network-free: the database is reached through C{run(fn, *args)} (the store's thread) and
 C{connection()}; time comes from the injected clock, so it is tested with C{task.Clock}.
@@ -33,6 +36,12 @@ Runner = Callable[..., Deferred]
 
 #: Claims (or releases) waiting for the next batch, at most; beyond, the batch is written at once.
 MAX_BATCH = 2000
+
+
+def effectiveExpiry(claimedUntil: float, heartbeat: float | None, lease: float) -> float:
+    """When a lease lapses: C{lease} seconds after its node's latest heartbeat (None: the node has no
+    row), or at the end of the claim's own term if that is later."""
+    return claimedUntil if heartbeat is None else max(claimedUntil, heartbeat + lease)
 
 
 class LeaseKeeper:
@@ -186,8 +195,9 @@ class LeaseKeeper:
     # -- renewal -------------------------------------------------------------------------------
 
     def renew(self) -> Deferred:
-        """Renew this node's leases, reconcile them with the plugs connected here and remove lapsed ones
-        (one pass at a time: a slow database skips a pass rather than queueing them)."""
+        """Reconcile this node's leases with the plugs connected here and remove lapsed ones (the leases
+        themselves are kept alive by the node's heartbeat); one pass at a time: a slow database skips a
+        pass rather than queueing them."""
         if self._renewing is not None:
             return succeed(None)
         self._writeBatch()
@@ -215,30 +225,31 @@ class LeaseKeeper:
         return d
 
     def _renew(self, here: list[str], now: float, sweep: bool = True) -> tuple[dict[str, str], list[tuple[str, str]]]:
-        """One renewal pass (store thread); returns C{(lost, lapsed)}: plugs here held by another node,
-        and the lapsed leases this pass removed."""
+        """One reconciliation pass (store thread); returns C{(lost, lapsed)}: plugs here held by another
+        live node, and the lapsed leases this pass removed."""
         conn = self.connection()
         node = self.node
         herePlugs = set(here)
         lost: dict[str, str] = {}
         lapsed: list[tuple[str, str]] = []
         with writeTransaction(conn):
-            conn.execute("UPDATE leases SET expires = ? WHERE node = ?", (now + self.settings.lease, node))
             mine = {str(p) for (p,) in conn.execute("SELECT plug FROM leases WHERE node = ?", (node,)).fetchall()}
             gone = sorted(mine - herePlugs)
             conn.executemany("DELETE FROM leases WHERE plug = ? AND node = ?", [(p, node) for p in gone])
             missing = sorted(herePlugs - mine)
             for plugId in missing:
-                row = conn.execute("SELECT node, expires FROM leases WHERE plug = ?", (plugId,)).fetchone()
-                if row is not None and row[0] != node and float(row[1]) >= now:
+                row = conn.execute("SELECT leases.node, leases.expires, nodes.heartbeat FROM leases LEFT JOIN nodes"
+                                   " ON nodes.name = leases.node WHERE leases.plug = ?", (plugId,)).fetchone()
+                if row is not None and row[0] != node and effectiveExpiry(
+                        float(row[1]), None if row[2] is None else float(row[2]), self.settings.lease) >= now:
                     lost[plugId] = str(row[0])
                 else:
                     # Nobody holds it (its lease lapsed while the database was away): take it back.
                     conn.execute("INSERT INTO leases (plug, node, expires, since) VALUES (?, ?, ?, ?) ON CONFLICT"
                                  " (plug) DO UPDATE SET node = excluded.node, expires = excluded.expires,"
                                  " since = excluded.since", (plugId, node, now + self.settings.lease, now))
-            # Only a dead node's leases lapse: after the database was away every lease may have expired,
-            # and a live node renews its own on its next pass.
+            # Only a dead node's leases lapse (its heartbeat is stale and the claim's own term is over);
+            # right after the database was away no pass sweeps (C{sweep}): the others have not beaten yet.
             for plugId, holder in conn.execute(
                     "SELECT leases.plug, leases.node FROM leases LEFT JOIN nodes ON nodes.name = leases.node"
                     " WHERE leases.expires < ? AND (nodes.heartbeat IS NULL OR nodes.heartbeat < ?)",

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from vesyncd.cluster.leases import effectiveExpiry
 from vesyncd.cluster.settings import ClusterSettings
 from vesyncd.storage.sqlite import writeTransaction
 
@@ -175,7 +176,10 @@ class NodeDirectory:
                           "give each node its own --node name", node=self.nodeName, started=self.duplicate[0])
                 self.duplicate = None
             self._nodes = [(str(n), a, p, float(s), float(h)) for n, a, p, s, h in nodes]
-            self._leases = {str(plug): (str(node), float(expires), float(since)) for plug, node, expires, since in leases}
+            beats = {str(n): float(h) for n, _, _, _, h in nodes}
+            lease = self.settings.lease
+            self._leases = {str(plug): (str(node), effectiveExpiry(float(expires), beats.get(str(node)), lease),
+                                        float(since)) for plug, node, expires, since in leases}
             self._readAt = now
             if self.onRead is not None:
                 # Lapsed leases too: a plug stays with its dead node until a node removes the lease

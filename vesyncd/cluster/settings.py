@@ -26,7 +26,8 @@ class ClusterSettings:
 
     #: This node's name, unique among the nodes sharing the database.
     node: str
-    #: Seconds a plug lease lasts unless its owner renews it (renewed every third of it).
+    #: Seconds a plug lease lasts after its node's latest heartbeat (each heartbeat renews every lease of
+    #: the node at once).
     lease: float = 15.0
     #: Seconds between this node's heartbeats (its row in C{nodes}, and the read of the others).
     heartbeat: float = 5.0
@@ -43,10 +44,13 @@ class ClusterSettings:
                 raise ValueError(f"{option} ({value!r}) must be a number of seconds between 0 and 3600")
         if self.lease < 1.5:
             raise ValueError(f"--node-lease ({self.lease:g}) must be at least 1.5 seconds")
+        if self.heartbeat > self.lease / 2:
+            raise ValueError(f"--node-heartbeat ({self.heartbeat:g}) must be at most half of --node-lease "
+                             f"({self.lease:g}): heartbeats renew the leases, and one may be missed")
 
     @property
     def renewEvery(self) -> float:
-        """Seconds between renewals of this node's leases: a third of the lease, so two may be lost."""
+        """Seconds between passes comparing this node's leases with its connected plugs: a third of the lease."""
         return self.lease / 3.0
 
     @property
@@ -62,7 +66,8 @@ class ClusterOptions:
         ["node", None, None,
          "Run as this node of a cluster (needs --mqtt and a database shared by the nodes): plugs are "
          "leased to the node they connect to, commands and events cross nodes over the broker."],
-        ["node-lease", None, 15.0, "Seconds a plug's lease lasts unless its node renews it (with --node).", float],
+        ["node-lease", None, 15.0, "Seconds a plug's lease lasts after its node's latest heartbeat (with --node).",
+         float],
         ["node-heartbeat", None, 5.0, "Seconds between a node's heartbeats in the database (with --node).", float],
     ]
 

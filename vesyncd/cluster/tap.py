@@ -91,8 +91,10 @@ def _readOwners(member: ClusterMember, hub: Hub, store: Any, now: float) -> None
     """Mark the plugs other live nodes hold before anything acts on them (a blocking read at start-up,
     before twistd forks; the connection is closed again for the fork)."""
     try:
-        rows = store.connection().execute("SELECT plug, node FROM leases WHERE expires >= ? AND node <> ?",
-                                          (now, member.nodeName)).fetchall()
+        rows = store.connection().execute(
+            "SELECT leases.plug, leases.node FROM leases LEFT JOIN nodes ON nodes.name = leases.node"
+            " WHERE (leases.expires >= ? OR nodes.heartbeat >= ?) AND leases.node <> ?",
+            (now, now - member.settings.lease, member.nodeName)).fetchall()
     except Exception as e:
         log.warn("cluster: could not read the leases at start-up: {error}", error=str(e)[:200])
         return

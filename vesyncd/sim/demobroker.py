@@ -76,7 +76,7 @@ class DemoBroker:
         """
         config = self.directory / "mosquitto.conf"
         log = self.directory / "mosquitto.log"
-        config.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+        config.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
                           f"log_dest stderr\n")
         with log.open("wb") as logFile:
             self.process = subprocess.Popen(
