@@ -134,3 +134,23 @@ def test_startup_error_is_one_clear_line(tmp_path: Path) -> None:
         assert f"tcp:{port}" in str(e.value) and "in use" in str(e.value)
     finally:
         holder.close()
+
+
+def test_daemon_publishes_its_database_and_broker_for_the_doctor(tmp_path: Path) -> None:
+    """The wired daemon says in C{info} which database it writes and whether its broker is connected; the
+    doctor's checks read exactly that (here: the SQLite file is written to, the broker not connected yet)."""
+    from twisted.internet import reactor
+
+    from vesyncd.doctor.clusterchecks import clusterChecks
+
+    o = tap.Options()
+    o.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--no-dns", "--no-http",
+                    "--mqtt", "mqtt://user:secret@127.0.0.1:1", "--state-dir", str(tmp_path)])
+    daemon = tap.makeService(o, reactor)
+    facts = daemon.context.info.facts
+    database, broker = facts["database"](), facts["broker"]()
+    assert database["kind"] == "sqlite" and database["reachable"] is True and str(tmp_path) in database["url"]
+    assert broker == {"broker": "mqtt://user@127.0.0.1:1", "connected": False}
+    checks = {check.name: check for check in clusterChecks({"database": database, "broker": broker})}
+    assert checks["database"].level.value == "OK"
+    assert checks["mqtt broker"].level.value == "WARN" and "secret" not in checks["mqtt broker"].message

@@ -227,6 +227,7 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
                       remote=False)
     if stored is not None:
         storageTap.makeServices(hub, stored)
+        storageTap.publishFacts(info, stored)
     # With --node: leases, the other nodes' plugs and the broker link (nothing without it).
     cluster = clusterTap.makeMember(top, hub, config, reactor, info, stored if persistent else None)
     view = cluster.view if cluster is not None else None

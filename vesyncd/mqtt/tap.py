@@ -63,7 +63,8 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
     With C{automation} (an L{vesyncd.automation.engine.AutomationEngine}) C{relay/set} takes
     C{"for"} and each plug gets its next action and "running"; with C{insight} (the energy
     insight service) its periods, costs and baseline.  C{info.facts["mqtt_slug_collisions"]}
-    lists the aliases that cannot be topic names (for C{vesyncctl doctor}).
+    lists the aliases that cannot be topic names and C{info.facts["broker"]} the broker's connection
+    (for C{vesyncctl doctor}).
     """
     settings = config.get("mqtt-settings") if hasattr(config, "get") else None
     if settings is None and config["mqtt"]:
@@ -78,4 +79,7 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
     if info is not None:
         bridge = mqtt.bridge
         info.facts["mqtt_slug_collisions"] = lambda: [dict(found) for found in bridge.collisions]
+        # For the doctor and `vesyncctl info`: where the broker is (no password) and whether it is connected.
+        client = mqtt.client
+        info.facts["broker"] = lambda: {"broker": settings.describe(), "connected": bool(client.connected)}
     return mqtt
