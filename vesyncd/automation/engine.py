@@ -64,20 +64,7 @@ class AutomationEngine:
         hub's events."""
         intents: list[Intent] = []
         for kind, id, plug, doc in (self.store.load() if items is None else items):
-            try:
-                if kind == TIMER:
-                    self.timers[plug] = Timer.fromDoc(plug, doc)
-                elif kind == SCHEDULE:
-                    self.schedules.put(Schedule.fromDoc(id, plug, doc))
-                elif kind == RULE:
-                    self.ruleSet.put(Rule.fromDoc(id, plug, doc))
-                elif kind == AWAY:
-                    self.awayMode.set(Away.fromDoc(plug, doc))
-                else:
-                    raise ValueError("unknown kind (written by a newer vesyncd?)")
-            except (AutomationError, KeyError, TypeError, ValueError) as e:
-                log.error("automation: skipping stored {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
-                          id=str(id)[:40], plug=str(plug)[:40], error=str(e)[:200])
+            self._hold(kind, id, plug, doc)
         intents.extend(self.schedules.catchUp())
         for plug in list(self.timers):
             self._armTimer(plug)
@@ -449,7 +436,7 @@ class AutomationEngine:
             else:
                 raise ValueError("unknown kind (written by a newer vesyncd?)")
         except (AutomationError, KeyError, TypeError, ValueError) as e:
-            log.error("automation: skipping {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
+            log.error("automation: skipping stored {kind} {id!r} of {plug}: {error}", kind=str(kind)[:20],
                       id=str(itemId)[:40], plug=str(plug)[:40], error=str(e)[:200])
             return False
         return True
