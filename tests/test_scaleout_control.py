@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from tests.control_helpers import TOKEN, World
 from tests.fakes import result
@@ -17,42 +19,82 @@ from vesyncd.cli import cluster as cli_cluster
 from vesyncd.cli.output import Output
 from vesyncd.control import commands as c
 from vesyncd.control.cluster_api import MAX_NODES, MAX_TEXT, clusterJSON, fitCluster
+from vesyncd.core.clusterview import ClusterView, LeaseInfo, NodeInfo
+
+#: The time the fake view's values were read at.
+NOW = 1000.0
 
 
-@dataclass
-class Node:
-    """A node's row as the cluster view gives it."""
-
-    name: str
-    address: str
-    plug_address: str
-    heartbeat_age: float
-    alive: bool
-    plugs: int
-    leases: Any = 0
-    lease_age_max: float | None = None
+def node(name: str, address: str | None = None, plugAddress: str | None = None, age: float = 1.0,
+         alive: bool = True, plugs: int = 0, this: bool = False) -> NodeInfo:
+    """A node row as a cluster view gives it, read at L{NOW}."""
+    return NodeInfo(name, address, plugAddress, NOW - 3600.0, NOW - age, age, alive, plugs, this)
 
 
-@dataclass
-class View:
-    """A cluster view: this node's name, the nodes, the database and the broker."""
+def lease(plug: str, holder: str, age: float, left: float) -> LeaseInfo:
+    """A lease held for C{age} seconds that lapses C{left} seconds after L{NOW}."""
+    return LeaseInfo(plug, holder, NOW + left, NOW - age, age)
 
-    nodeName: str = "a"
-    nodes: list[Node] = field(default_factory=list)
-    database: dict[str, Any] | None = None
-    broker: dict[str, Any] | None = None
+
+@implementer(ClusterView)
+class FakeView:
+    """A cluster view holding given values (what the cluster package's NodeDirectory reads from the database)."""
+
+    def __init__(self, nodeName: str = "a", nodes: list[NodeInfo] | None = None,
+                 leases: list[LeaseInfo] | None = None, database: dict[str, Any] | None = None,
+                 broker: dict[str, Any] | None = None, counters: dict[str, int] | None = None) -> None:
+        self.nodeName = nodeName
+        self.nodeList = list(nodes or [])
+        self.leaseList = list(leases or [])
+        self.databaseStatus = database if database is not None else {
+            "read_age_s": 1.0, "heartbeat_failures": 0, "reachable": True}
+        self.brokerStatus = broker
+        self.counterValues = dict(counters or {})
+
+    def nodes(self) -> list[NodeInfo]:
+        return list(self.nodeList)
 
     def liveAddresses(self) -> list[str]:
-        return [n.plug_address for n in self.nodes if n.alive]
+        return [n.address for n in self.nodeList if n.alive and n.address]
+
+    def leases(self, node: str | None = None) -> list[LeaseInfo]:
+        return [x for x in self.leaseList if node in (None, x.node)]
+
+    def ownerOf(self, plugId: str) -> str | None:
+        return next((x.node for x in self.leaseList if x.plug == plugId), None)
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.nodeName, "nodes": [n.toJSON() for n in self.nodeList],
+                "leases_held": len(self.leases(self.nodeName)),
+                "read_age_s": self.databaseStatus.get("read_age_s"),
+                "heartbeat_failures": self.databaseStatus.get("heartbeat_failures", 0)}
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.counterValues)
+
+    def database(self) -> dict[str, Any]:
+        return self.databaseStatus
+
+    def broker(self) -> dict[str, Any] | None:
+        return self.brokerStatus
+
+    def refresh(self) -> Deferred:
+        return succeed(self.nodes())
 
 
-def threeNodes() -> View:
-    return View(nodes=[
-        Node("c", "127.0.0.4:9000", "127.0.0.4:17273", 31.4, False, 0, [], None),
-        Node("a", "127.0.0.2:9000", "127.0.0.2:17273", 0.4, True, 150, 150, 4.2),
-        Node("b", "127.0.0.3:9000", "127.0.0.3:17273", 1.1, True, 150, [{"age": 2.0}, {"age": 9.0}], None),
-    ], database={"kind": "postgresql", "reachable": True, "schema": 5}, broker={"broker": "127.0.0.1:1883",
-                                                                               "connected": True})
+def threeNodes() -> FakeView:
+    """Nodes a (this one), b and c (dead), 150 plugs each on a and b; a's oldest lease is 4.2 s old and its
+    soonest lapses in 11 s, b's oldest is 9 s old."""
+    leases = ([lease("pa0", "a", 4.2, 11.0)] + [lease(f"pa{i}", "a", 1.0, 14.0) for i in range(1, 150)]
+              + [lease("pb0", "b", 9.0, 6.5)] + [lease(f"pb{i}", "b", 2.0, 13.0) for i in range(1, 150)])
+    view = FakeView(nodes=[
+        node("c", "127.0.0.4", "127.0.0.4:17273", 31.4, False, 0),
+        node("a", "127.0.0.2", "127.0.0.2:17273", 0.4, True, 150, this=True),
+        node("b", "127.0.0.3", "127.0.0.3:17273", 1.1, True, 150),
+    ], leases=leases, database={"read_age_s": 0.4, "heartbeat_failures": 0, "reachable": True},
+        broker={"connected": True})
+    verifyObject(ClusterView, view)
+    return view
 
 
 def loggedIn(world: World):
@@ -79,25 +121,37 @@ def test_nodesAloneIsAPlainError():
 
 
 def test_nodesOverAMP():
-    """The nodes sorted by name, this node marked, lease lists counted with their oldest age, totals summed."""
+    """The nodes sorted by name, this node marked, leases counted per node with the oldest one's age and the
+    soonest expiry, totals summed, the database's and broker's status as the view gives them."""
     world = World(plugs=1)
     world.core.cluster = threeNodes()
     doc = result(ask(world))
     assert [n["name"] for n in doc["nodes"]] == ["a", "b", "c"]
     a, b, cnode = doc["nodes"]
+    assert set(a) == {"name", "address", "plug_address", "heartbeat_age", "alive", "plugs", "leases",
+                      "lease_age_max", "lease_expires_in_min", "self"}
+    assert set(doc) == {"node", "nodes", "listed", "alive", "dead", "plugs", "database", "broker"}
     assert a["self"] and not b["self"] and a["plugs"] == 150 and a["leases"] == 150 and a["lease_age_max"] == 4.2
-    assert b["leases"] == 2 and b["lease_age_max"] == 9.0
+    assert a["lease_expires_in_min"] == 11.0 and a["plug_address"] == "127.0.0.2:17273"
+    assert b["leases"] == 150 and b["lease_age_max"] == 9.0 and b["lease_expires_in_min"] == 6.5
     assert not cnode["alive"] and cnode["heartbeat_age"] == 31.4
-    assert (doc["node"], doc["alive"], doc["dead"], doc["plugs"]) == ("a", 2, 1, 300)
-    assert doc["database"]["schema"] == 5 and doc["broker"]["connected"] is True
+    assert (cnode["leases"], cnode["lease_age_max"], cnode["lease_expires_in_min"]) == (0, None, None)
+    assert (doc["node"], doc["alive"], doc["dead"], doc["plugs"], doc["listed"]) == ("a", 2, 1, 300, 3)
+    assert doc["database"]["reachable"] is True and doc["broker"] == {"connected": True}
 
 
 def test_hostileRowsBounded():
     """What another node wrote in the shared database is cut: long names, NaN ages, too many nodes."""
-    view = View(nodes=[Node("x" * 5000, "\x1b[2J", "1.2.3.4", float("nan"), True, 1)] * (MAX_NODES + 50))
+    view = FakeView(nodes=[node("x" * 5000, "\x1b[2J" * 100, "1.2.3.4", float("nan"), True, 1)] * (MAX_NODES + 50),
+                    leases=[lease("p", "x" * 5000, float("inf"), float("nan"))],
+                    database={"read_age_s": float("nan"), "error": "e" * 5000, "reachable": False})
     doc = clusterJSON(view)
     assert len(doc["nodes"]) == doc["listed"] == MAX_NODES
-    assert len(doc["nodes"][0]["name"]) == MAX_TEXT and doc["nodes"][0]["heartbeat_age"] is None
+    first = doc["nodes"][0]
+    assert len(first["name"]) == MAX_TEXT and len(first["address"]) == MAX_TEXT and first["heartbeat_age"] is None
+    assert (first["leases"], first["lease_age_max"], first["lease_expires_in_min"]) == (1, None, None)
+    assert doc["database"]["read_age_s"] is None and len(doc["database"]["error"]) == MAX_TEXT
+    json.dumps(doc, allow_nan=False)
     fitted = fitCluster(doc, lambda d: len(c.JSON().toString(d)) <= 10_000)
     assert 0 < len(fitted["nodes"]) < MAX_NODES and fitted["listed"] == MAX_NODES
 
@@ -105,18 +159,9 @@ def test_hostileRowsBounded():
 def test_hostileRowsFitOneAMPValue():
     """Over AMP, the answer for the largest cluster view still arrives (its list cut to one value)."""
     world = World(plugs=1)
-    world.core.cluster = View(nodes=[Node("x" * 5000, "y" * 5000, "z" * 5000, 1.0, True, 1)] * 1000)
+    world.core.cluster = FakeView(nodes=[node("x" * 5000, "y" * 5000, "z" * 5000, 1.0, True, 1)] * 1000)
     doc = result(ask(world))
     assert doc["listed"] == MAX_NODES and 0 < len(doc["nodes"]) <= MAX_NODES
-
-
-def test_dictRowsAndMethods():
-    """A view whose nodes are dicts and whose attributes are methods reads the same."""
-    view = SimpleNamespace(nodeName=lambda: "b", nodes=lambda: [
-        {"name": "b", "plugAddress": "10.0.0.3", "heartbeatAge": 2, "alive": 1, "plugCount": 7}])
-    doc = clusterJSON(view)
-    assert doc["nodes"][0] == {**doc["nodes"][0], "plug_address": "10.0.0.3", "heartbeat_age": 2, "alive": True,
-                               "plugs": 7, "self": True}
 
 
 def runCLI(doc: Any, asJSON: bool) -> tuple[int, str]:
@@ -140,12 +185,12 @@ def test_cliText():
     assert lines[1].startswith("a (this node)") and lines[1].split()[-1] == "alive" and "150" in lines[1]
     assert lines[3].startswith("c") and lines[3].endswith("DEAD") and "31 s" in lines[3]
     assert "2 alive, 1 dead, 300 plugs owned" in text
-    assert "database: postgresql, reachable, schema 5" in text and "broker: 127.0.0.1:1883, connected" in text
+    assert "database: reachable" in text and "broker: connected" in text
 
 
 def test_cliJSONAndEscaping():
     """--json prints the answer as it is; plain text escapes a hostile node name."""
-    doc = clusterJSON(View(nodes=[Node("evil\x1b[31m", "a", "b", 1, True, 1)]))
+    doc = clusterJSON(FakeView(nodes=[node("evil\x1b[31m", "a", "b", 1.0, True, 1)]))
     code, text = runCLI(doc, True)
     assert code == 0 and json.loads(text) == doc
     _, plain = runCLI(doc, False)
@@ -176,7 +221,8 @@ def test_summaryInInfo():
     summary = info.facts["cluster"]()
     assert summary["nodes"] == [{"name": "a", "alive": True, "self": True}, {"name": "b", "alive": True, "self": False},
                                 {"name": "c", "alive": False, "self": False}]
-    assert summary["database"]["schema"] == 5 and summary["dead"] == 1
+    assert summary["database"]["reachable"] is True and summary["broker"] == {"connected": True}
+    assert summary["dead"] == 1
 
 
 def test_realNodeDirectory():
@@ -203,6 +249,8 @@ def test_realNodeDirectory():
     directory = NodeDirectory(clock, lambda fn, *a: maybeDeferred(fn, *a), lambda: conn,
                               ClusterSettings("a", lease=15.0, heartbeat=5.0), address=lambda: "10.0.0.2",
                               plugAddress=lambda: "10.0.0.2:17273")
+    verifyObject(ClusterView, directory)
+    assert directory.broker() is None  # not told about a broker link
     result(directory.refresh())
     clock.advance(2.0)
     doc = clusterJSON(directory)
@@ -213,8 +261,28 @@ def test_realNodeDirectory():
     assert (b["leases"], b["alive"], cnode["alive"], cnode["leases"]) == (1, True, False, 0)
     assert doc["database"] == {"read_age_s": 2.0, "heartbeat_failures": 0, "reachable": True}
     assert sorted(directory.liveAddresses()) == ["10.0.0.2", "10.0.0.3"]
+    assert doc["broker"] is None and doc["node"] == "a" and (doc["alive"], doc["dead"], doc["plugs"]) == (2, 1, 3)
     clock.advance(60.0)  # no heartbeat read for a minute: the database is taken for unreachable
-    assert clusterJSON(directory)["database"]["reachable"] is False
+    assert clusterJSON(directory)["database"] == {"read_age_s": 62.0, "heartbeat_failures": 0, "reachable": False,
+                                                  "error": "last read 62 s ago, 0 heartbeat(s) failed"}
+
+
+def test_nodeDirectoryBrokerAsked():
+    """A NodeDirectory given the broker link's state asks it at each call; one never read says so."""
+    from twisted.internet import task
+    from twisted.internet.defer import maybeDeferred
+
+    from vesyncd.cluster.nodes import NodeDirectory
+    from vesyncd.cluster.settings import ClusterSettings
+
+    up = [False]
+    directory = NodeDirectory(task.Clock(), lambda fn, *a: maybeDeferred(fn, *a), lambda: None,
+                              ClusterSettings("a"), brokerConnected=lambda: up[0])
+    assert clusterJSON(directory)["broker"] == {"connected": False}
+    up[0] = True
+    assert directory.broker() == {"connected": True}
+    assert directory.database() == {"read_age_s": None, "heartbeat_failures": 0, "reachable": False,
+                                    "error": "never read, 0 heartbeat(s) failed"}
 
 
 def test_checkedFailureStillMapsToAKnownError():
@@ -240,3 +308,24 @@ def test_checkedFailureStillMapsToAKnownError():
     d = client.info()
     pump.flush()
     assert result(d)["version"]
+
+
+def test_memberDirectoryReportsTheBrokerLink():
+    """A cluster member's view reports its own broker link as it is at each call (the link's connection is
+    set up after the view is made), and `nodes` shows it with this node's row."""
+    from twisted.internet import task
+
+    from tests.cluster_helpers import FakeBroker, Node, sharedDatabase
+
+    clock = task.Clock()
+    clock.advance(1_700_000_000.0)
+    broker = FakeBroker()
+    a = Node("a", clock, sharedDatabase(), broker).start()
+    view = a.member.directory
+    verifyObject(ClusterView, view)
+    assert view.broker() == {"connected": True}
+    broker.down.add("a")
+    doc = clusterJSON(view)
+    assert doc["broker"] == {"connected": False} and doc["node"] == "a"
+    assert [(n["name"], n["self"], n["alive"]) for n in doc["nodes"]] == [("a", True, True)]
+    assert doc["database"]["reachable"] is True

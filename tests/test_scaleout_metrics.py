@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
+from zope.interface.verify import verifyObject
 
-from tests.test_scaleout_control import Node, threeNodes
+from tests.test_scaleout_control import node, threeNodes
 from tests.test_web_metrics import scrape, value
 from tests.web_helpers import Harness
+from vesyncd.core.clusterview import ClusterView
 from vesyncd.web.metrics import MAX_NODE_SERIES, ClusterCollector
 
 
@@ -22,12 +24,13 @@ class ClusterMetricsTests(unittest.TestCase):
     def test_perNodeSeries(self) -> None:
         """Each node's liveness, heartbeat age, plugs and leases, labelled with its name."""
         view = threeNodes()
-        view.counters = {"renewals": 40, "taken_over": 3, "routed": 12, "routed_failed": 1}
+        view.counterValues = {"renewals": 40, "taken_over": 3, "routed": 12, "routed_failed": 1}
         s = scrape(self.harness(view))
         self.assertEqual(value(s["vesyncd_cluster_node_up"], node="a"), 1.0)
         self.assertEqual(value(s["vesyncd_cluster_node_up"], node="c"), 0.0)
         self.assertEqual(value(s["vesyncd_cluster_node_plugs"], node="b"), 150.0)
-        self.assertEqual(value(s["vesyncd_cluster_node_leases"], node="b"), 2.0)  # a list of leases: counted
+        self.assertEqual(value(s["vesyncd_cluster_node_leases"], node="b"), 150.0)  # counted from leases()
+        self.assertEqual(value(s["vesyncd_cluster_node_leases"], node="c"), 0.0)
         self.assertAlmostEqual(value(s["vesyncd_cluster_node_heartbeat_age_seconds"], node="c"), 31.4)
         self.assertEqual(value(s["vesyncd_cluster_events_total"], node="a", event="renewals"), 40.0)
         self.assertEqual(value(s["vesyncd_cluster_lease_renewals_total"], node="a"), 40.0)
@@ -38,15 +41,18 @@ class ClusterMetricsTests(unittest.TestCase):
     def test_boundedAndHostile(self) -> None:
         """Label values are cut, the node series bounded, odd values skipped; the exposition still parses."""
         view = threeNodes()
-        view.nodes = [Node(f"n{i}" + "\n\"x" * 40, "", "", float("nan"), True, "many")  # type: ignore[arg-type]
-                      for i in range(MAX_NODE_SERIES + 30)]
+        view.nodeList = [node(f"n{i}" + "\n\"x" * 40, "", "", float("nan"), True, 1)
+                         for i in range(MAX_NODE_SERIES + 30)]
+        view.nodeName = "me\n" * 100
         h = self.harness(view)
         r = h.request("GET", "/metrics")
         families = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
         up = families["vesyncd_cluster_node_up"].samples
         self.assertEqual(len(up), MAX_NODE_SERIES)
         self.assertTrue(all(len(x.labels["node"]) <= 64 for x in up))
-        self.assertEqual(families["vesyncd_cluster_node_plugs"].samples, [])
+        self.assertEqual(families["vesyncd_cluster_node_heartbeat_age_seconds"].samples, [])  # NaN left out
+        self.assertEqual(len(families["vesyncd_cluster_node_plugs"].samples), MAX_NODE_SERIES)
+        self.assertTrue(all(len(x.labels["node"]) <= 64 for x in families["vesyncd_cluster_events"].samples))
 
     def test_withoutClusterNoSeries(self) -> None:
         """A single node's /metrics has no cluster series."""
@@ -63,6 +69,7 @@ class ClusterMetricsTests(unittest.TestCase):
 
         directory = NodeDirectory(task.Clock(), lambda fn, *a: fail(RuntimeError("database down")), lambda: None,
                                   ClusterSettings("a"))
+        verifyObject(ClusterView, directory)
         directory.beat()
         directory.beat()
         s = scrape(self.harness(directory))

@@ -77,7 +77,8 @@ class ClusterMember:
         self.loadPlug = loadPlug
         self.reloadEnergy = reloadEnergy
         self.directory = NodeDirectory(clock, run, connection, settings, address, plugAddress,
-                                       onRead=lambda owners: hub.remoteOwners(owners, self.nodeName))
+                                       onRead=lambda owners: hub.remoteOwners(owners, self.nodeName),
+                                       brokerConnected=lambda: self.link.connected())
         self.leases = LeaseKeeper(clock, run, connection, settings, held=lambda: [s.plug.id for s in hub.sessions()],
                                   onLost=self._lost, onLapsed=hub.lapsed)
         self.link = BrokerLink(clock, settings.node, prefix, publish=lambda topic, payload, qos: None,

@@ -2,107 +2,32 @@
 The node directory: each node's row in the shared C{nodes} table (its heartbeat and the addresses it
 advertises), read back with every lease so that any node can list the cluster.
 
-L{ClusterView} is what the front ends and the DNS responder read (C{vesyncctl nodes}, C{/metrics},
+L{ClusterView} (with L{NodeInfo} and L{LeaseInfo}, defined in L{vesyncd.core.clusterview} so that the front
+ends can name them) is what the front ends and the DNS responder read (C{vesyncctl nodes}, C{/metrics},
 answers for C{server2.vesync.com}); L{NodeDirectory} provides it from values read every heartbeat,
 so every call is synchronous and costs no database round trip.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
 from vesyncd.cluster.leases import effectiveExpiry
 from vesyncd.cluster.settings import ClusterSettings
+from vesyncd.core.clusterview import ClusterView, LeaseInfo, NodeInfo
 from vesyncd.storage.sqlite import writeTransaction
+
+__all__ = ["ClusterView", "LeaseInfo", "NodeDirectory", "NodeInfo"]
 
 log = Logger()
 
 Runner = Callable[..., Deferred]
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node as last read from the database (see L{ClusterView.nodes})."""
-
-    #: The node's name (C{--node}).
-    name: str
-    #: The address it advertises for plugs (DNS answers), e.g. C{"192.168.1.10"}, or None.
-    address: str | None
-    #: Its plug listener as C{host:port}, or None.
-    plug_address: str | None
-    #: POSIX time the node started, and of its latest heartbeat.
-    started: float
-    heartbeat: float
-    #: Seconds since its latest heartbeat, when the table was read.
-    age: float
-    #: True while its heartbeat is younger than three heartbeat intervals.
-    alive: bool
-    #: Plugs it holds a lease for (live or lapsed, not yet taken over).
-    plugs: int
-    #: True for the node this daemon is.
-    this: bool
-
-    def toJSON(self) -> dict[str, Any]:
-        """The node as JSON (C{vesyncctl nodes --json}, C{/metrics} labels)."""
-        return {"name": self.name, "address": self.address, "plug_address": self.plug_address,
-                "started": self.started, "heartbeat": self.heartbeat, "age_s": round(self.age, 3),
-                "alive": self.alive, "plugs": self.plugs, "this": self.this}
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    """One plug's lease as last read: who holds it, until when, since when, and its age in seconds."""
-
-    plug: str
-    node: str
-    expires: float
-    since: float
-    age: float
-
-    def toJSON(self) -> dict[str, Any]:
-        """The lease as JSON."""
-        return {"plug": self.plug, "node": self.node, "expires": self.expires, "since": self.since,
-                "age_s": round(self.age, 3)}
-
-
-class ClusterView(Interface):
-    """What front ends, metrics and the DNS responder may read about the cluster (all synchronous,
-    from the values read every heartbeat; C{refresh} reads them now)."""
-
-    nodeName = Attribute("This node's name (C{--node}).")
-
-    def nodes() -> list[NodeInfo]:
-        """Every node with a row in the database (this one included), by name, with its heartbeat age,
-        liveness and number of leases."""
-
-    def liveAddresses() -> list[str]:
-        """The advertised addresses (C{NodeInfo.address}) of the live nodes, by node name, without
-        duplicates; this node's own is always among them when it has one (for DNS answers)."""
-
-    def leases(node: str | None = None) -> list[LeaseInfo]:
-        """The plug leases (of one node, if given), by plug id."""
-
-    def ownerOf(plugId: str) -> str | None:
-        """The node holding the plug's lease, or None."""
-
-    def status() -> dict[str, Any]:
-        """C{{"node", "nodes": [NodeInfo.toJSON()...], "leases_held", "read_age_s", "heartbeat_failures"}} for
-        C{info} and the doctor."""
-
-    def counters() -> dict[str, int]:
-        """This node's cluster counters, flat, for C{/metrics}: lease C{claims}, C{taken_over},
-        C{releases}, C{renewals}, C{lost}, C{lapsed}, C{failures}; link C{requests_sent},
-        C{requests_served}, C{timeouts}, C{dropped}, ...; C{routed}, C{routed_failed}, C{resyncs}."""
-
-    def refresh() -> Deferred:
-        """Read the nodes and leases now; fires with L{nodes}."""
 
 
 @implementer(ClusterView)
@@ -113,12 +38,14 @@ class NodeDirectory:
     connection (L{vesyncd.storage.store.Store.run} and C{.connection}).  C{address()} and
     C{plugAddress()} give what this node advertises, read at each heartbeat.  C{onRead(owners)} is
     called after each read with every lease (plug id -> node), lapsed ones included.
+    C{brokerConnected()}, if given, tells whether this node's broker connection is up (L{broker}).
     """
 
     def __init__(self, clock: IReactorTime, run: Runner, connection: Callable[[], Any], settings: ClusterSettings,
                  address: Callable[[], str | None] = lambda: None,
                  plugAddress: Callable[[], str | None] = lambda: None,
-                 onRead: Callable[[dict[str, str]], None] | None = None) -> None:
+                 onRead: Callable[[dict[str, str]], None] | None = None,
+                 brokerConnected: Callable[[], bool] | None = None) -> None:
         self.clock = clock
         self.run = run
         self.connection = connection
@@ -127,6 +54,7 @@ class NodeDirectory:
         self.address = address
         self.plugAddress = plugAddress
         self.onRead = onRead
+        self.brokerConnected = brokerConnected
         self.started = clock.seconds()
         self._nodes: list[tuple[str, str | None, str | None, float, float]] = []
         self._leases: dict[str, tuple[str, float, float]] = {}
@@ -283,6 +211,22 @@ class NodeDirectory:
     def counters(self) -> dict[str, int]:
         """This node's cluster counters (see L{ClusterView.counters})."""
         return {"heartbeat_failures": self.failures, "duplicate_name": self.duplicates, **self.countersFrom()}
+
+    def database(self) -> dict[str, Any]:
+        """The shared database as this node reaches it (see L{ClusterView.database})."""
+        age = None if self._readAt is None else round(self.clock.seconds() - self._readAt, 3)
+        doc: dict[str, Any] = {"read_age_s": age, "heartbeat_failures": self.failures,
+                               "reachable": age is not None and age <= self.settings.nodeTimeout}
+        if not doc["reachable"]:
+            doc["error"] = (("never read" if age is None else f"last read {age:.0f} s ago")
+                            + f", {self.failures} heartbeat(s) failed")
+        return doc
+
+    def broker(self) -> dict[str, Any] | None:
+        """This node's broker connection (see L{ClusterView.broker})."""
+        if self.brokerConnected is None:
+            return None
+        return {"connected": bool(self.brokerConnected())}
 
     def refresh(self) -> Deferred:
         """Beat and read now (see L{ClusterView.refresh})."""

@@ -12,11 +12,13 @@ its own name, so the scrapes of every node add up without double counting.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from vesyncd.core.clusterview import ClusterView
 from vesyncd.core.hub import Hub
 
 #: hub.stats keys "commands_<result>" become vesyncd_commands_total{result=...}.
@@ -138,23 +140,10 @@ class HubCollector(Collector):
                                       value=limits.headTimeouts)
 
 
-def _read(thing: Any, *names: str) -> Any:
-    """The first of C{names} C{thing} has, as a key or attribute (a method is called), else None."""
-    for name in names:
-        if isinstance(thing, dict):
-            if name in thing:
-                return thing[name]
-        elif hasattr(thing, name):
-            value = getattr(thing, name)
-            return value() if callable(value) else value
-    return None
-
-
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+    """C{value} as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    if isinstance(value, (list, tuple)):
-        return float(len(value))
     return None
 
 
@@ -170,43 +159,46 @@ MAX_NODE_SERIES = 64
 
 
 class ClusterCollector(Collector):
-    """The cluster's figures from its view (C{vesyncd.cluster.nodes.ClusterView}), read at scrape time.
+    """The cluster's figures from its L{ClusterView}, read at scrape time.
 
-    Per node: C{vesyncd_cluster_node_up}, C{vesyncd_cluster_node_heartbeat_age_seconds},
-    C{vesyncd_cluster_node_plugs} (plugs owned) and C{vesyncd_cluster_node_leases}.  This node's counters
-    (the view's C{counters()}) as C{vesyncd_cluster_events_total{node, event}}, and by name
-    C{vesyncd_cluster_lease_renewals_total}, C{..._lease_takeovers_total}, C{..._routed_commands_total} and
-    C{..._routed_command_failures_total}, each labelled with this node's name.
+    Per node (at most L{MAX_NODE_SERIES}, names cut to 64 characters: the rows come from the shared
+    database): C{vesyncd_cluster_node_up}, C{vesyncd_cluster_node_heartbeat_age_seconds},
+    C{vesyncd_cluster_node_plugs} (plugs owned) and C{vesyncd_cluster_node_leases}; a value that is not a
+    finite number is left out.  This node's counters (the view's C{counters()}) as
+    C{vesyncd_cluster_events_total{node, event}}, and by name C{vesyncd_cluster_lease_renewals_total},
+    C{..._lease_takeovers_total}, C{..._routed_commands_total} and C{..._routed_command_failures_total},
+    each labelled with this node's name.
     """
 
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: ClusterView) -> None:
         self.view = view
 
     def collect(self) -> Iterable[Metric]:
-        """Yield the cluster's metric families for one scrape (nothing when the view cannot be read)."""
+        """Yield the cluster's metric families for one scrape."""
         view = self.view
-        me = str(_read(view, "nodeName", "node_name", "name") or "")[:64]
+        me = str(view.nodeName)[:64]
         labels = ["node"]
         up = GaugeMetricFamily("vesyncd_cluster_node_up", "1 while the node's heartbeat is fresh.", labels=labels)
         age = GaugeMetricFamily("vesyncd_cluster_node_heartbeat_age_seconds", "Seconds since the node's last "
                                 "heartbeat in the database.", labels=labels)
         plugs = GaugeMetricFamily("vesyncd_cluster_node_plugs", "Plugs whose lease the node holds.", labels=labels)
         leases = GaugeMetricFamily("vesyncd_cluster_node_leases", "Leases the node holds.", labels=labels)
-        for node in list(_read(view, "nodes") or [])[:MAX_NODE_SERIES]:
-            name = [str(_read(node, "name") or "")[:64]]
-            up.add_metric(name, 1.0 if _read(node, "alive") else 0.0)
-            for family, fields in ((age, ("heartbeat_age", "heartbeatAge", "age")),
-                                   (plugs, ("plugs", "plug_count", "plugCount", "owned")),
-                                   (leases, ("leases", "lease_count", "leaseCount"))):
-                value = _number(_read(node, *fields))
-                if value is not None:
-                    family.add_metric(name, value)
+        held: dict[str, int] = {}
+        for lease in view.leases():
+            held[lease.node] = held.get(lease.node, 0) + 1
+        for node in view.nodes()[:MAX_NODE_SERIES]:
+            name = [str(node.name)[:64]]
+            up.add_metric(name, 1.0 if node.alive else 0.0)
+            for family, value in ((age, node.age), (plugs, node.plugs), (leases, held.get(node.name, 0))):
+                number = _number(value)
+                if number is not None:
+                    family.add_metric(name, number)
         yield from (up, age, plugs, leases)
 
-        counters = _countersOf(_read(view, "counters", "stats"))
-        status = _read(view, "status")
-        if isinstance(status, dict) and _number(status.get("heartbeat_failures")) is not None:
-            counters.setdefault("heartbeat_failures", float(status["heartbeat_failures"]))
+        counters = _countersOf(view.counters())
+        failures = _number(view.status().get("heartbeat_failures"))
+        if failures is not None:
+            counters.setdefault("heartbeat_failures", failures)
         events = CounterMetricFamily("vesyncd_cluster_events", "This node's cluster counters (lease renewals, "
                                      "takeovers, routed commands, ...).", labels=["node", "event"])
         for key, value in sorted(counters.items())[:MAX_NODE_SERIES]:
