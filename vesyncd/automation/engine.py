@@ -482,13 +482,7 @@ class AutomationEngine:
 
     def forgetPlug(self, plug: str) -> None:
         """Drop every timer, schedule, rule and away window of C{plug} (it was forgotten)."""
-        self.timers.pop(plug, None)
-        self._cancelTimerCall(plug)
-        self.schedules.forgetPlug(plug)
-        for rule in self.ruleSet.ofPlug(plug):
-            self.ruleSet.remove(rule.id)
-        self.poller.disarm(plug)
-        self.awayMode.remove(plug, switchOff=False)
+        self._forgetInMemory(plug, keepWaiting=True)
         self.switcher.drop(plug)
         self.store.deletePlug(plug)
 
