@@ -37,6 +37,7 @@ from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, EVENT
                                 PLUG_CONFLICT, PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, RSSI, RUNTIME, EnergySummary,
                                 Event, InvalidArgument, PlugOffline, PlugState, UnknownPlug, plugFromWire)
 from vesyncd.core.names import PlugNames, matchPrefix
+from vesyncd.core.remoteview import READINGS, STATE, applyEventData, boundedDevice
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import NewIdLimit, RefusedReports, ReportBound, compareIdentity, identityOf, refuseLogin
@@ -654,14 +655,6 @@ class Hub:
 
     def _applyRemote(self, plug: PlugState, node: str, kind: str, at: float, data: dict[str, Any]) -> None:
         """Update the view of a plug held by C{node} from one of its events (see L{remoteEvent})."""
-        def number(key: str) -> float | None:
-            value = data.get(key)
-            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-        def text(key: str) -> str | None:
-            value = data.get(key)
-            return value[:256] if isinstance(value, str) else None
-
         if kind == OFFLINE:
             if self._remote.get(plug.id) == node:
                 del self._remote[plug.id]
@@ -671,36 +664,14 @@ class Hub:
             self._remote[plug.id] = node
             plug.online = True
             plug.last_seen = at
-        if kind in (ONLINE, PLUG_NEW):
-            plug.address = text("address") or plug.address
-            plug.firmware = text("firmware") or plug.firmware
-            if kind == ONLINE:
-                plug.connected_since = at
-        elif kind == RELAY and isinstance(data.get("relay"), bool):
-            plug.relay, plug.relay_cause, plug.relay_changed = data["relay"], text("cause"), at
-        elif kind == RUNTIME:
-            plug.power_w, plug.voltage_v, plug.runtime_at = number("power_w"), number("voltage_v"), at
-            if isinstance(data.get("relay"), bool):
-                plug.relay = data["relay"]
-        elif kind == ENERGY:
-            today, lifetime = number("today_wh"), number("lifetime_wh")
-            if today is not None and lifetime is not None:
-                self._remoteEnergy[plug.id] = EnergySummary(today_wh=today, lifetime_wh=lifetime)
-        elif kind == RSSI and isinstance(data.get("rssi_dbm"), int) and not isinstance(data.get("rssi_dbm"), bool):
-            plug.rssi_dbm = data["rssi_dbm"]
-        elif kind == ALIAS and (data.get("alias") is None or isinstance(data.get("alias"), str)):
-            if data.get("alias") != plug.alias:
-                self._takeAlias(plug, data.get("alias"))
-        elif kind == POWER_ON and data.get("power_on") in (None, "on", "off", "last"):
-            plug.power_on = data.get("power_on")
-        elif kind == PLUG_CONFLICT and isinstance(data.get("fields"), list):
-            first, now = data.get("first"), data.get("now")
-            if not data["fields"]:
-                plug.conflict = None
-                plug.first_identity = first if isinstance(first, dict) else plug.first_identity
-            elif isinstance(first, dict) and isinstance(now, dict):
-                plug.conflict = {"at": at, "fields": [str(f)[:32] for f in data["fields"][:8]], "first": first,
-                                 "now": now}
+        if kind == ALIAS:
+            alias = data.get("alias")
+            if (alias is None or isinstance(alias, str)) and alias != plug.alias:
+                self._takeAlias(plug, alias)
+            return
+        energy = applyEventData(plug, kind, at, data)
+        if energy is not None:
+            self._remoteEnergy[plug.id] = energy
 
     def pendingIds(self) -> set[str]:
         """The ids of the plugs waiting for approval."""
@@ -720,12 +691,9 @@ class Hub:
             self._add(plug)
         if fresh.alias != plug.alias:
             self._takeAlias(plug, fresh.alias)
-        for name in ("relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "meastate",
-                     "runtime_at", "rssi_dbm", "firmware", "encrypted", "address", "last_seen", "connected_since",
-                     "power_on"):
+        for name in STATE:
             setattr(plug, name, getattr(fresh, name))
-        plug.device = {str(k)[:32]: v for k, v in list(fresh.device.items())[:16]
-                       if isinstance(v, (str, int, float)) and not isinstance(v, bool) and len(str(v)) <= 128}
+        plug.device = boundedDevice(fresh.device)
         plug.online = True
         self._remote[plug.id] = node
 
@@ -754,8 +722,7 @@ class Hub:
         plug = self._plugs.get(fresh.id)
         if plug is None or plug.id in self._sessions:
             return fresh
-        for name in ("relay", "relay_cause", "relay_changed", "power_w", "voltage_v", "current_a", "meastate",
-                     "runtime_at", "rssi_dbm", "last_seen"):
+        for name in READINGS:
             value = getattr(fresh, name)
             if value is not None:
                 setattr(plug, name, value)
