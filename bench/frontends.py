@@ -65,7 +65,8 @@ def fill(stateDir: Path, plugs: int, days: int, say: Callable[[str], None], repo
     from vesyncd.core.model import PlugState
     from vesyncd.paths import DATABASE
     from vesyncd.sim.plug import plugId
-    from vesyncd.storage.store import Store, inlineRunner
+    from vesyncd.storage.store import Store
+    from vesyncd.storage.runner import inlineRunner
 
     stateDir.mkdir(parents=True, exist_ok=True)
     clock = Clock()

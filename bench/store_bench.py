@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 from twisted.internet.task import Clock
 
 from vesyncd.core.model import PlugState
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
+from vesyncd.storage.runner import inlineRunner
 from vesyncd.storage.ledger import SQLiteLedger
 
 ZONE = ZoneInfo("America/New_York")

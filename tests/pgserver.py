@@ -204,7 +204,8 @@ class BackendCase:
     def openStore(self, tmp: Path, zone: Any, clock: Any, **kw: Any) -> Any:
         """A store writing inline unless C{run} is given, detached when the test ends."""
         from vesyncd.storage import postgres as pg
-        from vesyncd.storage.store import Store, inlineRunner
+        from vesyncd.storage.store import Store
+        from vesyncd.storage.runner import inlineRunner
 
         kw.setdefault("run", inlineRunner)
         if self.backend == "postgresql":

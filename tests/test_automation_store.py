@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from vesyncd.automation.interfaces import IAutomationStore
 from vesyncd.storage.automationstore import SCHEMA, SqliteAutomationStore
 from vesyncd.automation.store import MemoryAutomationStore
-from vesyncd.storage.store import inlineRunner
+from vesyncd.storage.runner import inlineRunner
 from tests.automation_helpers import BERLIN, FakeAutomationHub, clockAt, makeEngine
 from tests.pgserver import anyConnection, pgDatabase, postgres  # noqa: F401 - fixtures
 
@@ -130,7 +130,7 @@ class ThreadedStoreTests(unittest.TestCase):
         from twisted.internet import reactor
 
         from vesyncd.storage.schema import connect
-        from vesyncd.storage.store import threadRunner
+        from vesyncd.storage.runner import threadRunner
 
         path = Path(self.mktemp() + ".db")
         conn = connect(path)

@@ -18,7 +18,8 @@ from vesyncd.insight.service import EnergyInsight
 from vesyncd.insight.tariff import Tariff, TariffSchedule
 from vesyncd.storage.calendarspans import calendarParts
 from vesyncd.storage.ledger import SQLiteLedger
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
+from vesyncd.storage.runner import inlineRunner
 from tests.fakes import result
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -27,7 +27,8 @@ from vesyncd.core.model import PlugState
 from vesyncd.paths import DATABASE
 from vesyncd.sim.plug import plugId
 from vesyncd.sim.runner import Simulator
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
+from vesyncd.storage.runner import inlineRunner
 
 def scratch(test: unittest.TestCase) -> Path:
     """A fresh temporary directory outside the working tree, removed after the test."""

@@ -21,7 +21,8 @@ from vesyncd.storage.automationstore import SqliteAutomationStore
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.migrate import MigrationError, migrateToPostgres
 from vesyncd.storage.sidetables import BaselineStore, SwitchLog
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
+from vesyncd.storage.runner import inlineRunner
 from tests.fakes import result
 from tests.pgserver import PASSWORD, pgDatabase, postgres  # noqa: F401 - fixtures
 

@@ -19,7 +19,7 @@ from twisted.trial import unittest
 from vesyncd.service import StartupError
 from vesyncd.storage import postgres as pg
 from vesyncd.storage.ledger import SQLiteLedger
-from vesyncd.storage.store import threadRunner
+from vesyncd.storage.runner import threadRunner
 from vesyncd.storage.tap import checkOptions, openStore
 from tests.pgserver import PASSWORD, freePort, pgDatabase, postgres  # noqa: F401 - fixtures
 
@@ -153,7 +153,7 @@ class CommitTests(unittest.TestCase):
         import psycopg
 
         from vesyncd.core.model import PlugState
-        from vesyncd.storage.store import inlineRunner
+        from vesyncd.storage.runner import inlineRunner
         from tests.fakes import result
 
         clock = Clock()

@@ -16,7 +16,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from vesyncd.storage.ledger import SQLiteLedger
-from vesyncd.storage.store import Store, inlineRunner, localDay
+from vesyncd.storage.store import Store, localDay
+from vesyncd.storage.runner import inlineRunner
 
 NY = ZoneInfo("America/New_York")
 NOW = 1_780_000_000.0  # 2026-05-28, mid-day in New York

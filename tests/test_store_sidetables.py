@@ -18,7 +18,8 @@ from vesyncd.plugs import codec as m
 from vesyncd.storage.persister import Persister
 from vesyncd.storage.schema import SCHEMA_VERSION, _migrate0to1, _migrate1to2, _migrate2to3
 from vesyncd.storage.sidetables import BaselineStore, SwitchLog
-from vesyncd.storage.store import Store, inlineRunner
+from vesyncd.storage.store import Store
+from vesyncd.storage.runner import inlineRunner
 from tests.fakes import FakeConnection, result
 from tests.pgserver import BackendCase, onPostgres, pgDatabase, postgres  # noqa: F401 - fixtures
 

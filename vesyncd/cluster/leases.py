@@ -28,11 +28,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.cluster.settings import ClusterSettings
+from vesyncd.storage.runner import Runner
 from vesyncd.storage.sqlite import writeTransaction
 
 log = Logger()
 
-Runner = Callable[..., Deferred]
 
 #: Claims (or releases) waiting for the next batch, at most; beyond, the batch is written at once.
 MAX_BATCH = 2000

@@ -21,13 +21,13 @@ from zope.interface import implementer
 from vesyncd.cluster.leases import effectiveExpiry
 from vesyncd.cluster.settings import ClusterSettings
 from vesyncd.core.clusterview import ClusterView, LeaseInfo, NodeInfo
+from vesyncd.storage.runner import Runner
 from vesyncd.storage.sqlite import writeTransaction
 
 __all__ = ["ClusterView", "LeaseInfo", "NodeDirectory", "NodeInfo"]
 
 log = Logger()
 
-Runner = Callable[..., Deferred]
 
 
 @implementer(ClusterView)

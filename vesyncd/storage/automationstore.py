@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vesyncd.automation.interfaces import IAutomationStore
+from vesyncd.storage.runner import Runner
 from vesyncd.storage.sqlite import writeTransaction
 
 log = Logger()
@@ -46,7 +47,6 @@ MAX_DOC = 4096
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
 
-Runner = Callable[..., Deferred]
 _Key = tuple[str, str, str]
 
 

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
+from vesyncd.storage.runner import Runner, inlineRunner
 from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
     SCHEMA_VERSION,
@@ -55,7 +56,6 @@ from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import
 
 log = Logger()
 
-Runner = Callable[..., Deferred]
 
 FLUSH_INTERVAL = 1.0
 BATCH_ROWS = 500
@@ -66,32 +66,6 @@ MAX_BATCH = 20_000
 PRUNE_BATCH = 2_000
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
-
-
-def threadRunner(reactor: Any) -> tuple[Runner, Callable[[], None]]:
-    """A runner that calls functions in one dedicated thread, and a function stopping that thread."""
-    from twisted.internet.threads import deferToThreadPool
-    from twisted.python.threadpool import ThreadPool
-
-    pool = ThreadPool(minthreads=1, maxthreads=1, name="vesyncd-store")
-    stopped: list[bool] = []
-
-    def run(fn: Callable[..., Any], *args: Any) -> Deferred:
-        # A read asked for while the daemon shuts down, after the thread is gone, fails like any
-        # other store error instead of raising out of the caller.
-        if stopped:
-            return fail(StoreClosed("the store is closed: vesyncd is stopping"))
-        # Started on first use, not at creation: twistd forks to daemonize after building the
-        # service, and a thread started before that fork would not exist in the daemon.
-        if not pool.started:
-            pool.start()
-        return deferToThreadPool(reactor, pool, fn, *args)
-
-    def stop() -> None:
-        stopped.append(True)
-        pool.stop()
-
-    return run, stop
 
 
 #: Parameters per multi-row statement on PostgreSQL (its limit is 65,535).
@@ -118,15 +92,6 @@ def insertRows(conn: Any, head: str, tail: str, rows: list[tuple[Any, ...]],
     for start in range(0, len(rows), per):
         chunk = rows[start:start + per]
         conn.execute(f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [v for row in chunk for v in row])
-
-
-class StoreClosed(Exception):
-    """A database call came after the store's thread stopped (daemon shutdown)."""
-
-
-def inlineRunner(fn: Callable[..., Any], *args: Any) -> Deferred:
-    """Run a database call at once in the calling thread (tests and tools)."""
-    return maybeDeferred(fn, *args)
 
 
 class Store:

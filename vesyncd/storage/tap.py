@@ -28,7 +28,8 @@ from vesyncd.paths import DATABASE
 from vesyncd.core.periods import hostZone, zoneName
 from vesyncd.service import StartupError
 from vesyncd.storage.postgres import isDatabaseURL, redact
-from vesyncd.storage.store import Store, StoreOpenError, threadRunner
+from vesyncd.storage.store import Store, StoreOpenError
+from vesyncd.storage.runner import threadRunner
 from vesyncd.storage.ledger import SQLiteLedger
 from vesyncd.storage.persister import Persister
 from vesyncd.storage.sidetables import BaselineStore, SwitchLog
