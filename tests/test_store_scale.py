@@ -53,10 +53,10 @@ class CountingStore(Store):
 
     flushes = 0
 
-    def flush(self) -> Deferred:
+    def flush(self, rollups: bool = True) -> Deferred:
         """Count, then flush as the store does."""
         self.flushes += 1
-        return super().flush()
+        return super().flush(rollups)
 
 
 class FlushInFlightTests(unittest.TestCase):

@@ -72,7 +72,7 @@ class SQLiteLedger:
             return fail(ValueError("plug id must be text"))
         d = self.store.flush()
         d.addErrback(lambda f: None)  # a failing write must not hide what is already stored
-        d.addCallback(lambda _: self.store.run(self._read, plugId, period, spans))
+        d.addCallback(lambda _: self.store.read(self._read, plugId, period, spans))
         d.addCallback(lambda rows: self._document(plugId, period, value, rows))
         return d
 
@@ -84,7 +84,7 @@ class SQLiteLedger:
         lo, hi = math.ceil(startTs / 3600), math.ceil(endTs / 3600)
         d = self.store.flush()
         d.addErrback(lambda f: None)
-        d.addCallback(lambda _: self.store.run(self._readHours, plugId, lo, hi))
+        d.addCallback(lambda _: self.store.read(self._readHours, plugId, lo, hi))
         return d
 
     def _readHours(self, plugId: str, lo: int, hi: int) -> list[tuple[float, float]]:
@@ -131,7 +131,7 @@ class SQLiteLedger:
         day = localDay(self.store.clock.seconds(), self.zone)
         d = self.store.flush()
         d.addErrback(lambda f: None)
-        d.addCallback(lambda _: self.store.run(self.store.readEnergy, plugId, day))
+        d.addCallback(lambda _: self.store.read(self.store.readEnergy, plugId, day))
 
         def apply(stored: tuple[int, int]) -> None:
             queuedTotal, queuedToday = self.store.unwritten(plugId, day)
@@ -162,7 +162,7 @@ class SQLiteLedger:
             return fail(ValueError("plug id must be text"))
         d = self.store.flush()
         d.addErrback(lambda f: None)
-        d.addCallback(lambda _: self.store.run(self._sumHours, plugId, [(int(lo), int(hi)) for lo, hi in spans],
+        d.addCallback(lambda _: self.store.read(self._sumHours, plugId, [(int(lo), int(hi)) for lo, hi in spans],
                                                weight))
         return d
 

@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterable
 from twisted.logger import Logger
 
 from vesyncd.storage.automationstore import SCHEMA as AUTOMATION_SCHEMA
+from vesyncd.storage.rollups import WATERMARK, replayRollups
 from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.core.model import PlugState
 from vesyncd.core.periods import zoneName
 
 log = Logger()
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The key of the PostgreSQL advisory lock that serialises the migrations of nodes starting together.
 MIGRATION_LOCK = 0x76657379
 MAX_DEVICE_JSON = 4096
@@ -134,8 +135,18 @@ def _migrate4to5(conn: sqlite3.Connection, zone: tzinfo) -> None:
         conn.execute(statement)
 
 
+def _migrate5to6(conn: sqlite3.Connection, zone: tzinfo) -> None:
+    """Schema 6: the watermark of the rollups (every raw row so far is in them).  A newer schema
+    keeps an older vesyncd, which would write rows past the watermark and roll them up itself, from
+    opening the database; those rows would be counted twice by the replay after a crash."""
+    if backendOf(conn) != "sqlite":
+        return  # PostgreSQL writes each batch's rollups with it (several nodes write the same tables)
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, CAST((SELECT COALESCE(MAX(rowid), 0)"
+                 " FROM reports) AS TEXT)) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (WATERMARK,))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection, tzinfo], None]] = [_migrate0to1, _migrate1to2, _migrate2to3,
-                                                                   _migrate3to4, _migrate4to5]
+                                                                   _migrate3to4, _migrate4to5, _migrate5to6]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -217,6 +228,9 @@ def migrateDatabase(conn: Any, zone: tzinfo, label: str, advice: str = "use anot
             MIGRATIONS[step](conn, zone)
             log.info("store: migrated {path} to schema version {v}", path=label, v=step + 1)
         setSchemaVersion(conn, SCHEMA_VERSION)
+        if backendOf(conn) == "sqlite":
+            days: dict[int, str] = {}
+            replayRollups(conn, lambda hour: days.get(hour) or days.setdefault(hour, dayKey(hour, zone)), label)
         row = conn.execute("SELECT value FROM meta WHERE key = 'zone'").fetchone()
         if row is None or row[0] != zoneName(zone):
             log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",

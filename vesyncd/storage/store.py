@@ -8,6 +8,12 @@ holds, writes reach either database in one order, and the reactor never waits on
 network.  Writers queue work in memory: plug state is
 coalesced per plug (only the latest row matters), energy reports go to a bounded deque that is
 flushed every C{flushInterval} seconds or every C{batchRows} reports, in one transaction per batch.
+On SQLite the hourly, daily and monthly rollups of those rows are kept in the writer thread and
+written every C{rollupInterval} seconds, before any read and at shutdown, with a watermark (the
+last raw row they count, C{meta.rolled_rowid}); after a crash L{vesyncd.storage.schema.openDatabase}
+rolls up the raw rows past the watermark, so no committed report is missing from the rollups and
+none is counted twice.  (On PostgreSQL several nodes write the same tables, so each batch writes its
+rollups itself.)
 When a write fails (full disk, read-only file system, I/O error) the batch goes back to the front
 of the queue and is retried with exponential backoff; if the queue overflows meanwhile the oldest
 raw report rows are folded into their hourly totals, so the energy is still counted in every
@@ -37,8 +43,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
+from vesyncd.storage.rollups import addHours, lowerWatermark, setWatermark, writeRollups
 from vesyncd.storage.runner import Runner, inlineRunner
-from vesyncd.storage.sqlite import writeTransaction
+from vesyncd.storage.sqlite import insertRows, writeTransaction
 from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
     SCHEMA_VERSION,
     MAX_DEVICE_JSON,
@@ -66,32 +73,8 @@ MAX_BATCH = 20_000
 PRUNE_BATCH = 2_000
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
-
-
-#: Parameters per multi-row statement on PostgreSQL (its limit is 65,535).
-MULTI_ROW_PARAMS = 2_000
-
-
-def insertRows(conn: Any, head: str, tail: str, rows: list[tuple[Any, ...]],
-               pgTypes: tuple[str, ...] | None = None) -> None:
-    """C{head VALUES (?, ...) tail} for every row, rows distinct on the conflict key: one prepared
-    statement per row on SQLite (fast in-process); on PostgreSQL one statement for all rows from
-    C{unnest} of one array per column when C{pgTypes} names the columns' types, else multi-row
-    C{VALUES} lists (one round trip per few hundred rows instead of one per row)."""
-    if not rows:
-        return
-    one = f"({', '.join('?' * len(rows[0]))})"
-    if getattr(conn, "backend", "sqlite") != "postgresql":
-        conn.executemany(f"{head} VALUES {one}{tail}", rows)
-        return
-    if pgTypes is not None:
-        arrays = ", ".join(f"?::{t}[]" for t in pgTypes)
-        conn.execute(f"{head} SELECT * FROM unnest({arrays}){tail}", [list(column) for column in zip(*rows)])
-        return
-    per = max(1, MULTI_ROW_PARAMS // len(rows[0]))
-    for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
-        conn.execute(f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [v for row in chunk for v in row])
+#: Seconds between writes of the rollups kept in the writer thread (SQLite; reads and stop write them at once).
+ROLLUP_INTERVAL = 60.0
 
 
 class Store:
@@ -103,7 +86,7 @@ class Store:
                  maxQueued: int = MAX_QUEUED_REPORTS, retentionDays: float = 400.0,
                  connector: Callable[[Path], Any] = connect, backend: str = "sqlite",
                  label: str | None = None, release: Callable[[], None] | None = None,
-                 scrub: Callable[[str], str] = str) -> None:
+                 scrub: Callable[[str], str] = str, rollupInterval: float = ROLLUP_INTERVAL) -> None:
         self.conn = conn
         self.connector = connector
         self.path = path
@@ -122,6 +105,15 @@ class Store:
         self.batchRows = batchRows
         self.maxQueued = maxQueued
         self.retentionDays = retentionDays
+        #: Whether rollups wait in the writer thread between batches (SQLite) or go with each batch.
+        self.deferRollups = backend == "sqlite"
+        self.rollupInterval = rollupInterval
+        self._rolledAt = clock.seconds()
+        #: Raw rows written since the last batch that wrote the rollups (reactor thread's count).
+        self._unrolled = 0
+        #: Watt-seconds and seconds per (plug, UTC hour) written raw but not yet to the rollups;
+        #: touched by the writer thread only.
+        self._rollup: dict[tuple[str, int], list[int]] = {}
         self.stats: collections.Counter[str] = collections.Counter()
         self._reports: collections.deque[tuple[str, float, int, int]] = collections.deque()
         self._folded: dict[tuple[str, int], list[int]] = {}
@@ -281,7 +273,7 @@ class Store:
         # While a batch is being written its completion flushes again if enough are waiting; flushing
         # here too would chain a Deferred on it for every report that arrives meanwhile.
         if len(self._reports) >= self.batchRows and self._inFlight is None:
-            self.flush()
+            self.flush(rollups=False)
 
     def _bound(self) -> None:
         """Keep the raw queue bounded without losing energy: fold overflow into hourly totals."""
@@ -308,19 +300,23 @@ class Store:
         """Writes waiting in memory (raw reports, folded hours and plug rows)."""
         return len(self._reports) + len(self._folded) + len(self._plugs) + len(self._deletes)
 
-    def flush(self) -> Deferred:
-        """Write what is queued now; fires when it is written or has failed (then it is retried)."""
+    def flush(self, rollups: bool = True) -> Deferred:
+        """Write what is queued now, and with C{rollups} the rollups kept back too; fires when it is
+        written or has failed (then it is retried)."""
         if self._inFlight is not None:
             d: Deferred = Deferred()
-            self._inFlight.addBoth(lambda _: self.flush().chainDeferred(d) and None)
+            self._inFlight.addBoth(lambda _: self.flush(rollups).chainDeferred(d) and None)
             return d
-        if self.closed or not self.pending or self.clock.seconds() < self._retryAt:
+        if self.closed or self.clock.seconds() < self._retryAt:
+            return succeed(None)
+        if not self.pending and not (rollups and self._unrolled):
             return succeed(None)
         reports = [self._reports.popleft() for _ in range(min(len(self._reports), MAX_BATCH))]
         folded, self._folded = self._folded, {}
         plugs, self._plugs = self._plugs, {}
         deletes, self._deletes = self._deletes, set()
-        batch = (reports, folded, plugs, deletes)
+        roll = rollups or not self.deferRollups
+        batch = (reports, folded, plugs, deletes, roll)
         self._inFlightBatch = batch
         self._inFlight = self.run(self._write, batch)
         if self._inFlight.called:  # an inline runner: nothing is in flight any more
@@ -331,13 +327,18 @@ class Store:
             self._inFlightBatch = None
             self.stats["batches"] += 1
             self.stats["reports_written"] += len(reports)
+            if roll:
+                self._unrolled = 0
+                self._rolledAt = self.clock.seconds()
+            else:
+                self._unrolled += len(reports)
             if self._backoff:
                 log.info("store: writing to {path} works again", path=self.label)
             self._backoff = 0.0
             self.lastError = None
             self._retryAt = 0.0
             if len(self._reports) >= self.batchRows:
-                self.flush()
+                self.flush(rollups=False)
 
         def failed(f: Any) -> None:
             self._inFlight = None
@@ -379,41 +380,38 @@ class Store:
         return key
 
     def _write(self, batch: tuple[list[tuple[str, float, int, int]], dict[tuple[str, int], list[int]],
-                                  dict[str, tuple[Any, ...]], set[str]]) -> None:
-        """One transaction: forgotten plugs, raw rows, rollup increments, plug rows (writer thread)."""
-        reports, folded, plugs, deletes = batch
-        hours: dict[tuple[str, int], list[int]] = {k: list(v) for k, v in folded.items()}
+                                  dict[str, tuple[Any, ...]], set[str], bool]) -> None:
+        """One transaction: forgotten plugs, raw rows, plug rows, and the rollups: with the batch's
+        C{roll} flag (or folded hours, which have no raw rows) those kept back plus this batch's,
+        with the watermark; else this batch's hours are kept back once it commits (writer thread)."""
+        reports, folded, plugs, deletes, roll = batch
+        hours: dict[tuple[str, int], list[int]] = {}
         for plugId, at, ws, seconds in reports:
             acc = hours.setdefault((plugId, int(at // 3600)), [0, 0])
             acc[0] += ws
             acc[1] += seconds
-        days: dict[tuple[str, str], list[int]] = {}
-        for (plugId, hour), (ws, seconds) in hours.items():
-            acc = days.setdefault((plugId, self._day(hour)), [0, 0])
-            acc[0] += ws
-            acc[1] += seconds
-        months: dict[tuple[str, str], list[int]] = {}
-        for (plugId, day), (ws, seconds) in days.items():
-            acc = months.setdefault((plugId, day[:7]), [0, 0])
-            acc[0] += ws
-            acc[1] += seconds
+        roll = roll or bool(folded) or not self.deferRollups
+        kept = self._rollup
+        if deletes and kept:
+            kept = {k: v for k, v in kept.items() if k[0] not in deletes}
         conn = self.connection()
         try:
             with writeTransaction(conn):
                 for plugId in deletes:
                     for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines", "leases"):
                         conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
+                if deletes and self.deferRollups:
+                    lowerWatermark(conn)
                 bulk = getattr(conn, "copyRows", None)  # PostgreSQL: COPY, several times faster than INSERTs
                 if bulk is not None:
                     bulk("reports", ("plug", "at", "ws", "seconds"), reports)
                 else:
                     conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
-                for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
-                    insertRows(conn, f"INSERT INTO {table} (plug, {column}, ws, seconds)",
-                               f" ON CONFLICT (plug, {column}) DO UPDATE SET ws = {table}.ws + excluded.ws,"
-                               f" seconds = {table}.seconds + excluded.seconds",
-                               [(p, k, ws, s) for (p, k), (ws, s) in rows.items()],
-                               ("text", "bigint" if table == "hours" else "text", "bigint", "bigint"))
+                if roll:
+                    rolled = addHours(addHours({k: list(v) for k, v in kept.items()}, hours), folded)
+                    writeRollups(conn, rolled, self._day)
+                    if self.deferRollups:
+                        setWatermark(conn)
                 upserts = list(plugs.values())
                 if upserts:
                     names = ", ".join(PLUG_COLUMNS)
@@ -428,6 +426,27 @@ class Store:
                 pass
             self.conn = None
             raise
+        # Committed: only now does what is kept back change (a failed batch comes back whole).
+        self._rollup = {} if roll else addHours(kept, hours)
+
+    def rollUp(self) -> None:
+        """Write the rollups kept back, with the watermark, in one transaction (writer thread)."""
+        if not self._rollup:
+            return
+        conn = self.connection()
+        with writeTransaction(conn):
+            writeRollups(conn, self._rollup, self._day)
+            setWatermark(conn)
+        self._rollup = {}
+
+    def read(self, reader: Callable[..., Any], *args: Any) -> Deferred:
+        """Run C{reader(*args)} in the writer thread after writing the rollups kept back there, so it
+        sees every report written so far; fires with its result."""
+        def both() -> Any:
+            self.rollUp()
+            return reader(*args)
+
+        return self.run(both)
 
     # -- pruning ---------------------------------------------------------------------------------
 
@@ -461,6 +480,8 @@ class Store:
             return 0
         with writeTransaction(conn):
             conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
+            if self.deferRollups:
+                lowerWatermark(conn)
         return len(old)
 
     # -- service life ----------------------------------------------------------------------------
@@ -475,7 +496,7 @@ class Store:
         self._pruneDelay = self.clock.callLater(3600, lambda: self._pruneLoop.start(86400, now=True))
 
     def _tick(self) -> None:
-        self.flush()
+        self.flush(rollups=self.clock.seconds() - self._rolledAt >= self.rollupInterval)
 
     def _prune(self) -> None:
         self.prune().addErrback(lambda f: log.failure("store: pruning failed (will try tomorrow)", f))
