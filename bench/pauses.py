@@ -64,8 +64,12 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
                   "longest_pause_ms": longest, "over_10ms": sum(w["over_10ms"] or 0 for w in windows),
                   "gc_passes_in_run": [h1.get(f"gc{g}_passes", 0) - h0.get(f"gc{g}_passes", 0) for g in range(3)],
                   "gc_full_longest_ms_since_start": h1.get("gc2_longest_ms"), "frozen": h1.get("gc_frozen"),
-                  "gcpolicy": h1.get("gcpolicy"), "lost": lost, "unanswered": unanswered,
+                  "gcpolicy": h1.get("gcpolicy"), "gc_slow_passes": h1.get("gc_slow_passes", []), "lost": lost, "unanswered": unanswered,
                   "target_ms": TARGET_MS, "windows": windows}
+        for row in result["gc_slow_passes"][:10]:
+            say(f"  slow collector pass since start: generation {row['gen']}, {row['ms']} ms wall, "
+                f"{row['cpu_ms']} ms CPU of its thread ({row['thread']}), counts before {row['counts_before']}, "
+                f"collected {row['collected']}")
         say(f"pauses: longest reactor pause {longest} ms over {result['seconds']} s at {online} plugs "
             f"(target <= {TARGET_MS:g} ms); full GC passes in the run {result['gc_passes_in_run'][2]}; "
             f"lost {lost}, unanswered {unanswered}")

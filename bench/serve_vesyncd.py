@@ -88,21 +88,42 @@ class GCPauses:
         import gc
         import time
 
+        import threading
+
         self._clock = time.perf_counter
+        self._cpu = time.thread_time
+        self._thread = threading.get_ident
+        self._counts = gc.get_count
+        self._mainThread = threading.get_ident()
         self._start = 0.0
+        self._startCpu = 0.0
+        self._startCounts: tuple[int, ...] = (0, 0, 0)
         self.count = [0, 0, 0]
         self.longest = [0.0, 0.0, 0.0]
         self.total = [0.0, 0.0, 0.0]
+        #: The slowest passes (over 5 ms), at most 20: what each found and where its time went.
+        self.slow: list[dict[str, object]] = []
         gc.callbacks.append(self)
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._start = self._clock()
+            self._startCpu = self._cpu()
+            self._startCounts = self._counts()
             return
         took, gen = self._clock() - self._start, info["generation"]
         self.count[gen] += 1
         self.total[gen] += took
         self.longest[gen] = max(self.longest[gen], took)
+        if took > 0.005:
+            # Wall time against the collecting thread's CPU time tells a pass that computed for
+            # long from one that was descheduled (or waited) half way.
+            self.slow.append({"gen": gen, "ms": round(took * 1000, 2),
+                              "cpu_ms": round((self._cpu() - self._startCpu) * 1000, 2),
+                              "thread": "reactor" if self._thread() == self._mainThread else "other",
+                              "counts_before": list(self._startCounts), "collected": info["collected"]})
+            self.slow.sort(key=lambda row: -row["ms"])
+            del self.slow[20:]
 
     def figures(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -110,6 +131,7 @@ class GCPauses:
             out[f"gc{gen}_passes"] = self.count[gen]
             out[f"gc{gen}_longest_ms"] = round(self.longest[gen] * 1000, 3)
             out[f"gc{gen}_total_ms"] = round(self.total[gen] * 1000, 1)
+        out["gc_slow_passes"] = list(self.slow)
         return out
 
 
