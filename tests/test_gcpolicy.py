@@ -76,7 +76,9 @@ class Ticker:
 
 
 def started(**kw: Any) -> tuple[GCPolicy, Clock, FakeCollector]:
-    """A started policy on a fake collector whose start-up sweep has run."""
+    """A started policy on a fake collector whose start-up sweep has run (no periodic freezes unless
+    C{freezeEvery} is given)."""
+    kw.setdefault("freezeEvery", None)
     clock, collector = Clock(), FakeCollector()
     policy = GCPolicy(clock, collector, **kw)
     policy.startService()
@@ -128,17 +130,70 @@ def test_freezesUnderChurnAfterMaxDefer() -> None:
     assert clock.seconds() >= 120
 
 
-def test_fullPassSurvivorsFrozenOnNextTurn() -> None:
-    """An automatic full pass is followed, on the next reactor turn, by a freeze; young passes are not."""
+def test_passSurvivorsFrozenOnNextTurn() -> None:
+    """Every automatic pass, of any generation, is followed on the next reactor turn by one freeze
+    (no pass of its own); several passes in one turn make one freeze."""
     policy, clock, collector = started()
+    for generation in (0, 1, 2):
+        collector.runPass(generation)
+        assert collector.calls == []
+        clock.advance(0)
+        assert collector.calls == ["freeze"]
+        collector.calls.clear()
+    collector.runPass(0)
     collector.runPass(0)
     collector.runPass(1)
     clock.advance(0)
+    assert collector.calls == ["freeze"]
+    assert policy.figures()["young_freezes"] == 4
+
+
+def test_youngGenerationsFrozenEveryHalfSecond() -> None:
+    """Every freezeEvery seconds the young generations are frozen, without a pass of their own."""
+    policy, clock, collector = started(freezeEvery=0.5)
+    clock.advance(0.4)
     assert collector.calls == []
-    collector.runPass(2)
-    assert collector.calls == []
+    clock.advance(0.1)
+    assert collector.calls == ["freeze"]
+    clock.pump([0.5, 0.5])
+    assert collector.calls == ["freeze"] * 3
+    assert policy.figures()["young_freezes"] == 3
+    policy.stopService()
+    clock.advance(5)
+    assert collector.calls == ["freeze"] * 3 + ["unfreeze"]
+
+
+def test_memoryGrowthBringsTheSweepForward() -> None:
+    """Memory grown by half since the last sweep makes the next one due now (at a quiet moment);
+    grown by twice that it runs even while plugs log in."""
+    blocks = [1000]
+    policy, clock, collector = started(blocks=lambda: blocks[0], sweepEvery=3600.0)
+    clock.advance(60)
+    assert policy.sweeps == 1 and policy.growthSweeps == 0
+    blocks[0] = 1600
+    clock.advance(59)
+    policy.login()
+    clock.advance(1)
+    assert policy.growthSweeps == 1 and policy.sweeps == 1  # due, but plugs are logging in
+    clock.advance(30)
+    assert policy.sweeps == 2  # quiet again: swept
+    blocks[0] = 5000
+    clock.advance(59)
+    policy.login()
+    clock.advance(1)
+    assert policy.growthSweeps == 2 and policy.sweeps == 3  # grown past twice the step: no waiting for quiet
+    clock.advance(60)
+    assert policy.growthSweeps == 2 and policy.sweeps == 3  # measured from the last sweep now
+
+
+def test_ownPassesScheduleNoFreeze() -> None:
+    """The passes the policy runs itself (a wave's freeze, a sweep) freeze at once and schedule nothing."""
+    policy, clock, collector = started()
+    policy.freeze()
+    policy.sweep()
     clock.advance(0)
-    assert collector.calls == [("collect", 1), "freeze"]
+    assert collector.calls == [("collect", 1), "freeze", "unfreeze", ("collect", 2), "freeze"]
+    assert policy.figures()["young_freezes"] == 0
 
 
 def test_sweepWaitsForQuietButNotForever() -> None:
@@ -276,6 +331,26 @@ def test_cyclicGarbageFrozenBeforeIsSwept(realPolicy: tuple[GCPolicy, Clock]) ->
     assert ref() is None
 
 
+def test_survivorsOfAnAutomaticPassAreFrozenAndStillFreed(realPolicy: tuple[GCPolicy, Clock]) -> None:
+    """What survives an automatic pass is frozen on the next turn: later passes skip it, reference
+    counting still frees it, and a cycle among it that dies later is collected by the sweep."""
+    policy, clock = realPolicy
+    alone = Node()
+    freed = weakref.ref(alone)
+    ref, b = cycle()
+    gc.collect(0)  # a young pass not run by the policy: to it, as any automatic one
+    frozenBefore = gc.get_freeze_count()
+    clock.advance(0)
+    assert policy.youngFreezes >= 1 and gc.get_freeze_count() > frozenBefore
+    del alone
+    assert freed() is None
+    del b
+    gc.collect()
+    assert ref() is not None  # frozen while alive: no pass walks it
+    clock.advance(600)
+    assert ref() is None
+
+
 def test_garbageFrozenWithTheWaveIsSwept(realPolicy: tuple[GCPolicy, Clock]) -> None:
     """Cyclic garbage that was already garbage when a wave was frozen is gone after the next sweep."""
     policy, clock = realPolicy
@@ -306,8 +381,8 @@ def test_daemonPublishesGCFigures(tmp_path: Any) -> None:
     assert set(doc) >= {"passes", "longest_ms", "frozen", "freezes", "sweeps"}
 
 
-def test_fullPassInAnotherThreadReachesTheReactorThreadSafely() -> None:
-    """A full pass run by another thread (the SQLite writer) schedules the freeze through callFromThread."""
+def test_passInAnotherThreadReachesTheReactorThreadSafely() -> None:
+    """A pass run by another thread (the SQLite writer) schedules the freeze through callFromThread."""
     import threading
 
     class ThreadedClock(Clock):
@@ -331,5 +406,5 @@ def test_fullPassInAnotherThreadReachesTheReactorThreadSafely() -> None:
     f, a = clock.fromThreads[0]
     f(*a)
     clock.advance(0)
-    assert collector.calls == [("collect", 1), "freeze"]
+    assert collector.calls == ["freeze"]
     policy.stopService()

@@ -3,19 +3,27 @@ When the cyclic garbage collector runs in a daemon that holds thousands of long-
 
 CPython's full collection walks every tracked object: ~37 per connected plug, so ~200 ms at
 10,000 plugs, during which the reactor answers nothing.  Those objects live for days; walking
-them again every few minutes finds nothing.  L{GCPolicy} moves them out of the collector's way:
+them again every few minutes finds nothing.  Each plug also replaces a few objects every keep-alive
+(its timeout, its Deferreds): they live minutes, so they outlive the young passes and pile up in the
+older generations by the ten thousand, and every middle or full pass walks them (40-70 ms at 10,000
+plugs).  L{GCPolicy} moves all of them out of the collector's way:
 
 * after a login wave settles (no login for L{SETTLE} seconds, or at the latest L{MAX_DEFER}
   seconds after the first login not yet frozen, so constant churn is no excuse), it collects the
   young generations and calls C{gc.freeze()}: every surviving object goes to the permanent
   generation, which no automatic pass walks;
-* after every automatic full pass it freezes the survivors the same way (on the next reactor
-  turn), so the next full pass walks only what was promoted since: its cost follows the recent
-  growth, not the number of plugs;
+* every L{FREEZE_EVERY} seconds, and after every automatic pass (on the next reactor turn), it
+  freezes whatever the young generations hold (C{gc.freeze()} moves lists, whatever their length):
+  an automatic pass walks only what was allocated since the last freeze, never the burst of timers
+  that thousands of plugs logged in together re-arm at once (50,000 objects, 33 ms at 10,000 plugs);
 * objects freed by reference counting are freed whether frozen or not (connections break their
-  own cycles when they close); only cyclic garbage among frozen objects waits, for the I{sweep}:
+  own cycles when they close); only cyclic garbage among frozen objects (a cycle that lived longer
+  than a freeze interval and died later) waits, for the I{sweep}:
   every L{SWEEP_EVERY} seconds, at a quiet moment (no login for L{SETTLE} seconds; forced once
   it is a whole period overdue), C{gc.unfreeze()}, a full collection, and C{gc.freeze()} again.
+  So that such garbage can never pile up between sweeps, the memory in use is checked every
+  L{GROWTH_CHECK} seconds: grown by L{SWEEP_GROWTH} since the last sweep, the next sweep is due at
+  once (at a quiet moment; at once whatever the logins when it has grown twice that).
 
 Nothing here touches the network; the clock and the collector are injected (tests drive both).
 Pauses are timed with C{gc.callbacks}; L{GCPolicy.figures} is what C{vesyncctl info} shows as
@@ -25,11 +33,13 @@ C{gc}.
 from __future__ import annotations
 
 import gc as _gc
+import sys
 import threading
 import time
 from typing import Any, Callable
 
 from twisted.application import service
+from twisted.internet import task
 from twisted.logger import Logger
 
 from vesyncd.core.model import ONLINE
@@ -42,12 +52,15 @@ SETTLE = 30.0
 MAX_DEFER = 300.0
 #: Seconds between sweeps (unfreeze, full collection, freeze) that collect frozen cyclic garbage.
 SWEEP_EVERY = 3600.0
-#: Young-generation thresholds as CPython's own: a young pass walks at most ~7,000 objects
-#: (a few ms).  The oldest generation's threshold stays too: with survivors frozen after each
-#: full pass, that pass walks only objects promoted since (at most ~700 x 10 x 10), so its cost
-#: is bounded by these numbers rather than by the number of plugs; raising it would make full
-#: passes rarer but each one longer.
+#: CPython's own thresholds.  With the survivors of every pass frozen, each pass walks only what was
+#: allocated since the previous one, so these set how often a pass runs, not how long it takes.
 THRESHOLDS = (700, 10, 10)
+#: Seconds between freezes of the young generations.
+FREEZE_EVERY = 0.5
+#: Seconds between checks of the memory in use (pymalloc's allocated blocks).
+GROWTH_CHECK = 60.0
+#: Growth of the memory in use since the last sweep (a fraction) that makes the next sweep due now.
+SWEEP_GROWTH = 0.5
 
 
 class PauseCounters:
@@ -61,7 +74,8 @@ class PauseCounters:
         self.total = [0.0, 0.0, 0.0]
         self.collected = 0
         self.uncollectable = 0
-        self.fullPassEnded: Callable[[], None] = lambda: None
+        #: Called after every pass with its generation.
+        self.passEnded: Callable[[int], None] = lambda generation: None
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         """The C{gc.callbacks} entry: time each pass from its start to its stop."""
@@ -77,8 +91,7 @@ class PauseCounters:
             self.longest[generation] = took
         self.collected += info["collected"]
         self.uncollectable += info["uncollectable"]
-        if generation == 2:
-            self.fullPassEnded()
+        self.passEnded(generation)
 
     def asDict(self) -> dict[str, Any]:
         """The counters as plain numbers (milliseconds for pauses)."""
@@ -89,20 +102,29 @@ class PauseCounters:
 
 
 class GCPolicy(service.Service):
-    """Freezes long-lived objects after login waves and full passes; sweeps frozen garbage at quiet moments."""
+    """Freezes the young generations every half second, after login waves and after every pass; sweeps
+    frozen garbage at quiet moments, hourly or sooner when memory grows."""
 
     def __init__(self, clock: Any, collector: Any = _gc, timer: Callable[[], float] = time.perf_counter, *,
                  settle: float = SETTLE, maxDefer: float = MAX_DEFER, sweepEvery: float = SWEEP_EVERY,
-                 thresholds: tuple[int, int, int] | None = THRESHOLDS) -> None:
+                 thresholds: tuple[int, int, int] | None = THRESHOLDS, freezeEvery: float | None = FREEZE_EVERY,
+                 blocks: Callable[[], int] = sys.getallocatedblocks) -> None:
         self.clock = clock
         self.collector = collector
         self.settle = settle
         self.maxDefer = maxDefer
         self.sweepEvery = sweepEvery
         self.thresholds = thresholds
+        self.freezeEvery = freezeEvery
+        self.blocks = blocks
         self.pauses = PauseCounters(timer)
-        self.pauses.fullPassEnded = self._fullPassEnded
+        self.pauses.passEnded = self._passEnded
         self.freezes = 0
+        #: Freezes of the young generations: periodic, and after automatic passes.
+        self.youngFreezes = 0
+        #: Sweeps brought forward because the memory in use grew.
+        self.growthSweeps = 0
+        self._sweepBlocks: int | None = None
         self.sweeps = 0
         self.lastSweepMs: float | None = None
         self._timer = timer
@@ -110,11 +132,12 @@ class GCPolicy(service.Service):
         self._lastLogin: float | None = None
         self._firstUnfrozenLogin: float | None = None
         self._lastSweep = 0.0
-        self._sweeping = False
+        self._ownPass = False
         self._reactorThread: int | None = None
         self._settleCall: Any = None
         self._sweepCall: Any = None
         self._freezeCall: Any = None
+        self._loops: list[task.LoopingCall] = []
 
     # -- service ---------------------------------------------------------------------------------
     def startService(self) -> None:
@@ -127,10 +150,20 @@ class GCPolicy(service.Service):
         self.collector.callbacks.append(self.pauses)
         # Once the reactor runs and before plugs connect, a full pass is as cheap as it will ever be.
         self._sweepCall = self.clock.callLater(0, self._sweepDue)
+        for every, what in ((self.freezeEvery, self._freezeYoung), (GROWTH_CHECK, self._checkGrowth)):
+            if every:
+                loop = task.LoopingCall(what)
+                loop.clock = self.clock
+                loop.start(every, now=False)
+                self._loops.append(loop)
 
     def stopService(self) -> None:
         """Stop the timers, give back the thresholds and unfreeze what this policy froze."""
         service.Service.stopService(self)
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
         for name in ("_settleCall", "_sweepCall", "_freezeCall"):
             call = getattr(self, name)
             if call is not None and call.active():
@@ -160,22 +193,29 @@ class GCPolicy(service.Service):
     # -- actions -----------------------------------------------------------------------------------
     def freeze(self) -> None:
         """Collect the young generations (cheap), then freeze every object that survives."""
-        self.collector.collect(1)
+        self._ownPass = True
+        try:
+            self.collector.collect(1)
+        finally:
+            self._ownPass = False
         self.collector.freeze()
         self.freezes += 1
         self._firstUnfrozenLogin = None
+        # What a login wave adds is the new normal, not garbage: growth is measured from here on.
+        self._sweepBlocks = self.blocks()
 
     def sweep(self) -> None:
         """Unfreeze, collect everything (frozen cyclic garbage included) and freeze the survivors."""
         began = self._timer()
-        self._sweeping = True
+        self._ownPass = True
         try:
             self.collector.unfreeze()
             self.collector.collect()
             self.collector.freeze()
         finally:
-            self._sweeping = False
+            self._ownPass = False
         self.lastSweepMs = round((self._timer() - began) * 1000, 3)
+        self._sweepBlocks = self.blocks()
         self.sweeps += 1
         self._lastSweep = self.clock.seconds()
         self._firstUnfrozenLogin = None
@@ -193,34 +233,54 @@ class GCPolicy(service.Service):
         wait = min(self.settle - (now - (self._lastLogin or now)), self._firstUnfrozenLogin + self.maxDefer - now)
         self._settleCall = self.clock.callLater(max(wait, 0.0), self._settleDue)
 
+    def _grown(self, factor: float) -> bool:
+        """Whether the memory in use grew by more than C{factor} since the last sweep."""
+        return self._sweepBlocks is not None and self.blocks() > self._sweepBlocks * (1 + factor)
+
+    def _checkGrowth(self) -> None:
+        """Bring the next sweep forward when the memory in use grew by L{SWEEP_GROWTH} since the last."""
+        if self._grown(SWEEP_GROWTH) and self._sweepCall is not None and self._sweepCall.getTime() > self.clock.seconds():
+            self.growthSweeps += 1
+            log.info("gc: memory in use grew by over {pct:.0f} % since the last sweep: sweeping early",
+                     pct=SWEEP_GROWTH * 100)
+            self._sweepCall.cancel()
+            self._sweepCall = self.clock.callLater(0, self._sweepDue)
+
     def _sweepDue(self) -> None:
         self._sweepCall = None
-        overdue = self.clock.seconds() - self._lastSweep >= 2 * self.sweepEvery
+        overdue = self.clock.seconds() - self._lastSweep >= 2 * self.sweepEvery or self._grown(2 * SWEEP_GROWTH)
         if self.sweeps == 0 or self.quiet() or overdue:
             self.sweep()
             self._sweepCall = self.clock.callLater(self.sweepEvery, self._sweepDue)
         else:
             self._sweepCall = self.clock.callLater(self.settle, self._sweepDue)
 
-    def _fullPassEnded(self) -> None:
+    def _passEnded(self, generation: int = 2) -> None:
         # Called from inside the collector, in whichever thread allocated (the SQLite writer's
         # too): freeze on a later reactor turn, and reach the reactor thread-safely from elsewhere.
         if threading.get_ident() != self._reactorThread:
             callFromThread = getattr(self.clock, "callFromThread", None)
             if callFromThread is not None and self.running:
-                callFromThread(self._fullPassEnded)
+                callFromThread(self._passEnded, generation)
             return
-        if self.running and not self._sweeping and self._freezeCall is None:
+        if self.running and not self._ownPass and self._freezeCall is None:
             self._freezeCall = self.clock.callLater(0, self._freezeAfterPass)
 
     def _freezeAfterPass(self) -> None:
+        """Freeze what the last automatic pass left (no pass of its own: that one just ran)."""
         self._freezeCall = None
-        self.freeze()
+        self._freezeYoung()
+
+    def _freezeYoung(self) -> None:
+        """Move whatever the young generations hold to the permanent one (no pass)."""
+        self.collector.freeze()
+        self.youngFreezes += 1
 
     # -- what it tells -----------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
         """Passes and pauses per generation, freezes, sweeps and objects frozen, for C{vesyncctl info}."""
         return {**self.pauses.asDict(), "frozen": self.collector.get_freeze_count(), "freezes": self.freezes,
+                "young_freezes": self.youngFreezes, "growth_sweeps": self.growthSweeps,
                 "sweeps": self.sweeps, "last_sweep_ms": self.lastSweepMs,
                 "thresholds": list(self.collector.get_threshold())}
 
