@@ -1,6 +1,6 @@
-"""Tests for the rollups the store keeps back between batches (vesyncd.storage.rollups): written every
-minute, before a read and at stop on SQLite; replayed from the raw rows after a crash, never twice;
-written with every batch on PostgreSQL."""
+"""Tests for the rollups written behind the raw rows (vesyncd.storage.rollups): on SQLite every minute,
+before a read and at stop, and at start for what a crash left behind, never twice; on PostgreSQL with
+every batch."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class DeferredRollupTests(unittest.TestCase):
         result(store.stop())
 
     def test_aReadSeesReportsNotYetRolledUp(self) -> None:
-        """History, hourly rows and sums include reports whose rollups were kept back."""
+        """History, hourly rows and sums include reports not yet added to the rollups."""
         store, ledger = self.open()
         store.start()
         fed = self.report(ledger, "p1", 4, ws=900)
@@ -146,7 +146,7 @@ class DeferredRollupTests(unittest.TestCase):
         assert watermark(again.connection()) == 7
 
     def test_forgettingAPlugDropsItsKeptRollups(self) -> None:
-        """A forgotten plug's kept-back rollups go with it, and rows numbered after the deletion (SQLite
+        """A forgotten plug's raw rows not yet rolled up go with it, and rows numbered after the deletion (SQLite
         reuses the numbers of deleted last rows) are still replayed after a crash."""
         store, ledger = self.open()
         store.start()
@@ -203,7 +203,7 @@ class DeferredRollupTests(unittest.TestCase):
         assert watermark(conn) == lastRow(conn) == 5
 
     def test_aFailedBatchKeepsNothingBack(self) -> None:
-        """A batch whose transaction fails changes no kept-back rollup; its retry counts it once."""
+        """A batch whose transaction fails leaves nothing behind; its retry counts it once."""
         store, ledger = self.open()
         store.start()
         fed = self.report(ledger, "p1", 3)
@@ -230,7 +230,12 @@ class DeferredRollupTests(unittest.TestCase):
         store.detach()
         store.connector = lambda path: Refusing(real(path))
         self.clock.advance(1.0)
-        assert store.stats["write_failures"] == 1 and store._rollup == {}
+        assert store.stats["write_failures"] == 1
+        conn = sqlite3.connect(str(self.path))
+        try:
+            assert sums(conn) == {"reports": 0, "hours": 0, "days": 0, "months": 0}
+        finally:
+            conn.close()
         broken[0] = False
         store.connector = real
         self.clock.advance(2.0)

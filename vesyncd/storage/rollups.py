@@ -2,10 +2,10 @@
 The energy rollups as SQL: adding watt-seconds per plug and hour to the hourly, daily and monthly
 tables, and the watermark that says which raw report rows they already count.
 
-On SQLite the store keeps the rollups of the raw rows it writes in its writer thread and writes
-them every minute, before a read and at shutdown (L{vesyncd.storage.store}); each such write moves
-the watermark (C{meta.rolled_rowid}) to the last raw row.  After a crash, L{replayRollups} adds the
-raw rows past the watermark, so a committed report is counted exactly once.  Nothing here touches
+On SQLite the store writes raw rows every second and adds them to the rollups every minute, before
+a read and at shutdown (L{vesyncd.storage.store}): L{rollUpRaw} sums the raw rows past the watermark
+(C{meta.rolled_rowid}) per plug and hour in SQL and moves the watermark to the last one.  At start
+the same step adds what a crash left behind, so a committed report is counted exactly once.  Nothing here touches
 the reactor: every function runs inside a transaction of the writer thread (or of the migration).
 """
 
@@ -70,9 +70,12 @@ def lowerWatermark(conn: Any) -> None:
                  " WHERE key = ?", (WATERMARK,))
 
 
-def replayRollups(conn: Any, dayOf: Callable[[int], str], label: str) -> int:
-    """Add the raw rows past the watermark (committed before a crash, not yet rolled up) to the
-    rollups and move the watermark past them (inside a transaction, SQLite); return how many."""
+def rollUpRaw(conn: Any, dayOf: Callable[[int], str]) -> int:
+    """Add the raw rows past the watermark to the rollups, summed per plug and hour by SQLite, and
+    move the watermark past them (inside a transaction, SQLite); return how many rows were added.
+
+    The same step writes the rollups every minute and, at start, those a crash left behind.
+    """
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (WATERMARK,)).fetchone()
     mark = int(row[0]) if row is not None else 0
     hours: dict[tuple[str, int], list[int]] = {}
@@ -85,6 +88,4 @@ def replayRollups(conn: Any, dayOf: Callable[[int], str], label: str) -> int:
     if hours:
         writeRollups(conn, hours, dayOf)
         setWatermark(conn)
-        log.info("store: added {n} reports written before the last stop of {path} to the hourly, daily"
-                 " and monthly totals", n=count, path=label)
     return count

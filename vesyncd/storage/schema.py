@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from twisted.logger import Logger
 
 from vesyncd.storage.automationstore import SCHEMA as AUTOMATION_SCHEMA
-from vesyncd.storage.rollups import WATERMARK, replayRollups
+from vesyncd.storage.rollups import WATERMARK, rollUpRaw
 from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.core.model import PlugState
 from vesyncd.core.periods import zoneName
@@ -230,7 +230,10 @@ def migrateDatabase(conn: Any, zone: tzinfo, label: str, advice: str = "use anot
         setSchemaVersion(conn, SCHEMA_VERSION)
         if backendOf(conn) == "sqlite":
             days: dict[int, str] = {}
-            replayRollups(conn, lambda hour: days.get(hour) or days.setdefault(hour, dayKey(hour, zone)), label)
+            added = rollUpRaw(conn, lambda hour: days.get(hour) or days.setdefault(hour, dayKey(hour, zone)))
+            if added:
+                log.info("store: added {n} reports written before the last stop of {path} to the hourly, daily"
+                         " and monthly totals", n=added, path=label)
         row = conn.execute("SELECT value FROM meta WHERE key = 'zone'").fetchone()
         if row is None or row[0] != zoneName(zone):
             log.info("store: time zone changed from {old} to {new}: rebuilding daily and monthly totals",

@@ -8,11 +8,10 @@ holds, writes reach either database in one order, and the reactor never waits on
 network.  Writers queue work in memory: plug state is
 coalesced per plug (only the latest row matters), energy reports go to a bounded deque that is
 flushed every C{flushInterval} seconds or every C{batchRows} reports, in one transaction per batch.
-On SQLite the hourly, daily and monthly rollups of those rows are kept in the writer thread and
-written every C{rollupInterval} seconds, before any read and at shutdown, with a watermark (the
-last raw row they count, C{meta.rolled_rowid}); after a crash L{vesyncd.storage.schema.openDatabase}
-rolls up the raw rows past the watermark, so no committed report is missing from the rollups and
-none is counted twice.  (On PostgreSQL several nodes write the same tables, so each batch writes its
+On SQLite the raw rows are added to the hourly, daily and monthly rollups every C{rollupInterval}
+seconds, before any read and at shutdown (L{vesyncd.storage.rollups}: summed in SQL from the rows
+past a watermark, C{meta.rolled_rowid}); after a crash L{vesyncd.storage.schema.openDatabase} does
+the same, so no committed report is missing from the rollups and none is counted twice.  (On PostgreSQL several nodes write the same tables, so each batch writes its
 rollups itself.)
 When a write fails (full disk, read-only file system, I/O error) the batch goes back to the front
 of the queue and is retried with exponential backoff; if the queue overflows meanwhile the oldest
@@ -43,7 +42,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
-from vesyncd.storage.rollups import addHours, lowerWatermark, setWatermark, writeRollups
+from vesyncd.storage.rollups import addHours, lowerWatermark, rollUpRaw, writeRollups
 from vesyncd.storage.runner import Runner, inlineRunner
 from vesyncd.storage.sqlite import insertRows, writeTransaction
 from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
@@ -73,7 +72,7 @@ MAX_BATCH = 20_000
 PRUNE_BATCH = 2_000
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
-#: Seconds between writes of the rollups kept in the writer thread (SQLite; reads and stop write them at once).
+#: Seconds between additions of the raw rows to the rollups (SQLite; reads and stop add them at once).
 ROLLUP_INTERVAL = 60.0
 
 
@@ -111,9 +110,8 @@ class Store:
         self._rolledAt = clock.seconds()
         #: Raw rows written since the last batch that wrote the rollups (reactor thread's count).
         self._unrolled = 0
-        #: Watt-seconds and seconds per (plug, UTC hour) written raw but not yet to the rollups;
-        #: touched by the writer thread only.
-        self._rollup: dict[tuple[str, int], list[int]] = {}
+        #: Whether raw rows were written since the rollups last were (touched by the writer thread only).
+        self._rawPastRollups = True
         self.stats: collections.Counter[str] = collections.Counter()
         self._reports: collections.deque[tuple[str, float, int, int]] = collections.deque()
         self._folded: dict[tuple[str, int], list[int]] = {}
@@ -301,8 +299,8 @@ class Store:
         return len(self._reports) + len(self._folded) + len(self._plugs) + len(self._deletes)
 
     def flush(self, rollups: bool = True) -> Deferred:
-        """Write what is queued now, and with C{rollups} the rollups kept back too; fires when it is
-        written or has failed (then it is retried)."""
+        """Write what is queued now, and with C{rollups} add the raw rows to the rollups too; fires
+        when it is written or has failed (then it is retried)."""
         if self._inFlight is not None:
             d: Deferred = Deferred()
             self._inFlight.addBoth(lambda _: self.flush(rollups).chainDeferred(d) and None)
@@ -381,19 +379,10 @@ class Store:
 
     def _write(self, batch: tuple[list[tuple[str, float, int, int]], dict[tuple[str, int], list[int]],
                                   dict[str, tuple[Any, ...]], set[str], bool]) -> None:
-        """One transaction: forgotten plugs, raw rows, plug rows, and the rollups: with the batch's
-        C{roll} flag (or folded hours, which have no raw rows) those kept back plus this batch's,
-        with the watermark; else this batch's hours are kept back once it commits (writer thread)."""
+        """One transaction: forgotten plugs, raw rows, plug rows, folded hours (which have no raw rows)
+        into the rollups, and with the batch's C{roll} flag the raw rows past the watermark too (on
+        PostgreSQL the batch's own rollups instead) (writer thread)."""
         reports, folded, plugs, deletes, roll = batch
-        hours: dict[tuple[str, int], list[int]] = {}
-        for plugId, at, ws, seconds in reports:
-            acc = hours.setdefault((plugId, int(at // 3600)), [0, 0])
-            acc[0] += ws
-            acc[1] += seconds
-        roll = roll or bool(folded) or not self.deferRollups
-        kept = self._rollup
-        if deletes and kept:
-            kept = {k: v for k, v in kept.items() if k[0] not in deletes}
         conn = self.connection()
         try:
             with writeTransaction(conn):
@@ -407,11 +396,18 @@ class Store:
                     bulk("reports", ("plug", "at", "ws", "seconds"), reports)
                 else:
                     conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
-                if roll:
-                    rolled = addHours(addHours({k: list(v) for k, v in kept.items()}, hours), folded)
-                    writeRollups(conn, rolled, self._day)
-                    if self.deferRollups:
-                        setWatermark(conn)
+                if not self.deferRollups:
+                    hours: dict[tuple[str, int], list[int]] = {}
+                    for plugId, at, ws, seconds in reports:
+                        acc = hours.setdefault((plugId, int(at // 3600)), [0, 0])
+                        acc[0] += ws
+                        acc[1] += seconds
+                    writeRollups(conn, addHours(hours, folded), self._day)
+                else:
+                    if folded:
+                        writeRollups(conn, folded, self._day)
+                    if roll:
+                        rollUpRaw(conn, self._day)
                 upserts = list(plugs.values())
                 if upserts:
                     names = ", ".join(PLUG_COLUMNS)
@@ -426,21 +422,21 @@ class Store:
                 pass
             self.conn = None
             raise
-        # Committed: only now does what is kept back change (a failed batch comes back whole).
-        self._rollup = {} if roll else addHours(kept, hours)
+        if reports or roll:
+            self._rawPastRollups = not roll
 
     def rollUp(self) -> None:
-        """Write the rollups kept back, with the watermark, in one transaction (writer thread)."""
-        if not self._rollup:
+        """Add the raw rows written since the rollups last were to them, with the watermark, in one
+        transaction (writer thread; nothing to do on PostgreSQL, whose batches write their own)."""
+        if not self.deferRollups or not self._rawPastRollups:
             return
         conn = self.connection()
         with writeTransaction(conn):
-            writeRollups(conn, self._rollup, self._day)
-            setWatermark(conn)
-        self._rollup = {}
+            rollUpRaw(conn, self._day)
+        self._rawPastRollups = False
 
     def read(self, reader: Callable[..., Any], *args: Any) -> Deferred:
-        """Run C{reader(*args)} in the writer thread after writing the rollups kept back there, so it
+        """Run C{reader(*args)} in the writer thread after adding the raw rows to the rollups, so it
         sees every report written so far; fires with its result."""
         def both() -> Any:
             self.rollUp()
