@@ -26,9 +26,11 @@ TARGET_MS = 10.0
 
 
 def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPolicy: str = "on",
-            window: float = 60.0) -> dict[str, Any]:
+            window: float = 60.0, gcTrace: bool = False, traceStalls: bool = False,
+            experiments: tuple[str, ...] = ()) -> dict[str, Any]:
     """One vesyncd, C{plugs} logged in, C{seconds} of real cadence with the pause monitor on."""
-    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy))
+    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy) + (("--gc-trace",) if gcTrace else ())
+                 + (("--trace-stalls",) if traceStalls else ()) + tuple(f"--experiment={e}" for e in experiments))
     load = None
     try:
         load = Load(srv.port, plugs)
@@ -64,12 +66,15 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
                   "longest_pause_ms": longest, "over_10ms": sum(w["over_10ms"] or 0 for w in windows),
                   "gc_passes_in_run": [h1.get(f"gc{g}_passes", 0) - h0.get(f"gc{g}_passes", 0) for g in range(3)],
                   "gc_full_longest_ms_since_start": h1.get("gc2_longest_ms"), "frozen": h1.get("gc_frozen"),
-                  "gcpolicy": h1.get("gcpolicy"), "gc_slow_passes": h1.get("gc_slow_passes", []), "lost": lost, "unanswered": unanswered,
+                  "gcpolicy": h1.get("gcpolicy"), "gc_slow_passes": h1.get("gc_slow_passes", []),
+                  "stall_stacks": h1.get("stall_stacks", []), "lost": lost, "unanswered": unanswered,
                   "target_ms": TARGET_MS, "windows": windows}
         for row in result["gc_slow_passes"][:10]:
             say(f"  slow collector pass since start: generation {row['gen']}, {row['ms']} ms wall, "
                 f"{row['cpu_ms']} ms CPU of its thread ({row['thread']}), counts before {row['counts_before']}, "
-                f"collected {row['collected']}")
+                f"collected {row['collected']}" + (f", largest containers walked {row['biggest']}" if "biggest" in row else ""))
+        for stack, samples in result["stall_stacks"]:
+            say(f"  during long pauses ({samples} samples): {stack}")
         say(f"pauses: longest reactor pause {longest} ms over {result['seconds']} s at {online} plugs "
             f"(target <= {TARGET_MS:g} ms); full GC passes in the run {result['gc_passes_in_run'][2]}; "
             f"lost {lost}, unanswered {unanswered}")
@@ -86,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plugs", type=int, default=10_000)
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--gc-policy", choices=["on", "off"], default="on")
+    p.add_argument("--experiment", action="append", default=[],
+                   help="a tuning of the server to try (bench.serve_vesyncd --experiment), e.g. switch-interval=0.001")
+    p.add_argument("--trace-stalls", action="store_true",
+                   help="also sample what the reactor runs during its long pauses (diagnosis)")
+    p.add_argument("--gc-trace", action="store_true",
+                   help="also record the largest containers each slow collector pass walked (diagnosis: it slows every pass)")
     args = p.parse_args(argv)
-    print(json.dumps(measure(args.plugs, args.seconds, gcPolicy=args.gc_policy), separators=(",", ":")))
+    print(json.dumps(measure(args.plugs, args.seconds, gcPolicy=args.gc_policy, gcTrace=args.gc_trace,
+                                traceStalls=args.trace_stalls, experiments=tuple(args.experiment)), separators=(",", ":")))
     return 0
 
 

@@ -84,11 +84,10 @@ def pymallocStats() -> dict[str, int]:
 class GCPauses:
     """Counts the cyclic collector's passes per generation and their longest and total pause."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: bool = False) -> None:
         import gc
-        import time
-
         import threading
+        import time
 
         self._clock = time.perf_counter
         self._cpu = time.thread_time
@@ -103,6 +102,11 @@ class GCPauses:
         self.total = [0.0, 0.0, 0.0]
         #: The slowest passes (over 5 ms), at most 20: what each found and where its time went.
         self.slow: list[dict[str, object]] = []
+        #: With C{trace}: at the start of every pass, the largest containers among the objects it will
+        #: walk (costly: diagnosis only), kept for the slow ones.
+        self.trace = trace
+        self._objects = gc.get_objects
+        self._biggest: dict[str, object] = {}
         gc.callbacks.append(self)
 
     def __call__(self, phase: str, info: dict) -> None:
@@ -110,6 +114,10 @@ class GCPauses:
             self._start = self._clock()
             self._startCpu = self._cpu()
             self._startCounts = self._counts()
+            if self.trace:
+                self._biggest = self.biggest(info["generation"])
+                self._start = self._clock()  # the survey is not the pass
+                self._startCpu = self._cpu()
             return
         took, gen = self._clock() - self._start, info["generation"]
         self.count[gen] += 1
@@ -121,9 +129,35 @@ class GCPauses:
             self.slow.append({"gen": gen, "ms": round(took * 1000, 2),
                               "cpu_ms": round((self._cpu() - self._startCpu) * 1000, 2),
                               "thread": "reactor" if self._thread() == self._mainThread else "other",
-                              "counts_before": list(self._startCounts), "collected": info["collected"]})
+                              "counts_before": list(self._startCounts), "collected": info["collected"],
+                              **({"biggest": self._biggest} if self.trace else {})})
             self.slow.sort(key=lambda row: -row["ms"])
             del self.slow[20:]
+
+    def biggest(self, generation: int) -> dict[str, object]:
+        """What a pass of C{generation} will walk: objects per generation up to it, the most common
+        types among them and the largest containers (length, type)."""
+        import collections
+
+        sizes: list[int] = []
+        types: collections.Counter[str] = collections.Counter()
+        sized: list[tuple[int, str]] = []
+        for g in range(generation + 1):
+            objects = self._objects(g)
+            sizes.append(len(objects))
+            for obj in objects:
+                name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+                types[name] += 1
+                try:
+                    if isinstance(obj, (dict, list, set, tuple, frozenset)) or hasattr(obj, "maxlen"):
+                        n = len(obj)
+                    else:
+                        n = len(getattr(obj, "__dict__", ()))
+                except Exception:
+                    continue
+                if n > 1000:
+                    sized.append((n, name))
+        return {"objects": sizes, "types": types.most_common(6), "largest": sorted(sized, reverse=True)[:3]}
 
     def figures(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -133,6 +167,45 @@ class GCPauses:
             out[f"gc{gen}_total_ms"] = round(self.total[gen] * 1000, 1)
         out["gc_slow_passes"] = list(self.slow)
         return out
+
+
+class StallSampler:
+    """While the reactor-pause monitor's timer is overdue by more than C{after} seconds, a thread
+    samples the reactor thread's stack (every C{every} seconds: it needs the interpreter lock, which
+    Python code gives up every few ms, a collector pass only at its end) and counts each stack's
+    innermost frames: what the reactor was doing during its long pauses."""
+
+    def __init__(self, monitor: object, after: float = 0.006, every: float = 0.002, depth: int = 10) -> None:
+        import collections
+        import threading
+
+        self.monitor = monitor
+        self.after = after
+        self.every = every
+        self.depth = depth
+        self.stacks: collections.Counter[str] = collections.Counter()
+        self.main = threading.get_ident()
+        self.thread = threading.Thread(target=self.run, name="stall-sampler", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        import time
+        import traceback
+
+        while True:
+            time.sleep(self.every)
+            monitor = self.monitor
+            if not monitor.running or monitor.timer() - monitor.due < self.after:
+                continue
+            frame = sys._current_frames().get(self.main)
+            if frame is None:
+                continue
+            frames = traceback.extract_stack(frame)[-self.depth:]
+            key = " <- ".join(f"{f.name} ({'/'.join(f.filename.split('/')[-2:])}:{f.lineno})" for f in reversed(frames))
+            self.stacks[key] += 1
+
+    def figures(self) -> dict[str, object]:
+        return {"stall_stacks": self.stacks.most_common(8)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold, lazy-pformat, class-config, drop-handshake, no-store")
     p.add_argument("--daemon-arg", action="append", default=[],
                    help="one more vesyncd option (repeatable; e.g. --daemon-arg=--http=tcp:PORT:interface=127.0.0.1)")
+    p.add_argument("--gc-trace", action="store_true",
+                   help="record the largest containers each slow collector pass walked (slows every pass)")
+    p.add_argument("--trace-stalls", action="store_true",
+                   help="sample the reactor thread's stack while the pause monitor is overdue (diagnosis)")
     p.add_argument("--gc-policy", choices=["on", "off"], default="on",
                    help="off: stop vesyncd's GC policy (vesyncd.gcpolicy) after start-up, CPython's defaults")
     args = p.parse_args(argv)
@@ -224,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                     setattr(self, name, None)
 
         factory.protocol = type("HandshakeDroppingProtocol", (base,), {"onOpen": onOpen})
+    for name in args.experiment:
+        if name.startswith("switch-interval="):
+            sys.setswitchinterval(float(name.split("=", 1)[1]))
     if "gc-threshold" in args.experiment:
         import gc
 
@@ -257,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
 
-    pauses = GCPauses()
+    pauses = GCPauses(trace=args.gc_trace)
     from bench.pausemon import ReactorPauses
 
     monitor = ReactorPauses(reactor)
+    sampler = StallSampler(monitor) if args.trace_stalls else None
 
     def heap(*_: object) -> None:
         import gc
@@ -269,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                "gc_frozen": gc.get_freeze_count(), "gc_threshold": list(gc.get_threshold())}
         if gcFacts is not None:
             doc["gcpolicy"] = gcFacts()
+        if sampler is not None:
+            doc.update(sampler.figures())
         with open(f"{args.state_dir}/heap.json.tmp", "w") as f:
             json.dump(doc, f)
         os.replace(f"{args.state_dir}/heap.json.tmp", f"{args.state_dir}/heap.json")
