@@ -11,7 +11,7 @@ the reactor: every function runs inside a transaction of the writer thread (or o
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.logger import Logger
 
@@ -36,11 +36,12 @@ def addHours(into: dict[tuple[str, int], list[int]], more: dict[tuple[str, int],
     return into
 
 
-def writeRollups(conn: Any, hours: dict[tuple[str, int], list[int]], dayOf: Callable[[int], str]) -> None:
-    """Add watt-seconds and seconds per (plug, UTC hour) to the hourly rollup and, through C{dayOf}
-    (an hour's local day), to the daily and monthly ones (inside a transaction)."""
+def calendarTotals(rows: Iterable[tuple[str, int, int, int]], dayOf: Callable[[int], str]
+                   ) -> tuple[dict[tuple[str, str], list[int]], dict[tuple[str, str], list[int]]]:
+    """Watt-seconds and seconds per (plug, local day) and (plug, month) of C{(plug, UTC hour,
+    watt-seconds, seconds)} rows, C{dayOf} giving an hour's local day (YYYY-MM-DD)."""
     days: dict[tuple[str, str], list[int]] = {}
-    for (plugId, hour), (ws, seconds) in hours.items():
+    for plugId, hour, ws, seconds in rows:
         acc = days.setdefault((plugId, dayOf(hour)), [0, 0])
         acc[0] += ws
         acc[1] += seconds
@@ -49,6 +50,13 @@ def writeRollups(conn: Any, hours: dict[tuple[str, int], list[int]], dayOf: Call
         acc = months.setdefault((plugId, day[:7]), [0, 0])
         acc[0] += ws
         acc[1] += seconds
+    return days, months
+
+
+def writeRollups(conn: Any, hours: dict[tuple[str, int], list[int]], dayOf: Callable[[int], str]) -> None:
+    """Add watt-seconds and seconds per (plug, UTC hour) to the hourly rollup and, through C{dayOf}
+    (an hour's local day), to the daily and monthly ones (inside a transaction)."""
+    days, months = calendarTotals(((p, h, ws, s) for (p, h), (ws, s) in hours.items()), dayOf)
     for table, column, rows in (("hours", "hour", hours), ("days", "day", days), ("months", "month", months)):
         insertRows(conn, f"INSERT INTO {table} (plug, {column}, ws, seconds)",
                    f" ON CONFLICT (plug, {column}) DO UPDATE SET ws = {table}.ws + excluded.ws,"

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from twisted.logger import Logger
 
 from vesyncd.storage.automationstore import SCHEMA as AUTOMATION_SCHEMA
-from vesyncd.storage.rollups import WATERMARK, rollUpRaw
+from vesyncd.storage.rollups import WATERMARK, calendarTotals, rollUpRaw
 from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.core.model import PlugState
 from vesyncd.core.periods import zoneName
@@ -154,16 +154,8 @@ def rebuildCalendar(conn: sqlite3.Connection, zone: tzinfo) -> None:
     """Recompute the day and month rollups from the hourly ones for C{zone} (inside a transaction)."""
     conn.execute("DELETE FROM days")
     conn.execute("DELETE FROM months")
-    days: dict[tuple[str, str], list[int]] = {}
-    for plug, hour, ws, seconds in conn.execute("SELECT plug, hour, ws, seconds FROM hours"):
-        acc = days.setdefault((plug, dayKey(hour, zone)), [0, 0])
-        acc[0] += ws
-        acc[1] += seconds
-    months: dict[tuple[str, str], list[int]] = {}
-    for (plug, day), (ws, seconds) in days.items():
-        acc = months.setdefault((plug, day[:7]), [0, 0])
-        acc[0] += ws
-        acc[1] += seconds
+    days, months = calendarTotals(conn.execute("SELECT plug, hour, ws, seconds FROM hours"),
+                                  lambda hour: dayKey(hour, zone))
     conn.executemany("INSERT INTO days VALUES (?, ?, ?, ?)", [(p, d, w, s) for (p, d), (w, s) in days.items()])
     conn.executemany("INSERT INTO months VALUES (?, ?, ?, ?)", [(p, m, w, s) for (p, m), (w, s) in months.items()])
     conn.execute("INSERT INTO meta (key, value) VALUES ('zone', ?) ON CONFLICT (key) DO UPDATE"
