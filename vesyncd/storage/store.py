@@ -104,12 +104,10 @@ class Store:
         self.batchRows = batchRows
         self.maxQueued = maxQueued
         self.retentionDays = retentionDays
-        #: Whether rollups wait in the writer thread between batches (SQLite) or go with each batch.
+        #: Whether raw rows reach the rollups once a minute (SQLite) or with each batch (PostgreSQL).
         self.deferRollups = backend == "sqlite"
         self.rollupInterval = rollupInterval
         self._rolledAt = clock.seconds()
-        #: Raw rows written since the last batch that wrote the rollups (reactor thread's count).
-        self._unrolled = 0
         #: Whether raw rows were written since the rollups last were (touched by the writer thread only).
         self._rawPastRollups = True
         self.stats: collections.Counter[str] = collections.Counter()
@@ -307,8 +305,11 @@ class Store:
             return d
         if self.closed or self.clock.seconds() < self._retryAt:
             return succeed(None)
-        if not self.pending and not (rollups and self._unrolled):
-            return succeed(None)
+        if not self.pending:
+            if not (rollups and self.deferRollups):
+                return succeed(None)
+            # Nothing queued: only the raw rows already written are left to add (if any, see rollUp).
+            return self.run(self.rollUp).addCallback(self._rolled)
         reports = [self._reports.popleft() for _ in range(min(len(self._reports), MAX_BATCH))]
         folded, self._folded = self._folded, {}
         plugs, self._plugs = self._plugs, {}
@@ -326,10 +327,7 @@ class Store:
             self.stats["batches"] += 1
             self.stats["reports_written"] += len(reports)
             if roll:
-                self._unrolled = 0
-                self._rolledAt = self.clock.seconds()
-            else:
-                self._unrolled += len(reports)
+                self._rolled()
             if self._backoff:
                 log.info("store: writing to {path} works again", path=self.label)
             self._backoff = 0.0
@@ -353,6 +351,10 @@ class Store:
                           n=self.pending, delay=self._backoff)
 
         return self._inFlight.addCallbacks(done, failed)
+
+    def _rolled(self, _: Any = None) -> None:
+        """The rollups count every raw row written so far: the next periodic step is a whole interval away."""
+        self._rolledAt = self.clock.seconds()
 
     def _requeue(self, reports: list[tuple[str, float, int, int]], folded: dict[tuple[str, int], list[int]],
                  plugs: dict[str, tuple[Any, ...]], deletes: set[str]) -> None:
