@@ -7,22 +7,57 @@ late firing of about its own length.  The figures: the longest pause, how many f
 more than 10 ms and 50 ms, the firings made, and the time of the longest pause since the monitor
 started.  It costs a wake-up per interval, so it runs only while a benchmark asks for it (the
 server toggles it on a signal), never during the CPU measurements.
+
+Where a long pause's time went (Linux): each firing also reads the reactor thread's
+C{/proc/thread-self/schedstat} (time on a CPU, time runnable but waiting for one), and every
+C{stealEvery} seconds the steal time of the CPUs in the process's affinity from C{/proc/stat}.  For
+every pause over 10 ms the monitor adds up how much of it the thread ran, how much it waited in the
+run queue (another thread or process had the core), how much it slept (not runnable: blocked, or
+in C{epoll_wait} past its timeout), and the hypervisor's steal over the same stretch (read at the
+first firing after the pause, so it covers the pause plus at most C{stealEvery}).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
+
+
+def _schedstat(fd: int | None) -> tuple[int, int]:
+    """(ns on a CPU, ns waiting in a run queue) of the thread that opened C{fd}; zeros without it."""
+    if fd is None:
+        return 0, 0
+    fields = os.pread(fd, 128, 0).split()
+    return int(fields[0]), int(fields[1])
+
+
+def _steal(cpus: set[int]) -> float:
+    """Seconds of hypervisor steal so far on C{cpus} (the eighth figure of a C{cpuN} line of /proc/stat)."""
+    total = 0
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if not line.startswith(b"cpu") or line.startswith(b"cpu "):
+                continue
+            name, *values = line.split()
+            if int(name[3:]) in cpus and len(values) > 7:
+                total += int(values[7])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class ReactorPauses:
     """Records the lateness of a timer that should fire every C{interval} seconds."""
 
-    def __init__(self, reactor: Any, interval: float = 0.001, timer: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, reactor: Any, interval: float = 0.001, timer: Callable[[], float] = time.monotonic,
+                 attribute: bool = False, stealEvery: float = 0.05) -> None:
         self.reactor = reactor
         self.interval = interval
         self.timer = timer
+        self.attribute = attribute
+        self.stealEvery = stealEvery
         self._call: Any = None
+        self._fd: int | None = None
+        self._cpus: set[int] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -34,6 +69,12 @@ class ReactorPauses:
         self.longestAt = 0.0
         self.over10 = 0
         self.over50 = 0
+        #: Of the pauses over 10 ms: seconds in all, ran, waited for a CPU, slept; steal around them.
+        self.split = {"pause": 0.0, "ran": 0.0, "runqueue": 0.0, "slept": 0.0, "steal": 0.0}
+        self.worst: list[dict[str, float]] = []
+        self._last = self.began
+        self._sched = _schedstat(self._fd)
+        self._stealAt, self._stealSoFar = self.began, (_steal(self._cpus) if self._cpus else 0.0)
 
     @property
     def running(self) -> bool:
@@ -43,6 +84,9 @@ class ReactorPauses:
     def start(self) -> None:
         """Reset the figures and start the timer (restarts it if it runs)."""
         self.stop()
+        if self.attribute and self._fd is None and os.path.exists("/proc/thread-self/schedstat"):
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the reactor thread's own
+            self._cpus = set(os.sched_getaffinity(0))
         self.reset()
         self._call = self.reactor.callLater(self.interval, self._fire)
 
@@ -62,12 +106,35 @@ class ReactorPauses:
             self.over10 += 1
         if late > 0.050:
             self.over50 += 1
+        if self._fd is not None:
+            self._account(now, late)
         self.due = now + self.interval
         self._call = self.reactor.callLater(self.interval, self._fire)
+
+    def _account(self, now: float, late: float) -> None:
+        """Split the stretch since the last firing into ran, waited and slept when it was a long pause."""
+        sched = _schedstat(self._fd)
+        ran, waited = (sched[0] - self._sched[0]) / 1e9, (sched[1] - self._sched[1]) / 1e9
+        stretch, self._last, self._sched = now - self._last, now, sched
+        if late > 0.010 or now - self._stealAt >= self.stealEvery:
+            steal = _steal(self._cpus)
+            stolen, window = steal - self._stealSoFar, now - self._stealAt
+            self._stealAt, self._stealSoFar = now, steal
+            if late > 0.010:
+                row = {"ms": stretch * 1000, "ran_ms": ran * 1000, "runqueue_ms": waited * 1000,
+                       "slept_ms": max(0.0, stretch - ran - waited) * 1000, "steal_ms": stolen * 1000,
+                       "steal_window_ms": window * 1000}
+                for key, value in (("pause", stretch), ("ran", ran), ("runqueue", waited),
+                                   ("slept", max(0.0, stretch - ran - waited)), ("steal", stolen)):
+                    self.split[key] += value
+                self.worst = sorted([*self.worst, {k: round(v, 2) for k, v in row.items()}],
+                                    key=lambda r: -r["ms"])[:10]
 
     def figures(self) -> dict[str, Any]:
         """The figures since the last start, in milliseconds and counts."""
         return {"pause_monitor_running": self.running, "pause_seconds": round(self.timer() - self.began, 1),
                 "pause_firings": self.firings, "pause_longest_ms": round(self.longest * 1000, 3),
                 "pause_longest_at_s": round(self.longestAt, 1), "pause_over_10ms": self.over10,
-                "pause_over_50ms": self.over50}
+                "pause_over_50ms": self.over50,
+                **({"pause_split_ms": {k: round(v * 1000, 1) for k, v in self.split.items()},
+                    "pause_worst": self.worst} if self._fd is not None else {})}

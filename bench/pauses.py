@@ -27,10 +27,10 @@ TARGET_MS = 10.0
 
 def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPolicy: str = "on",
             window: float = 60.0, gcTrace: bool = False, traceStalls: bool = False,
-            experiments: tuple[str, ...] = ()) -> dict[str, Any]:
+            experiments: tuple[str, ...] = (), splitPauses: bool = False) -> dict[str, Any]:
     """One vesyncd, C{plugs} logged in, C{seconds} of real cadence with the pause monitor on."""
     srv = Server("vesyncd", extra=("--gc-policy", gcPolicy) + (("--gc-trace",) if gcTrace else ())
-                 + (("--trace-stalls",) if traceStalls else ()) + tuple(f"--experiment={e}" for e in experiments))
+                 + (("--trace-stalls",) if traceStalls else ()) + (("--split-pauses",) if splitPauses else ()) + tuple(f"--experiment={e}" for e in experiments))
     load = None
     try:
         load = Load(srv.port, plugs)
@@ -56,6 +56,8 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
                    "gc_passes": [h.get(f"gc{g}_passes", 0) for g in range(3)],
                    "gc_longest_ms": [h.get(f"gc{g}_longest_ms", 0) for g in range(3)],
                    "frozen": h.get("gc_frozen")}
+            if "pause_split_ms" in h:
+                row["split_ms"], row["worst"] = h["pause_split_ms"], h["pause_worst"]
             windows.append(row)
             say(f"  t={row['t']:>4} s: longest pause {row['longest_ms']} ms ({row['over_10ms']} over 10 ms), "
                 f"gc passes so far {row['gc_passes']}, longest {row['gc_longest_ms']} ms, frozen {row['frozen']}")
@@ -73,6 +75,17 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
             say(f"  slow collector pass since start: generation {row['gen']}, {row['ms']} ms wall, "
                 f"{row['cpu_ms']} ms CPU of its thread ({row['thread']}), counts before {row['counts_before']}, "
                 f"collected {row['collected']}" + (f", largest containers walked {row['biggest']}" if "biggest" in row else ""))
+        if splitPauses:
+            split = {key: round(sum(w.get("split_ms", {}).get(key, 0.0) for w in windows), 1)
+                     for key in ("pause", "ran", "runqueue", "slept", "steal")}
+            result["split_ms"] = split
+            result["worst"] = sorted((r for w in windows for r in w.get("worst", [])), key=lambda r: -r["ms"])[:10]
+            say(f"  pauses over 10 ms, {split['pause']} ms in all: the reactor thread ran {split['ran']} ms, waited "
+                f"for a CPU {split['runqueue']} ms, slept {split['slept']} ms; steal on its CPUs around them "
+                f"{split['steal']} ms")
+            for r in result["worst"]:
+                say(f"    {r['ms']} ms: ran {r['ran_ms']}, run queue {r['runqueue_ms']}, slept {r['slept_ms']}, "
+                    f"steal {r['steal_ms']} in the {r['steal_window_ms']} ms around it")
         for stack, samples in result["stall_stacks"]:
             say(f"  during long pauses ({samples} samples): {stack}")
         say(f"pauses: longest reactor pause {longest} ms over {result['seconds']} s at {online} plugs "
@@ -95,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="a tuning of the server to try (bench.serve_vesyncd --experiment), e.g. switch-interval=0.001")
     p.add_argument("--trace-stalls", action="store_true",
                    help="also sample what the reactor runs during its long pauses (diagnosis)")
+    p.add_argument("--split-pauses", action="store_true",
+                   help="also split each pause over 10 ms into running, waiting for a CPU, sleeping and steal (Linux)")
     p.add_argument("--gc-trace", action="store_true",
                    help="also record the largest containers each slow collector pass walked (diagnosis: it slows every pass)")
     args = p.parse_args(argv)
     print(json.dumps(measure(args.plugs, args.seconds, gcPolicy=args.gc_policy, gcTrace=args.gc_trace,
-                                traceStalls=args.trace_stalls, experiments=tuple(args.experiment)), separators=(",", ":")))
+                                traceStalls=args.trace_stalls, experiments=tuple(args.experiment),
+                                splitPauses=args.split_pauses), separators=(",", ":")))
     return 0
 
 

@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="record the largest containers each slow collector pass walked (slows every pass)")
     p.add_argument("--trace-stalls", action="store_true",
                    help="sample the reactor thread's stack while the pause monitor is overdue (diagnosis)")
+    p.add_argument("--split-pauses", action="store_true",
+                   help="split each reactor pause over 10 ms into running, waiting for a CPU, sleeping and steal "
+                        "(bench.pausemon; Linux)")
     p.add_argument("--gc-policy", choices=["on", "off"], default="on",
                    help="off: stop vesyncd's GC policy (vesyncd.gcpolicy) after start-up, CPython's defaults")
     args = p.parse_args(argv)
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     pauses = GCPauses(trace=args.gc_trace)
     from bench.pausemon import ReactorPauses
 
-    monitor = ReactorPauses(reactor)
+    monitor = ReactorPauses(reactor, attribute=args.split_pauses)
     sampler = StallSampler(monitor) if args.trace_stalls else None
 
     def heap(*_: object) -> None:
