@@ -168,6 +168,7 @@ def test_memoryGrowthBringsTheSweepForward() -> None:
     grown by twice that it runs even while plugs log in."""
     blocks = [1000]
     policy, clock, collector = started(blocks=lambda: blocks[0], sweepEvery=3600.0)
+    policy.freeze()  # a login wave settled: the mark growth is measured from
     clock.advance(60)
     assert policy.sweeps == 1 and policy.growthSweeps == 0
     blocks[0] = 1600
@@ -184,6 +185,26 @@ def test_memoryGrowthBringsTheSweepForward() -> None:
     assert policy.growthSweeps == 2 and policy.sweeps == 3  # grown past twice the step: no waiting for quiet
     clock.advance(60)
     assert policy.growthSweeps == 2 and policy.sweeps == 3  # measured from the last sweep now
+
+
+def test_plugsConnectingToAFreshDaemonAreNotGrowth() -> None:
+    """The start-up sweep sets no mark: memory that plugs add by connecting before their wave is
+    frozen brings no sweep forward, however large (a full pass over them would hold the reactor while
+    they log in); from the wave's freeze on, growth counts."""
+    blocks = [1000]
+    policy, clock, collector = started(blocks=lambda: blocks[0], sweepEvery=3600.0, settle=30.0)
+    for at in (0, 25, 50):  # ten thousand connections, logging in for 50 s
+        clock.advance(at - clock.seconds())
+        policy.login()
+        blocks[0] += 3000
+    clock.advance(10)  # the growth check at 60 s
+    assert policy.sweeps == 1 and policy.growthSweeps == 0 and policy.freezes == 0
+    assert ("collect", 2) not in collector.calls
+    clock.advance(20)  # the wave settles 30 s after its last login: frozen, and the mark is set
+    assert policy.freezes == 1
+    blocks[0] = 16_000
+    clock.advance(40)  # the growth check at 120 s
+    assert policy.growthSweeps == 1 and policy.sweeps == 2
 
 
 def test_ownPassesScheduleNoFreeze() -> None:

@@ -22,8 +22,11 @@ plugs).  L{GCPolicy} moves all of them out of the collector's way:
   every L{SWEEP_EVERY} seconds, at a quiet moment (no login for L{SETTLE} seconds; forced once
   it is a whole period overdue), C{gc.unfreeze()}, a full collection, and C{gc.freeze()} again.
   So that such garbage can never pile up between sweeps, the memory in use is checked every
-  L{GROWTH_CHECK} seconds: grown by L{SWEEP_GROWTH} since the last sweep, the next sweep is due at
-  once (at a quiet moment; at once whatever the logins when it has grown twice that).
+  L{GROWTH_CHECK} seconds: grown by L{SWEEP_GROWTH} since the last sweep or wave freeze, the next
+  sweep is due at once (at a quiet moment; at once whatever the logins when it has grown twice
+  that).  The start-up sweep sets no mark: what plugs add by connecting to a fresh daemon is not
+  garbage, and a full pass over them while they log in would hold the reactor for hundreds of ms
+  at 10,000 plugs; the first wave's freeze sets it (at the latest L{MAX_DEFER} after the first login).
 
 Nothing here touches the network; the clock and the collector are injected (tests drive both).
 Pauses are timed with C{gc.callbacks}; L{GCPolicy.figures} is what C{vesyncctl info} shows as
@@ -215,7 +218,10 @@ class GCPolicy(service.Service):
         finally:
             self._ownPass = False
         self.lastSweepMs = round((self._timer() - began) * 1000, 3)
-        self._sweepBlocks = self.blocks()
+        if self.sweeps or self.freezes:
+            # The start-up sweep measures a daemon no plug has reached yet: growth from there is the
+            # plugs connecting, not garbage.  The first wave's freeze (or the next sweep) sets the mark.
+            self._sweepBlocks = self.blocks()
         self.sweeps += 1
         self._lastSweep = self.clock.seconds()
         self._firstUnfrozenLogin = None
