@@ -14,7 +14,8 @@ C{stealEvery} seconds the steal time of the CPUs in the process's affinity from 
 every pause over 10 ms the monitor adds up how much of it the thread ran, how much it waited in the
 run queue (another thread or process had the core), how much it slept (not runnable: blocked, or
 in C{epoll_wait} past its timeout), and the hypervisor's steal over the same stretch (read at the
-first firing after the pause, so it covers the pause plus at most C{stealEvery}).
+first firing after the pause, so it covers the pause plus at most C{stealEvery}), and how long each of
+the process's other threads (the SQLite writer, say) ran meanwhile.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class ReactorPauses:
         self._call: Any = None
         self._fd: int | None = None
         self._cpus: set[int] = set()
+        #: The process's other threads: tid -> (name, schedstat fd), listed again every second.
+        self._others: dict[str, tuple[str, int]] = {}
+        self._othersListed = 0.0
+        self._othersRan: dict[str, int] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -71,9 +76,10 @@ class ReactorPauses:
         self.over50 = 0
         #: Of the pauses over 10 ms: seconds in all, ran, waited for a CPU, slept; steal around them.
         self.split = {"pause": 0.0, "ran": 0.0, "runqueue": 0.0, "slept": 0.0, "steal": 0.0}
-        self.worst: list[dict[str, float]] = []
+        self.worst: list[dict[str, Any]] = []
         self._last = self.began
         self._sched = _schedstat(self._fd)
+        self._othersRan = self._readOthers()
         self._stealAt, self._stealSoFar = self.began, (_steal(self._cpus) if self._cpus else 0.0)
 
     @property
@@ -111,8 +117,39 @@ class ReactorPauses:
         self.due = now + self.interval
         self._call = self.reactor.callLater(self.interval, self._fire)
 
+    def _listOthers(self) -> None:
+        """Open the schedstat of every other thread of this process (threads come and go)."""
+        tasks = set(os.listdir("/proc/self/task"))
+        mine = os.readlink("/proc/thread-self").rsplit("/", 1)[-1]
+        for tid in [t for t in self._others if t not in tasks]:
+            os.close(self._others.pop(tid)[1])
+        for tid in tasks - set(self._others) - {mine}:
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                self._others[tid] = (name, os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY))
+            except OSError:
+                continue
+
+    def _readOthers(self) -> dict[str, int]:
+        """ns on a CPU so far of each other thread of this process."""
+        if self._fd is None:
+            return {}
+        if self.timer() - self._othersListed >= 1.0:
+            self._othersListed = self.timer()
+            self._listOthers()
+        ran = {}
+        for tid, (_name, fd) in list(self._others.items()):
+            try:
+                ran[tid] = _schedstat(fd)[0]
+            except OSError:
+                continue
+        return ran
+
     def _account(self, now: float, late: float) -> None:
         """Split the stretch since the last firing into ran, waited and slept when it was a long pause."""
+        others, before = self._readOthers(), self._othersRan
+        self._othersRan = others
         sched = _schedstat(self._fd)
         ran, waited = (sched[0] - self._sched[0]) / 1e9, (sched[1] - self._sched[1]) / 1e9
         stretch, self._last, self._sched = now - self._last, now, sched
@@ -124,11 +161,16 @@ class ReactorPauses:
                 row = {"ms": stretch * 1000, "ran_ms": ran * 1000, "runqueue_ms": waited * 1000,
                        "slept_ms": max(0.0, stretch - ran - waited) * 1000, "steal_ms": stolen * 1000,
                        "steal_window_ms": window * 1000}
+                ranOthers = {self._others[t][0] + "/" + t: (v - before[t]) / 1e6 for t, v in others.items()
+                             if t in before and t in self._others and v > before[t]}
+                row["other_threads_ran_ms"] = sum(ranOthers.values())
+                self.split["others"] = self.split.get("others", 0.0) + row["other_threads_ran_ms"] / 1000
                 for key, value in (("pause", stretch), ("ran", ran), ("runqueue", waited),
                                    ("slept", max(0.0, stretch - ran - waited)), ("steal", stolen)):
                     self.split[key] += value
-                self.worst = sorted([*self.worst, {k: round(v, 2) for k, v in row.items()}],
-                                    key=lambda r: -r["ms"])[:10]
+                entry: dict[str, Any] = {k: round(v, 2) for k, v in row.items()}
+                entry["other_threads"] = {k: round(v, 2) for k, v in sorted(ranOthers.items(), key=lambda kv: -kv[1])[:3]}
+                self.worst = sorted([*self.worst, entry], key=lambda r: -r["ms"])[:10]
 
     def figures(self) -> dict[str, Any]:
         """The figures since the last start, in milliseconds and counts."""

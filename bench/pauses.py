@@ -77,15 +77,16 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
                 f"collected {row['collected']}" + (f", largest containers walked {row['biggest']}" if "biggest" in row else ""))
         if splitPauses:
             split = {key: round(sum(w.get("split_ms", {}).get(key, 0.0) for w in windows), 1)
-                     for key in ("pause", "ran", "runqueue", "slept", "steal")}
+                     for key in ("pause", "ran", "runqueue", "slept", "steal", "others")}
             result["split_ms"] = split
             result["worst"] = sorted((r for w in windows for r in w.get("worst", [])), key=lambda r: -r["ms"])[:10]
             say(f"  pauses over 10 ms, {split['pause']} ms in all: the reactor thread ran {split['ran']} ms, waited "
                 f"for a CPU {split['runqueue']} ms, slept {split['slept']} ms; steal on its CPUs around them "
-                f"{split['steal']} ms")
+                f"{split['steal']} ms; the process's other threads ran {split['others']} ms meanwhile")
             for r in result["worst"]:
                 say(f"    {r['ms']} ms: ran {r['ran_ms']}, run queue {r['runqueue_ms']}, slept {r['slept_ms']}, "
-                    f"steal {r['steal_ms']} in the {r['steal_window_ms']} ms around it")
+                    f"steal {r['steal_ms']} in the {r['steal_window_ms']} ms around it; other threads "
+                    f"{r.get('other_threads')}")
         for stack, samples in result["stall_stacks"]:
             say(f"  during long pauses ({samples} samples): {stack}")
         say(f"pauses: longest reactor pause {longest} ms over {result['seconds']} s at {online} plugs "

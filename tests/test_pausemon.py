@@ -45,6 +45,42 @@ def test_lateness_is_counted_as_pauses() -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="needs Linux schedstat")
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="needs Linux schedstat")
+def test_other_threads_running_in_a_pause_are_named() -> None:
+    """A thread of the process that burns CPU during a pause is listed with the time it ran."""
+    import threading
+    import time
+
+    clock, timer = Clock(), SteppedTimer()
+    monitor = ReactorPauses(clock, timer=timer, attribute=True)
+    go, done, release = threading.Event(), threading.Event(), threading.Event()
+
+    def burn() -> None:
+        go.wait(10)
+        end = time.thread_time() + 0.03
+        while time.thread_time() < end:
+            pass
+        done.set()
+        release.wait(10)  # still alive when the monitor fires
+
+    worker = threading.Thread(target=burn, name="burner")
+    worker.start()
+    try:
+        monitor.start()  # lists the burner
+        go.set()
+        assert done.wait(10)
+        fire(clock, timer, 0.030)
+    finally:
+        release.set()
+        worker.join(10)
+    figures = monitor.figures()
+    [worst] = figures["pause_worst"]
+    [(name, ran)] = [(k, v) for k, v in worst["other_threads"].items() if k.endswith(f"/{worker.native_id}")]
+    assert ran >= 25.0
+    assert figures["pause_split_ms"]["others"] >= 25.0
+    monitor.stop()
+
+
 def test_long_pause_is_split_into_ran_waited_and_slept() -> None:
     """A 30 ms pause in which the thread barely ran is almost all "slept"; the parts add up to it."""
     clock, timer = Clock(), SteppedTimer()
@@ -59,5 +95,6 @@ def test_long_pause_is_split_into_ran_waited_and_slept() -> None:
     assert split["slept"] > 25.0  # the test's thread ran for far less than the 30 ms the timer moved
     assert split["steal"] >= 0.0
     [worst] = figures["pause_worst"]
+    assert isinstance(worst["other_threads"], dict) and worst["other_threads_ran_ms"] >= 0.0
     assert worst["ms"] == pytest.approx(31.0, abs=0.01)
     monitor.stop()
