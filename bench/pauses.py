@@ -2,7 +2,7 @@
 The longest pause of vesyncd's reactor with N plugs at the real cadence (issue target: <= 10 ms
 at 10,000 plugs over 10 minutes, GC or anything else).
 
-    python -m bench.pauses [--plugs 10000] [--seconds 600] [--gc-policy on|off]
+    python -m bench.pauses [--plugs 10000] [--seconds 600] [--gc-policy on|off] [--split-pauses]
 
 One fresh vesyncd (pinned as in L{bench.plugs}); N plugs log in at once; then the reactor-pause
 monitor (L{bench.pausemon}: a 1 ms timer, its lateness is the pause) runs while every plug keeps
@@ -11,6 +11,8 @@ C{--seconds}, in windows of at most 60 s.  Prints, per window, the longest pause
 collector's passes, then the totals and one JSON line.  The login wave itself is not in the
 window: the target is about a settled installation (the GC policy freezes that wave 30 s after it).
 C{--gc-policy off} measures the same with CPython's collector defaults, for comparison.
+C{--split-pauses} also says, for the pauses over 10 ms, how long the reactor thread ran, waited for
+its core, or slept, the steal on that core around them, and which of the daemon's other threads ran.
 """
 
 from __future__ import annotations
