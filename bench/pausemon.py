@@ -74,8 +74,9 @@ class ReactorPauses:
         self.longestAt = 0.0
         self.over10 = 0
         self.over50 = 0
-        #: Of the pauses over 10 ms: seconds in all, ran, waited for a CPU, slept; steal around them.
-        self.split = {"pause": 0.0, "ran": 0.0, "runqueue": 0.0, "slept": 0.0, "steal": 0.0}
+        #: Of the pauses over 10 ms (firing to firing): seconds in all, ran, waited for a CPU, slept;
+        #: steal around them; CPU time of the process's other threads meanwhile.
+        self.split = {"pause": 0.0, "ran": 0.0, "runqueue": 0.0, "slept": 0.0, "steal": 0.0, "others": 0.0}
         self.worst: list[dict[str, Any]] = []
         self._last = self.began
         self._sched = _schedstat(self._fd)
@@ -164,7 +165,7 @@ class ReactorPauses:
                 ranOthers = {self._others[t][0] + "/" + t: (v - before[t]) / 1e6 for t, v in others.items()
                              if t in before and t in self._others and v > before[t]}
                 row["other_threads_ran_ms"] = sum(ranOthers.values())
-                self.split["others"] = self.split.get("others", 0.0) + row["other_threads_ran_ms"] / 1000
+                self.split["others"] += row["other_threads_ran_ms"] / 1000
                 for key, value in (("pause", stretch), ("ran", ran), ("runqueue", waited),
                                    ("slept", max(0.0, stretch - ran - waited)), ("steal", stolen)):
                     self.split[key] += value
