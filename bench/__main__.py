@@ -37,7 +37,8 @@ PROFILES: dict[str, dict[str, Any]] = {
               "dns": ["--rounds", "2", "--seconds", "3"], "long_soak": 0,
               "pauses": {"plugs": 2000, "seconds": 30}, "frontends": {"plugs": 2000, "days": 30},
               "dashboard": {"plugs": 1000, "idle": 10}},
-    "full": {"plugs": 10000, "rounds": 3, "timeout": 60, "window": 15.0, "report_plugs": 5000, "ka_rate": 1000,
+    "full": {"plugs": 10000, "rounds": 3, "timeout": 60, "window": 15.0, "report_window": 60.0, "report_plugs": 5000,
+             "ka_rate": 1000,
              "soak": 0, "churn_rate": 50,
              "control": {"plugs": 10000, "latencyOps": 2000, "seconds": 10.0, "rounds": 3},
              "dns": ["--full"], "long_soak": 600,
@@ -303,8 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plugRes = controlRes = dnsRes = soakRes = pauseRes = frontRes = None
     if "plugs" in parts:
         say("== plug servers: vesyncd vs websockets peer (A B A B)")
-        plugRes = plugBench.run({k: prof[k] for k in ("plugs", "rounds", "timeout", "window", "report_plugs",
-                                                       "ka_rate", "soak", "churn_rate")}, say)
+        plugRes = plugBench.run({k: prof[k] for k in ("plugs", "rounds", "timeout", "window", "report_window",
+                                                       "report_plugs", "ka_rate", "soak", "churn_rate") if k in prof}, say)
         result["plugs"] = {"params": plugRes["params"], "summary": plugRes["summary"], "runs": plugRes["runs"]}
     if "control" in parts:
         say("== control round trip")
