@@ -266,3 +266,52 @@ class _PostgresRollups(BackendCase, unittest.TestCase):
 
 PostgresRollupTests = onPostgres(_PostgresRollups)
 del _PostgresRollups
+
+
+class RollUpRawBucketTests(unittest.TestCase):
+    """L{rollUpRaw} puts every raw row in the right hour, local day and month, as a Python reference
+    computed row by row does, in zones with half-hour offsets and daylight-saving changes."""
+
+    def check(self, zoneName: str) -> None:
+        import random
+
+        from vesyncd.storage.rollups import rollUpRaw
+        from vesyncd.storage.schema import dayKey
+
+        zone = ZoneInfo(zoneName)
+        directory = Path(tempfile.mkdtemp(prefix="vesyncd-rollups-buckets-"))
+        self.addCleanup(shutil.rmtree, directory, True)
+        store = Store.open(directory / "vesyncd.sqlite3", zone, Clock(), run=inlineRunner)
+        self.addCleanup(store.detach)
+        conn = store.connection()
+        rng = random.Random(zoneName)
+        # 20 days around the end of March (a month's end, and a DST change where there is one),
+        # in two batches so the second adds to existing totals.
+        begin = 1_774_224_000.0  # 2026-03-23 00:00 UTC
+        rows = [(f"plug-{rng.randrange(5)}", begin + rng.uniform(0, 20 * 86400), rng.randrange(0, 5000), 3)
+                for _ in range(4000)]
+        expected: dict[str, dict[tuple[str, Any], int]] = {"hours": {}, "days": {}, "months": {}}
+        for part in (rows[:2500], rows[2500:]):
+            with conn:
+                conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", part)
+                self.assertEqual(rollUpRaw(conn, lambda hour: dayKey(hour, zone)), len(part))
+            for plug, at, ws, _seconds in part:
+                hour = int(at // 3600)
+                day = dayKey(hour, zone)
+                for table, key in (("hours", hour), ("days", day), ("months", day[:7])):
+                    expected[table][(plug, key)] = expected[table].get((plug, key), 0) + ws
+        for table, column in (("hours", "hour"), ("days", "day"), ("months", "month")):
+            got = {(plug, key): ws for plug, key, ws in conn.execute(f"SELECT plug, {column}, ws FROM {table}")}
+            self.assertEqual(got, expected[table], table)
+        self.assertEqual(watermark(conn), lastRow(conn))
+        with conn:
+            self.assertEqual(rollUpRaw(conn, lambda hour: dayKey(hour, zone)), 0)  # nothing new: nothing added
+
+    def test_half_hour_zone(self) -> None:
+        self.check("Asia/Kolkata")
+
+    def test_daylight_saving_zone(self) -> None:
+        self.check("Europe/London")
+
+    def test_utc(self) -> None:
+        self.check("UTC")
