@@ -1,5 +1,8 @@
 """
-Benchmark of the SQLite store: bulk load, history reads from the rollups, and CPU cost at a real cadence.
+Benchmark of the SQLite store: bulk load, history reads from the rollups, CPU cost at a real cadence,
+and the once-a-minute rollup of 5,000 plugs reporting every 3 s (100,000 raw rows): its time, and how
+long it holds up another thread of the process (a thread sleeping 1 ms at a time stands for the
+reactor) and how many collector passes it sets off.
 
 Run: .venv/bin/python bench/store_bench.py [--quick] [--dir DIR]
 Prints a table and one JSON line.  Nothing here asserts on time; it measures.
@@ -48,11 +51,11 @@ def load(store: Store, plugs: int, days: float) -> tuple[int, float]:
         for p in range(plugs):
             batch.append((f"plug{p:03d}", at + p, 1800 + (step + p) % 900, 180))
         if len(batch) >= BATCH:
-            store._write((batch, {}, {}, set()))
+            store._write((batch, {}, {}, set(), True))
             rows += len(batch)
             batch = []
     if batch:
-        store._write((batch, {}, {}, set()))
+        store._write((batch, {}, {}, set(), True))
         rows += len(batch)
     return rows, time.perf_counter() - began
 
@@ -95,6 +98,52 @@ def cadence(store: Store, ledger: SQLiteLedger, rate: float, seconds: float) -> 
             "cpu_us_per_report": 1e6 * cpu / max(n, 1)}
 
 
+def rollupMinute(directory: Path, plugs: int = 5000, reports: int = 100_000) -> dict[str, float]:
+    """The minute's rollup step (L{rollUpRaw}, as the writer thread runs it) over C{reports} raw rows
+    of C{plugs} plugs: wall and CPU ms, the longest extra wait of a thread sleeping 1 ms at a time
+    meanwhile, and the cyclic collector's passes it set off."""
+    import gc
+    import threading
+
+    from vesyncd.storage.rollups import rollUpRaw
+    from vesyncd.storage.sqlite import writeTransaction
+
+    clock = Clock()
+    clock.advance(START + 400 * 86400)
+    store = Store.open(directory / "rollup.sqlite3", ZONE, clock, run=inlineRunner)
+    conn = store.connection()
+    at = clock.seconds()
+    with writeTransaction(conn):
+        conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, 3)",
+                         [(f"plug{i % plugs:05d}", at + i * 60.0 / reports, 60) for i in range(reports)])
+    worst, stop, passes = [0.0], [False], [0]
+
+    def sleeper() -> None:
+        while not stop[0]:
+            t = time.perf_counter()
+            time.sleep(0.001)
+            worst[0] = max(worst[0], time.perf_counter() - t - 0.001)
+
+    def counted(phase: str, info: dict[str, Any]) -> None:
+        passes[0] += phase == "start"
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    time.sleep(0.05)
+    worst[0] = 0.0
+    gc.callbacks.append(counted)
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    with writeTransaction(conn):
+        added = rollUpRaw(conn, store._day)
+    wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    gc.callbacks.remove(counted)
+    stop[0] = True
+    thread.join()
+    result(store.stop())
+    return {"rollup_rows": added, "rollup_ms": round(wall * 1000, 1), "rollup_cpu_ms": round(cpu * 1000, 1),
+            "rollup_other_thread_wait_ms": round(worst[0] * 1000, 1), "rollup_gc_passes": passes[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table and the JSON line."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -122,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cadence_cpu_pct_one_core": round(run["cpu_pct_one_core"], 2),
                     "cadence_cpu_us_per_report": round(run["cpu_us_per_report"], 1)})
     result(store.stop())
+    figures.update(rollupMinute(directory))
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         sys.stdout.write(f"{key:<{width}}  {value}\n")
