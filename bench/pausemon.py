@@ -25,6 +25,21 @@ import time
 from typing import Any, Callable
 
 
+#: The server's diagnosis switches (L{bench.serve_vesyncd}), which L{bench.pauses} passes on as given.
+DIAGNOSIS_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--gc-trace", "record the largest containers each slow collector pass walked (slows every pass)"),
+    ("--trace-stalls", "sample the reactor thread's stack while the pause monitor is overdue"),
+    ("--split-pauses", "split each reactor pause over 10 ms into running, waiting for a CPU, sleeping and steal, "
+                       "with the CPU time of the process's other threads meanwhile (Linux)"),
+)
+
+
+def addDiagnosisFlags(parser: Any) -> None:
+    """Add the L{DIAGNOSIS_FLAGS} to an C{argparse} parser."""
+    for flag, explanation in DIAGNOSIS_FLAGS:
+        parser.add_argument(flag, action="store_true", help=f"{explanation} (diagnosis)")
+
+
 def _schedstat(fd: int | None) -> tuple[int, int]:
     """(ns on a CPU, ns waiting in a run queue) of the thread that opened C{fd}; zeros without it."""
     if fd is None:

@@ -22,17 +22,18 @@ import json
 import time
 from typing import Any, Callable
 
+from bench.pausemon import DIAGNOSIS_FLAGS, addDiagnosisFlags
 from bench.plugs import Load, Server
 
 TARGET_MS = 10.0
 
 
 def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPolicy: str = "on",
-            window: float = 60.0, gcTrace: bool = False, traceStalls: bool = False,
-            experiments: tuple[str, ...] = (), splitPauses: bool = False) -> dict[str, Any]:
-    """One vesyncd, C{plugs} logged in, C{seconds} of real cadence with the pause monitor on."""
-    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy) + (("--gc-trace",) if gcTrace else ())
-                 + (("--trace-stalls",) if traceStalls else ()) + (("--split-pauses",) if splitPauses else ()) + tuple(f"--experiment={e}" for e in experiments))
+            window: float = 60.0, diagnosis: tuple[str, ...] = (),
+            experiments: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One vesyncd, C{plugs} logged in, C{seconds} of real cadence with the pause monitor on;
+    C{diagnosis} holds server switches from L{DIAGNOSIS_FLAGS}."""
+    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy, *diagnosis) + tuple(f"--experiment={e}" for e in experiments))
     load = None
     try:
         load = Load(srv.port, plugs)
@@ -77,7 +78,7 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
             say(f"  slow collector pass since start: generation {row['gen']}, {row['ms']} ms wall, "
                 f"{row['cpu_ms']} ms CPU of its thread ({row['thread']}), counts before {row['counts_before']}, "
                 f"collected {row['collected']}" + (f", largest containers walked {row['biggest']}" if "biggest" in row else ""))
-        if splitPauses:
+        if "--split-pauses" in diagnosis:
             split = {key: round(sum(w.get("split_ms", {}).get(key, 0.0) for w in windows), 1)
                      for key in ("pause", "ran", "runqueue", "slept", "steal", "others")}
             result["split_ms"] = split
@@ -109,16 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gc-policy", choices=["on", "off"], default="on")
     p.add_argument("--experiment", action="append", default=[],
                    help="a tuning of the server to try (bench.serve_vesyncd --experiment), e.g. switch-interval=0.001")
-    p.add_argument("--trace-stalls", action="store_true",
-                   help="also sample what the reactor runs during its long pauses (diagnosis)")
-    p.add_argument("--split-pauses", action="store_true",
-                   help="also split each pause over 10 ms into running, waiting for a CPU, sleeping and steal (Linux)")
-    p.add_argument("--gc-trace", action="store_true",
-                   help="also record the largest containers each slow collector pass walked (diagnosis: it slows every pass)")
+    addDiagnosisFlags(p)
     args = p.parse_args(argv)
-    print(json.dumps(measure(args.plugs, args.seconds, gcPolicy=args.gc_policy, gcTrace=args.gc_trace,
-                                traceStalls=args.trace_stalls, experiments=tuple(args.experiment),
-                                splitPauses=args.split_pauses), separators=(",", ":")))
+    diagnosis = tuple(flag for flag, _ in DIAGNOSIS_FLAGS if getattr(args, flag[2:].replace("-", "_")))
+    print(json.dumps(measure(args.plugs, args.seconds, gcPolicy=args.gc_policy, diagnosis=diagnosis,
+                             experiments=tuple(args.experiment)), separators=(",", ":")))
     return 0
 
 

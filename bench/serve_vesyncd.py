@@ -209,6 +209,8 @@ class StallSampler:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.pausemon import ReactorPauses, addDiagnosisFlags
+
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--state-dir", required=True)
@@ -221,13 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="try a tuning not (yet) in vesyncd: no-utf8-validate, gc-freeze, gc-threshold, lazy-pformat, class-config, drop-handshake, no-store")
     p.add_argument("--daemon-arg", action="append", default=[],
                    help="one more vesyncd option (repeatable; e.g. --daemon-arg=--http=tcp:PORT:interface=127.0.0.1)")
-    p.add_argument("--gc-trace", action="store_true",
-                   help="record the largest containers each slow collector pass walked (slows every pass)")
-    p.add_argument("--trace-stalls", action="store_true",
-                   help="sample the reactor thread's stack while the pause monitor is overdue (diagnosis)")
-    p.add_argument("--split-pauses", action="store_true",
-                   help="split each reactor pause over 10 ms into running, waiting for a CPU, sleeping and steal "
-                        "(bench.pausemon; Linux)")
+    addDiagnosisFlags(p)
     p.add_argument("--gc-policy", choices=["on", "off"], default="on",
                    help="off: stop vesyncd's GC policy (vesyncd.gcpolicy) after start-up, CPython's defaults")
     args = p.parse_args(argv)
@@ -341,7 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(dump))
 
     pauses = GCPauses(trace=args.gc_trace)
-    from bench.pausemon import ReactorPauses
 
     monitor = ReactorPauses(reactor, attribute=args.split_pauses)
     sampler = StallSampler(monitor) if args.trace_stalls else None
