@@ -26,6 +26,7 @@ class FakeCollector:
         self.callbacks: list[Any] = []
         self.threshold = (700, 10, 10)
         self.frozen = 0
+        self.unreachable = 0
 
     def get_threshold(self) -> tuple[int, int, int]:
         """The thresholds last set."""
@@ -36,10 +37,10 @@ class FakeCollector:
         self.threshold = tuple(values)
 
     def collect(self, generation: int = 2) -> int:
-        """Record a collection and run the callbacks as CPython does."""
+        """Record a collection and run the callbacks as CPython does; C{unreachable} objects found."""
         self.calls.append(("collect", generation))
         self.runPass(generation)
-        return 0
+        return self.unreachable
 
     def runPass(self, generation: int, collected: int = 0) -> None:
         """Call every callback for one pass of C{generation}."""
@@ -59,7 +60,8 @@ class FakeCollector:
         self.frozen = 0
 
     def get_freeze_count(self) -> int:
-        """Objects frozen (a made-up figure)."""
+        """Objects frozen (a made-up figure); recorded, as CPython walks every frozen object for it."""
+        self.calls.append("get_freeze_count")
         return self.frozen
 
 
@@ -258,6 +260,20 @@ def test_figuresTimePausesPerGeneration() -> None:
     policy.stopService()
 
 
+def test_figuresAndSweepsNeverCountFrozenObjects() -> None:
+    """C{info}'s figures and the sweep's log line never ask for the frozen count (a walk over every
+    frozen object with the reactor held); the figures tell what the last sweep found instead."""
+    policy, clock, collector = started(sweepEvery=3600.0)
+    assert policy.figures()["last_sweep_collected"] == 0
+    collector.unreachable = 42
+    clock.advance(3600)
+    clock.advance(policy.settle)
+    assert policy.sweeps == 2
+    doc = policy.figures()
+    assert doc["last_sweep_collected"] == 42 and "frozen" not in doc
+    assert "get_freeze_count" not in collector.calls
+
+
 def test_makeServicesPublishesAndFollowsLogins() -> None:
     """The wiring publishes C{info.facts["gc"]} and counts an ONLINE event as a login."""
     subscribers: list[Any] = []
@@ -399,7 +415,7 @@ def test_daemonPublishesGCFigures(tmp_path: Any) -> None:
     o.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--no-dns", "--no-http", "--state-dir", str(tmp_path)])
     top = tap.makeService(o, Clock())
     doc = top.context.info.facts["gc"]()
-    assert set(doc) >= {"passes", "longest_ms", "frozen", "freezes", "sweeps"}
+    assert set(doc) >= {"passes", "longest_ms", "freezes", "sweeps", "last_sweep_collected"}
 
 
 def test_passInAnotherThreadReachesTheReactorThreadSafely() -> None:
