@@ -140,6 +140,27 @@ def test_forget_drops_the_plug_everywhere() -> None:
     assert result(insight.switches("plug-1")) == []
 
 
+def test_baselines_dumped_a_few_plugs_per_turn() -> None:
+    """The periodic save dumps C{perTurn} plugs per reactor turn and fires with every plug's bytes,
+    the same as the one-turn dump; a plug forgotten before its turn is left out."""
+    hub, clock, insight, session = setup()
+    sessions = [session] + [hub.login(FakeConnection(), m.Login(id=f"plug-{i}", relay=False)) for i in range(2, 8)]
+    for s in sessions:
+        s.received(m.RuntimeInfo(relay=True, power=(7.0, 0.0)))
+    whole = insight.dumpBaselines()
+    assert len(whole) == 7
+    dumped: list[str] = []
+    real = insight.baselines.dump
+    insight.baselines.dump = lambda plug: dumped.append(plug) or real(plug)  # type: ignore[method-assign]
+    fired: list[dict[str, bytes]] = []
+    insight.dumpBaselinesInTurns(perTurn=3).addCallback(fired.append)
+    assert fired == [] and len(dumped) == 3  # this turn's three; the rest on the next turns
+    later = next(plug for plug in whole if plug not in dumped)
+    hub.forget(later)
+    clock.advance(0)
+    assert fired == [{plug: data for plug, data in whole.items() if plug != later}]
+
+
 def test_baselines_dump_and_load() -> None:
     """Dumped baselines load into a new facade; bytes that are not a dump are skipped."""
     hub, clock, insight, session = setup()

@@ -58,7 +58,7 @@ def makeServices(parent: service.MultiService, hub: Any, ledger: Any, config: An
         save = saveBaselines
 
         def saveNow() -> Deferred:
-            return save(insight.dumpBaselines())
+            return insight.dumpBaselinesInTurns().addCallback(save)
 
         IntervalService(reactor, SAVE_INTERVAL, saveNow).setServiceParent(parent)
         if beforeClose is not None:
