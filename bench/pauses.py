@@ -6,8 +6,8 @@ at 10,000 plugs over 10 minutes, GC or anything else).
 
 One fresh vesyncd (pinned as in L{bench.plugs}); N plugs log in at once; then the reactor-pause
 monitor (L{bench.pausemon}: a 1 ms timer, its lateness is the pause) runs while every plug keeps
-the real cadence (a /ka every 180 s at a random phase, a /report 3 s after each /kr) for
-C{--seconds}, in windows of at most 60 s.  Prints, per window, the longest pause and the cyclic
+the real cadence (a /ka every 180 s at a random phase, a /report 3 s after each /kr, and the
+daemon's default power refresh: every plug read once a minute) for C{--seconds}, in windows of at most 60 s.  Prints, per window, the longest pause and the cyclic
 collector's passes, then the totals and one JSON line.  The login wave itself is not in the
 window: the target is about a settled installation (the GC policy freezes that wave 30 s after it).
 C{--gc-policy off} measures the same with CPython's collector defaults, for comparison.
@@ -24,8 +24,11 @@ from typing import Any, Callable
 
 from bench.pausemon import DIAGNOSIS_FLAGS, addDiagnosisFlags
 from bench.plugs import Load, Server
+from vesyncd.tap import Options
 
 TARGET_MS = 10.0
+#: The daemon's default C{--refresh-interval}, which the pauses are measured with.
+REFRESH_S = float(Options().defaults["refresh-interval"])
 
 
 def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPolicy: str = "on",
@@ -33,7 +36,10 @@ def measure(plugs: int, seconds: float, say: Callable[[str], None] = print, gcPo
             experiments: tuple[str, ...] = ()) -> dict[str, Any]:
     """One vesyncd, C{plugs} logged in, C{seconds} of real cadence with the pause monitor on;
     C{diagnosis} holds server switches from L{DIAGNOSIS_FLAGS}."""
-    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy, *diagnosis) + tuple(f"--experiment={e}" for e in experiments))
+    # The daemon's default power refresh (the /ka and CPU steps turn it off, the peer has none): every
+    # plug's power is read once a minute, as in an installation.
+    srv = Server("vesyncd", extra=("--gc-policy", gcPolicy, *diagnosis, f"--daemon-arg=--refresh-interval={REFRESH_S:g}")
+                 + tuple(f"--experiment={e}" for e in experiments))
     load = None
     try:
         load = Load(srv.port, plugs)

@@ -30,6 +30,7 @@ from vesyncd.core import settings as coreSettings
 from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.hub import Hub
 from vesyncd.core.model import ONLINE
+from vesyncd.core.refresh import SpreadRefresh
 from vesyncd.core.settings import Settings
 from vesyncd.dns import tap as dnsTap
 from vesyncd.dns.server import DNSService
@@ -40,7 +41,7 @@ from vesyncd.mqtt import tap as mqttTap
 from vesyncd.mqtt.bridge import MQTTService
 from vesyncd.paths import defaultStateDir
 from vesyncd.plugs import tap as plugsTap
-from vesyncd.service import (DaemonInfo, DaemonService, IntervalService, ListenerService, ShutdownHook,
+from vesyncd.service import (DaemonInfo, DaemonService, ListenerService, ShutdownHook,
                              StartupError, raiseFileLimit)
 from vesyncd.sim.demo import DemoPlugs
 from vesyncd.storage import tap as storageTap
@@ -221,7 +222,7 @@ def build(config: Options, reactor: Any, *, persistent: bool = True) -> Daemon:
     # On shutdown the plugs go offline while the store and front ends can still record it.
     ShutdownHook(lambda: hub.closeAll("vesyncd is stopping")).setServiceParent(top)
     if config["refresh-interval"] > 0:
-        IntervalService(reactor, config["refresh-interval"], hub.refreshAll).setServiceParent(top)
+        SpreadRefresh(hub, reactor, config["refresh-interval"]).setServiceParent(top)
         # A plug that comes online gets its power and voltage read at once, not a minute later.
         hub.subscribe(lambda event: event.kind == ONLINE and hub.refresh(event.plug).addErrback(lambda f: None),
                       remote=False)

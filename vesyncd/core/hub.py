@@ -435,12 +435,9 @@ class Hub:
         """Ask a plug for fresh power, voltage and relay readings; fires with its new state."""
         return self._command(ref, "refresh")
 
-    def refreshAll(self) -> int:
-        """Ask every online known plug for fresh readings (errors are only counted); returns how many."""
-        ids = [plugId for plugId in self._sessions if plugId in self._plugs]
-        for plugId in ids:
-            self.refresh(plugId).addErrback(lambda f: None)
-        return len(ids)
+    def onlineIds(self) -> list[str]:
+        """The ids of the known plugs with a live connection, in the order they logged in."""
+        return [plugId for plugId in self._sessions if plugId in self._plugs]
 
     def rename(self, ref: str, alias: str | None) -> PlugState:
         """Set (or, with None or an empty string, clear) a plug's alias; aliases are unique.
