@@ -17,6 +17,8 @@ The front ends at scale: vesyncd with N known plugs and their hourly history.
    directory (the interpreter and imports alone);
 4. C{vesyncctl list} wall time (the installed command, over the control socket) and its output lines;
 5. C{GET /api/plugs} (first page, the default size) and C{?limit=1000}: time and bytes;
+   C{GET /metrics} (every plug's series): time, bytes, and the daemon's longest reactor pause
+   meanwhile (L{bench.pausemon}; the plugs' answers wait that long);
 6. MQTT against a loopback mosquitto: from the daemon's start, the time until its start-up publish
    (state and Home Assistant discovery for every known plug) stops growing, and the messages sent;
    then a Home Assistant restart (C{online} on C{homeassistant/status}) with C{--ha-plugs} of the
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -148,6 +151,27 @@ class Daemon:
         with urllib.request.urlopen(req, timeout=60) as r:
             body = r.read()
         return time.perf_counter() - t0, body
+
+    def longestPause(self, during: Callable[[], Any]) -> tuple[Any, float | None]:
+        """C{during()}'s result and the daemon's longest reactor pause in ms while it ran (SIGRTMIN
+        starts the monitor, SIGUSR2 writes its figures to C{heap.json}; see L{bench.serve_vesyncd})."""
+        heap = self.stateDir / "heap.json"
+        os.kill(self.proc.pid, signal.SIGRTMIN)
+        time.sleep(0.3)
+        result = during()
+        heap.unlink(missing_ok=True)
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                figures = json.loads(heap.read_text())
+                break
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        else:
+            figures = {}
+        os.kill(self.proc.pid, signal.SIGRTMIN + 1)
+        return result, figures.get("pause_longest_ms")
 
     def stop(self) -> None:
         """Stop the daemon (SIGTERM, then SIGKILL after 60 s)."""
@@ -302,6 +326,21 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
         broker.close()
 
 
+def metrics(daemon: Daemon, runs: int = 3) -> dict[str, Any]:
+    """C{GET /metrics} C{runs} times: median time, bytes, series, and the longest reactor pause meanwhile."""
+    def scrapes() -> tuple[list[float], bytes]:
+        times, body = [], b""
+        for _ in range(runs):
+            took, body = daemon.get("/metrics")
+            times.append(took)
+        return times, body
+
+    (times, body), pause = daemon.longestPause(scrapes)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    return {"seconds": round(statistics.median(times), 3), "bytes": len(body), "series": series,
+            "longest_pause_ms": pause}
+
+
 def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: str | None = None,
             withMqtt: bool = True, haPlugs: int | None = None, fillOnly: bool = False) -> dict[str, Any]:
     """Every front-end figure for C{plugs} known plugs with C{days} of hourly history."""
@@ -338,6 +377,9 @@ def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: st
         for name, fig in res["api"].items():
             say(f"  GET /api/plugs {name}: {fig['seconds'] * 1000:.1f} ms, {fig['bytes']:,} B, {fig['plugs']} plugs "
                 f"of {fig['total']} (target <= {TARGETS['api_first_page_s']:g} s)")
+        res["metrics"] = fig = metrics(daemon)
+        say(f"  GET /metrics: {fig['seconds'] * 1000:.0f} ms, {fig['bytes']:,} B, {fig['series']:,} series; longest "
+            f"reactor pause meanwhile {fig['longest_pause_ms']} ms")
     finally:
         daemon.stop()
     if withMqtt:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import defer
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, Harness, runtime
 from vesyncd.plugs import codec as m
 from vesyncd.dns.answers import DNSCounters
+from vesyncd.web.metrics import plugSeries
 
 
 def scrape(h: Harness, **kw) -> dict[str, list]:
@@ -90,3 +96,182 @@ class MetricsTests(unittest.TestCase):
         h = Harness()
         h.sessionA.lost("gone")
         self.assertEqual(value(scrape(h)["vesyncd_plug_up"], plug=PLUG_A), 0.0)
+
+
+def libraryText(rows: list[tuple[Any, ...]]) -> str:
+    """The per-plug families of L{Hub.readings} rows as prometheus_client's own families write them."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import generate_latest
+
+    labels = ["plug", "alias"]
+    families = [GaugeMetricFamily("vesyncd_plug_up", "1 while the plug is connected.", labels=labels),
+                GaugeMetricFamily("vesyncd_plug_relay_on", "1 when the relay is on, 0 when off.", labels=labels),
+                GaugeMetricFamily("vesyncd_plug_power_watts", "Power drawn at the last reading.", labels=labels),
+                GaugeMetricFamily("vesyncd_plug_voltage_volts", "Mains voltage at the last reading.", labels=labels),
+                CounterMetricFamily("vesyncd_plug_energy_watt_hours", "Energy used over the plug's life.",
+                                    labels=labels),
+                GaugeMetricFamily("vesyncd_plug_rssi_dbm", "Wi-Fi signal strength reported by the plug.",
+                                  labels=labels),
+                GaugeMetricFamily("vesyncd_plug_last_seen_timestamp_seconds",
+                                  "POSIX time the plug was last heard from.", labels=labels)]
+    for row in rows:
+        key = [row[0], row[1] or ""]
+        for family, value in zip(families, row[2:]):
+            if value is not None:
+                family.add_metric(key, float(value))
+    registry = type("Families", (), {"collect": lambda self: families})()
+    return generate_latest(registry).decode("utf-8")
+
+
+class PlugSeriesTextTests(unittest.TestCase):
+    """The per-plug series are written as text by vesyncd; prometheus_client writes the same."""
+
+    def test_sameTextAsTheLibrary(self) -> None:
+        """Hostile aliases and ids (quotes, backslashes, newlines, braces, non-ASCII), missing values,
+        booleans, odd floats: byte for byte what prometheus_client's families give, and parseable."""
+        rows = [("plug-1", None, True, True, 12.5, 120.25, 1234.5678, -61, 1_700_000_000.123),
+                ("plug-2", 'Kettle "big" \\ one\nline two', False, False, None, None, 0.0, None, None),
+                ('id"}\\x', "Küche {öl} =,", True, None, 1e-7, 1e21, 3.0, 0, 1.0),
+                ("plug-4", "", False, True, float("inf"), float("nan"), 2**53 + 1.0, -128, 0.5)]
+        text = plugSeries(rows)
+        self.assertEqual(text, libraryText(rows))
+        parsed = {(s.name, s.labels["plug"]): s.labels["alias"]
+                  for f in text_string_to_metric_families(text) for s in f.samples}
+        self.assertEqual(parsed[("vesyncd_plug_up", "plug-2")], 'Kettle "big" \\ one\nline two')
+        self.assertEqual(parsed[("vesyncd_plug_up", 'id"}\\x')], "Küche {öl} =,")
+
+    def test_noPlugs(self) -> None:
+        """Without plugs each family still says what it is, as the library writes it."""
+        self.assertEqual(plugSeries([]), libraryText([]))
+
+
+class PoolThreads:
+    """A reactor's thread pool that runs its jobs only when told (L{runAll}); results come back at once."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+
+    def getThreadPool(self) -> "PoolThreads":
+        return self
+
+    def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kw: Any) -> None:
+        self.jobs.append((onResult, f, args, kw))
+
+    def callFromThread(self, f: Any, *args: Any, **kw: Any) -> None:
+        f(*args, **kw)
+
+    def runAll(self) -> int:
+        jobs, self.jobs = self.jobs, []
+        for onResult, f, args, kw in jobs:
+            try:
+                onResult(True, f(*args, **kw))
+            except Exception:
+                onResult(False, Failure())
+        return len(jobs)
+
+
+class RenderInPoolTests(unittest.TestCase):
+    """With a thread pool the text is made there, from figures read when the scrape arrived."""
+
+    def families(self, body: bytes) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                out.setdefault(sample.name, []).append(sample)
+        return out
+
+    def test_figuresAreThoseOfTheScrapeTime(self) -> None:
+        """The scrape waits for the pool; what changed in the hub meanwhile is not in it."""
+        threads = PoolThreads()
+        h = Harness(threads=threads)
+        runtime(h.sessionB, True, watts=50.0)
+        exchange = h.send("GET", "/metrics")
+        self.assertIsNone(exchange.response())  # the text is not made on the reactor thread
+        h.hub.rename(PLUG_B, "Toaster")
+        runtime(h.sessionB, True, watts=900.0)
+        self.assertEqual(threads.runAll(), 1)
+        r = exchange.response()
+        assert r is not None and r.complete
+        self.assertEqual(r.status, 200)
+        s = self.families(r.body)
+        self.assertEqual(value(s["vesyncd_plug_power_watts"], plug=PLUG_B, alias="Kettle"), 50.0)
+        self.assertEqual(threads.runAll(), 0)
+
+    def test_scrapesWhileOneIsMadeShareIt(self) -> None:
+        """Scrapes arriving while the text is being made get that text: one render at a time."""
+        threads = PoolThreads()
+        h = Harness(threads=threads)
+        first, second = h.send("GET", "/metrics"), h.send("GET", "/metrics")
+        self.assertEqual(len(threads.jobs), 1)
+        threads.runAll()
+        a, b = first.response(), second.response()
+        assert a is not None and b is not None
+        self.assertEqual((a.status, b.status), (200, 200))
+        self.assertEqual(a.body, b.body)
+        third = h.send("GET", "/metrics")  # the next scrape makes its own
+        self.assertEqual(threads.runAll(), 1)
+        self.assertEqual(third.response().status, 200)
+
+    def test_aFailedRenderAnswersEveryWaitingScrape(self) -> None:
+        """A render that raises answers each waiting scrape with a 500, and the next scrape renders again."""
+        threads = PoolThreads()
+        h = Harness(threads=threads)
+        broken = [True]
+
+        def render() -> bytes:
+            if broken[0]:
+                raise RuntimeError("broken collector")
+            return b""
+
+        h.app.registry.register(type("Later", (), {"read": lambda self: render})())
+        first, second = h.send("GET", "/metrics"), h.send("GET", "/metrics")
+        self.assertEqual(threads.runAll(), 1)
+        self.assertEqual((first.response().status, second.response().status), (500, 500))
+        self.flushLoggedErrors(RuntimeError)
+        broken[0] = False
+        third = h.send("GET", "/metrics")
+        self.assertEqual(threads.runAll(), 1)
+        self.assertEqual(third.response().status, 200)
+
+
+class DaemonScrapeTests(unittest.TestCase):
+    """The daemon as twistd builds it, on the real reactor: /metrics is made in its thread pool."""
+
+    @defer.inlineCallbacks
+    def test_scrapeOverHTTP(self) -> Any:
+        """Three simulated plugs online; urllib with the token reads them as up."""
+        import urllib.request
+
+        from twisted.internet import reactor, threads
+
+        from vesyncd import tap
+        from vesyncd.paths import TOKEN_FILE
+        from vesyncd.sim.runner import Simulator
+        from tests.fakes import waitFor
+
+        state = Path(self.mktemp())
+        options = tap.Options()
+        options.parseOptions(["--plugs", "tcp:0:interface=127.0.0.1", "--http", "tcp:0:interface=127.0.0.1",
+                              "--state-dir", str(state), "--refresh-interval", "0", "--no-dns"])
+        top = tap.makeService(options, reactor)
+        top.startService()
+        self.addCleanup(top.stopService)
+        sim = Simulator(reactor, "127.0.0.1", top.plugListener.port.getHost().port, 3, firmware="1.89",
+                        seed="metrics", speed=1.0)
+        sim.start()
+        self.addCleanup(sim.stop)
+        yield defer.ensureDeferred(waitFor(lambda: all(top.hub.isOnline(p.id) for p in sim.plugs), what="logins"))
+        port = top.context.info.listeners["http"].port.getHost().port
+        token = (state / TOKEN_FILE).read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+
+        def fetch() -> tuple[int, bytes]:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+
+        status, body = yield threads.deferToThread(fetch)  # a blocking client while the reactor serves
+        self.assertEqual(status, 200)
+        up = {s.labels["plug"]: s.value for f in text_string_to_metric_families(body.decode())
+              for s in f.samples if s.name == "vesyncd_plug_up"}
+        self.assertEqual(up, {p.id: 1.0 for p in sim.plugs})

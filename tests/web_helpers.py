@@ -121,6 +121,8 @@ class Harness:
     settings: Any = None
     #: Called with (hub, clock) to make the insight object when C{insight} is not given.
     insightFactory: Any = None
+    #: The app's C{threads} (where /metrics is rendered); None renders in the calling thread.
+    threads: Any = None
 
     def __post_init__(self) -> None:
         self.clock.advance(1_700_000_000)
@@ -137,7 +139,8 @@ class Harness:
             self.insight = self.insightFactory(self.hub, self.clock)
         self.app = WebApp(self.hub, self.clock, TOKEN, metricsPublic=self.metricsPublic, limits=self.limits,
                           throttle=self.throttle, maxStreams=self.maxStreams, dns=self.dns,
-                          automation=self.engine, insight=self.insight, tokenPath=self.tokenPath)
+                          automation=self.engine, insight=self.insight, tokenPath=self.tokenPath,
+                          threads=self.threads)
         self.site = makeSite(self.app, self.clock)
         self.sessionA, self.connA = login(self.hub, PLUG_A, relay=False)
         self.sessionB, self.connB = login(self.hub, PLUG_B, relay=True, peer="192.0.2.11:40000")

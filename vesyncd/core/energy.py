@@ -79,6 +79,10 @@ class MemoryLedger:
         todayWh = today[1] if today and today[0] == localDate(now, self._zone) else 0.0
         return EnergySummary(today_wh=todayWh, lifetime_wh=self._lifetime.get(plugId, 0.0))
 
+    def lifetime(self, plugId: str) -> float:
+        """The lifetime total alone."""
+        return self._lifetime.get(plugId, 0.0)
+
     def forget(self, plugId: str) -> None:
         """Drop the plug's totals."""
         self._lifetime.pop(plugId, None)

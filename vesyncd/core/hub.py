@@ -22,7 +22,6 @@ L{elsewhere} tells which node holds a plug.  Without a cluster none of this runs
 from __future__ import annotations
 
 import collections
-import copy
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail
@@ -309,13 +308,24 @@ class Hub:
 
     def snapshot(self, plug: PlugState) -> PlugState:
         """A copy of a plug's state that later changes will not touch."""
-        copied = copy.copy(plug)  # a __dict__ copy: half the time of dataclasses.replace, which runs __init__
-        copied.device = dict(plug.device)
+        # A bare instance given a copy of the attributes: a fifth of copy.copy's time (which goes through
+        # __reduce_ex__), that matters when a front end reads 10,000 plugs in one turn.
+        copied = object.__new__(PlugState)
+        attributes = copied.__dict__
+        attributes.update(plug.__dict__)
+        attributes["device"] = dict(plug.device)
         return copied
 
     def plugs(self) -> list[PlugState]:
         """Copies of every known plug, ordered by name (plugs waiting for approval are not among them)."""
         return [self.snapshot(p) for p in self._named()]
+
+    def readings(self) -> list[tuple[str, str | None, bool, bool | None, float | None, float | None, float,
+                                     int | None, float | None]]:
+        """Per known plug, ordered as L{plugs}: (id, alias, online, relay, power_w, voltage_v, lifetime
+        watt-hours, rssi_dbm, last_seen), read without copying the plugs (/metrics of 10,000 plugs)."""
+        return [(p.id, p.alias, p.online, p.relay, p.power_w, p.voltage_v, self.lifetime(p.id), p.rssi_dbm,
+                 p.last_seen) for p in self._named()]
 
     def plugPage(self, offset: int, limit: int) -> tuple[list[PlugState], int]:
         """Copies of at most C{limit} known plugs from position C{offset} of the order of L{plugs}, and
@@ -368,6 +378,13 @@ class Hub:
         if remote is not None and (plugId not in self._sessions or plugId in self._held):
             return remote
         return self.ledger.summary(plugId, self.clock.seconds())
+
+    def lifetime(self, plugId: str) -> float:
+        """A plug's lifetime watt-hours, as L{energy} gives them."""
+        remote = self._remoteEnergy.get(plugId)
+        if remote is not None and (plugId not in self._sessions or plugId in self._held):
+            return remote.lifetime_wh
+        return self.ledger.lifetime(plugId)
 
     def resolve(self, ref: str) -> PlugState:
         """Find a plug by id, alias (both case-insensitive) or unique id prefix.

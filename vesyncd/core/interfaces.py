@@ -40,6 +40,10 @@ class IEnergyLedger(Interface):
     def summary(plugId: str, now: float) -> "EnergySummary":
         """Today's and lifetime watt-hours for a plug (zeros for an unknown plug)."""
 
+    def lifetime(plugId: str) -> float:
+        """A plug's lifetime watt-hours alone (zero for an unknown plug): L{summary} without working
+        out today, for reading every plug at once."""
+
     def history(plugId: str, period: str, value: str) -> "Deferred[dict]":
         """Energy buckets of one period, in the configured time zone.
 

@@ -62,6 +62,10 @@ class SQLiteLedger:
         todayWs = today[1] if today and today[0] == localDay(now, self.zone) else 0
         return EnergySummary(today_wh=todayWs / 3600.0, lifetime_wh=self._lifetime.get(plugId, 0) / 3600.0)
 
+    def lifetime(self, plugId: str) -> float:
+        """Lifetime watt-hours alone, from memory."""
+        return self._lifetime.get(plugId, 0) / 3600.0
+
     def history(self, plugId: str, period: str, value: str) -> Deferred:
         """Every bucket of a day, month or year from the rollups (see L{IEnergyLedger.history})."""
         try:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -80,7 +81,7 @@ class WebApp(resource.Resource):
                  metricsPublic: bool = False, throttle: FailureThrottle | None = None,
                  maxStreams: int | None = None, static: dict[str, bytes] | None = None,
                  limits: ConnectionLimits | None = None, automation: Any = None, insight: Any = None,
-                 tokenPath: Path | str | None = None) -> None:
+                 tokenPath: Path | str | None = None, threads: IReactorThreads | None = None) -> None:
         super().__init__()
         self.hub = hub
         self.clock = clock
@@ -91,6 +92,9 @@ class WebApp(resource.Resource):
         self.power = PowerHistory(hub)
         self.metricsPublic = metricsPublic
         self.registry = registryFor(hub, dns, self)
+        #: Where /metrics text is rendered: this reactor's thread pool, or (None) the calling thread.
+        self.threads = threads
+        self._metricsWaiting: list[Deferred] | None = None
         self.static = static if static is not None else loadStatic()
         #: Where the running daemon keeps its control token (told on the login page).
         self.tokenPath = str(tokenPath) if tokenPath is not None else None
@@ -349,6 +353,29 @@ class WebApp(resource.Resource):
         return server.NOT_DONE_YET
 
     def metrics(self, request: server.Request, session: Session | None) -> Any:
-        """Prometheus text exposition of the hub's state."""
+        """Prometheus text exposition of the hub's state.
+
+        The figures are read now; the text is made in the thread pool when there is one (~0.5 s of
+        CPU at 10,000 plugs that would otherwise hold every plug up).  Scrapes that arrive while one
+        is being made get that one's text: one render at a time, whatever the number of scrapers.
+        """
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
-        return generate_latest(self.registry)
+        if self.threads is None:
+            return self.registry.read()()
+        answer: Deferred = Deferred()
+        if self._metricsWaiting is not None:
+            self._metricsWaiting.append(answer)
+            return answer
+        self._metricsWaiting = [answer]
+
+        def share(result: Any) -> None:
+            waiting, self._metricsWaiting = self._metricsWaiting or [], None
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result)
+
+        pool = self.threads.getThreadPool()
+        deferToThreadPool(self.threads, pool, self.registry.read()).addBoth(share)
+        return answer

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -125,7 +126,8 @@ def makeServices(parent: service.MultiService, hub: Hub, config: Any, reactor: A
                               maxPerHost=config.get("http-max-per-host") or MAX_PER_HOST)
     tokenPath = Path(info.stateDir) / TOKEN_FILE if info.stateDir is not None else None
     app = WebApp(hub, reactor, token, dns=lambda: dns, metricsPublic=bool(config["metrics-public"]), limits=limits,
-                 automation=automation, insight=insight, tokenPath=tokenPath)
+                 automation=automation, insight=insight, tokenPath=tokenPath,
+                 threads=reactor if IReactorThreads.providedBy(reactor) else None)
     if cluster is not None:
         app.registry.register(ClusterCollector(cluster))
     _WebLifetime(app).setServiceParent(parent)
