@@ -373,7 +373,9 @@ def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: st
         res["list"] = vesyncctlList(stateDir)
         say(f"  vesyncctl list: {res['list'].get('seconds')} s, {res['list'].get('lines')} lines "
             f"(the bare process start {res['list'].get('process_start_s')} s; target <= {TARGETS['list_s']:g} s)")
-        res["api"] = apiPlugs(daemon)
+        res["api"], pause = daemon.longestPause(lambda: apiPlugs(daemon))
+        res["api_longest_pause_ms"] = pause
+        say(f"  GET /api/plugs: longest reactor pause over the {len(res['api'])} x 5 requests {pause} ms")
         for name, fig in res["api"].items():
             say(f"  GET /api/plugs {name}: {fig['seconds'] * 1000:.1f} ms, {fig['bytes']:,} B, {fig['plugs']} plugs "
                 f"of {fig['total']} (target <= {TARGETS['api_first_page_s']:g} s)")

@@ -386,3 +386,23 @@ def test_sessions_are_readable() -> None:
     assert hub.session("plug-1") is session and hub.sessions() == [session]
     session.lost("gone")
     assert hub.session("plug-1") is None and hub.sessions() == []
+
+
+def test_copiesInPlaceAndReadings() -> None:
+    """plugs() gives copies (changing one leaves the hub alone); plugsInPlace() the hub's own objects
+    in the same order; readings() each plug's figures for /metrics, lifetime energy included."""
+    clock = Clock()
+    hub = Hub(clock)
+    a = hub.login(FakeConnection(), m.Login(id="plug-b", relay=True))
+    hub.login(FakeConnection(), m.Login(id="plug-a", relay=False))
+    a.received(m.RuntimeInfo(relay=True, power=(12.5, 0.0), voltage=(230.0, 0.0)))
+    a.received(m.Report(wattSeconds=7200, seconds=180))
+    hub.rename("plug-b", "Kettle")
+    copies, own = hub.plugs(), hub.plugsInPlace()
+    assert [p.id for p in copies] == [p.id for p in own] == ["plug-b", "plug-a"]  # by name: Kettle, plug-a
+    assert all(c == o and c is not o and c.device is not o.device for c, o in zip(copies, own))
+    copies[0].alias = "changed"
+    assert hub.get("plug-b").alias == "Kettle"
+    assert own[0] is hub.plugsInPlace()[0]
+    assert hub.readings() == [("plug-b", "Kettle", True, True, 12.5, 230.0, 2.0, None, own[0].last_seen),
+                              ("plug-a", None, True, False, None, None, 0.0, None, own[1].last_seen)]

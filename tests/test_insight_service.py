@@ -118,7 +118,9 @@ def test_totals_chart_baseline_and_switches() -> None:
     hub.switch("plug-1", True, cause="timer").addBoth(out.append)
     session.received(m.RuntimeInfo(relay=True, power=(42.0, 0.0)))
     report(clock, session, 3.0)
-    totals = result(insight.totals())
+    pending = insight.totals()
+    clock.advance(0)  # the per-plug reads run on the next reactor turn
+    totals = result(pending)
     assert totals == {"power_w": 42.0, "today_wh": pytest.approx(3.0), "today_cost": pytest.approx(0.0009),
                       "currency": "EUR", "plugs_online": 1}
     assert [w for _, w in insight.chart("plug-1")["hour"]] == [42.0, 60.0]  # the reading, the report's mean
@@ -171,3 +173,37 @@ def test_baselines_dump_and_load() -> None:
     other = EnergyInsight(hub, insight.ledger, BERLIN, clock)
     assert other.loadBaselines({**dumped, "bad": b"nope"}) == 1
     assert other.baseline("plug-1")["baseline_w"] == 7.0
+
+
+def test_totals_read_a_bounded_number_of_plugs_at_a_time() -> None:
+    """With many plugs the house totals keep at most PERIODS_IN_FLIGHT period reads waiting at once,
+    none started in the request's own turn, and still sum every plug."""
+    from twisted.internet.defer import Deferred
+
+    from vesyncd.insight.service import PERIODS_IN_FLIGHT
+
+    hub, clock, insight, session = setup()
+    for i in range(2, 60):  # 59 plugs (the hub takes 60 new ones a minute): more than PERIODS_IN_FLIGHT
+        hub.login(FakeConnection(), m.Login(id=f"plug-{i}", relay=False))
+    waiting: list[tuple[str, Deferred]] = []
+
+    def periods(plugId: str) -> Deferred:
+        d: Deferred = Deferred()
+        waiting.append((plugId, d))
+        return d
+
+    insight.periods = periods  # type: ignore[method-assign]
+    done: list[dict] = []
+    insight.totals().addCallback(done.append)
+    assert waiting == []  # nothing read in the request's turn
+    asked: list[str] = []
+    while not done:
+        clock.advance(0)
+        assert 0 < len(waiting) <= PERIODS_IN_FLIGHT
+        batch, waiting[:] = list(waiting), []
+        for plugId, d in batch:
+            asked.append(plugId)
+            d.callback({"today_wh": 1.0, "today_cost": None})
+        clock.advance(0)
+    assert sorted(asked) == sorted(p.id for p in hub.plugs())
+    assert done[0]["today_wh"] == 59.0 and done[0]["plugs_online"] == 59

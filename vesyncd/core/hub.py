@@ -320,6 +320,12 @@ class Hub:
         """Copies of every known plug, ordered by name (plugs waiting for approval are not among them)."""
         return [self.snapshot(p) for p in self._named()]
 
+    def plugsInPlace(self) -> tuple[PlugState, ...]:
+        """The known plugs ordered as L{plugs}, but the hub's own objects, not copies: for a front end
+        that reads a few fields of every plug within one call (filtering and sorting a page) and
+        copies only what it answers with.  Never change them, nor keep them past the call."""
+        return tuple(self._named())
+
     def readings(self) -> list[tuple[str, str | None, bool, bool | None, float | None, float | None, float,
                                      int | None, float | None]]:
         """Per known plug, ordered as L{plugs}: (id, alias, online, relay, power_w, voltage_v, lifetime

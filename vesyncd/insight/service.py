@@ -14,10 +14,11 @@ from __future__ import annotations
 import collections
 import re
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Cooperator
 
 from vesyncd.core.model import ENERGY, FORGOTTEN, RELAY, RUNTIME, Event, isoTime
 from vesyncd.core.periods import parsePeriod
@@ -119,6 +120,8 @@ class EnergyInsight:
         self._ranges: tuple[tuple[int, date], dict[str, tuple[int, int]]] | None = None
         self._prices: HourPrices | None = None
         self.unsubscribe = hub.subscribe(self._event)
+        #: Runs the house totals' per-plug reads in slices of at most ~10 ms per reactor turn.
+        self._cooperator = Cooperator(scheduler=lambda work: self.clock.callLater(0, work))
 
     def _event(self, event: Event) -> None:
         if event.kind not in _FOLLOWED or event.origin is not None:
@@ -318,21 +321,31 @@ class EnergyInsight:
 
     def totals(self) -> Deferred:
         """The whole house now: power of the online plugs, today's energy and cost, plugs online."""
-        plugs = self.hub.plugs()
-        online = [p for p in plugs if p.online]
-        power = sum(p.power_w for p in online if isinstance(p.power_w, (int, float)))
+        # The figures of every plug, read without copying the plugs (10,000 copies held every plug up
+        # ~50 ms; the dashboard asks every few seconds).
+        readings = self.hub.readings()
+        online = [row for row in readings if row[2]]
+        power = sum(row[4] for row in online if isinstance(row[4], (int, float)))
         base = {"power_w": round(power, 1) + 0.0, "currency": self.currency, "plugs_online": len(online)}
-        # Bounded: with thousands of plugs, reads go to the store a few at a time, not all at once.
-        limit = DeferredSemaphore(PERIODS_IN_FLIGHT)
-        ds = [limit.run(self.periods, p.id) for p in plugs]
+        # Bounded: PERIODS_IN_FLIGHT workers take the plugs one by one, so the store gets a few reads at
+        # a time and no reactor turn starts more than a slice of the work (10,000 Deferreds made up
+        # front held every plug up 70-140 ms).
+        plugIds = iter([row[0] for row in readings])
+        docs: list[dict[str, Any]] = []
 
-        def add(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        def worker() -> Iterator[Deferred]:
+            for plugId in plugIds:
+                yield self.periods(plugId).addCallback(docs.append)
+
+        workers = [self._cooperator.coiterate(worker()) for _ in range(min(PERIODS_IN_FLIGHT, len(readings)))]
+
+        def add(_: Any) -> dict[str, Any]:
             base["today_wh"] = round(sum(d["today_wh"] for d in docs), WH_DIGITS) + 0.0
             base["today_cost"] = (roundCost(sum(d["today_cost"] for d in docs))
                                   if self.schedule is not None else None)
             return base
 
-        return gatherResults(ds, consumeErrors=True).addCallback(add)
+        return gatherResults(workers, consumeErrors=True).addCallback(add)
 
     # -- keeping the baselines ---------------------------------------------------------------------
 

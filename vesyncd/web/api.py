@@ -293,7 +293,10 @@ class WebApp(resource.Resource):
     def listPlugs(self, request: server.Request, session: Session | None) -> Any:
         """One page of the known plugs, filtered and sorted as the query asks (see L{listing.page})."""
         args = queryArgs(request, listing.QUERY)
-        return listing.page(self.hub.plugs(), args, lambda p: p.toJSON(self.hub.energy(p.id)))
+        # Filtered and sorted in place; only the page's plugs are copied (10,000 copies held every plug
+        # up ~60 ms, and the dashboard reads every plug a page at a time).
+        return listing.page(self.hub.plugsInPlace(), args,
+                            lambda p: self.hub.snapshot(p).toJSON(self.hub.energy(p.id)))
 
     def getPlug(self, request: server.Request, session: Session | None, ref: str) -> Any:
         """One plug by id, id prefix or alias, with its periods, baseline and automation."""
