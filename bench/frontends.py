@@ -17,8 +17,9 @@ The front ends at scale: vesyncd with N known plugs and their hourly history.
    directory (the interpreter and imports alone);
 4. C{vesyncctl list} wall time (the installed command, over the control socket) and its output lines;
 5. C{GET /api/plugs} (first page, the default size) and C{?limit=1000}: time and bytes;
-   C{GET /metrics} (every plug's series): time, bytes, and the daemon's longest reactor pause
-   meanwhile (L{bench.pausemon}; the plugs' answers wait that long);
+   C{GET /api/totals} (the dashboard's house figures) and C{GET /metrics} (every plug's series):
+   time (and bytes), with, for each of these, the daemon's longest reactor pause meanwhile
+   (L{bench.pausemon}; the plugs' answers wait that long);
 6. MQTT against a loopback mosquitto: from the daemon's start, the time until its start-up publish
    (state and Home Assistant discovery for every known plug) stops growing, and the messages sent;
    then a Home Assistant restart (C{online} on C{homeassistant/status}) with C{--ha-plugs} of the
@@ -379,6 +380,10 @@ def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: st
         for name, fig in res["api"].items():
             say(f"  GET /api/plugs {name}: {fig['seconds'] * 1000:.1f} ms, {fig['bytes']:,} B, {fig['plugs']} plugs "
                 f"of {fig['total']} (target <= {TARGETS['api_first_page_s']:g} s)")
+        (took, body), pause = daemon.longestPause(lambda: daemon.get("/api/totals"))
+        res["totals"] = {"seconds": round(took, 3), "longest_pause_ms": pause}
+        say(f"  GET /api/totals (the dashboard's house figures, every plug's periods): {took * 1000:.0f} ms; "
+            f"longest reactor pause meanwhile {pause} ms")
         res["metrics"] = fig = metrics(daemon)
         say(f"  GET /metrics: {fig['seconds'] * 1000:.0f} ms, {fig['bytes']:,} B, {fig['series']:,} series; longest "
             f"reactor pause meanwhile {fig['longest_pause_ms']} ms")
