@@ -122,7 +122,7 @@ class MQTTBridge:
         if self._unsubscribe is None:
             # In a cluster the node a plug is connected to publishes its state.
             self._unsubscribe = self.hub.subscribe(self.event, remote=False)
-            plugs = [(p.id, p.alias) for p in self.hub.plugs()]
+            plugs = [(p.id, p.alias) for p in self.hub.plugsInPlace()]
             self.nodes = ha.assignNodes(plugs)
             self._noteCollisions(plugs)
             if self.figures is not None:
@@ -218,7 +218,7 @@ class MQTTBridge:
 
     def _syncNodes(self) -> None:
         """Recompute every plug's topic level; move the topics of plugs whose level changed."""
-        known = {p.id: p for p in self.hub.plugs()}
+        known = {p.id: p for p in self.hub.plugsInPlace()}  # read here only: a moved plug is copied
         plugs = [(p.id, p.alias) for p in known.values()]
         nodes = ha.assignNodes(plugs)
         self._noteCollisions(plugs)
@@ -228,7 +228,7 @@ class MQTTBridge:
                 log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plugId, old=old, new=node)
                 self._clearTopics(old)
                 self.nodes[plugId] = node
-                self._publishPlug(known[plugId], discovery=True)
+                self._publishPlug(self.hub.snapshot(known[plugId]), discovery=True)
         self.nodes = nodes
 
     def _noteCollisions(self, plugs: list[tuple[str, str | None]]) -> None:
