@@ -234,6 +234,29 @@ class RenderInPoolTests(unittest.TestCase):
         self.assertEqual(third.response().status, 200)
 
 
+class ReadFailureTests(unittest.TestCase):
+    """A collector that fails while the figures are read answers that scrape alone with an error."""
+
+    def test_laterScrapesAreNotHeldUp(self) -> None:
+        """The failing scrape gets a 500 at once; once the collector is gone the next scrape renders."""
+        threads = PoolThreads()
+        h = Harness(threads=threads)
+
+        class Broken:
+            def collect(self) -> Any:
+                raise RuntimeError("broken collector")
+
+        broken = Broken()
+        h.app.registry.register(broken)
+        self.assertEqual(h.request("GET", "/metrics").status, 500)
+        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(threads.jobs, [])
+        h.app.registry.collectors.remove(broken)
+        exchange = h.send("GET", "/metrics")
+        self.assertEqual(threads.runAll(), 1)
+        self.assertEqual(exchange.response().status, 200)
+
+
 class DaemonScrapeTests(unittest.TestCase):
     """The daemon as twistd builds it, on the real reactor: /metrics is made in its thread pool."""
 

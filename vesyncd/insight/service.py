@@ -36,7 +36,7 @@ MAX_CSV_DAYS = 731
 MEMORY_SWITCHES = 200
 #: Switches L{EnergyInsight.switches} returns at most.
 MAX_SWITCHES = 1000
-#: Period reads L{EnergyInsight.totals} has waiting for the store at once.
+#: Reads of every plug (L{EnergyInsight.totals}, L{EnergyInsight.costTable}) waiting for the store at once.
 PERIODS_IN_FLIGHT = 50
 #: Baselines L{EnergyInsight.dumpBaselinesInTurns} dumps per reactor turn: each is ~1.6 us (1.4 KB
 #: copied), so all of 10,000 plugs in one turn would hold every plug up for ~16 ms.
@@ -120,7 +120,7 @@ class EnergyInsight:
         self._ranges: tuple[tuple[int, date], dict[str, tuple[int, int]]] | None = None
         self._prices: HourPrices | None = None
         self.unsubscribe = hub.subscribe(self._event)
-        #: Runs the house totals' per-plug reads in slices of at most ~10 ms per reactor turn.
+        #: Starts the per-plug reads of L{_eachPlug} in slices of at most ~10 ms per reactor turn.
         self._cooperator = Cooperator(scheduler=lambda work: self.clock.callLater(0, work))
 
     def _event(self, event: Event) -> None:
