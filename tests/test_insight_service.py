@@ -178,8 +178,8 @@ def test_baselines_dump_and_load() -> None:
 
 
 def test_totals_read_a_bounded_number_of_plugs_at_a_time() -> None:
-    """With many plugs the house totals keep at most PERIODS_IN_FLIGHT period reads waiting at once,
-    none started in the request's own turn, and still sum every plug."""
+    """With many plugs the house totals keep at most PERIODS_IN_FLIGHT reads of earlier hours waiting
+    at once, none started in the request's own turn, and still sum every plug."""
     from twisted.internet.defer import Deferred
 
     from vesyncd.insight.service import PERIODS_IN_FLIGHT
@@ -189,12 +189,12 @@ def test_totals_read_a_bounded_number_of_plugs_at_a_time() -> None:
         hub.login(FakeConnection(), m.Login(id=f"plug-{i}", relay=False))
     waiting: list[tuple[str, Deferred]] = []
 
-    def periods(plugId: str) -> Deferred:
+    def earlier(plugId: str, now: float) -> Deferred:
         d: Deferred = Deferred()
         waiting.append((plugId, d))
         return d
 
-    insight.periods = periods  # type: ignore[method-assign]
+    insight._earlierCached = earlier  # type: ignore[method-assign]
     done: list[dict] = []
     insight.totals().addCallback(done.append)
     assert waiting == []  # nothing read in the request's turn
@@ -205,7 +205,38 @@ def test_totals_read_a_bounded_number_of_plugs_at_a_time() -> None:
         batch, waiting[:] = list(waiting), []
         for plugId, d in batch:
             asked.append(plugId)
-            d.callback({"today_wh": 1.0, "today_cost": None})
+            d.callback({"today": [1.0, 0.0]})
         clock.advance(0)
     assert sorted(asked) == sorted(p.id for p in hub.plugs())
     assert done[0]["today_wh"] == 59.0 and done[0]["plugs_online"] == 59
+
+
+def test_totals_read_the_current_hour_of_every_plug_at_once() -> None:
+    """The house totals read the current hour of all plugs in one ledger read (the earlier hours come
+    from the cache after the hour's first call), and match the sum of each plug's own periods."""
+    hub, clock, insight, session = setup(FLAT)
+    other = hub.login(FakeConnection(), m.Login(id="plug-2", relay=True))
+    session.received(m.Report(wattSeconds=int(4.0 * 3600), seconds=180))
+    other.received(m.Report(wattSeconds=int(6.0 * 3600), seconds=180))
+    for _ in range(120):  # an earlier hour, then this one; both plugs stay online
+        clock.advance(30)
+        session.received(m.KeepAlive())
+        other.received(m.KeepAlive())
+    session.received(m.Report(wattSeconds=int(1.5 * 3600), seconds=180))
+    calls: list[tuple[Any, ...]] = []
+    realMany, realHourly = insight.ledger.hourlyMany, insight.ledger.hourly
+    insight.ledger.hourlyMany = lambda *a: calls.append(("many", *a)) or realMany(*a)  # type: ignore[method-assign]
+    insight.ledger.hourly = lambda *a: calls.append(("one", *a)) or realHourly(*a)  # type: ignore[method-assign]
+    pending = insight.totals()
+    clock.advance(0)
+    first = result(pending)
+    assert [c[0] for c in calls].count("many") == 1  # besides each plug's earlier hours, read once an hour
+    calls.clear()
+    pending = insight.totals()
+    clock.advance(0)
+    totals = result(pending)
+    assert [c[0] for c in calls] == ["many"] and sorted(calls[0][1]) == ["plug-1", "plug-2"]
+    assert totals == first
+    each = [result(insight.periods(p)) for p in ("plug-1", "plug-2")]
+    assert totals["today_wh"] == pytest.approx(11.5) == pytest.approx(sum(d["today_wh"] for d in each))
+    assert totals["today_cost"] == pytest.approx(sum(d["today_cost"] for d in each))

@@ -120,6 +120,26 @@ class LedgerTests(BackendCase, unittest.TestCase):
         assert ours[0][0] == lo and all(t % 3600 == 0 for t, _ in ours)
         assert result(ledger.hourly("nobody", lo, hi)) == []
 
+    def test_hourlyManyAgreesWithHourly(self) -> None:
+        """hourlyMany gives every plug's hourly rows in one read (in chunks of ids), as MemoryLedger does;
+        plugs without a row in the range are left out."""
+        from vesyncd.storage import ledger as ledgerModule
+
+        self.patch(ledgerModule, "IDS_PER_QUERY", 2)
+        self.clock.advance(ts("2026-03-07T20:00", NY))
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
+        memory = MemoryLedger(NY)
+        for n, plug in enumerate(["p1", "p2", "p3"]):
+            feed([ledger, memory], plug, ts("2026-03-07T20:00", NY), ts("2026-03-07T23:00", NY), 600, 600 * (n + 1))
+        lo, hi = ts("2026-03-07T21:00", NY), ts("2026-03-07T23:00", NY)
+        plugs = ["p1", "p2", "nobody", "p3"]
+        ours, theirs = result(ledger.hourlyMany(plugs, lo, hi)), result(memory.hourlyMany(plugs, lo, hi))
+        assert sorted(ours) == sorted(theirs) == ["p1", "p2", "p3"]
+        for plug in ours:
+            assert ours[plug] == result(ledger.hourly(plug, lo, hi))
+            assert [t for t, _ in ours[plug]] == [t for t, _ in theirs[plug]]
+            assert [wh for _, wh in ours[plug]] == pytest.approx([wh for _, wh in theirs[plug]])
+
     def test_springForwardNewYork(self) -> None:
         """2026-03-08 in New York has 23 hourly buckets, equal to MemoryLedger's."""
         self.compare(NY, "2026-03-07T20:00", "2026-03-09T04:00", [("day", "2026-03-08"), ("month", "2026-03"),

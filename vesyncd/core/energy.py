@@ -9,7 +9,7 @@ live views need.
 from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
@@ -72,6 +72,16 @@ class MemoryLedger:
         """The plug's hourly rows in C{[startTs, endTs)} from memory (see L{IEnergyLedger.hourly})."""
         hours = self._hours.get(plugId, {})
         return succeed([(float(h * 3600), wh) for h, wh in sorted(hours.items()) if startTs <= h * 3600 < endTs])
+
+    def hourlyMany(self, plugIds: Sequence[str], startTs: float, endTs: float) -> Deferred:
+        """L{hourly} of many plugs, from memory."""
+        out = {}
+        for plugId in plugIds:
+            rows = [(float(h * 3600), wh) for h, wh in sorted(self._hours.get(plugId, {}).items())
+                    if startTs <= h * 3600 < endTs]
+            if rows:
+                out[plugId] = rows
+        return succeed(out)
 
     def summary(self, plugId: str, now: float) -> EnergySummary:
         """Today's total (zero once the day has turned) and the lifetime total."""

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from typing import Sequence
+
     from twisted.internet.defer import Deferred
 
     from vesyncd.core.model import EnergySummary, PlugState
@@ -57,6 +59,9 @@ class IEnergyLedger(Interface):
     def hourly(plugId: str, startTs: float, endTs: float) -> "Deferred[list[tuple[float, float]]]":
         """The plug's hourly rows C{(hourStart, wh)} whose UTC hour starts in C{[startTs, endTs)}, oldest
         first; hours with nothing recorded have no row.  C{hourStart} is POSIX seconds, a multiple of 3600."""
+
+    def hourlyMany(plugIds: "Sequence[str]", startTs: float, endTs: float) -> "Deferred[dict[str, list]]":
+        """L{hourly} of many plugs in one read: plug id -> rows (plugs without a row are left out)."""
 
     def forget(plugId: str) -> None:
         """Drop what is kept for a plug that the user forgot."""

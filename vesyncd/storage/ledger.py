@@ -25,6 +25,9 @@ from vesyncd.storage.store import Store, localDay
 
 log = Logger()
 
+#: Plug ids per query of L{SQLiteLedger.hourlyMany} (SQLite allows 32,766 parameters; PostgreSQL 65,535).
+IDS_PER_QUERY = 500
+
 
 @implementer(IEnergyLedger)
 class SQLiteLedger:
@@ -96,6 +99,29 @@ class SQLiteLedger:
         rows = self.store.connection().execute(
             "SELECT hour, ws FROM hours WHERE plug = ? AND hour >= ? AND hour < ? ORDER BY hour", (plugId, lo, hi))
         return [(float(hour * 3600), ws / 3600.0) for hour, ws in rows]
+
+    def hourlyMany(self, plugIds: Sequence[str], startTs: float, endTs: float) -> Deferred:
+        """L{hourly} of many plugs in one read of the writer thread (see L{IEnergyLedger.hourlyMany})."""
+        ids = [p for p in plugIds if isinstance(p, str)]
+        lo, hi = math.ceil(startTs / 3600), math.ceil(endTs / 3600)
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.store.read(self._readHoursMany, ids, lo, hi))
+        return d
+
+    def _readHoursMany(self, plugIds: list[str], lo: int, hi: int) -> dict[str, list[tuple[float, float]]]:
+        """Rows of hour numbers C{[lo, hi)} of the plugs, by plug, in chunks of L{IDS_PER_QUERY} ids
+        (writer thread)."""
+        conn = self.store.connection()
+        out: dict[str, list[tuple[float, float]]] = {}
+        for start in range(0, len(plugIds), IDS_PER_QUERY):
+            chunk = plugIds[start:start + IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            for plug, hour, ws in conn.execute(
+                    f"SELECT plug, hour, ws FROM hours WHERE plug IN ({marks}) AND hour >= ? AND hour < ?"
+                    " ORDER BY plug, hour", (*chunk, lo, hi)):
+                out.setdefault(plug, []).append((float(hour * 3600), ws / 3600.0))
+        return out
 
     def _read(self, plugId: str, period: str, spans: list[Any]) -> list[int]:
         """Watt-seconds per bucket (writer thread): hours for a day, days for a month, months for a year."""
