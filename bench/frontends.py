@@ -306,18 +306,20 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
             load = Load(daemon.port, haPlugs)
             online = sum(x["online"] for x in load.all("connect", timeout=120))
             broker.settle(time.monotonic())
-            quiet = load.all("cadence", seconds=10.0, ka=10.0, report=0.0)
+            quiet, quietPause = daemon.longestPause(lambda: load.all("cadence", seconds=10.0, ka=10.0, report=0.0))
             n0, t1 = broker.total(), time.monotonic()
             broker.client.publish("homeassistant/status", "online")
-            during = load.all("cadence", seconds=10.0, ka=10.0, report=0.0)
+            during, pause = daemon.longestPause(lambda: load.all("cadence", seconds=10.0, ka=10.0, report=0.0))
             took = broker.settle(t1, discovery=True)
             q = max(x["latency"].get("p99_ms", 0) for x in quiet)
             d = max(x["latency"].get("p99_ms", 0) for x in during)
             res["ha_restart"] = {"plugs_connected": online, "seconds": round(took, 2), "messages": broker.total() - n0,
                                  "ka_p99_quiet_ms": q, "ka_p99_during_ms": d,
+                                 "longest_pause_quiet_ms": quietPause, "longest_pause_during_ms": pause,
                                  "unanswered": sum(x["unanswered"] for x in during)}
             say(f"  mqtt: Home Assistant restart with {online} plugs connected: {res['ha_restart']['messages']} "
-                f"messages, discovery done in {took:.2f} s; /ka p99 {d} ms (quiet {q} ms; target <= 2x quiet)")
+                f"messages, discovery done in {took:.2f} s; /ka p99 {d} ms (quiet {q} ms; target <= 2x quiet); "
+                f"the daemon's longest reactor pause {pause} ms (quiet {quietPause} ms)")
         return res
     finally:
         if load is not None:

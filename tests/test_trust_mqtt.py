@@ -208,6 +208,54 @@ def test_clientKeepsBoundedStateWhileBrokerAway() -> None:
     assert (newest["v/999/state"], newest["v/1999/state"]) == (b"4999", b"3999")
 
 
+def test_clientHandsPahoABoundedNumberPerTurn() -> None:
+    """A broker that keeps up (paho writes each message at once and reports it written) still gets
+    at most C{feedPerTurn} messages per reactor turn, however many are published in the turn; the
+    rest wait in the outbox and follow turn by turn, and a dropped connection leaves no turn scheduled."""
+    from vesyncd.mqtt.client import ReactorMQTTClient
+    from vesyncd.mqtt.settings import BrokerSettings
+
+    clock = TurnClock()
+    client = ReactorMQTTClient(clock, BrokerSettings("127.0.0.1", 1), willTopic="v/status", willPayload=b"offline",
+                               subscriptions=[], onConnect=lambda: None, onMessage=lambda t, p, r: None,
+                               maxPending=10_000, feedPerTurn=100)
+
+    class KeepingUp:
+        """paho writing every message at once, as over a fast loopback."""
+
+        def __init__(self) -> None:
+            self.published: list[str] = []
+
+        def socket(self) -> None:
+            return None
+
+        def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+            self.published.append(topic)
+            client._onPublish(self, None, len(self.published), None, None)
+            return type("Info", (), {"rc": 0})()
+
+    paho = KeepingUp()
+    client._paho, client.connected = paho, True
+    for i in range(1000):  # a republish's slice, or what waited while the socket was full
+        client.publish(f"v/{i}/state", b"x", bulk=True)
+    assert len(paho.published) == 100  # this turn's share
+    perTurn = []
+    while client.backlog():
+        before = len(paho.published)
+        clock.turn()
+        perTurn.append(len(paho.published) - before)
+    assert perTurn == [100] * 9 and len(set(paho.published)) == 1000
+    for i in range(500):
+        client.publish(f"v/more/{i}", b"x")
+
+    def feedPending() -> bool:
+        return any(c.func == client._feedLater for c in clock.getDelayedCalls())
+
+    assert feedPending()
+    client._dropConnection(paho, "test")
+    assert not feedPending()
+
+
 def test_discoveryNamesCleaned() -> None:
     """Control, format and separator characters from a plug never reach a discovery payload."""
     plug = PlugState(id=PLUG, alias="Lamp\x1b[2J\u202e", firmware="1.\x0789",

@@ -37,6 +37,11 @@ KEEPALIVE = 60
 STOP_TIMEOUT = 3.0
 #: Messages handed to paho and not yet written; more wait in the outbox.
 MAX_IN_FLIGHT = 256
+#: Messages handed to paho per reactor turn at most; the rest wait in the outbox for the next turn.
+#: paho writes a message at once while the broker keeps up (and reports it written, so it is no
+#: longer in flight): a republish of 10,000 plugs (~200,000 messages) then went out in turns of
+#: 200 ms and more, with every plug waiting.  ~100 messages are ~4 ms.
+FEED_PER_TURN = 100
 #: Above this many waiting messages the client is congested (a bulk republish should wait) ...
 HIGH_WATER = 2000
 #: ... until no more than this many wait.
@@ -63,7 +68,8 @@ class ReactorMQTTClient:
                  onDropped: Callable[[], None] | None = None, clientId: str | None = None,
                  minDelay: float = MIN_BACKOFF, maxDelay: float = MAX_BACKOFF,
                  keepalive: int = KEEPALIVE, maxPending: int = MAX_PENDING, maxInFlight: int = MAX_IN_FLIGHT,
-                 highWater: int = HIGH_WATER, lowWater: int = LOW_WATER, noDelay: bool = False) -> None:
+                 highWater: int = HIGH_WATER, lowWater: int = LOW_WATER, noDelay: bool = False,
+                 feedPerTurn: int = FEED_PER_TURN) -> None:
         self.reactor = reactor
         self.settings = settings
         self.willTopic = willTopic
@@ -82,6 +88,10 @@ class ReactorMQTTClient:
         self.keepalive = keepalive
         self.outbox = Outbox(maxPending)
         self.maxInFlight = maxInFlight
+        self.feedPerTurn = max(1, feedPerTurn)
+        #: Messages handed since the budget was last renewed (by L{_feedLater}, on a later turn).
+        self._handed = 0
+        self._feedCall: IDelayedCall | None = None
         self.highWater = highWater
         self.lowWater = min(lowWater, highWater)
         #: Messages handed to paho that it has not reported written (QoS 0) or acknowledged.
@@ -180,6 +190,10 @@ class ReactorMQTTClient:
         paho = self._paho
         if self.connected and paho is not None:
             while self.inFlight < self.maxInFlight:
+                if self._handed >= self.feedPerTurn:
+                    if self._feedCall is None:  # the rest on the next turn, so plugs are served between
+                        self._feedCall = self.reactor.callLater(0, self._feedLater)
+                    break
                 item = self.outbox.pop()
                 if item is None:
                     break
@@ -192,10 +206,18 @@ class ReactorMQTTClient:
                     break
                 self.inFlight += 1
                 self.sent += 1
+                self._handed += 1
         if self._congested and len(self.outbox) <= self.lowWater:
             self._congested = False
             if self.onDrained is not None:
                 self.onDrained()
+
+    def _feedLater(self) -> None:
+        """A new turn: a new budget (a turn that used part of the last one may get less: simpler than
+        renewing it on every turn, and never more)."""
+        self._feedCall = None
+        self._handed = 0
+        self._feed()
 
     def _noteDrops(self) -> None:
         dropped = self.outbox.dropped
@@ -364,6 +386,10 @@ class ReactorMQTTClient:
         self._paho = None
         self.connected = False
         self.inFlight = 0
+        if self._feedCall is not None and self._feedCall.active():
+            self._feedCall.cancel()
+        self._feedCall = None
+        self._handed = 0
         self.outbox.dropEvents()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
