@@ -380,17 +380,21 @@ class Hub:
     def energy(self, plugId: str) -> EnergySummary:
         """Today's and lifetime watt-hours of a plug, from the ledger (for a plug last connected to another
         node, until this node has read its totals again: as that node last told)."""
-        remote = self._remoteEnergy.get(plugId)
-        if remote is not None and (plugId not in self._sessions or plugId in self._held):
-            return remote
-        return self.ledger.summary(plugId, self.clock.seconds())
+        remote = self._remoteSummary(plugId)
+        return remote if remote is not None else self.ledger.summary(plugId, self.clock.seconds())
 
     def lifetime(self, plugId: str) -> float:
         """A plug's lifetime watt-hours, as L{energy} gives them."""
+        remote = self._remoteSummary(plugId)
+        return remote.lifetime_wh if remote is not None else self.ledger.lifetime(plugId)
+
+    def _remoteSummary(self, plugId: str) -> EnergySummary | None:
+        """What another node last told of the plug's energy, while that is what counts: the plug is
+        not connected here, or this node has not read its totals again since it came."""
         remote = self._remoteEnergy.get(plugId)
         if remote is not None and (plugId not in self._sessions or plugId in self._held):
-            return remote.lifetime_wh
-        return self.ledger.lifetime(plugId)
+            return remote
+        return None
 
     def resolve(self, ref: str) -> PlugState:
         """Find a plug by id, alias (both case-insensitive) or unique id prefix.
