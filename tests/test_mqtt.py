@@ -15,6 +15,7 @@ from vesyncd.core.hub import Hub
 from vesyncd.plugs import codec as m
 from vesyncd.mqtt import discovery as ha
 from vesyncd.mqtt.bridge import BadCommand, MQTTBridge, parseRelayCommand, validPrefix
+from vesyncd.mqtt.nodes import TopicNodes
 from vesyncd.mqtt.outbox import PendingPublishes
 from vesyncd.mqtt.settings import MQTTConfigError, backoffDelay, parseBrokerURL
 
@@ -84,11 +85,11 @@ def test_slugify() -> None:
     assert len(ha.slugify("x" * 200)) <= ha.MAX_SLUG
 
 
-def test_assignNodes_collisions_fall_back_to_ids() -> None:
+def test_topicNodes_collisions_fall_back_to_ids() -> None:
     """Colliding slugs, reserved words and slugs equal to another id use the plug id."""
-    nodes = ha.assignNodes([("a1", "Lamp"), ("b2", "lamp!"), ("c3", "Fan"), ("d4", None), ("e5", "Status"),
-                            ("f6", "a1")])
-    assert nodes == {"a1": "a1", "b2": "b2", "c3": "fan", "d4": "d4", "e5": "e5", "f6": "f6"}
+    nodes = TopicNodes()
+    nodes.reconcile([("a1", "Lamp"), ("b2", "lamp!"), ("c3", "Fan"), ("d4", None), ("e5", "Status"), ("f6", "a1")])
+    assert nodes.nodes == {"a1": "a1", "b2": "b2", "c3": "fan", "d4": "d4", "e5": "e5", "f6": "f6"}
 
 
 def test_safeId_hashes_unsafe_ids() -> None:

@@ -15,6 +15,7 @@ from vesyncd.core.settings import Settings
 from vesyncd.mqtt import discovery as ha
 from vesyncd.mqtt import tap as mqttTap
 from vesyncd.mqtt.bridge import MQTTBridge
+from vesyncd.mqtt.nodes import TopicNodes
 from vesyncd.plugs import codec as m
 from vesyncd.service import DaemonInfo
 
@@ -77,13 +78,20 @@ def test_heldPlugNeverReachesMQTT() -> None:
     assert pub.mentions(ha.configTopic("homeassistant", "switch", HELD, "relay"))
 
 
+def collisions(plugs: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """The slug collisions among C{plugs} (id, alias)."""
+    nodes = TopicNodes()
+    nodes.reconcile(plugs)
+    return nodes.collisions()
+
+
 def test_slugCollisions_listed() -> None:
     """Aliases giving one slug, a slug that is another plug's id, and reserved words are collisions."""
-    assert ha.slugCollisions([("a", "Desk Lamp"), ("b", "desk-lamp!"), ("c", "Desk_Lamp"), ("d", "Kettle")]) == [
+    assert collisions([("a", "Desk Lamp"), ("b", "desk-lamp!"), ("c", "Desk_Lamp"), ("d", "Kettle")]) == [
         {"slug": "desk_lamp", "plugs": ["a", "c"]}]
-    assert ha.slugCollisions([("a", "b"), ("b", None)]) == [{"slug": "b", "plugs": ["a", "b"]}]
-    assert ha.slugCollisions([("a", "Status")]) == [{"slug": "status", "plugs": ["a"]}]
-    assert ha.slugCollisions([("a", "A")]) == []  # a plug's alias may be its own id
+    assert collisions([("a", "b"), ("b", None)]) == [{"slug": "b", "plugs": ["a", "b"]}]
+    assert collisions([("a", "Status")]) == [{"slug": "status", "plugs": ["a"]}]
+    assert collisions([("a", "A")]) == []  # a plug's alias may be its own id
 
 
 def test_slugCollisionLoggedOnceAndFactForDoctor() -> None:

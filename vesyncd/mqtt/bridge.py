@@ -40,6 +40,7 @@ from vesyncd.mqtt.client import ReactorMQTTClient
 from vesyncd.mqtt.commands import (MAX_COMMAND_PAYLOAD, BadCommand, Commander, RelayCommand, parseCommand,
                                    parseRelayCommand)
 from vesyncd.mqtt.figures import AUTOMATION_EVENTS, IAutomation, IInsight, PlugFigures, dumps
+from vesyncd.mqtt.nodes import Change, TopicNodes
 from vesyncd.mqtt.republish import SLICE, SPACING, Republisher
 from vesyncd.mqtt.settings import BrokerSettings
 
@@ -92,8 +93,8 @@ class MQTTBridge:
         self.statusTopic = f"{prefix}/status"
         self.haStatusTopic = f"{discoveryPrefix}/status"
         self.commandFilter = f"{prefix}/+/relay/set"
-        #: plug id -> topic level currently published under.
-        self.nodes: dict[str, str] = {}
+        #: Each plug's topic level (L{nodes} is its plug id -> level map).
+        self.topicNodes = TopicNodes()
         #: config topic -> payload last published, to skip identical re-publishes on each login.
         self._configs: dict[str, bytes] = {}
         self._unsubscribe: Callable[[], None] | None = None
@@ -104,13 +105,23 @@ class MQTTBridge:
         self.commander = Commander(hub, automation, lambda plugId: (self._plugState(plugId) or h.PlugState(plugId)).relay,
                                    self._timerSet)
         #: The automation and energy topics, when either engine is there.
-        self.figures = (PlugFigures(clock, lambda: self.nodes, self._plugState, self._pubFigure, publisher.congested,
+        self.figures = (PlugFigures(clock, lambda: self.topicNodes.nodes, self._plugState, self._pubFigure, publisher.congested,
                                     prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery,
                                     automation=automation, insight=insight, zone=zone, slice=slice)
                         if automation is not None or insight is not None else None)
-        #: Alias slugs that cannot be topic names (see L{ha.slugCollisions}), and those already logged.
-        self.collisions: list[dict[str, Any]] = []
+        #: Slug collisions already logged.
         self._warned: set[tuple[str, tuple[str, ...]]] = set()
+
+    @property
+    def nodes(self) -> dict[str, str]:
+        """Plug id -> the topic level it is published under (read only)."""
+        return self.topicNodes.nodes
+
+    @property
+    def collisions(self) -> list[dict[str, Any]]:
+        """Alias slugs that cannot be topic names, as C{{"slug", "plugs": [ids]}} (see
+        L{TopicNodes.collisions})."""
+        return self.topicNodes.collisions()
 
     @property
     def subscriptions(self) -> list[str]:
@@ -122,9 +133,8 @@ class MQTTBridge:
         if self._unsubscribe is None:
             # In a cluster the node a plug is connected to publishes its state.
             self._unsubscribe = self.hub.subscribe(self.event, remote=False)
-            plugs = [(p.id, p.alias) for p in self.hub.plugsInPlace()]
-            self.nodes = ha.assignNodes(plugs)
-            self._noteCollisions(plugs)
+            change = self.topicNodes.reconcile((p.id, p.alias) for p in self.hub.plugsInPlace())
+            self._noteCollisions(change)
             if self.figures is not None:
                 self.figures.start()
 
@@ -217,24 +227,26 @@ class MQTTBridge:
             self._pub(topic, b"")
 
     def _syncNodes(self) -> None:
-        """Recompute every plug's topic level; move the topics of plugs whose level changed."""
-        known = {p.id: p for p in self.hub.plugsInPlace()}  # read here only: a moved plug is copied
-        plugs = [(p.id, p.alias) for p in known.values()]
-        nodes = ha.assignNodes(plugs)
-        self._noteCollisions(plugs)
-        for plugId, node in nodes.items():
-            old = self.nodes.get(plugId)
-            if old is not None and old != node:
-                log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plugId, old=old, new=node)
-                self._clearTopics(old)
-                self.nodes[plugId] = node
-                self._publishPlug(self.hub.snapshot(known[plugId]), discovery=True)
-        self.nodes = nodes
+        """Bring every plug's topic level up to date with the hub (aliases of plugs on other nodes
+        of a cluster change without an event here): one lookup per plug when nothing changed."""
+        self._moved(self.topicNodes.reconcile((p.id, p.alias) for p in self.hub.plugsInPlace()))
 
-    def _noteCollisions(self, plugs: list[tuple[str, str | None]]) -> None:
-        """Keep the slug collisions for C{doctor}; log each new one once."""
-        self.collisions = ha.slugCollisions(plugs)
-        for found in self.collisions:
+    def _moved(self, change: Change, but: str | None = None) -> None:
+        """Move the topics of the plugs whose level changed (except new ones and C{but}, published by
+        the caller); log new slug collisions."""
+        self._noteCollisions(change)
+        for plugId, (old, node) in change.moved.items():
+            if old is None or plugId == but:
+                continue
+            log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plugId, old=old, new=node)
+            self._clearTopics(old)
+            plug = self._plugState(plugId)
+            if plug is not None:
+                self._publishPlug(plug, discovery=True)
+
+    def _noteCollisions(self, change: Change) -> None:
+        """Log each slug collision among those the change touched, once."""
+        for found in self.topicNodes.collisions(change.slugs):
             key = (found["slug"], tuple(found["plugs"]))
             if key not in self._warned:
                 self._warned.add(key)
@@ -266,16 +278,16 @@ class MQTTBridge:
 
     def _publishChange(self, event: h.Event, plug: h.PlugState) -> None:
         if event.kind == h.PLUG_NEW or event.plug not in self.nodes:
-            node = ha.safeId(plug.id)
-            if plug.alias is None and node not in self.nodes.values() and node != "status":
-                # A new plug without an alias takes its id: no need to recompute every plug's
-                # topics (which would cost O(plugs) per login in a storm of new plugs).
-                self.nodes[plug.id] = node
-            else:
-                self._syncNodes()
+            self._moved(self.topicNodes.set(plug.id, plug.alias))
             self._publishPlug(plug, discovery=True)
         elif event.kind == h.ALIAS:
-            self._syncNodes()
+            change = self.topicNodes.set(plug.id, plug.alias)
+            old = change.moved.get(plug.id, (None, ""))[0]
+            if old is not None:
+                log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plug.id, old=old,
+                         new=change.moved[plug.id][1])
+                self._clearTopics(old)
+            self._moved(change, but=plug.id)
             # The device name follows the alias; the config topics and unique ids do not move.
             self._publishPlug(plug, discovery=True)
         elif event.kind == h.ONLINE:
@@ -294,7 +306,8 @@ class MQTTBridge:
             self._publishState(plug)
 
     def _forget(self, plugId: str) -> None:
-        node = self.nodes.pop(plugId, None)
+        node = self.nodes.get(plugId)
+        change = self.topicNodes.remove(plugId)
         if node is not None:
             self._clearTopics(node)
         if self.figures is not None:
@@ -303,7 +316,7 @@ class MQTTBridge:
             for topic in ha.plugConfigTopics(self.discoveryPrefix, plugId, figures=self.figures is not None):
                 self._configs.pop(topic, None)
                 self._pub(topic, b"")
-        self._syncNodes()
+        self._moved(change)
 
     # -- incoming messages ---------------------------------------------------------------------
 
@@ -347,13 +360,7 @@ class MQTTBridge:
             self.figures.automationSoon(plugId)
 
     def _plugForNode(self, node: str) -> str | None:
-        for plugId, known in self.nodes.items():
-            if known == node:
-                return plugId
-        for plugId in self.nodes:
-            if ha.safeId(plugId) == node:
-                return plugId  # the id always works, even when a slug is in use
-        return None
+        return self.topicNodes.plugAt(node)
 
 
 _dumps = dumps

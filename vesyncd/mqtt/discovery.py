@@ -132,51 +132,6 @@ def slugify(alias: str | None) -> str:
     return text[:MAX_SLUG].strip("_-")
 
 
-def _slugOwners(items: list[tuple[str, str | None]]) -> dict[str, list[str]]:
-    """The plug ids wanting each non-empty alias slug, in the order given."""
-    slugs: dict[str, list[str]] = {}
-    for plugId, alias in items:
-        slug = slugify(alias)
-        if slug:
-            slugs.setdefault(slug, []).append(plugId)
-    return slugs
-
-
-def assignNodes(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str] = ("status",)) -> dict[str, str]:
-    """Map each plug id to its topic level: the alias slug when unique, else the (safe) id.
-
-    Plugs whose slugs collide with each other, with a plug's id or with a reserved word all
-    fall back to their ids, so no two plugs ever share topics.
-    """
-    items = list(plugs)
-    ids = {safeId(plugId) for plugId, _ in items}
-    slugs = _slugOwners(items)
-    blocked = set(reserved)
-    nodes: dict[str, str] = {}
-    for plugId, alias in items:
-        slug = slugify(alias)
-        if slug and len(slugs[slug]) == 1 and slug not in blocked and (slug not in ids or slug == safeId(plugId)):
-            nodes[plugId] = slug
-        else:
-            nodes[plugId] = safeId(plugId)
-    return nodes
-
-
-def slugCollisions(plugs: Iterable[tuple[str, str | None]], reserved: Iterable[str] = ("status",)) -> list[dict[str, Any]]:
-    """The alias slugs L{assignNodes} cannot use, as C{{"slug", "plugs": [ids]}}, by slug: shared by
-    several aliases, equal to another plug's id, or a reserved word."""
-    items = list(plugs)
-    ids = {safeId(plugId): plugId for plugId, _ in items}
-    slugs = _slugOwners(items)
-    blocked = set(reserved)
-    found = []
-    for slug, owners in sorted(slugs.items()):
-        other = ids.get(slug)
-        if len(owners) > 1 or slug in blocked or (other is not None and other not in owners):
-            found.append({"slug": slug, "plugs": sorted(owners + ([other] if other and other not in owners else []))})
-    return found
-
-
 def plugTopics(prefix: str, node: str) -> dict[str, str]:
     """The state and command topics of one plug under C{prefix}."""
     base = f"{prefix}/{node}"
