@@ -153,6 +153,14 @@ class Daemon:
             body = r.read()
         return time.perf_counter() - t0, body
 
+    def rssMB(self) -> float:
+        """The daemon's resident memory (VmRSS) in MB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
     def longestPause(self, during: Callable[[], Any]) -> tuple[Any, float | None]:
         """C{during()}'s result and the daemon's longest reactor pause in ms while it ran (SIGRTMIN
         starts the monitor, SIGUSR2 writes its figures to C{heap.json}; see L{bench.serve_vesyncd})."""
@@ -299,9 +307,10 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
         t0 = time.monotonic()
         daemon = Daemon(stateDir, mqttPort=broker.port)
         startup = broker.settle(t0)
-        res: dict[str, Any] = {"startup_publish_s": round(startup, 2), "startup_messages": dict(broker.count)}
+        res: dict[str, Any] = {"startup_publish_s": round(startup, 2), "startup_messages": dict(broker.count),
+                               "rss_after_startup_publish_mb": daemon.rssMB()}
         say(f"  mqtt: start-up publish of {plugs} known plugs: {broker.total()} messages, last at {startup:.2f} s "
-            f"after start")
+            f"after start; the daemon's RSS then {res['rss_after_startup_publish_mb']} MB")
         if haPlugs:
             load = Load(daemon.port, haPlugs)
             online = sum(x["online"] for x in load.all("connect", timeout=120))

@@ -387,3 +387,27 @@ def test_forgetClearsFigureEntities() -> None:
     for topic in ha.plugConfigTopics("homeassistant", PLUG, figures=True):
         assert pub.retained.get(topic, b"") == b""
     assert pub.retained[f"vesyncd/{PLUG}/automation"] == b"" and pub.retained[f"vesyncd/{PLUG}/energy"] == b""
+
+
+def test_fullRepublishSendsEveryFigureTopicAgain() -> None:
+    """Home Assistant's restart (a full republish) sends the automation and energy topics and their
+    entities again although nothing changed, and entities already cleared stay cleared (not sent
+    again); between republishes an unchanged figure is not sent twice."""
+    insight = FakeInsight()
+    hub, bridge, pub, clock, engine = makeBridge(insight=insight)
+    login(hub)
+    clock.advance(0)
+    figureTopics = {f"vesyncd/{PLUG}/automation", f"vesyncd/{PLUG}/energy",
+                    ha.configTopic("homeassistant", "sensor", PLUG, "energy_week")}
+    assert figureTopics <= set(pub.retained)
+    cleared = {t for t, p, _ in pub.log if p == b"" and t.startswith("homeassistant/")}
+    assert cleared  # entities the plug does not have (no schedule, say)
+    pub.log.clear()
+    bridge.figures.refreshAutomation(PLUG)
+    assert [t for t, _, _ in pub.log if t in figureTopics] == []
+    bridge.message("homeassistant/status", b"online")
+    for _ in range(5):
+        clock.advance(0)
+    sent = [t for t, _, _ in pub.log]
+    assert figureTopics <= set(sent)
+    assert not cleared & set(sent)

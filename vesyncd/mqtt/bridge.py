@@ -95,8 +95,9 @@ class MQTTBridge:
         self.commandFilter = f"{prefix}/+/relay/set"
         #: Each plug's topic level (L{nodes} is its plug id -> level map).
         self.topicNodes = TopicNodes()
-        #: config topic -> payload last published, to skip identical re-publishes on each login.
-        self._configs: dict[str, bytes] = {}
+        #: config topic -> hash of the payload last published, to skip identical re-publishes on each
+        #: login (a hash, not the payload: ~7 configs of ~1 KB per plug).
+        self._configs: dict[str, int] = {}
         self._unsubscribe: Callable[[], None] | None = None
         #: Seconds between republishes asked for by Home Assistant's 'online'.
         self.birthSpacing = birthSpacing
@@ -179,9 +180,6 @@ class MQTTBridge:
             topic, config = ha.bridgeConfig(self.prefix, self.discoveryPrefix)
             self._pub(topic, _dumps(config))
         self._syncNodes()
-        self._configs.clear()
-        if self.figures is not None:
-            self.figures.republishing()
         return list(self.nodes)
 
     def _republishPlug(self, plugId: str) -> None:
@@ -199,8 +197,11 @@ class MQTTBridge:
             for topic, config in ha.plugConfigs(plug, node, prefix=self.prefix,
                                                 discoveryPrefix=self.discoveryPrefix).items():
                 payload = _dumps(config)
-                if self._configs.get(topic) != payload:
-                    self._configs[topic] = payload
+                # A republish sends every config again (Home Assistant may have lost them); otherwise
+                # only a changed one goes out.
+                digest = hash(payload)
+                if bulk or self._configs.get(topic) != digest:
+                    self._configs[topic] = digest
                     self._pub(topic, payload, bulk)
         self._pub(topics["availability"], ONLINE if plug.online else OFFLINE, bulk)
         word = relayWord(plug.relay)

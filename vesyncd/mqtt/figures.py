@@ -198,14 +198,12 @@ class PlugFigures:
     # -- per plug ----------------------------------------------------------------------------
 
     def _send(self, topic: str, payload: bytes, bulk: bool) -> None:
+        """Publish unless the topic's last payload was the same; a C{bulk} one (a full republish:
+        Home Assistant may have lost everything) is sent whatever was sent before."""
         digest = hash(payload)
-        if self.sent.get(topic) != digest:
+        if bulk or self.sent.get(topic) != digest:
             self.sent[topic] = digest
             self.publish(topic, payload, bulk)
-
-    def republishing(self) -> None:
-        """A full republish begins: everything is published again, except entities already cleared."""
-        self.sent = {topic: digest for topic, digest in self.sent.items() if digest == _CLEARED}
 
     def publishPlug(self, plug: h.PlugState, node: str, bulk: bool = False) -> None:
         """Publish the plug's figure topics (and entities) under C{node}."""
