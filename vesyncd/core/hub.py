@@ -14,9 +14,10 @@ Liveness: a plug is online from its login until its connection closes or it stay
 C{offline_after} seconds (see L{vesyncd.core.session}).
 
 In a cluster (C{--node}, L{attachCluster}) the hub also keeps a view of the plugs connected to other
-nodes: their events arrive through L{remoteEvent} (delivered with C{Event.origin} set, only to
-subscribers that want them), commands for them go to their node through the L{IClusterSeam}, and
-L{elsewhere} tells which node holds a plug.  Without a cluster none of this runs.
+nodes (L{vesyncd.core.remoteview.RemoteView}, which the hub mixes in): their events arrive through
+L{remoteEvent} (delivered with C{Event.origin} set, only to subscribers that want them), commands
+for them go to their node through the L{IClusterSeam}, and L{elsewhere} tells which node holds a
+plug.  Without a cluster none of this runs.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from zope.interface import implementer
 from vesyncd.plugs import codec as m
 from vesyncd.core.energy import MemoryLedger
 from vesyncd.core.interfaces import IClusterSeam, IEnergyLedger, IPlugConnection, ISessionOwner
-from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, EVENT_KINDS, FORGOTTEN, OFFLINE, ONLINE,
-                                PLUG_CONFLICT, PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, RSSI, RUNTIME, EnergySummary,
-                                Event, InvalidArgument, PlugOffline, PlugState, UnknownPlug, plugFromWire)
+from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGOTTEN, OFFLINE, ONLINE, PLUG_CONFLICT,
+                                PLUG_NEW, PLUG_PENDING, POWER_ON, RELAY, EnergySummary, Event, InvalidArgument,
+                                PlugOffline, PlugState, UnknownPlug)
 from vesyncd.core.names import PlugNames, matchPrefix
-from vesyncd.core.remoteview import READINGS, STATE, applyEventData, boundedDevice
+from vesyncd.core.remoteview import RemoteView
 from vesyncd.core.session import Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import NewIdLimit, RefusedReports, ReportBound, compareIdentity, identityOf, refuseLogin
@@ -53,7 +54,7 @@ MAX_HELD_REPORTS = 16
 
 
 @implementer(ISessionOwner)
-class Hub:
+class Hub(RemoteView):
     """The plug registry and the core API every front end uses."""
 
     def __init__(self, clock: IReactorTime, settings: Settings = DEFAULT_SETTINGS, *,
@@ -542,212 +543,3 @@ class Hub:
     def sessions(self) -> list[PlugSession]:
         """Every live session (known and waiting plugs)."""
         return list(self._sessions.values())
-
-    # -- the cluster (--node) ------------------------------------------------------------------
-
-    def attachCluster(self, cluster: IClusterSeam) -> None:
-        """Make this hub a node of C{cluster}: logins claim leases, commands for plugs held elsewhere
-        are routed (see L{IClusterSeam})."""
-        self.cluster = cluster
-
-    def elsewhere(self, plugId: str) -> str | None:
-        """The name of the other node that holds the plug's connection, or None (here, or nowhere)."""
-        return self._remote.get(plugId)
-
-    def remotePlugs(self) -> dict[str, str]:
-        """Every plug held by another node: id -> node name."""
-        return dict(self._remote)
-
-    def adopted(self, plugId: str, stored: PlugState | None) -> None:
-        """The cluster took the plug's lease and read its stored row again (None: none, or unreadable):
-        take what another node may have moved on (the report mark, refused energy, alias, power-on
-        policy), then account the reports held meanwhile."""
-        held = self._held.pop(plugId, None)
-        plug = self._plugs.get(plugId) or self._pending.get(plugId)
-        if plug is None or plugId not in self._sessions:
-            return
-        self._remoteEnergy.pop(plugId, None)  # the ledger has read the totals again
-        if stored is not None:
-            if stored.report_until is not None and (plug.report_until is None
-                                                    or stored.report_until > plug.report_until):
-                plug.report_until = stored.report_until
-            plug.energy_refused_wh = max(plug.energy_refused_wh, stored.energy_refused_wh)
-            plug.power_on = stored.power_on
-            if plug.first_identity is None and stored.first_identity is not None:
-                plug.first_identity = stored.first_identity
-            if stored.alias != plug.alias and plugId in self._plugs:
-                self._takeAlias(plug, stored.alias)
-        for peer, at, wattSeconds, seconds in held or ():
-            self.reported(plug, peer, at, wattSeconds, seconds)
-
-    def _takeAlias(self, plug: PlugState, alias: str | None) -> bool:
-        """Give a plug the alias another node (or the store) says it has, unless it clashes here."""
-        if alias is not None:
-            try:
-                self._names.checkAlias(plug, alias, self._plugs)
-            except InvalidArgument:
-                log.warn("plug {plug}: alias {alias!r} from another node clashes here; keeping {kept!r}",
-                         plug=plug.id, alias=alias[:64], kept=plug.alias)
-                return False
-        previous = plug.alias
-        plug.alias = alias
-        self._names.renamed(plug, previous)
-        self._byName = None
-        return True
-
-    def dropLocal(self, plugId: str, node: str) -> bool:
-        """Another node took the plug's lease (it connected there): close the stale connection here
-        without an C{offline} event, and note where the plug is now.  Returns whether one was closed."""
-        session = self._sessions.pop(plugId, None)
-        self._held.pop(plugId, None)
-        if plugId in self._plugs or plugId in self._pending:
-            self._remote[plugId] = node
-        if session is None:
-            return False
-        log.info("plug {plug} connected to node {node}: closing its stale connection from {peer}", plug=plugId,
-                 node=node, peer=session.connection.peer)
-        self.stats["taken_over"] += 1
-        session.lost(f"taken over by node {node}", replaced=True)
-        session.connection.disconnect(f"plug connected to node {node}")
-        return True
-
-    def lapsed(self, plugId: str, node: str) -> None:
-        """The plug's lease held by C{node} lapsed and this node removed it: the plug is offline
-        (announced here, once in the cluster, as a local event)."""
-        plug = self._plugs.get(plugId)
-        if plug is None or plugId in self._sessions:
-            return
-        if self._remote.get(plugId) == node:
-            del self._remote[plugId]
-        if plug.online:
-            plug.online = False
-            self._emit(OFFLINE, plugId, self.clock.seconds(), reason=f"node {node} stopped renewing its lease")
-
-    def remoteOwners(self, owners: dict[str, str], node: str) -> None:
-        """Align the view with the leases (plug id -> node holding it; this node is C{node}): plugs held
-        by another node are online there; a plug whose lease went is no longer held there.  Changes
-        are announced as events from that node."""
-        now = self.clock.seconds()
-        for plugId, holder in owners.items():
-            if holder == node or plugId in self._sessions:
-                continue
-            plug = self._plugs.get(plugId)
-            if plug is None:
-                continue
-            self._remote[plugId] = holder
-            if not plug.online:
-                plug.online = True
-                self._emitRemote(Event(ONLINE, plugId, now, {"address": plug.address, "firmware": plug.firmware},
-                                       origin=holder))
-        for plugId, holder in list(self._remote.items()):
-            if owners.get(plugId) == holder:
-                continue
-            del self._remote[plugId]
-            plug = self._plugs.get(plugId)
-            if plug is not None and plug.online and plugId not in self._sessions:
-                plug.online = False
-                self._emitRemote(Event(OFFLINE, plugId, now, {"reason": f"no longer held by node {holder}"},
-                                       origin=holder))
-
-    def remoteEvent(self, node: str, kind: str, plugId: str, at: float, data: dict[str, Any]) -> None:
-        """Apply an event another node announced to this node's view of the plug, and deliver it (with
-        C{origin} C{node}) to the subscribers that take other nodes' events.
-
-        The values come from the broker: anything of the wrong type is ignored, never raised.
-        """
-        if kind not in EVENT_KINDS or kind == PLUG_PENDING or not isinstance(plugId, str):
-            return
-        if plugId in self._sessions or plugId in self._pending:
-            return  # connected here: the leases decide who keeps it (L{dropLocal}), this view stays
-        plug = self._plugs.get(plugId)
-        if kind == FORGOTTEN:
-            if plug is not None:
-                del self._plugs[plugId]
-                self._names.remove(plug)
-                self._byName = None
-                self._remote.pop(plugId, None)
-                self._remoteEnergy.pop(plugId, None)
-                self._emitRemote(Event(kind, plugId, at, data, origin=node))
-            return
-        if plug is None:
-            if self._names.squats(plugId) is not None or self._names.isPrefix(plugId):
-                return
-            plug = PlugState(id=plugId, first_seen=at)
-            self._add(plug)
-        self._applyRemote(plug, node, kind, at, data)
-        self._emitRemote(Event(kind, plugId, at, data, origin=node))
-
-    def _applyRemote(self, plug: PlugState, node: str, kind: str, at: float, data: dict[str, Any]) -> None:
-        """Update the view of a plug held by C{node} from one of its events (see L{remoteEvent})."""
-        if kind == OFFLINE:
-            if self._remote.get(plug.id) == node:
-                del self._remote[plug.id]
-                plug.online = False
-            return
-        if kind in (ONLINE, RELAY, RUNTIME, ENERGY, RSSI):
-            self._remote[plug.id] = node
-            plug.online = True
-            plug.last_seen = at
-        if kind == ALIAS:
-            alias = data.get("alias")
-            if (alias is None or isinstance(alias, str)) and alias != plug.alias:
-                self._takeAlias(plug, alias)
-            return
-        energy = applyEventData(plug, kind, at, data)
-        if energy is not None:
-            self._remoteEnergy[plug.id] = energy
-
-    def pendingIds(self) -> set[str]:
-        """The ids of the plugs waiting for approval."""
-        return set(self._pending)
-
-    def remoteState(self, node: str, doc: Any) -> None:
-        """Take a plug's whole state as C{node}, which it is connected to, sent it (L{plugToWire}; after
-        a link came back, events may have been missed) into the view, without events."""
-        fresh = plugFromWire(doc)
-        if fresh is None or fresh.id in self._sessions or fresh.id in self._pending or not fresh.online:
-            return
-        plug = self._plugs.get(fresh.id)
-        if plug is None:
-            if self._names.squats(fresh.id) is not None or self._names.isPrefix(fresh.id):
-                return
-            plug = PlugState(id=fresh.id, first_seen=fresh.first_seen)
-            self._add(plug)
-        if fresh.alias != plug.alias:
-            self._takeAlias(plug, fresh.alias)
-        for name in STATE:
-            setattr(plug, name, getattr(fresh, name))
-        plug.device = boundedDevice(fresh.device)
-        plug.online = True
-        self._remote[plug.id] = node
-
-    def remoteChange(self, plugId: str, change: str, value: Any) -> None:
-        """Apply a change another node's front end made to a plug connected here (see
-        L{IClusterSeam.forward}), as if made here; a refused change is logged, never raised."""
-        try:
-            if change == "alias" and (value is None or isinstance(value, str)):
-                self.rename(plugId, value)
-            elif change == "power_on":
-                self.setPowerOn(plugId, value)
-            elif change == "clear_conflict":
-                self.clearConflict(plugId)
-            elif change == "forget":
-                self.forget(plugId)
-        except (InvalidArgument, UnknownPlug) as e:
-            log.warn("plug {plug}: change {change} from another node refused: {error}", plug=plugId,
-                     change=change[:20], error=str(e))
-
-    def adoptWire(self, doc: Any, node: str) -> PlugState | None:
-        """A routed command's result from C{node} (L{vesyncd.core.model.plugToWire}): take its readings
-        into the view and return a snapshot of the plug, or None when the document is unusable."""
-        fresh = plugFromWire(doc)
-        if fresh is None:
-            return None
-        plug = self._plugs.get(fresh.id)
-        if plug is None or plug.id in self._sessions:
-            return fresh
-        for name in READINGS:
-            value = getattr(fresh, name)
-            if value is not None:
-                setattr(plug, name, value)
-        return self.snapshot(plug)
