@@ -106,9 +106,10 @@ class MQTTBridge:
         self.commander = Commander(hub, automation, lambda plugId: (self._plugState(plugId) or h.PlugState(plugId)).relay,
                                    self._timerSet)
         #: The automation and energy topics, when either engine is there.
-        self.figures = (PlugFigures(clock, lambda: self.topicNodes.nodes, self._plugState, self._pubFigure, publisher.congested,
-                                    prefix=prefix, discoveryPrefix=discoveryPrefix, discovery=discovery,
-                                    automation=automation, insight=insight, zone=zone, slice=slice)
+        self.figures = (PlugFigures(clock, lambda: self.topicNodes.nodes, self._plugState, self._pubFigure,
+                                    publisher.congested, prefix=prefix, discoveryPrefix=discoveryPrefix,
+                                    discovery=discovery, automation=automation, insight=insight, zone=zone,
+                                    slice=slice)
                         if automation is not None or insight is not None else None)
         #: Slug collisions already logged.
         self._warned: set[tuple[str, tuple[str, ...]]] = set()
