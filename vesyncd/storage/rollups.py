@@ -87,7 +87,7 @@ def rollUpRaw(conn: Any, dayOf: Callable[[int], str]) -> int:
     row goes through Python.  A minute of 5,000 plugs reporting is 100,000 rows; built as Python tuples
     and lists they were ~35,000 objects in the writer thread, holding the interpreter lock the
     reactor needs and setting off dozens of collector passes.  The local day of each distinct hour
-    (one or two a minute) comes from C{dayOf} and reaches SQL as a small table of values.
+    (one or two a minute) comes from C{dayOf} and reaches SQL as a small temporary table.
 
     The same step writes the rollups every minute and, at start, those a crash left behind.
     """
@@ -107,17 +107,18 @@ def rollUpRaw(conn: Any, dayOf: Callable[[int], str]) -> int:
               " seconds = {table}.seconds + excluded.seconds")
     conn.execute("INSERT INTO hours (plug, hour, ws, seconds) SELECT plug, hour, ws, seconds FROM rollup_delta"
                  " WHERE true" + upsert.format(key="hour", table="hours"))
-    hours = [h for (h,) in conn.execute("SELECT DISTINCT hour FROM rollup_delta")]
-    # The local day of each hour (one or two a minute; more only when catching up after a long
-    # stop) reaches SQL as VALUES rows of bound parameters, chunked so no statement binds too many.
-    for start in range(0, len(hours), 300):
-        chunk = hours[start:start + 300]
-        spans = f"WITH span(hour, day) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
-        params: list[Any] = [v for h in chunk for v in (h, dayOf(h))]
-        for table, key, value in (("days", "day", "span.day"), ("months", "month", "substr(span.day, 1, 7)")):
-            conn.execute(f"{spans} INSERT INTO {table} (plug, {key}, ws, seconds) SELECT plug, {value}, SUM(ws),"
-                         f" SUM(seconds) FROM rollup_delta JOIN span USING (hour) WHERE true GROUP BY 1, 2"
-                         + upsert.format(key=key, table=table), params)
+    # The local day of each distinct hour (one or two a minute; thousands only when catching up on a
+    # long backlog) goes into a small keyed table, so each of the daily and monthly upserts is one
+    # pass over the delta (joining it to chunks of VALUES took one pass per chunk: hours for a year).
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rollup_days (hour INTEGER PRIMARY KEY, day TEXT NOT NULL)")
+    conn.execute("DELETE FROM rollup_days")
+    conn.executemany("INSERT INTO rollup_days (hour, day) VALUES (?, ?)",
+                     [(h, dayOf(h)) for (h,) in conn.execute("SELECT DISTINCT hour FROM rollup_delta").fetchall()])
+    for table, key, value in (("days", "day", "d.day"), ("months", "month", "substr(d.day, 1, 7)")):
+        conn.execute(f"INSERT INTO {table} (plug, {key}, ws, seconds) SELECT r.plug, {value}, SUM(r.ws), SUM(r.seconds)"
+                     f" FROM rollup_delta r JOIN rollup_days d ON d.hour = r.hour WHERE true GROUP BY 1, 2"
+                     + upsert.format(key=key, table=table))
     conn.execute("DELETE FROM rollup_delta")
+    conn.execute("DELETE FROM rollup_days")
     setWatermark(conn)
     return int(count)
