@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from tests.fakes import FakeConnection
+from tests.test_mqtt_naming import Publisher
 from vesyncd.core.hub import Hub
 from vesyncd.core.settings import Settings
 from vesyncd.mqtt import discovery as ha
@@ -116,19 +117,6 @@ def test_aRenameAmongManyPlugsWorksOutOnlyTheNamesInvolved(monkeypatch: pytest.M
 
 
 # -- the bridge ----------------------------------------------------------------------------------
-
-class Publisher:
-    """Keeps every message."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, bytes]] = []
-
-    def publish(self, topic: str, payload: bytes | str, retain: bool = True, qos: int = 0, bulk: bool = False) -> None:
-        self.log.append((topic, payload.encode() if isinstance(payload, str) else payload))
-
-    def congested(self) -> bool:
-        return False
-
 
 def bridgeWith(count: int) -> tuple[Hub, MQTTBridge, Publisher]:
     """A started, published bridge over a hub with C{count} plugs called C{Socket <n>}."""

@@ -234,15 +234,16 @@ class MQTTBridge:
         self._moved(self.topicNodes.reconcile((p.id, p.alias) for p in self.hub.plugsInPlace()))
 
     def _moved(self, change: Change, but: str | None = None) -> None:
-        """Move the topics of the plugs whose level changed (except new ones and C{but}, published by
-        the caller); log new slug collisions."""
+        """Move the topics of the plugs whose level changed: clear the old ones, publish the plug
+        again (not C{but}, which the caller publishes; new plugs have nothing to move); log new slug
+        collisions."""
         self._noteCollisions(change)
         for plugId, (old, node) in change.moved.items():
-            if old is None or plugId == but:
+            if old is None:
                 continue
             log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plugId, old=old, new=node)
             self._clearTopics(old)
-            plug = self._plugState(plugId)
+            plug = self._plugState(plugId) if plugId != but else None
             if plug is not None:
                 self._publishPlug(plug, discovery=True)
 
@@ -283,13 +284,7 @@ class MQTTBridge:
             self._moved(self.topicNodes.set(plug.id, plug.alias))
             self._publishPlug(plug, discovery=True)
         elif event.kind == h.ALIAS:
-            change = self.topicNodes.set(plug.id, plug.alias)
-            old = change.moved.get(plug.id, (None, ""))[0]
-            if old is not None:
-                log.info("mqtt: plug {plug} moves from {old} to {new}", plug=plug.id, old=old,
-                         new=change.moved[plug.id][1])
-                self._clearTopics(old)
-            self._moved(change, but=plug.id)
+            self._moved(self.topicNodes.set(plug.id, plug.alias), but=plug.id)
             # The device name follows the alias; the config topics and unique ids do not move.
             self._publishPlug(plug, discovery=True)
         elif event.kind == h.ONLINE:
