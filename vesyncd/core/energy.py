@@ -8,7 +8,7 @@ live views need.
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import date, tzinfo
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -16,15 +16,10 @@ from zope.interface import implementer
 
 from vesyncd.core.interfaces import IEnergyLedger
 from vesyncd.core.model import EnergySummary
-from vesyncd.core.periods import UNITS, buckets, hostZone, zoneName
+from vesyncd.core.periods import UNITS, LocalDays, buckets, hostZone, zoneName
 
 #: Hours of history kept per plug in memory (about 400 days).
 MEMORY_HOURS = 400 * 24
-
-
-def localDate(at: float, zone: tzinfo) -> date:
-    """The calendar date of POSIX time C{at} in C{zone}."""
-    return datetime.fromtimestamp(at, tz=zone).date()
 
 
 @implementer(IEnergyLedger)
@@ -33,6 +28,7 @@ class MemoryLedger:
 
     def __init__(self, zone: tzinfo | None = None) -> None:
         self._zone = zone or hostZone()
+        self._localDay = LocalDays(self._zone)
         self._lifetime: dict[str, float] = {}
         self._today: dict[str, tuple[date, float]] = {}
         self._hours: dict[str, dict[int, float]] = {}
@@ -41,7 +37,7 @@ class MemoryLedger:
         """Add one report's watt-seconds to the plug's lifetime and daily totals."""
         wh = wattSeconds / 3600.0
         self._lifetime[plugId] = self._lifetime.get(plugId, 0.0) + wh
-        day = localDate(at, self._zone)
+        day = self._localDay(at)
         previous = self._today.get(plugId)
         total = previous[1] if previous and previous[0] == day else 0.0
         self._today[plugId] = (day, total + wh)
@@ -86,7 +82,7 @@ class MemoryLedger:
     def summary(self, plugId: str, now: float) -> EnergySummary:
         """Today's total (zero once the day has turned) and the lifetime total."""
         today = self._today.get(plugId)
-        todayWh = today[1] if today and today[0] == localDate(now, self._zone) else 0.0
+        todayWh = today[1] if today and today[0] == self._localDay(now) else 0.0
         return EnergySummary(today_wh=todayWh, lifetime_wh=self._lifetime.get(plugId, 0.0))
 
     def lifetime(self, plugId: str) -> float:

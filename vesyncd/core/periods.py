@@ -99,3 +99,42 @@ def hostZone() -> tzinfo:
 def zoneName(zone: tzinfo) -> str:
     """A zone's IANA key where it has one."""
     return getattr(zone, "key", None) or str(zone)
+
+
+class LocalDays:
+    """The calendar date of a POSIX time in one zone, remembering the span of the last day asked.
+
+    A plug's report asks for the local date of "now" twice (to add it to today's total and to read
+    that total back), and for thousands of plugs "now" stays in one day for hours.  A time inside
+    the remembered day is answered with a comparison; any other time is worked out with
+    C{datetime.fromtimestamp} as before, and its day remembered only when it is plain: from one local
+    midnight to the next is 24 hours, with the same UTC offset at its start, its end and the time
+    asked (a day holding a daylight-saving change is never remembered: every time in it is worked
+    out afresh).  The answers are always those of
+    C{datetime.fromtimestamp(at, zone).date()}.
+    """
+
+    __slots__ = ("zone", "_lo", "_hi", "_day")
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self._lo = self._hi = 0.0
+        self._day: date | None = None
+
+    @property
+    def remembered(self) -> tuple[float, float] | None:
+        """The C{[start, end)} POSIX times of the day remembered, if any."""
+        return (self._lo, self._hi) if self._day is not None else None
+
+    def __call__(self, at: float) -> date:
+        if self._lo <= at < self._hi:
+            return self._day  # type: ignore[return-value]
+        local = datetime.fromtimestamp(at, tz=self.zone)
+        day = local.date()
+        start = datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        nextDay = day + timedelta(days=1)
+        end = datetime(nextDay.year, nextDay.month, nextDay.day, tzinfo=self.zone)
+        lo, hi = start.timestamp(), end.timestamp()
+        if hi - lo == 86400 and start.utcoffset() == end.utcoffset() == local.utcoffset() and lo <= at < hi:
+            self._lo, self._hi, self._day = lo, hi, day
+        return day

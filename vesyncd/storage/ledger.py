@@ -19,9 +19,9 @@ from zope.interface import implementer
 
 from vesyncd.core.model import EnergySummary
 from vesyncd.core.interfaces import IEnergyLedger
-from vesyncd.core.periods import UNITS, buckets, zoneName
+from vesyncd.core.periods import UNITS, LocalDays, buckets, zoneName
 from vesyncd.storage.calendarspans import CalendarParts, calendarParts
-from vesyncd.storage.store import Store, localDay
+from vesyncd.storage.store import Store
 
 log = Logger()
 
@@ -36,6 +36,7 @@ class SQLiteLedger:
     def __init__(self, store: Store, now: float) -> None:
         self.store = store
         self.zone: tzinfo = store.zone
+        self._localDay = LocalDays(self.zone)
         self._lifetime, todays, today = store.loadEnergy(now)
         self._today: dict[str, tuple[date, int]] = {p: (today, ws) for p, ws in todays.items()}
         #: Hour spans cut into months, days and hours (L{calendarParts}), used by the writer thread only.
@@ -54,7 +55,7 @@ class SQLiteLedger:
                      e=wattSeconds, t=seconds)
             return
         self._lifetime[plugId] = self._lifetime.get(plugId, 0) + ws
-        day = localDay(at, self.zone)
+        day = self._localDay(at)
         previous = self._today.get(plugId)
         self._today[plugId] = (day, (previous[1] if previous and previous[0] == day else 0) + ws)
         self.store.addReport(plugId, float(at), ws, secs)
@@ -62,7 +63,7 @@ class SQLiteLedger:
     def summary(self, plugId: str, now: float) -> EnergySummary:
         """Today's watt-hours (zero once the day has turned) and lifetime watt-hours, from memory."""
         today = self._today.get(plugId)
-        todayWs = today[1] if today and today[0] == localDay(now, self.zone) else 0
+        todayWs = today[1] if today and today[0] == self._localDay(now) else 0
         return EnergySummary(today_wh=todayWs / 3600.0, lifetime_wh=self._lifetime.get(plugId, 0) / 3600.0)
 
     def lifetime(self, plugId: str) -> float:
@@ -158,7 +159,7 @@ class SQLiteLedger:
         """
         if not isinstance(plugId, str):
             return fail(ValueError("plug id must be text"))
-        day = localDay(self.store.clock.seconds(), self.zone)
+        day = self._localDay(self.store.clock.seconds())
         d = self.store.flush()
         d.addErrback(lambda f: None)
         d.addCallback(lambda _: self.store.read(self.store.readEnergy, plugId, day))
