@@ -17,9 +17,11 @@ The front ends at scale: vesyncd with N known plugs and their hourly history.
    directory (the interpreter and imports alone);
 4. C{vesyncctl list} wall time (the installed command, over the control socket) and its output lines;
 5. C{GET /api/plugs} (first page, the default size) and C{?limit=1000}: time and bytes;
-   C{GET /api/totals} (the dashboard's house figures) and C{GET /metrics} (every plug's series):
-   time (and bytes), with, for each of these, the daemon's longest reactor pause meanwhile
-   (L{bench.pausemon}; the plugs' answers wait that long);
+   C{GET /api/totals} (the dashboard's house figures), C{GET /api/cost} (the month's cost table)
+   and C{GET /metrics} (every plug's series): time (and bytes), with, for each of these, the
+   daemon's longest reactor pause meanwhile (L{bench.pausemon}; the plugs' answers wait that
+   long); then the first C{/api/totals} and C{/api/cost} again in a daemon started with a
+   time-of-use tariff (L{TOU_TARIFF}: every hour priced on its own);
 6. MQTT against a loopback mosquitto: from the daemon's start, the time until its start-up publish
    (state and Home Assistant discovery for every known plug) stops growing, and the messages sent;
    then a Home Assistant restart (C{online} on C{homeassistant/status}) with C{--ha-plugs} of the
@@ -122,11 +124,12 @@ def rawReportBytesPerPlugYear(say: Callable[[str], None]) -> dict[str, Any]:
 class Daemon:
     """C{python -m bench.serve_vesyncd} on a state directory, with HTTP (and optionally MQTT) on loopback."""
 
-    def __init__(self, stateDir: Path, mqttPort: int | None = None) -> None:
+    def __init__(self, stateDir: Path, mqttPort: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.stateDir = stateDir
         self.port, self.http = freePort(), freePort()
         cmd = [sys.executable, "-m", "bench.serve_vesyncd", "--port", str(self.port), "--state-dir", str(stateDir),
-               f"--daemon-arg=--http=tcp:{self.http}:interface=127.0.0.1", "--daemon-arg=--timezone=UTC"]
+               f"--daemon-arg=--http=tcp:{self.http}:interface=127.0.0.1", "--daemon-arg=--timezone=UTC",
+               *(f"--daemon-arg={arg}" for arg in extra)]
         if mqttPort:
             cmd.append(f"--daemon-arg=--mqtt=mqtt://127.0.0.1:{mqttPort}")
         self.log = open(stateDir / "bench-stderr.txt", "w")
@@ -342,6 +345,39 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
         broker.close()
 
 
+#: A tariff with three prices on weekdays and one at weekends, for the priced reads.
+TOU_TARIFF = """currency = "EUR"
+
+[[tariff]]
+daily-charge = 0.35
+  [[tariff.window]]
+  days = "mon-fri"
+  from = "07:00"
+  to = "22:00"
+  price-kwh = 0.34
+  [[tariff.window]]
+  days = "mon-fri"
+  from = "22:00"
+  to = "07:00"
+  price-kwh = 0.22
+  [[tariff.window]]
+  days = "sat,sun"
+  from = "00:00"
+  to = "24:00"
+  price-kwh = 0.25
+"""
+
+
+def houseCost(daemon: Daemon, label: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """C{GET /api/cost} (this month's energy and cost of every plug), its time and the longest reactor
+    pause meanwhile."""
+    (took, body), pause = daemon.longestPause(lambda: daemon.get("/api/cost"))
+    lines = len(json.loads(body).get("plugs", []))
+    say(f"  {label}: GET /api/cost (this month, every plug): {took * 1000:.0f} ms, {lines} plugs; longest reactor "
+        f"pause meanwhile {pause} ms")
+    return {"seconds": round(took, 3), "plugs": lines, "longest_pause_ms": pause}
+
+
 def metrics(daemon: Daemon, runs: int = 3) -> dict[str, Any]:
     """C{GET /metrics} C{runs} times: median time, bytes, series, and the longest reactor pause meanwhile."""
     def scrapes() -> tuple[list[float], bytes]:
@@ -399,11 +435,25 @@ def measure(plugs: int, days: int, say: Callable[[str], None] = print, cache: st
         res["totals"] = {"seconds": round(took, 3), "longest_pause_ms": pause}
         say(f"  GET /api/totals (the dashboard's house figures, every plug's periods): {took * 1000:.0f} ms; "
             f"longest reactor pause meanwhile {pause} ms")
+        res["cost"] = houseCost(daemon, "no tariff", say)
         res["metrics"] = fig = metrics(daemon)
         say(f"  GET /metrics: {fig['seconds'] * 1000:.0f} ms, {fig['bytes']:,} B, {fig['series']:,} series; longest "
             f"reactor pause meanwhile {fig['longest_pause_ms']} ms")
     finally:
         daemon.stop()
+    # The same reads priced by a time-of-use tariff: every hour of the year has its own price.
+    with tempfile.TemporaryDirectory(prefix="vesyncd-bench-tariff-") as tmp:
+        config = Path(tmp) / "tariff.toml"
+        config.write_text(TOU_TARIFF)
+        daemon = Daemon(stateDir, extra=(f"--config={config}",))
+        try:
+            (took, body), pause = daemon.longestPause(lambda: daemon.get("/api/totals"))
+            res["tou_totals"] = {"seconds": round(took, 3), "longest_pause_ms": pause}
+            say(f"  time-of-use tariff: first GET /api/totals {took * 1000:.0f} ms; longest reactor pause meanwhile "
+                f"{pause} ms")
+            res["tou_cost"] = houseCost(daemon, "time-of-use tariff", say)
+        finally:
+            daemon.stop()
     if withMqtt:
         res["mqtt"] = mqtt(stateDir, plugs, min(plugs, haPlugs if haPlugs is not None else plugs), say)
     return res

@@ -206,3 +206,162 @@ def test_calendar_parts_use_rollups_only_where_midnights_are_whole_hours() -> No
     assert sum(b - a for a, b in parts.hours) == 19 + 7
     lo, hi = rangeHours(ts("2026-12-02T10:20", KOLKATA), KOLKATA)["year"][0], int(now // 3600)
     assert calendarParts(lo, hi, KOLKATA) == ([(lo, hi)], [], [])
+
+
+@pytest.fixture(scope="module")
+def several() -> Iterator[tuple[Any, SQLiteLedger, list[str]]]:
+    """A SQLite ledger (writing inline, New York) with five plugs reporting uneven energy every hour
+    from 2026-10-20 to 2026-11-12 (a month's end and the autumn change), one of them silent since
+    2026-11-01, and a sixth plug that never reported."""
+    zone = NEW_YORK
+    tmp = Path(tempfile.mkdtemp(prefix="vesyncd-summany-test-"))
+    clock = Clock()
+    start = int(datetime(2026, 10, 20, tzinfo=zone).timestamp()) // 3600 * 3600
+    clock.advance(start)
+    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner)
+    ledger = SQLiteLedger(store, clock.seconds())
+    plugs = [f"plug-{n}" for n in range(5)]
+    quiet = ts("2026-11-01T00:00", zone)
+    for n, at in enumerate(range(start + 900, int(ts("2026-11-12T00:00", zone)), 3600)):
+        for k, plug in enumerate(plugs):
+            if k == 4 and at >= quiet:
+                continue
+            ledger.record(plug, at, (n * 7919 + k * 104729) % 5003 + 13 * (k + 1), 3600)
+    result(store.flush())
+    yield zone, ledger, plugs + ["plug-never"]
+    store.connection().close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+MANY_NOWS = ["2026-11-01T01:30", "2026-11-01T12:00", "2026-11-02T00:20", "2026-11-11T18:00"]
+
+
+def test_many_plugs_summed_at_once_equal_each_plugs_sums(several: tuple[Any, SQLiteLedger, list[str]],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """hourSumsMany gives every plug the sums hourSums gives it alone, priced or not, the ids taken a
+    few at a time; a plug with no rows gets zeros and an id that is not text is left out."""
+    import vesyncd.storage.ledger as ledgerModule
+
+    monkeypatch.setattr(ledgerModule, "IDS_PER_QUERY", 2)  # three chunks for six plugs
+    zone, ledger, plugs = several
+    prices = HourPrices(TOU, zone)
+    for text in MANY_NOWS:
+        now = ts(text, zone)
+        spans = clip(rangeHours(now, zone), 0, int(now // 3600))
+        for weight in (None, prices):
+            many = result(ledger.hourSumsMany([*plugs, 7], spans, weight))  # type: ignore[list-item]
+            assert sorted(many) == sorted(plugs), text
+            for plug in plugs:
+                alone = result(ledger.hourSums(plug, spans, weight))
+                assert [ws for ws, _ in many[plug]] == [ws for ws, _ in alone], (text, plug)
+                assert [w for _, w in many[plug]] == pytest.approx([w for _, w in alone], rel=1e-12), (text, plug)
+            assert many["plug-never"] == [(0, 0.0)] * len(spans)
+            assert any(ws for ws, _ in many["plug-0"]), text
+
+
+class HousePlugs(FakeHub):
+    """A hub of online plugs with no power reading, as L{EnergyInsight.totals} reads it."""
+
+    def __init__(self, plugs: list[str]) -> None:
+        self.ids = plugs
+
+    def readings(self) -> list[tuple[Any, ...]]:
+        """One online plug row per id."""
+        return [(p, None, True, True, None, None, 0.0, None, None) for p in self.ids]
+
+    def plugsInPlace(self) -> list[Any]:
+        """Each plug with its id and a name."""
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(id=p, name=p.replace("plug-", "Plug ")) for p in self.ids]
+
+
+class OnePlugAtATime(CountingLedger):
+    """The ledger without C{hourSumsMany}: the facade sums each plug's hours alone."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "hourSumsMany":
+            raise AttributeError(name)
+        return getattr(self.ledger, name)
+
+
+class CountingMany(CountingLedger):
+    """A ledger wrapper counting C{hourSums} and C{hourSumsMany} reads."""
+
+    def __init__(self, ledger: SQLiteLedger) -> None:
+        super().__init__(ledger)
+        self.many: list[int] = []
+        self.single = 0
+
+    def hourSumsMany(self, plugIds: Any, spans: Any, weight: Any = None) -> Any:
+        """Count the plugs of the read, then sum."""
+        self.many.append(len(plugIds))
+        return self.ledger.hourSumsMany(plugIds, spans, weight)
+
+    def hourSums(self, plugId: str, spans: Any, weight: Any = None) -> Any:
+        """Count, then sum."""
+        self.single += 1
+        return self.ledger.hourSums(plugId, spans, weight)
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES), ids=list(SCHEDULES))
+def test_house_totals_read_every_plugs_earlier_hours_at_once(several: tuple[Any, SQLiteLedger, list[str]],
+                                                               schedule: str) -> None:
+    """The house totals with every plug's earlier hours summed in one read equal those summed plug by
+    plug, when first asked and as hours and days go by (the cache extended by the hours since);
+    after an hour turns all plugs are read together, and within the hour nothing is read again."""
+    zone, ledger, plugs = several
+    hub = HousePlugs(plugs)
+    start = ts("2026-10-31T21:40", zone)
+    counting = CountingMany(ledger)
+    clock = Clock()
+    clock.advance(start)
+    batched = EnergyInsight(hub, counting, zone, clock, SCHEDULES[schedule])
+    for step in range(12):
+        if step:
+            clock.advance(3600 * (1, 5, 11)[step % 3])
+        counting.many.clear()
+        pending = batched.totals()
+        clock.advance(0)
+        doc = result(pending)
+        assert counting.many == [len(plugs)] and counting.single == 0, step
+        oneByOne = Clock()
+        oneByOne.advance(clock.seconds())
+        plain = EnergyInsight(hub, OnePlugAtATime(ledger), zone, oneByOne, SCHEDULES[schedule])
+        pending = plain.totals()
+        while not pending.called:
+            oneByOne.advance(0)
+        assert doc == pytest.approx(result(pending)), step
+        assert doc["today_wh"] >= 0 and doc["plugs_online"] == len(plugs)
+        counting.many.clear()
+        pending = batched.totals()
+        clock.advance(0)
+        assert result(pending) == doc and counting.many == [], step  # cached until the hour turns
+    assert doc["today_wh"] > 0
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES), ids=list(SCHEDULES))
+def test_cost_table_sums_every_plug_at_once(several: tuple[Any, SQLiteLedger, list[str]], schedule: str) -> None:
+    """The month's cost table from one read of every plug's sum equals the one priced from each plug's
+    hourly rows: this month so far, last month (the autumn change in it) and a month with no rows."""
+    zone, ledger, plugs = several
+    hub = HousePlugs(plugs)
+    counting = CountingMany(ledger)
+    clock = Clock()
+    clock.advance(ts("2026-11-11T18:30", zone))
+    batched = EnergyInsight(hub, counting, zone, clock, SCHEDULES[schedule])
+    plain = EnergyInsight(hub, OnePlugAtATime(ledger), zone, clock, SCHEDULES[schedule])
+    for month in (None, "2026-10", "2026-09"):
+        counting.many.clear()
+        pending = batched.costTable(month)
+        clock.advance(0)
+        table = result(pending)
+        assert counting.many == [len(plugs)], month
+        pending = plain.costTable(month)
+        while not pending.called:
+            clock.advance(0)
+        expected = result(pending)
+        assert [line["plug"] for line in table["plugs"]] == [line["plug"] for line in expected["plugs"]], month
+        # Watt-hours from the exact sum of watt-seconds, not the rows' float sum: equal once rounded.
+        assert table == expected, month
+        assert (table["total_wh"] > 0) == (month != "2026-09"), month

@@ -120,6 +120,37 @@ class LedgerTests(BackendCase, unittest.TestCase):
         assert ours[0][0] == lo and all(t % 3600 == 0 for t, _ in ours)
         assert result(ledger.hourly("nobody", lo, hi)) == []
 
+    def test_hourSumsManyAgreesWithHourSums(self) -> None:
+        """hourSumsMany gives each plug what hourSums gives it alone, over spans that cross a month's
+        end and the autumn change, from the rollups or priced by the hour (the prices joined in the
+        database), the ids taken a few at a time; a plug without rows gets zeros."""
+        from vesyncd.storage import ledger as ledgerModule
+
+        self.patch(ledgerModule, "IDS_PER_QUERY", 2)
+        self.clock.advance(ts("2026-10-25T00:00", NY))
+        store, ledger = self.openAt(self.tmp, NY, self.clock)
+        for n, plug in enumerate(["p1", "p2", "p3"]):
+            feed([ledger], plug, ts("2026-10-25T00:00", NY) + 300 * n, ts("2026-11-03T12:00", NY), 1800, 900 * (n + 1))
+        self.clock.advance(ts("2026-11-03T12:00", NY) - self.clock.seconds())
+        result(store.flush())
+        first, turn, last = (int(ts(t, NY) // 3600)
+                             for t in ("2026-10-25T00:00", "2026-11-01T00:00", "2026-11-03T12:00"))
+        spans = [(first, last), (turn, last), (turn - 30, turn + 30), (last, last), (last - 5, last)]
+
+        def weight(hour: int) -> float:
+            return 0.1 + (hour % 24) / 97.0
+
+        plugs = ["p1", "p2", "nobody", "p3"]
+        for price in (None, weight):
+            many = result(ledger.hourSumsMany(plugs, spans, price))
+            assert sorted(many) == sorted(plugs)
+            for plug in plugs:
+                alone = result(ledger.hourSums(plug, spans, price))
+                assert [ws for ws, _ in many[plug]] == [ws for ws, _ in alone], (plug, price)
+                assert [w for _, w in many[plug]] == pytest.approx([w for _, w in alone], rel=1e-12), (plug, price)
+            assert many["nobody"] == [(0, 0.0)] * len(spans)
+            assert many["p3"][0][0] > many["p1"][0][0] > 0 and (price is None or many["p1"][0][1] > 0)
+
     def test_hourlyManyAgreesWithHourly(self) -> None:
         """hourlyMany gives every plug's hourly rows in one read (in chunks of ids), as MemoryLedger does;
         plugs without a row in the range are left out."""

@@ -214,18 +214,75 @@ class SQLiteLedger:
             out.append((total, weighted))
         return out
 
-    def _sumCalendar(self, conn: Any, plugId: str, lo: int, hi: int) -> int:
-        """The plug's watt-seconds in hours C{[lo, hi)} from the month, day and hour rollups (writer thread)."""
+    def hourSumsMany(self, plugIds: Sequence[str], spans: Sequence[tuple[int, int]],
+                     weight: Callable[[int], float] | None = None) -> Deferred:
+        """L{hourSums} of many plugs over the same spans in one read of the writer thread, the plugs
+        taken L{IDS_PER_QUERY} at a time (a few statements per span instead of a few per plug and
+        span); fires with C{{plugId: [(watt-seconds, weighted), ...]}} for every text id given."""
+        ids = [p for p in plugIds if isinstance(p, str)]
+        d = self.store.flush()
+        d.addErrback(lambda f: None)
+        d.addCallback(lambda _: self.store.read(self._sumHoursMany, ids, [(int(lo), int(hi)) for lo, hi in spans],
+                                               weight))
+        return d
+
+    def _sumHoursMany(self, plugIds: list[str], spans: list[tuple[int, int]],
+                      weight: Callable[[int], float] | None) -> dict[str, list[tuple[int, float]]]:
+        """The sums of L{hourSumsMany} (writer thread)."""
+        conn = self.store.connection()
+        totals = {p: [[0, 0.0] for _ in spans] for p in plugIds}
+        postgres = getattr(conn, "backend", "sqlite") == "postgresql"
+        for n, (lo, hi) in enumerate(spans):
+            if weight is not None:
+                if hi <= lo:
+                    continue
+                # Priced by the hour inside the database: each hour's price joined to its rows, so a
+                # year of 10,000 plugs' hours (87 million rows) never passes through Python.
+                hours = list(range(lo, hi))
+                prices = [float(weight(h)) for h in hours]
+                if postgres:
+                    source, head = "unnest(?::bigint[], ?::double precision[]) AS p (hour, price)", [hours, prices]
+                else:
+                    conn.execute("CREATE TEMP TABLE IF NOT EXISTS hour_prices"
+                                 " (hour INTEGER PRIMARY KEY, price REAL NOT NULL)")
+                    conn.execute("DELETE FROM temp.hour_prices")
+                    conn.executemany("INSERT INTO temp.hour_prices (hour, price) VALUES (?, ?)", zip(hours, prices))
+                    source, head = "temp.hour_prices AS p", []
+            for start in range(0, len(plugIds), IDS_PER_QUERY):
+                chunk = plugIds[start:start + IDS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                if weight is not None:
+                    for plug, ws, weighted in conn.execute(
+                            f"SELECT h.plug, SUM(h.ws), SUM(h.ws * p.price) FROM hours AS h JOIN {source}"
+                            f" ON p.hour = h.hour WHERE h.plug IN ({marks}) AND h.hour >= ? AND h.hour < ?"
+                            " GROUP BY h.plug", (*head, *chunk, lo, hi)):
+                        totals[plug][n] = [int(ws), float(weighted) / 3600.0]
+                    continue
+                for table, column, first, last in self._calendarPieces(lo, hi):
+                    for plug, ws in conn.execute(
+                            f"SELECT plug, SUM(ws) FROM {table} WHERE plug IN ({marks}) AND {column} >= ?"
+                            f" AND {column} <= ? GROUP BY plug", (*chunk, first, last)):
+                        totals[plug][n][0] += int(ws)
+        return {p: [(ws, weighted) for ws, weighted in sums] for p, sums in totals.items()}
+
+    def _calendarPieces(self, lo: int, hi: int) -> list[tuple[str, str, Any, Any]]:
+        """Hours C{[lo, hi)} as inclusive C{(table, column, first, last)} ranges of the hour, day and
+        month rollups (L{calendarParts}, cached)."""
         parts = self._parts.get((lo, hi))
         if parts is None:
             if len(self._parts) >= 64:
                 self._parts.clear()
             parts = self._parts[(lo, hi)] = calendarParts(lo, hi, self.zone)
+        return [(table, column, first, last)
+                for table, column, pieces in (("hours", "hour", [(a, b - 1) for a, b in parts.hours]),
+                                              ("days", "day", parts.days), ("months", "month", parts.months))
+                for first, last in pieces]
+
+    def _sumCalendar(self, conn: Any, plugId: str, lo: int, hi: int) -> int:
+        """The plug's watt-seconds in hours C{[lo, hi)} from the month, day and hour rollups (writer thread)."""
         total = 0
-        for table, column, pieces in (("hours", "hour", [(a, b - 1) for a, b in parts.hours]),
-                                      ("days", "day", parts.days), ("months", "month", parts.months)):
-            for first, last in pieces:
-                (ws,) = conn.execute(f"SELECT COALESCE(SUM(ws), 0) FROM {table} WHERE plug = ? AND {column} >= ?"
-                                     f" AND {column} <= ?", (plugId, first, last)).fetchone()
-                total += int(ws)
+        for table, column, first, last in self._calendarPieces(lo, hi):
+            (ws,) = conn.execute(f"SELECT COALESCE(SUM(ws), 0) FROM {table} WHERE plug = ? AND {column} >= ?"
+                                 f" AND {column} <= ?", (plugId, first, last)).fetchone()
+            total += int(ws)
         return total
