@@ -362,8 +362,8 @@ daily-charge = 0.35
   price-kwh = 0.22
   [[tariff.window]]
   days = "sat,sun"
-  from = "00:00"
-  to = "24:00"
+  from = "07:00"
+  to = "07:00"
   price-kwh = 0.25
 """
 
