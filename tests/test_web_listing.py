@@ -83,6 +83,25 @@ class ListingTests(unittest.TestCase):
         self.assertEqual([p["id"] for p in filtered["plugs"]], ["eeee1999-0000-4000-8000-000000000000"])
         self.assertEqual(len(reads), 1)
 
+    def test_aLongPageIsAnsweredOverSeveralTurns(self) -> None:
+        """A page of 500 plugs (the dashboard loads 1,000 at a time) is encoded a slice per reactor
+        turn: no answer before the turns run, then the whole page, as one encoding gives it."""
+        from vesyncd.web.jsonout import SLICE_ITEMS, encodeNow
+
+        h = Harness(settings=Settings(max_new_plugs_per_minute=20_000))
+        for i in range(500):
+            login(h.hub, f"eeee{i:04d}-0000-4000-8000-000000000000", peer=f"10.{i // 200}.{i % 200}.1:40000")
+        exchange = h.send("GET", "/api/plugs?limit=500")
+        self.assertIsNone(exchange.response())  # 500 > SLICE_ITEMS: the body is still being encoded
+        self.assertLess(SLICE_ITEMS, 500)
+        h.clock.advance(0)
+        response = exchange.response()
+        assert response is not None and response.complete
+        doc = response.json()
+        self.assertEqual((len(doc["plugs"]), doc["total"], doc["next_offset"]), (500, 503, 500))
+        self.assertEqual(response.body, encodeNow(doc))
+        self.assertEqual(response.status, 200)
+
     def test_pageFunctionOnPlainStates(self) -> None:
         """listing.page works on any iterable of plug states and never calls toJSON beyond the page."""
         h = Harness()

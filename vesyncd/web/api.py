@@ -11,7 +11,6 @@ for the page's sparklines.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from vesyncd.web.auth import AuthFailure, Session, WebAuth, peerOf
 from vesyncd.web.automationapi import AutomationRoutes, automationError
 from vesyncd.web.events import EventStreams, PowerHistory
 from vesyncd.web.insightapi import InsightRoutes
+from vesyncd.web.jsonout import BodyEncoder, encodeNow
 from vesyncd.web.limits import ConnectionLimits
 from vesyncd.web.metrics import registryFor
 from vesyncd.web.routing import PLUG, ApiError, Route, queryArgs, readBody, route
@@ -85,6 +85,8 @@ class WebApp(resource.Resource):
         super().__init__()
         self.hub = hub
         self.clock = clock
+        #: Response bodies, long lists encoded a slice per reactor turn.
+        self.bodies = BodyEncoder(clock)
         #: The connection caps of the site serving this app (shown in /metrics).
         self.limits = limits if limits is not None else ConnectionLimits(clock)
         self.auth = WebAuth(token, clock, throttle)
@@ -171,25 +173,38 @@ class WebApp(resource.Resource):
             return self._error(request, e)
         if result is server.NOT_DONE_YET or isinstance(result, bytes):
             return result
-        if isinstance(result, Deferred):
-            gone: list[bool] = []
-            request.notifyFinish().addErrback(lambda _: gone.append(True))
+        if not isinstance(result, Deferred):
+            result = self._answerBody(request, result)
+            if isinstance(result, bytes):
+                return result
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-            def answer(value: Any) -> None:
-                if gone or request.finished:
-                    return
-                if isinstance(value, Failure):
-                    body = self._error(request, value.value)
-                elif isinstance(value, bytes):
-                    body = value
-                else:
-                    body = self._json(request, 200, value)
-                request.write(body)
-                request.finish()
+        def answer(value: Any) -> Any:
+            if gone or request.finished:
+                return None
+            if isinstance(value, Failure):
+                body = self._error(request, value.value)
+            elif isinstance(value, bytes):
+                body = value
+            else:
+                encoded = self._answerBody(request, value)
+                if isinstance(encoded, Deferred):
+                    return encoded.addBoth(answer)  # a long list, encoded over several turns
+                body = encoded
+            request.write(body)
+            request.finish()
+            return None
 
-            result.addBoth(answer).addErrback(lambda f: log.failure("http: answering failed", f))
-            return server.NOT_DONE_YET
-        return self._json(request, 200, result)
+        result.addBoth(answer).addErrback(lambda f: log.failure("http: answering failed", f))
+        return server.NOT_DONE_YET
+
+    def _answerBody(self, request: server.Request, doc: Any) -> bytes | Deferred:
+        """A 200 JSON answer: its bytes, or a Deferred of them when a long list is encoded in slices
+        (L{vesyncd.web.jsonout})."""
+        request.setResponseCode(200)
+        request.setHeader("content-type", "application/json")
+        return self.bodies.encode(doc)
 
     @staticmethod
     def _segment(value: str) -> str:
@@ -224,7 +239,7 @@ class WebApp(resource.Resource):
     def _json(self, request: server.Request, status: int, doc: Any) -> bytes:
         request.setResponseCode(status)
         request.setHeader("content-type", "application/json")
-        return json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n"
+        return encodeNow(doc)
 
     def _error(self, request: server.Request, error: BaseException) -> bytes:
         field = None
