@@ -39,7 +39,8 @@ class Turns:
 def sliced(doc: Any, perSlice: int = 3) -> tuple[bytes, int]:
     """The body C{doc} is encoded to in slices, and the reactor turns it took."""
     turns = Turns()
-    encoder = BodyEncoder(turns, perSlice=perSlice, terminationPredicateFactory=oneStepPerTurn)  # type: ignore[arg-type]
+    encoder = BodyEncoder(turns, perSlice=perSlice,  # type: ignore[arg-type]
+                          terminationPredicateFactory=oneStepPerTurn)
     pending = encoder.encode(doc)
     assert isinstance(pending, Deferred)
     count = 0
