@@ -76,16 +76,22 @@ def ts(text: str, zone: Any) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
 
 
+def ledgerFrom(first: datetime) -> tuple[Path, int, Store, SQLiteLedger]:
+    """A new directory, the whole hour of C{first} (a zoned time) as POSIX seconds, and a SQLite
+    store writing inline with its ledger, its clock at that hour."""
+    tmp = Path(tempfile.mkdtemp(prefix="vesyncd-periodsums-test-"))
+    clock = Clock()
+    start = int(first.timestamp()) // 3600 * 3600
+    clock.advance(start)
+    store = Store.open(tmp / "vesyncd.sqlite3", first.tzinfo, clock, run=inlineRunner)
+    return tmp, start, store, SQLiteLedger(store, clock.seconds())
+
+
 @pytest.fixture(scope="module", params=[BERLIN, KOLKATA, NEW_YORK], ids=["berlin", "kolkata", "new-york"])
 def filled(request: Any) -> Iterator[tuple[Any, SQLiteLedger]]:
     """A SQLite ledger (writing inline) with a report every hour, 2025-11-20 to 2026-12-05, of uneven energy."""
     zone = request.param
-    tmp = Path(tempfile.mkdtemp(prefix="vesyncd-periodsums-test-"))
-    clock = Clock()
-    start = int(datetime(2025, 11, 20, tzinfo=zone).timestamp()) // 3600 * 3600
-    clock.advance(start)
-    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner)
-    ledger = SQLiteLedger(store, clock.seconds())
+    tmp, start, store, ledger = ledgerFrom(datetime(2025, 11, 20, tzinfo=zone))
     end = int(datetime(2026, 12, 5, tzinfo=zone).timestamp())
     for n, at in enumerate(range(start + 1000, end, 3600)):
         ledger.record("p1", at, (n * 7919) % 5003 + 13, 3600)  # never a round figure
@@ -214,12 +220,7 @@ def several() -> Iterator[tuple[Any, SQLiteLedger, list[str]]]:
     from 2026-10-20 to 2026-11-12 (a month's end and the autumn change), one of them silent since
     2026-11-01, and a sixth plug that never reported."""
     zone = NEW_YORK
-    tmp = Path(tempfile.mkdtemp(prefix="vesyncd-summany-test-"))
-    clock = Clock()
-    start = int(datetime(2026, 10, 20, tzinfo=zone).timestamp()) // 3600 * 3600
-    clock.advance(start)
-    store = Store.open(tmp / "vesyncd.sqlite3", zone, clock, run=inlineRunner)
-    ledger = SQLiteLedger(store, clock.seconds())
+    tmp, start, store, ledger = ledgerFrom(datetime(2026, 10, 20, tzinfo=zone))
     plugs = [f"plug-{n}" for n in range(5)]
     quiet = ts("2026-11-01T00:00", zone)
     for n, at in enumerate(range(start + 900, int(ts("2026-11-12T00:00", zone)), 3600)):
