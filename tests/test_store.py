@@ -122,8 +122,9 @@ class LedgerTests(BackendCase, unittest.TestCase):
 
     def test_hourSumsManyAgreesWithHourSums(self) -> None:
         """hourSumsMany gives each plug what hourSums gives it alone, over spans that cross a month's
-        end and the autumn change, from the rollups or priced by the hour (the prices joined in the
-        database), the ids taken a few at a time; a plug without rows gets zeros."""
+        end and the autumn change: from the rollups, priced by the hour (the prices joined in the
+        database), or priced by a few runs of one price (each run from the rollups); the ids taken
+        a few at a time; a plug without rows gets zeros."""
         from vesyncd.storage import ledger as ledgerModule
 
         self.patch(ledgerModule, "IDS_PER_QUERY", 2)
@@ -137,11 +138,14 @@ class LedgerTests(BackendCase, unittest.TestCase):
                              for t in ("2026-10-25T00:00", "2026-11-01T00:00", "2026-11-03T12:00"))
         spans = [(first, last), (turn, last), (turn - 30, turn + 30), (last, last), (last - 5, last)]
 
-        def weight(hour: int) -> float:
+        def weight(hour: int) -> float:  # a price for each hour of the day: the hours priced by a join
             return 0.1 + (hour % 24) / 97.0
 
+        def dated(hour: int) -> float:  # a flat price that changed on a date: summed from the rollups
+            return 0.30 if hour < turn else 0.35
+
         plugs = ["p1", "p2", "nobody", "p3"]
-        for price in (None, weight):
+        for price in (None, weight, dated):
             many = result(ledger.hourSumsMany(plugs, spans, price))
             assert sorted(many) == sorted(plugs)
             for plug in plugs:

@@ -29,6 +29,22 @@ log = Logger()
 IDS_PER_QUERY = 500
 
 
+#: Runs of one price at most in a priced span that L{SQLiteLedger.hourSumsMany} sums from the
+#: rollups run by run; a span with more (time-of-use windows) has its hourly rows priced by a join.
+MAX_PRICE_RUNS = 16
+
+
+def _priceRuns(lo: int, prices: list[float]) -> list[tuple[int, int, float]]:
+    """The hours C{lo, lo + 1, ...} with C{prices} as C{(first, after, price)} runs of one price."""
+    runs: list[tuple[int, int, float]] = []
+    for offset, price in enumerate(prices):
+        if runs and runs[-1][2] == price:
+            runs[-1] = (runs[-1][0], lo + offset + 1, price)
+        else:
+            runs.append((lo + offset, lo + offset + 1, price))
+    return runs
+
+
 @implementer(IEnergyLedger)
 class SQLiteLedger:
     """Energy accounting persisted through a L{Store}; lifetime totals only ever grow."""
@@ -236,10 +252,16 @@ class SQLiteLedger:
             if weight is not None:
                 if hi <= lo:
                     continue
-                # Priced by the hour inside the database: each hour's price joined to its rows, so a
-                # year of 10,000 plugs' hours (87 million rows) never passes through Python.
                 hours = list(range(lo, hi))
                 prices = [float(weight(h)) for h in hours]
+                runs = _priceRuns(lo, prices)
+                if len(runs) <= MAX_PRICE_RUNS:
+                    # Few prices in a row (a flat price that changed on a date): each run of one
+                    # price summed from the rollups, like an unpriced span, then priced.
+                    self._sumRuns(conn, plugIds, runs, totals, n)
+                    continue
+                # Priced by the hour inside the database: each hour's price joined to its rows, so a
+                # year of 10,000 plugs' hours (87 million rows) never passes through Python.
                 if postgres:
                     source, head = "unnest(?::bigint[], ?::double precision[]) AS p (hour, price)", [hours, prices]
                 else:
@@ -264,6 +286,22 @@ class SQLiteLedger:
                             f" AND {column} <= ? GROUP BY plug", (*chunk, first, last)):
                         totals[plug][n][0] += int(ws)
         return {p: [(ws, weighted) for ws, weighted in sums] for p, sums in totals.items()}
+
+    def _sumRuns(self, conn: Any, plugIds: list[str], runs: list[tuple[int, int, float]],
+                 totals: dict[str, list[list[Any]]], n: int) -> None:
+        """Add to each plug's span C{n} the watt-seconds of every run C{(lo, hi, price)} of hours of
+        one price, summed from the rollups, and those watt-hours at that price (writer thread)."""
+        for lo, hi, price in runs:
+            for start in range(0, len(plugIds), IDS_PER_QUERY):
+                chunk = plugIds[start:start + IDS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                for table, column, first, last in self._calendarPieces(lo, hi):
+                    for plug, ws in conn.execute(
+                            f"SELECT plug, SUM(ws) FROM {table} WHERE plug IN ({marks}) AND {column} >= ?"
+                            f" AND {column} <= ? GROUP BY plug", (*chunk, first, last)):
+                        acc = totals[plug][n]
+                        acc[0] += int(ws)
+                        acc[1] += int(ws) / 3600.0 * price
 
     def _calendarPieces(self, lo: int, hi: int) -> list[tuple[str, str, Any, Any]]:
         """Hours C{[lo, hi)} as inclusive C{(table, column, first, last)} ranges of the hour, day and
