@@ -101,6 +101,11 @@ class MemorySwitchLog:
 _FOLLOWED = frozenset({RUNTIME, ENERGY, FORGOTTEN})
 
 
+def _costOrder(line: dict[str, Any]) -> tuple[float, float, str]:
+    """A cost table line's place: largest cost first, then largest energy, then by name."""
+    return (-(line["cost"] if line["cost"] is not None else 0.0), -line["wh"], line["name"].lower())
+
+
 class EnergyInsight:
     """What the front ends show about energy, cost, always-on power and switches (see docs/energy.md)."""
 
@@ -376,8 +381,10 @@ class EnergyInsight:
                     if schedule is not None else None)
             return {"plug": plugId, "name": names[plugId], "wh": round(wh, WH_DIGITS) + 0.0, "cost": cost}
 
-        def table(lines: list[dict[str, Any]]) -> dict[str, Any]:
-            lines.sort(key=lambda r: (-(r["cost"] if r["cost"] is not None else 0.0), -r["wh"], r["name"].lower()))
+        def table(lines: list[dict[str, Any]], keys: list[tuple[float, float, str]] | None = None) -> dict[str, Any]:
+            # The order's keys may come made (in the cooperator's slices): then this turn only sorts them.
+            keys = keys if keys is not None else [_costOrder(r) for r in lines]
+            lines = [lines[i] for i in sorted(range(len(lines)), key=keys.__getitem__)]
             charges = (roundCost(dailyCharges(schedule, first, after, localToday(now, self.zone)))
                        if schedule is not None else None)
             return {"month": month, "currency": self.currency, "plugs": lines,
@@ -394,15 +401,17 @@ class EnergyInsight:
         # each, were millions of rows), priced by the hour in the writer thread.
         def fromSums(sums: dict[str, list[tuple[int, float]]]) -> Deferred:
             lines: list[dict[str, Any]] = []
+            keys: list[tuple[float, float, str]] = []
 
             def each() -> Iterator[None]:
                 for plugId, name in names.items():
                     ws, weighted = sums.get(plugId, [(0, 0.0)])[0]
                     lines.append({"plug": plugId, "name": name, "wh": round(ws / 3600.0, WH_DIGITS) + 0.0,
                                   "cost": roundCost(weighted / 1000.0) if schedule is not None else None})
+                    keys.append(_costOrder(lines[-1]))
                     yield None
 
-            return self._cooperator.coiterate(each()).addCallback(lambda _: table(lines))
+            return self._cooperator.coiterate(each()).addCallback(lambda _: table(lines, keys))
 
         weight = self._hourPrices() if schedule is not None else None
         return sumMany(list(names), [(math.ceil(lo / 3600), math.ceil(hi / 3600))], weight).addCallback(fromSums)
