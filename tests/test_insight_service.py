@@ -194,7 +194,7 @@ def test_totals_read_a_bounded_number_of_plugs_at_a_time() -> None:
         waiting.append((plugId, d))
         return d
 
-    insight._earlierCached = earlier  # type: ignore[method-assign]
+    insight.earlier.sums = earlier  # type: ignore[method-assign]
     done: list[dict] = []
     insight.totals().addCallback(done.append)
     assert waiting == []  # nothing read in the request's turn

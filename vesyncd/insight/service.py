@@ -26,8 +26,8 @@ from vesyncd.core.periods import parsePeriod
 from vesyncd.insight.baseline import BaselineTracker, baselineJSON
 from vesyncd.insight.chart import PowerHistory, feed
 from vesyncd.insight.cost import Row, addCost, dailyCharges, hourSpan, roundCost
+from vesyncd.insight.earlier import EarlierHours
 from vesyncd.insight.export import hourlyCSV
-from vesyncd.insight.periodsums import HourPrices, fromStoreSums, rangeHours, singlePrice, spanSums
 from vesyncd.insight.ranges import RANGE_NAMES, WH_DIGITS, localToday
 from vesyncd.insight.tariff import TariffSchedule
 
@@ -42,11 +42,6 @@ PERIODS_IN_FLIGHT = 50
 #: Baselines L{EnergyInsight.dumpBaselinesInTurns} dumps per reactor turn: each is ~1.6 us (1.4 KB
 #: copied), so all of 10,000 plugs in one turn would hold every plug up for ~16 ms.
 DUMPS_PER_TURN = 1000
-
-
-#: A plug's cached sums: (UTC hour, local date) they were read at, the ranges as hour numbers then,
-#: and each range's unrounded [wh, cost] over the hours before that hour.
-Cached = tuple[tuple[int, date], dict[str, tuple[int, int]], dict[str, list[float]]]
 
 
 class InsightError(ValueError):
@@ -113,162 +108,54 @@ class EnergyInsight:
                  schedule: TariffSchedule | None = None, baselines: BaselineTracker | None = None,
                  history: PowerHistory | None = None, *, switchLog: Any = None) -> None:
         self.hub = hub
-        self.ledger = ledger
         self.zone = zone
         self.clock = clock
-        self.schedule = schedule
         self.baselines = baselines if baselines is not None else BaselineTracker()
         self.powerHistory = history if history is not None else PowerHistory()
         self.switchLog = switchLog if switchLog is not None else MemorySwitchLog(hub.subscribe)
-        # Per plug (Cached): earlier hours never change, so only the current hour is read again, and when
-        # the hour or the day turns, a range that is still the same span only adds the hours since.
-        self._sums: dict[str, Cached] = {}
-        self._ranges: tuple[tuple[int, date], dict[str, tuple[int, int]]] | None = None
-        self._prices: HourPrices | None = None
         self.unsubscribe = hub.subscribe(self._event)
         #: Starts the per-plug reads of L{_eachPlug} in slices of at most ~10 ms per reactor turn.
         self._cooperator = Cooperator(scheduler=lambda work: self.clock.callLater(0, work))
+        #: Each plug's sums of the hours before the current one, kept until the hour turns.
+        self.earlier = EarlierHours(ledger, zone, schedule, self._cooperator)
+
+    @property
+    def schedule(self) -> TariffSchedule | None:
+        """The tariffs, or None."""
+        return self.earlier.schedule
+
+    @property
+    def ledger(self) -> Any:
+        """The energy ledger the figures are read from."""
+        return self.earlier.ledger
+
+    @ledger.setter
+    def ledger(self, ledger: Any) -> None:
+        self.earlier.ledger = ledger
 
     def _event(self, event: Event) -> None:
         if event.kind not in _FOLLOWED or event.origin is not None:
             return  # the keep-alive's rssi, most of the hub's events, in one look-up; other nodes' plugs
         feed(event, self.powerHistory, self.baselines)
         if event.kind == FORGOTTEN:
-            self._sums.pop(event.plug, None)
+            self.earlier.forget(event.plug)
 
     @property
     def currency(self) -> str | None:
         """The tariff's currency, or None without a tariff."""
         return self.schedule.currency if self.schedule is not None else None
 
-    # -- one plug ----------------------------------------------------------------------------------
-
-    def _spans(self, now: float) -> tuple[tuple[int, date], dict[str, tuple[int, int]]]:
-        """The cache key (UTC hour, local date) at C{now} and the current ranges as hour numbers."""
-        key = (int(now // 3600), localToday(now, self.zone))
-        if self._ranges is None or self._ranges[0] != key:
-            self._ranges = (key, rangeHours(now, self.zone))
-        return self._ranges
-
-    def _wanted(self, hour: int, spans: dict[str, tuple[int, int]],
-                before: Cached | None) -> tuple[tuple[tuple[int, int], ...], list[list[float]]]:
-        """Per range, the hours still to sum before C{hour} and the C{[wh, cost]} already known: a
-        range the C{before} sums hold (the same local span: this month after the hour or the day
-        turned, or yesterday that was today) is only summed over the hours since."""
-        known = {}
-        if before is not None and before[0][0] <= hour:
-            known = {before[1][n]: (before[0][0], before[2][n]) for n in RANGE_NAMES}
-        wanted: list[tuple[int, int]] = []
-        base: list[list[float]] = []
-        for name in RANGE_NAMES:
-            lo, hi = spans[name]
-            start = lo
-            if (lo, hi) in known:
-                since, sums = known[(lo, hi)]
-                start = max(lo, min(hi, since))
-                base.append(sums)
-            else:
-                base.append([0.0, 0.0])
-            wanted.append((start, max(start, min(hi, hour))))
-        return tuple(wanted), base
-
-    def _weight(self) -> tuple[bool, Any]:
-        """Whether the tariff has one price for every hour, and the per-hour price weight to sum
-        watt-hours with when it has not (None without a tariff or with a flat one)."""
-        flat = singlePrice(self.schedule)
-        return flat, (self._hourPrices() if self.schedule is not None and not flat else None)
-
-    def _hourPrices(self) -> HourPrices:
-        """The tariff's price per hour number (an L{HourPrices}, made once): the ledger calls it in its
-        writer thread (the memory ledger's sums on the reactor), never both."""
-        if self._prices is None:
-            assert self.schedule is not None
-            self._prices = HourPrices(self.schedule, self.zone)
-        return self._prices
-
-    def _priced(self, wanted: tuple[tuple[int, int], ...], sums: list[tuple[float, float]],
-                base: list[list[float]], flat: bool) -> dict[str, list[float]]:
-        """Each range's C{[wh, cost]}: what was known plus the sums read (C{(wh, weighted)} per range)."""
-        schedule = self.schedule
-        out = {}
-        for name, (lo, _), (wh, weighted), (baseWh, baseCost) in zip(RANGE_NAMES, wanted, sums, base):
-            if schedule is None:
-                cost = 0.0
-            elif flat:
-                cost = schedule.hourCost(lo * 3600, wh, self.zone)  # one price for every hour
-            else:
-                cost = weighted / 1000.0
-            out[name] = [baseWh + wh, baseCost + cost]
-        return out
-
-    def _earlier(self, plugId: str, now: float, before: Cached | None = None) -> Deferred:
-        """Each range's unrounded C{[wh, cost]} over the hours before the current one: one sum per range
-        in the ledger's writer thread (or from its rows with a ledger that cannot sum), only over the
-        hours since C{before} where it holds the same span (L{_wanted})."""
-        (hour, _), spans = self._spans(now)
-        wanted, base = self._wanted(hour, spans, before)
-        flat, weight = self._weight()
-        sumHours = getattr(self.ledger, "hourSums", None)
-        if sumHours is not None:
-            d = sumHours(plugId, wanted, weight).addCallback(fromStoreSums)
-        else:
-            lo, hi = min(s[0] for s in wanted), max(s[1] for s in wanted)
-            d = self.ledger.hourly(plugId, lo * 3600, hi * 3600).addCallback(spanSums, wanted, weight)
-        return d.addCallback(lambda sums: self._priced(wanted, sums, base, flat))
-
-    def _earlierMany(self, plugIds: list[str], now: float) -> Deferred:
-        """L{_earlierCached} of every plug, for a ledger that sums many plugs at once (C{hourSumsMany}):
-        the plugs not cached for this hour are grouped by the spans they still need (after the hour
-        turns, nearly all need the same) and each group is summed in one read, instead of one read
-        per plug (10,000 reads were ~2 s of CPU once an hour).  The plugs are grouped, and their sums
-        priced and cached, in slices of the cooperator; fires with each plug's sums in C{plugIds}' order."""
-        key, spans = self._spans(now)
-        flat, weight = self._weight()
-        results: dict[str, dict[str, list[float]]] = {}
-        groups: dict[tuple[tuple[int, int], ...], list[tuple[str, list[list[float]]]]] = {}
-
-        def group() -> Iterator[None]:
-            for plugId in plugIds:
-                cached = self._sums.get(plugId)
-                if cached is not None and cached[0] == key:
-                    results[plugId] = cached[2]
-                else:
-                    wanted, base = self._wanted(key[0], spans, cached)
-                    groups.setdefault(wanted, []).append((plugId, base))
-                yield None
-
-        def price(read: dict[str, list[tuple[int, float]]], wanted: tuple[tuple[int, int], ...],
-                  members: list[tuple[str, list[list[float]]]]) -> Deferred:
-            empty = [(0, 0.0)] * len(wanted)
-
-            def each() -> Iterator[None]:
-                for plugId, base in members:
-                    sums = self._priced(wanted, fromStoreSums(read.get(plugId, empty)), base, flat)
-                    if plugId in self._sums or len(self._sums) < 100_000:
-                        self._sums[plugId] = (key, spans, sums)
-                    results[plugId] = sums
-                    yield None
-
-            return self._cooperator.coiterate(each())
-
-        def readGroups(_: Any) -> Deferred:
-            return gatherResults([self.ledger.hourSumsMany([p for p, _ in members], wanted, weight).addCallback(
-                price, wanted, members) for wanted, members in groups.items()], consumeErrors=True)
-
-        d = self._cooperator.coiterate(group()).addCallback(readGroups)
-        return d.addCallback(lambda _: [results[p] for p in plugIds])
-
     def periods(self, plugId: str) -> Deferred:
         """Today, yesterday, this week, month and year in watt-hours and cost (see
         L{vesyncd.insight.ranges.periodTotals}) and the lifetime watt-hours; earlier hours are cached
         until the hour turns."""
         now = self.clock.seconds()
-        key, spans = self._spans(now)
+        key, spans = self.earlier.spans(now)
         hourStart = key[0] * 3600
 
         def withCurrentHour(sums: dict[str, list[float]]) -> Deferred:
             def total(rows: list[Row]) -> dict[str, Any]:
-                current = self._withRows(sums, rows, spans)
+                current = self.earlier.withRows(sums, rows, spans)
                 doc: dict[str, Any] = {f"{n}_wh": round(current[n][0], WH_DIGITS) + 0.0 for n in RANGE_NAMES}
                 # The ledger's counter, not a sum of rows: it only grows, and forgets nothing older than a year.
                 doc["lifetime_wh"] = round(self.ledger.summary(plugId, now).lifetime_wh, WH_DIGITS) + 0.0
@@ -279,33 +166,7 @@ class EnergyInsight:
 
             return self.ledger.hourly(plugId, hourStart, hourStart + 3600).addCallback(total)
 
-        return self._earlierCached(plugId, now).addCallback(withCurrentHour)
-
-    def _earlierCached(self, plugId: str, now: float) -> Deferred:
-        """L{_earlier}'s sums, from the cache while the hour and day are the same."""
-        key, spans = self._spans(now)
-        cached = self._sums.get(plugId)
-        if cached is not None and cached[0] == key:
-            return succeed(cached[2])
-
-        def keep(sums: dict[str, list[float]]) -> dict[str, list[float]]:
-            if plugId in self._sums or len(self._sums) < 100_000:
-                self._sums[plugId] = (key, spans, sums)
-            return sums
-
-        return self._earlier(plugId, now, cached).addCallback(keep)
-
-    def _withRows(self, sums: dict[str, list[float]], rows: list[Row],
-                  spans: dict[str, tuple[int, int]], names: tuple[str, ...] = RANGE_NAMES) -> dict[str, list[float]]:
-        """The earlier hours' C{[wh, cost]} per range plus the current hour's C{rows}, priced."""
-        current = {name: list(sums[name]) for name in names}
-        for start, wh in rows:
-            cost = self.schedule.hourCost(start, wh, self.zone) if self.schedule is not None else 0.0
-            for name in names:
-                if spans[name][0] <= start // 3600 < spans[name][1]:
-                    current[name][0] += wh
-                    current[name][1] += cost
-        return current
+        return self.earlier.sums(plugId, now).addCallback(withCurrentHour)
 
     def baseline(self, plugId: str) -> dict[str, Any]:
         """The plug's always-on power and its yearly energy and cost (L{baselineJSON})."""
@@ -413,7 +274,7 @@ class EnergyInsight:
 
             return self._cooperator.coiterate(each()).addCallback(lambda _: table(lines, keys))
 
-        weight = self._hourPrices() if schedule is not None else None
+        weight = self.earlier.hourPrices() if schedule is not None else None
         return sumMany(list(names), [(math.ceil(lo / 3600), math.ceil(hi / 3600))], weight).addCallback(fromSums)
 
     def _eachPlug(self, plugIds: list[str], read: Callable[[str], Deferred]) -> Deferred:
@@ -444,7 +305,7 @@ class EnergyInsight:
 
         plugIds = [row[0] for row in readings]
         now = self.clock.seconds()
-        key, spans = self._spans(now)
+        key, spans = self.earlier.spans(now)
         hourStart = key[0] * 3600
         # The earlier hours come from the cache (read once an hour, for every plug at once where the
         # ledger can); the current hour of every plug in one read, not one per plug (10,000 reads
@@ -457,7 +318,7 @@ class EnergyInsight:
 
             def sumUp() -> Iterator[None]:
                 for plugId, earlier in zip(plugIds, sums):
-                    today = self._withRows(earlier, rows.get(plugId, []), spans, ("today",))["today"]
+                    today = self.earlier.withRows(earlier, rows.get(plugId, []), spans, ("today",))["today"]
                     wh[0] += round(today[0], WH_DIGITS)
                     cost[0] += roundCost(today[1])
                     yield None
@@ -470,8 +331,8 @@ class EnergyInsight:
             return self._cooperator.coiterate(sumUp()).addCallback(done)
 
         if getattr(self.ledger, "hourSumsMany", None) is not None:
-            return self._earlierMany(plugIds, now).addCallback(withCurrentHour)
-        return self._eachPlug(plugIds, lambda plugId: self._earlierCached(plugId, now)).addCallback(withCurrentHour)
+            return self.earlier.sumsMany(plugIds, now).addCallback(withCurrentHour)
+        return self._eachPlug(plugIds, lambda plugId: self.earlier.sums(plugId, now)).addCallback(withCurrentHour)
 
     # -- keeping the baselines ---------------------------------------------------------------------
 
