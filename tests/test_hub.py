@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 
 from vesyncd.core import model as h
 from vesyncd.core.hub import Hub
-from vesyncd.core.session import MAX_QUEUED_COMMANDS
+from vesyncd.core.session import MAX_QUEUED_COMMANDS, firstProbePoint
 from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
 from tests.fakes import FakeConnection
@@ -75,6 +75,62 @@ def test_silent_plug_is_probed_then_marked_offline() -> None:
     assert not hub.get("plug-1").online
     assert conn.disconnected == "keepalive deadline passed"
     assert events[-1].kind == h.OFFLINE
+
+
+def test_plugs_logging_in_together_are_first_probed_over_the_spread() -> None:
+    """A wave of silent plugs logged in in the same second is first probed over one probe interval
+    after keepalive_idle, evenly, never before keepalive_idle; each is still offline at offline_after."""
+    hub, clock, events = makeHub(keepalive_idle=60, probe_interval=15, offline_after=110,
+                                 max_new_plugs_per_minute=300)
+    assert hub.settings.firstProbeSpread == 15
+    conns = [FakeConnection(f"192.0.2.{1 + i % 200}:{40000 + i}") for i in range(300)]
+    for i, conn in enumerate(conns):
+        hub.login(conn, m.Login(id=f"wave-{i}"))
+    firstProbe: dict[int, int] = {}
+    for second in range(1, 111):
+        clock.advance(1)
+        for i, conn in enumerate(conns):
+            if "/ka" in conn.uris() and i not in firstProbe:
+                firstProbe[i] = second
+    assert len(firstProbe) == 300 and min(firstProbe.values()) == 60 and max(firstProbe.values()) == 75
+    perSecond = [list(firstProbe.values()).count(s) for s in range(60, 76)]
+    assert max(perSecond) <= 2 * 300 / 15, perSecond  # an even share is 20 a second
+    assert all(conn.disconnected == "keepalive deadline passed" for conn in conns)
+    assert not any(p.online for p in hub.plugs())
+
+
+def test_a_plug_heard_from_is_not_probed_whatever_its_place_in_the_spread() -> None:
+    """The spread only moves the first look: a plug that keeps talking is never probed, and one that
+    falls silent later is probed keepalive_idle after it was last heard, as before."""
+    hub, clock, events = makeHub(keepalive_idle=60, probe_interval=15, offline_after=110)
+    sessions = [hub.login(FakeConnection(), m.Login(id=f"talk-{i}")) for i in range(20)]
+    for _ in range(10):
+        clock.advance(30)
+        for session in sessions:
+            session.received(m.KeepAlive())
+    assert not any("/ka" in s.connection.uris() for s in sessions)
+    clock.advance(59.9)
+    assert not any("/ka" in s.connection.uris() for s in sessions)
+    clock.advance(0.2)
+    assert all(s.connection.uris().count("/ka") == 1 for s in sessions)
+
+
+def test_first_probe_spread_is_bounded_by_the_offline_deadline() -> None:
+    """The spread is one probe interval, at most half the time from keepalive_idle to offline_after."""
+    assert Settings().firstProbeSpread == 15
+    assert Settings(keepalive_idle=5, offline_after=9).firstProbeSpread == 2
+    assert Settings(probe_interval=0.1).firstProbeSpread == 0.5
+
+
+@pytest.mark.parametrize("first", [1, 2, 977, 123_456])
+@pytest.mark.parametrize("count", [10, 100, 5_000])
+def test_any_run_of_logins_falls_evenly_over_the_spread(first: int, count: int) -> None:
+    """Whatever login a wave starts at, its points leave no gap wider than twice an even share."""
+    assert firstProbePoint(1) == 0.0
+    points = sorted(firstProbePoint(n) for n in range(first, first + count))
+    assert all(0.0 <= p < 1.0 for p in points)
+    gaps = [b - a for a, b in zip(points, points[1:])] + [points[0] + 1.0 - points[-1]]
+    assert max(gaps) <= 2.0 / count
 
 
 def test_answering_plug_stays_online() -> None:

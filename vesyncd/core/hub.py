@@ -38,7 +38,7 @@ from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGO
                                 PlugOffline, PlugState, UnknownPlug)
 from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.remoteview import RemoteView
-from vesyncd.core.session import Command, PlugSession
+from vesyncd.core.session import firstProbePoint, Command, PlugSession
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import NewIdLimit, RefusedReports, ReportBound, compareIdentity, identityOf, refuseLogin
 
@@ -51,7 +51,6 @@ DEFAULT_SETTINGS = Settings()
 
 #: Reports of a plug taken over from another node held while its stored row is read again.
 MAX_HELD_REPORTS = 16
-
 
 @implementer(ISessionOwner)
 class Hub(RemoteView):
@@ -259,7 +258,8 @@ class Hub(RemoteView):
         }
         plug.last_seen = plug.connected_since = now
         ReportBound.start(plug, now)
-        session = self._sessions[plugId] = PlugSession(self, connection, plug, self.settings)
+        session = self._sessions[plugId] = PlugSession(self, connection, plug, self.settings,
+                                                       spreadAt=firstProbePoint(self.stats["logins"]))
         if self.cluster is not None:
             wasRemote = self._remote.pop(plugId, None)
             if wasRemote is not None:

@@ -5,7 +5,10 @@ every login and is told when it ends; the session talks to it only through that 
 
 Liveness: after C{keepalive_idle} seconds of silence the session sends the plug a C{/ka} (and
 again every C{probe_interval} seconds); past C{offline_after} seconds of silence it closes the
-connection and the plug is offline.  Commands are queued and never interleaved: the next goes
+connection and the plug is offline.  A session's first look comes up to
+L{Settings.firstProbeSpread} seconds later than C{keepalive_idle}, at the point its owner gives
+it, so that plugs which logged in together (a daemon restart, a power cut) are not all probed in
+the same second.  Commands are queued and never interleaved: the next goes
 out when the plug's C{/runtimeInfo} confirms the previous one, or it times out.  The times come
 from the L{Settings} the owner hands over.
 """
@@ -45,6 +48,19 @@ class Command:
     cause: str = CAUSE_COMMAND
 
 
+#: The golden ratio's fractional part: successive multiples of it, modulo 1, fall evenly over [0, 1).
+_GOLDEN = 0.6180339887498949
+
+
+def firstProbePoint(login: int) -> float:
+    """Where the C{login}th login (counted from 1) falls in the first probes' spread, in [0, 1).
+
+    The first is at 0 (probed at C{keepalive_idle} exactly); any run of consecutive logins lands
+    evenly over the spread, so a wave of thousands is probed a few hundred per second, not all at once.
+    """
+    return ((login - 1) * _GOLDEN) % 1.0
+
+
 def _noop() -> None:
     pass
 
@@ -65,7 +81,11 @@ class PlugSession:
     """One logged-in connection of one plug: keeps it alive, routes its messages and commands."""
 
     def __init__(self, owner: ISessionOwner, connection: IPlugConnection, plug: PlugState,
-                 settings: Settings) -> None:
+                 settings: Settings, spreadAt: float = 0.0) -> None:
+        """
+        @param spreadAt: where in L{Settings.firstProbeSpread} this session first looks at its
+            plug's silence, from 0 (at C{keepalive_idle}) to 1 (the whole spread later).
+        """
         self.owner = owner
         self.clock = owner.clock
         self.settings = settings
@@ -79,7 +99,7 @@ class PlugSession:
         self._current: Command | None = None
         self._unknownSeen: set[str] | None = None
         self._liveness: IDelayedCall | None = None
-        self._scheduleLiveness(settings.keepalive_idle)
+        self._scheduleLiveness(settings.keepalive_idle + settings.firstProbeSpread * min(max(spreadAt, 0.0), 1.0))
 
     # -- liveness -----------------------------------------------------------------------------
 

@@ -62,6 +62,17 @@ class Settings:
         """The probe interval the sessions use: never below half a second, however it is set."""
         return max(self.probe_interval, 0.5)
 
+    @property
+    def firstProbeSpread(self) -> float:
+        """Seconds over which the first liveness checks of plugs that logged in together are spread.
+
+        One probe interval, and at most half the time between C{keepalive_idle} and C{offline_after}:
+        a plug's first C{/ka} may come that much later than C{keepalive_idle}, and a plug that
+        vanished is still probed before it is offline and still offline at C{offline_after}
+        (15 s by default: 10,000 plugs back at once are probed over 15 s, not in one second).
+        """
+        return min(self.probeEvery, (self.offline_after - self.keepalive_idle) / 2)
+
     @classmethod
     def fromOptions(cls, config: Mapping[str, Any]) -> "Settings":
         """The settings from parsed options (keys named like L{optParameters}); missing keys keep defaults.
