@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from vesyncd.automation.model import Location
+from vesyncd.automation.model import Location, Timer
 from vesyncd.automation.parse import AutomationError, AutomationRefused
 from vesyncd.core.model import CommandTimeout
 from tests.automation_helpers import BERLIN, NEW_YORK, FakeAutomationHub, advanceTo, clockAt, makeEngine
@@ -55,6 +55,22 @@ def test_one_timer_per_plug_and_cancel() -> None:
     assert engine.cancelTimer("p1") is True and engine.cancelTimer("p1") is False
     clock.advance(3600)
     assert hub.switches == [] and store.items == {}
+
+
+def test_a_timer_held_over_an_armed_one_takes_its_place_on_the_clock() -> None:
+    """A timer held for a plug (as another node saved it) replaces the armed one: the old deadline
+    switches nothing, the new one switches."""
+    clock = clockAt(NOON)
+    engine, hub, store = makeEngine(clock)
+    hub.add("p1")
+    engine.setTimer("p1", "off", "10m")
+    engine.countdowns.hold(Timer("p1", True, clock.seconds() + 1200, clock.seconds()))
+    engine.countdowns.arm("p1")
+    assert len(engine.countdowns) == 1 and "p1" in engine.countdowns
+    clock.advance(600)
+    assert hub.switches == []
+    clock.advance(600)
+    assert hub.causes("p1") == [(True, "timer")] and engine.timer("p1") is None
 
 
 def test_countdown_across_a_restart() -> None:

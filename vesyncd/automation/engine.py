@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.automation import views
 from vesyncd.automation.away import AwayMode
+from vesyncd.automation.countdown import Countdowns
 from vesyncd.automation.interfaces import IAutomationHub, IAutomationStore
 from vesyncd.automation.model import AWAY, BELOW, DONE_BELOW, RULE, SCHEDULE, TIMER, ABOVE, Away, Rule, Schedule, Timer
 from vesyncd.automation.parse import (AutomationError, AutomationRefused, parseClock, parseDuration, parseSwitch,
@@ -44,8 +45,7 @@ class AutomationEngine:
         self.config = config
         self.zone = config.zone
         self.switcher = Switcher(hub, clock, config.retry_delay)
-        self.timers: dict[str, Timer] = {}
-        self._timerCalls: dict[str, IDelayedCall] = {}
+        self.countdowns = Countdowns(clock, store, self.switcher, config.max_timers)
         self.schedules = Schedules(clock, config, store, self.switcher.apply, self._taken)
         self.ruleSet = RuleSet(config.done_running_after)
         self.poller = PowerPoller(clock, hub.refresh, hub.isOnline, config.poll_interval, config.max_polls_per_second)
@@ -66,8 +66,7 @@ class AutomationEngine:
         for kind, id, plug, doc in (self.store.load() if items is None else items):
             self._hold(kind, id, plug, doc)
         intents.extend(self.schedules.catchUp())
-        for plug in list(self.timers):
-            self._armTimer(plug)
+        self.countdowns.armAll()
         self.schedules.armAll()
         for plug in list(self.ruleSet.byPlug):
             self._armPoller(plug)
@@ -75,7 +74,7 @@ class AutomationEngine:
             self.switcher.apply(intent)
         self._unsubscribe = self.hub.subscribe(self._event)
         self.poller.start()
-        log.info("automation: {t} timers, {s} schedules, {r} rules, {a} away windows", t=len(self.timers),
+        log.info("automation: {t} timers, {s} schedules, {r} rules, {a} away windows", t=len(self.countdowns),
                  s=len(self.schedules), r=len(self.ruleSet), a=len(self.awayMode))
 
     def stop(self) -> Deferred:
@@ -83,10 +82,7 @@ class AutomationEngine:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        for call in self._timerCalls.values():
-            if call.active():
-                call.cancel()
-        self._timerCalls.clear()
+        self.countdowns.stop()
         self.schedules.stop()
         self.awayMode.stop()
         self.poller.stop()
@@ -128,14 +124,7 @@ class AutomationEngine:
         replaces the plug's timer.  Returns the timer's JSON."""
         on = parseSwitch(target, "switch")
         delay = parseDuration(seconds, "--for")
-        if plug not in self.timers and len(self.timers) >= self.config.max_timers:
-            raise AutomationRefused("--for", f"{len(self.timers)} timers are pending, the most allowed")
-        now = self.clock.seconds()
-        self._cancelTimerCall(plug)
-        self.switcher.drop(plug, TIMER)  # the old timer's switch, if it still waits for the plug
-        self.timers[plug] = Timer(plug, on, now + delay, now)
-        self.store.save(TIMER, plug, plug, self.timers[plug].toDoc())
-        self._armTimer(plug)
+        self.countdowns.set(plug, on, delay)
         return self.timer(plug) or {}
 
     def switchFor(self, plug: str, on: Any, seconds: Any) -> Deferred:
@@ -147,7 +136,7 @@ class AutomationEngine:
 
     def timer(self, plug: str) -> dict[str, Any] | None:
         """The plug's pending timer as JSON, or None."""
-        timer = self.timers.get(plug)
+        timer = self.countdowns.get(plug)
         if timer is None:
             return None
         waiting = self.switcher.pendingFor(plug)
@@ -155,35 +144,7 @@ class AutomationEngine:
 
     def cancelTimer(self, plug: str) -> bool:
         """Cancel the plug's timer; False if it had none."""
-        if self.timers.pop(plug, None) is None:
-            return False
-        self._cancelTimerCall(plug)
-        self.switcher.drop(plug, TIMER)
-        self.store.delete(TIMER, plug, plug)
-        return True
-
-    def _cancelTimerCall(self, plug: str) -> None:
-        """Cancel the clock call of the plug's timer, if any."""
-        call = self._timerCalls.pop(plug, None)
-        if call is not None and call.active():
-            call.cancel()
-
-    def _armTimer(self, plug: str) -> None:
-        """Plan the plug's timer on the clock (at once if its deadline has passed)."""
-        timer = self.timers[plug]
-        delay = max(0.0, timer.due - self.clock.seconds())
-        self._timerCalls[plug] = self.clock.callLater(delay, self._timerDue, timer)
-
-    def _timerDue(self, timer: Timer) -> None:
-        """Switch the plug; the timer is kept (and stored) until the plug confirms or it is given up."""
-        self._timerCalls.pop(timer.plug, None)
-
-        def settled(done: bool) -> None:
-            if self.timers.get(timer.plug) is timer:
-                del self.timers[timer.plug]
-                self.store.delete(TIMER, timer.plug, timer.plug)
-
-        self.switcher.apply(Intent(timer.plug, timer.on, TIMER, timer.due, None, settled))
+        return self.countdowns.cancel(plug)
 
     # -- schedules -------------------------------------------------------------------------------
 
@@ -349,7 +310,7 @@ class AutomationEngine:
     def nextAction(self, plug: str) -> dict[str, Any] | None:
         """The next switch automation will make to C{plug} (timer, schedule or away), as JSON, or None."""
         candidates: list[tuple[float, bool, str]] = []
-        timer = self.timers.get(plug)
+        timer = self.countdowns.get(plug)
         if timer is not None:
             candidates.append((timer.due, timer.on, TIMER))
         for schedule in self.schedules.byPlug.get(plug, {}).values():
@@ -413,8 +374,7 @@ class AutomationEngine:
         for kind, itemId, itemPlug, doc in items:
             if itemPlug == plug:
                 self._hold(kind, itemId, plug, doc)
-        if plug in self.timers:
-            self._armTimer(plug)
+        self.countdowns.arm(plug)
         intents = self.schedules.catchUp(plug)
         for schedule in list(self.schedules.byPlug.get(plug, {}).values()):
             self.schedules.arm(schedule)
@@ -426,7 +386,7 @@ class AutomationEngine:
         """Hold one item as stored (not armed, not saved); False, logged, when it is unreadable."""
         try:
             if kind == TIMER:
-                self.timers[plug] = Timer.fromDoc(plug, doc)
+                self.countdowns.hold(Timer.fromDoc(plug, doc))
             elif kind == SCHEDULE:
                 self.schedules.put(Schedule.fromDoc(itemId, plug, doc))
             elif kind == RULE:
@@ -445,10 +405,9 @@ class AutomationEngine:
         """Another node saved (C{doc}) or deleted (None) an item: hold the same here, armed, without
         writing it (that node did)."""
         if kind == TIMER:
-            self._cancelTimerCall(plug)
-            self.timers.pop(plug, None)
+            self.countdowns.discard(plug)
             if doc is not None and self._hold(kind, itemId, plug, doc):
-                self._armTimer(plug)
+                self.countdowns.arm(plug)
         elif kind == SCHEDULE:
             self.schedules.discard(itemId)
             if doc is not None and self._hold(kind, itemId, plug, doc):
@@ -470,8 +429,7 @@ class AutomationEngine:
 
     def _forgetInMemory(self, plug: str, keepWaiting: bool = False) -> None:
         """Drop the plug's items from memory and the clock (the store is not touched)."""
-        self.timers.pop(plug, None)
-        self._cancelTimerCall(plug)
+        self.countdowns.discard(plug)
         self.schedules.forgetPlug(plug)
         for rule in self.ruleSet.ofPlug(plug):
             self.ruleSet.remove(rule.id)
@@ -488,7 +446,7 @@ class AutomationEngine:
 
     def status(self) -> dict[str, Any]:
         """Daemon-wide counts for C{info} and the metrics."""
-        return {"timers": len(self.timers), "schedules": len(self.schedules), "rules": len(self.ruleSet),
+        return {"timers": len(self.countdowns), "schedules": len(self.schedules), "rules": len(self.ruleSet),
                 "away": len(self.awayMode), "waiting": len(self.switcher.waiting),
                 "polled_plugs": len(self.poller.due), "polls": self.poller.polls,
                 "poll_failures": self.poller.failures, "switches": self.switcher.switched,
