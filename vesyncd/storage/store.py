@@ -1,7 +1,9 @@
 """
 Persistence for vesyncd, in SQLite (the default) or PostgreSQL (L{vesyncd.storage.postgres}): one
-writer that never blocks the reactor (the schema, its migrations and row conversions are in
-L{vesyncd.storage.schema}).
+writer that never blocks the reactor.  The queue, its batches, their retries and the store's life
+are here; the schema, its migrations and row conversions are in L{vesyncd.storage.schema}, what one
+batch does to the database in L{vesyncd.storage.batches}, and the reads of plug rows and energy
+totals in L{vesyncd.storage.reads}.
 
 Every database call runs in one dedicated thread (a one-thread pool), so SQLite's single-writer rule
 holds, writes reach either database in one order, and the reactor never waits on an fsync or the
@@ -42,9 +44,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from vesyncd.core.model import PlugState
-from vesyncd.storage.rollups import addHours, lowerWatermark, rollUpRaw, writeRollups
+from vesyncd.storage import reads
+from vesyncd.storage.batches import PRUNE_BATCH, pruneOldest, writeBatch
+from vesyncd.storage.rollups import rollUpRaw
 from vesyncd.storage.runner import Runner, inlineRunner
-from vesyncd.storage.sqlite import insertRows, writeTransaction
+from vesyncd.storage.sqlite import writeTransaction
 from vesyncd.storage.schema import (  # noqa: F401 - re-exported: callers import them from here
     SCHEMA_VERSION,
     MAX_DEVICE_JSON,
@@ -69,7 +73,6 @@ BATCH_ROWS = 500
 MAX_QUEUED_REPORTS = 200_000
 #: Reports written per transaction at most, so one batch never holds the writer for long.
 MAX_BATCH = 20_000
-PRUNE_BATCH = 2_000
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
 #: Seconds between additions of the raw rows to the rollups (SQLite; reads and stop add them at once).
@@ -161,34 +164,12 @@ class Store:
     # -- loading (blocking, at start) -----------------------------------------------------------
 
     def loadPlugs(self) -> list[PlugState]:
-        """Every stored plug as an offline L{PlugState}; unreadable rows are logged and skipped."""
-        plugs = []
-        for row in self.connection().execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs"):
-            try:
-                plugs.append(plugFromRow(row))
-            except Exception:
-                log.failure("store: skipping an unreadable plug row")
-        return plugs
+        """Every stored plug as an offline L{PlugState} (L{reads.loadPlugs})."""
+        return reads.loadPlugs(self.connection())
 
     def loadEnergy(self, now: float) -> tuple[dict[str, int], dict[str, int], date]:
-        """Lifetime and today's watt-seconds per plug from the rollups, and today's local date.
-
-        Each plug's months are summed and its row of today looked up on the daily table's key
-        (every daily row has its month's row, written in the same transaction); a query on the
-        day alone would scan every daily row: plugs x days of history.
-        """
-        today = localDay(now, self.zone)
-        lifetime: dict[str, int] = {}
-        todays: dict[str, int] = {}
-        # The LEFT JOIN keeps the grouped months as the outer loop: days is searched, never scanned.
-        rows = self.connection().execute(
-            "SELECT m.plug, m.ws, d.ws FROM (SELECT plug, SUM(ws) AS ws FROM months GROUP BY plug) AS m"
-            " LEFT JOIN days AS d ON d.plug = m.plug AND d.day = ?", (today.isoformat(),))
-        for plug, total, ws in rows:
-            lifetime[plug] = int(total)
-            if ws is not None:
-                todays[plug] = int(ws)
-        return lifetime, todays, today
+        """Lifetime and today's watt-seconds per plug, and today's local date (L{reads.loadEnergy})."""
+        return reads.loadEnergy(self.connection(), now, self.zone)
 
     def loadPlug(self, plugId: str) -> Deferred:
         """Fire with the plug's stored state as an offline L{PlugState}, or None when it has no row.
@@ -211,16 +192,11 @@ class Store:
 
     def _readPlug(self, plugId: str) -> PlugState | None:
         """The plug's row as a L{PlugState} (writer thread)."""
-        row = self.connection().execute(f"SELECT {', '.join(PLUG_COLUMNS)} FROM plugs WHERE id = ?",
-                                        (plugId,)).fetchone()
-        return None if row is None else plugFromRow(row)
+        return reads.readPlug(self.connection(), plugId)
 
     def readEnergy(self, plugId: str, day: date) -> tuple[int, int]:
         """The plug's lifetime and C{day}'s watt-seconds in the rollups (writer thread)."""
-        conn = self.connection()
-        (lifetime,) = conn.execute("SELECT COALESCE(SUM(ws), 0) FROM months WHERE plug = ?", (plugId,)).fetchone()
-        row = conn.execute("SELECT ws FROM days WHERE plug = ? AND day = ?", (plugId, day.isoformat())).fetchone()
-        return int(lifetime), int(row[0]) if row is not None else 0
+        return reads.readEnergy(self.connection(), plugId, day)
 
     def unwritten(self, plugId: str, day: date) -> tuple[int, int]:
         """The plug's watt-seconds queued or being written but not yet committed, in all and on C{day}
@@ -387,35 +363,8 @@ class Store:
         reports, folded, plugs, deletes, roll = batch
         conn = self.connection()
         try:
-            with writeTransaction(conn):
-                for plugId in deletes:
-                    for table in ("plugs", "reports", "hours", "days", "months", "switches", "baselines", "leases"):
-                        conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'plugs' else 'plug'} = ?", (plugId,))
-                if deletes and self.deferRollups:
-                    lowerWatermark(conn)
-                bulk = getattr(conn, "copyRows", None)  # PostgreSQL: COPY, several times faster than INSERTs
-                if bulk is not None:
-                    bulk("reports", ("plug", "at", "ws", "seconds"), reports)
-                else:
-                    conn.executemany("INSERT INTO reports (plug, at, ws, seconds) VALUES (?, ?, ?, ?)", reports)
-                if not self.deferRollups:
-                    hours: dict[tuple[str, int], list[int]] = {}
-                    for plugId, at, ws, seconds in reports:
-                        acc = hours.setdefault((plugId, int(at // 3600)), [0, 0])
-                        acc[0] += ws
-                        acc[1] += seconds
-                    writeRollups(conn, addHours(hours, folded), self._day)
-                else:
-                    if folded:
-                        writeRollups(conn, folded, self._day)
-                    if roll:
-                        rollUpRaw(conn, self._day)
-                upserts = list(plugs.values())
-                if upserts:
-                    names = ", ".join(PLUG_COLUMNS)
-                    updates = ", ".join(f"{c} = excluded.{c}" for c in PLUG_COLUMNS[1:])
-                    insertRows(conn, f"INSERT INTO plugs ({names})", f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                               upserts)
+            writeBatch(conn, reports, folded, plugs, deletes, roll=roll, deferRollups=self.deferRollups,
+                       dayOf=self._day)
         except BaseException:
             # Reopen for the retry: after an I/O error or a replaced file the old handle may stay broken.
             try:
@@ -466,21 +415,8 @@ class Store:
         return self.run(self._pruneBatch, cutoff).addCallback(step)
 
     def _pruneBatch(self, cutoff: float) -> int:
-        """Delete up to L{PRUNE_BATCH} of the oldest raw rows older than C{cutoff} (writer thread).
-
-        Rows are appended in time order, so the oldest rows have the smallest rowids: walking from
-        the first rowid needs no index on the time column (which would slow every insert).
-        """
-        conn = self.connection()
-        rows = conn.execute("SELECT rowid, at FROM reports ORDER BY rowid LIMIT ?", (PRUNE_BATCH,)).fetchall()
-        old = [(rowid,) for rowid, at in rows if at < cutoff]
-        if not old:
-            return 0
-        with writeTransaction(conn):
-            conn.executemany("DELETE FROM reports WHERE rowid = ?", old)
-            if self.deferRollups:
-                lowerWatermark(conn)
-        return len(old)
+        """Delete up to L{PRUNE_BATCH} of the oldest raw rows older than C{cutoff} (writer thread)."""
+        return pruneOldest(self.connection(), cutoff, self.deferRollups)
 
     # -- service life ----------------------------------------------------------------------------
 
