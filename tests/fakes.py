@@ -62,3 +62,20 @@ def result(d: Deferred) -> Any:
     if hasattr(out[0], "raiseException"):
         out[0].raiseException()
     return out[0]
+
+
+class Turns:
+    """A reactor's C{callLater(0, ...)} run by hand, one turn of the calls made so far at a time."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Any] = []
+
+    def callLater(self, delay: float, f: Any, *args: Any) -> None:
+        """Keep the call for the next turn."""
+        self.waiting.append((f, args))
+
+    def turn(self) -> None:
+        """Run the calls made before this turn."""
+        calls, self.waiting = self.waiting, []
+        for f, args in calls:
+            f(*args)

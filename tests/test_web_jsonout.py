@@ -10,30 +10,13 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from tests.fakes import result
+from tests.fakes import Turns, result
 from vesyncd.web.jsonout import BodyEncoder, encodeNow
 
 
 def oneStepPerTurn() -> Any:
     """A cooperator that runs one step of each task per reactor turn."""
     return lambda: True
-
-
-class Turns:
-    """A reactor's C{callLater(0, ...)} run by hand, one turn of the calls made so far at a time."""
-
-    def __init__(self) -> None:
-        self.waiting: list[Any] = []
-
-    def callLater(self, delay: float, f: Any, *args: Any) -> None:
-        """Keep the call for the next turn."""
-        self.waiting.append((f, args))
-
-    def turn(self) -> None:
-        """Run the calls made before this turn."""
-        calls, self.waiting = self.waiting, []
-        for f, args in calls:
-            f(*args)
 
 
 def sliced(doc: Any, perSlice: int = 3) -> tuple[bytes, int]:

@@ -15,7 +15,7 @@ import collections
 import math
 import re
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -23,6 +23,7 @@ from twisted.internet.task import Cooperator
 
 from vesyncd.core.model import ENERGY, FORGOTTEN, RELAY, RUNTIME, Event, isoTime
 from vesyncd.core.periods import parsePeriod
+from vesyncd.core.turns import chunksInTurns
 from vesyncd.insight.baseline import BaselineTracker, baselineJSON
 from vesyncd.insight.chart import PowerHistory, feed
 from vesyncd.insight.cost import Row, addCost, dailyCharges, hourSpan, roundCost
@@ -344,23 +345,16 @@ class EnergyInsight:
         """L{dumpBaselines} spread over reactor turns, C{perTurn} plugs each, so plugs are answered in
         between; fires with the dumps.  A plug forgotten meanwhile is left out; one that reports
         meanwhile is dumped as it is when its turn comes."""
-        plugs = list(self.baselines.plugs())
         dumps: dict[str, bytes] = {}
-        done: Deferred = Deferred()
 
-        def step(start: int) -> None:
-            for plug in plugs[start:start + perTurn]:
+        def dump(plugs: Sequence[str]) -> None:
+            for plug in plugs:
                 try:
                     dumps[plug] = self.baselines.dump(plug)
                 except KeyError:
                     continue  # forgotten since the list was taken
-            if start + perTurn < len(plugs):
-                self.clock.callLater(0, step, start + perTurn)
-            else:
-                done.callback(dumps)
 
-        step(0)
-        return done
+        return chunksInTurns(self.clock, list(self.baselines.plugs()), perTurn, dump).addCallback(lambda _: dumps)
 
     def loadBaselines(self, stored: dict[str, bytes]) -> int:
         """Take back stored baseline samples; a plug whose bytes are not a dump starts afresh.  Returns
