@@ -6,14 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, Harness, runtime
+from tests.fakes import Turns
+from tests.web_helpers import PLUG_A, PLUG_B, PLUG_C, Harness, login, runtime
+from vesyncd.core.hub import Hub
+from vesyncd.core.model import PlugState
+from vesyncd.core.settings import Settings
 from vesyncd.plugs import codec as m
 from vesyncd.dns.answers import DNSCounters
-from vesyncd.web.metrics import plugSeries
+from vesyncd.web.metrics import READ_PER_TURN, HubCollector, Metrics, plugSeries
 
 
 def scrape(h: Harness, **kw) -> dict[str, list]:
@@ -232,6 +236,80 @@ class RenderInPoolTests(unittest.TestCase):
         third = h.send("GET", "/metrics")
         self.assertEqual(threads.runAll(), 1)
         self.assertEqual(third.response().status, 200)
+
+
+class ReadInTurnsTests(unittest.TestCase):
+    """The plugs' figures are read READ_PER_TURN plugs per reactor turn, into the same text."""
+
+    def manyPlugs(self, count: int) -> tuple[Hub, task.Clock]:
+        clock = task.Clock()
+        clock.advance(1_700_000_000)
+        known = [PlugState(id=f"p{i:05d}", alias=f"Plug {i}", relay=i % 2 == 0, power_w=float(i), voltage_v=120.0,
+                           rssi_dbm=-40, last_seen=1_699_999_000.0 + i) for i in range(count)]
+        return Hub(clock, known=known), clock
+
+    def test_sameTextOverTurns(self) -> None:
+        """2,500 plugs at 1,000 a turn: done on the third turn, with the very bytes of one read."""
+        hub, _ = self.manyPlugs(2_500)
+        metrics = Metrics(HubCollector(hub))
+        clock = Turns()
+        reading = metrics.readInTurns(clock)  # type: ignore[arg-type]
+        turns = 0
+        while not reading.called:
+            clock.turn()
+            turns += 1
+        self.assertEqual(turns, 2)
+        render = self.successResultOf(reading)
+        self.assertEqual(render(), metrics.read()())
+        self.assertEqual(render().count(b"vesyncd_plug_up{"), 2_500)
+
+    def test_fewPlugsAtOnce(self) -> None:
+        """Up to READ_PER_TURN plugs are read in the scrape's own turn."""
+        hub, clock = self.manyPlugs(READ_PER_TURN)
+        self.assertTrue(Metrics(HubCollector(hub)).readInTurns(clock).called)
+
+    def test_aPlugForgottenMeanwhileIsLeftOut(self) -> None:
+        """A plug forgotten between two turns, before its figures were read, is not in the text."""
+        hub, _ = self.manyPlugs(2_500)
+        clock = Turns()
+        reading = Metrics(HubCollector(hub)).readInTurns(clock)  # type: ignore[arg-type]
+        clock.turn()
+        last = hub.plugsInPlace()[-1].id  # in the third turn's thousand
+        hub.forget(last)
+        clock.turn()
+        text = self.successResultOf(reading)()
+        self.assertNotIn(f'plug="{last}"'.encode(), text)
+        self.assertEqual(text.count(b"vesyncd_plug_up{"), 2_499)
+
+    def test_aCollectorFailingToReadFailsTheReading(self) -> None:
+        """Another collector raising while it is read fails the whole reading."""
+        hub, clock = self.manyPlugs(1_500)
+
+        class Broken:
+            def collect(self) -> Any:
+                raise RuntimeError("broken collector")
+
+        reading = Metrics(HubCollector(hub), Broken()).readInTurns(clock)
+        clock.advance(0)
+        self.failureResultOf(reading, RuntimeError)
+
+    def test_aScrapeOverTurnsThroughTheWebApp(self) -> None:
+        """GET /metrics with 2,503 plugs: nothing goes to the pool until the last turn has read its
+        plugs, and the answer holds every plug."""
+        threads = PoolThreads()
+        h = Harness(threads=threads, settings=Settings(max_new_plugs_per_minute=5_000))
+        for i in range(2_500):
+            login(h.hub, f"wave-{i:04d}")
+        exchange = h.send("GET", "/metrics")
+        self.assertEqual(threads.jobs, [])  # 1,000 plugs read in the scrape's turn, the rest to come
+        h.clock.advance(0)
+        self.assertEqual(threads.runAll(), 1)
+        r = exchange.response()
+        assert r is not None and r.complete
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(self.families(r.body)["vesyncd_plug_up"]), 2_503)
+
+    families = RenderInPoolTests.families
 
 
 class ReadFailureTests(unittest.TestCase):

@@ -331,8 +331,15 @@ class Hub(RemoteView):
                                      int | None, float | None]]:
         """Per known plug, ordered as L{plugs}: (id, alias, online, relay, power_w, voltage_v, lifetime
         watt-hours, rssi_dbm, last_seen), read without copying the plugs (/metrics of 10,000 plugs)."""
+        return self.readingsOf(self._named())
+
+    def readingsOf(self, plugs: Iterable[PlugState]) -> list[tuple[str, str | None, bool, bool | None, float | None,
+                                                                   float | None, float, int | None, float | None]]:
+        """L{readings}' rows for C{plugs} (taken from L{plugsInPlace}, perhaps some turns ago), in
+        their order; a plug forgotten since is left out."""
+        known = self._plugs
         return [(p.id, p.alias, p.online, p.relay, p.power_w, p.voltage_v, self.lifetime(p.id), p.rssi_dbm,
-                 p.last_seen) for p in self._named()]
+                 p.last_seen) for p in plugs if known.get(p.id) is p]
 
     def plugPage(self, offset: int, limit: int) -> tuple[list[PlugState], int]:
         """Copies of at most C{limit} known plugs from position C{offset} of the order of L{plugs}, and
