@@ -350,3 +350,43 @@ class OnlineStormAgainstBroker(unittest.TestCase):
         self.assertLess(toggled, 5.0)
         events = [json.loads(p) for t, p, _ in watcher.messages if t == f"vesyncd/{plug.id}/event"]
         self.assertIn("relay", [e["event"] for e in events])
+
+
+def test_republishRestsAsLongAsEachSliceTook() -> None:
+    """After each slice the republish waits as long as the slice took (at most 50 ms), so at most half
+    the reactor goes to it; with rest=0 the next slice comes on the next turn."""
+    from twisted.internet.task import Clock
+
+    from vesyncd.mqtt.republish import Republisher
+
+    def run(rest: float, perPlug: float) -> tuple[Clock, list[str], Republisher]:
+        clock = Clock()
+        done: list[str] = []
+
+        def publishOne(plug: str) -> None:
+            clock.rightNow += perPlug  # the slice's own work, as wall time passing
+            done.append(plug)
+
+        republisher = Republisher(clock, lambda: [f"p{i}" for i in range(12)], publishOne, lambda: False,
+                                  slice=5, rest=rest)
+        republisher.request()
+        return clock, done, republisher
+
+    clock, done, republisher = run(1.0, 0.002)
+    assert len(done) == 5
+    [call] = clock.getDelayedCalls()
+    assert abs(call.getTime() - clock.seconds() - 0.010) < 1e-9
+    clock.advance(0.0099)
+    assert len(done) == 5
+    clock.advance(0.0002)
+    assert len(done) == 10
+    clock.advance(0.011)
+    assert len(done) == 12 and not republisher.running
+
+    clock, done, _ = run(1.0, 0.1)
+    [call] = clock.getDelayedCalls()
+    assert abs(call.getTime() - clock.seconds() - 0.05) < 1e-9
+
+    clock, done, _ = run(0.0, 0.002)
+    [call] = clock.getDelayedCalls()
+    assert call.getTime() == clock.seconds()
