@@ -39,6 +39,7 @@ from vesyncd.core.model import (ALIAS, CAUSE_COMMAND, CAUSE_LOGIN, ENERGY, FORGO
 from vesyncd.core.names import PlugNames, matchPrefix
 from vesyncd.core.remoteview import RemoteView
 from vesyncd.core.session import firstProbePoint, Command, PlugSession
+from vesyncd.core.subscribers import Subscribers
 from vesyncd.core.settings import NEW_PLUGS_HOLD, Settings
 from vesyncd.core.trust import NewIdLimit, RefusedReports, ReportBound, compareIdentity, identityOf, refuseLogin
 
@@ -68,11 +69,9 @@ class Hub(RemoteView):
         self._pending: dict[str, PlugState] = {}
         self._names = PlugNames()
         self._byName: list[PlugState] | None = None  # name order, sorted again after an add, forget or rename
-        self._subscribers: list[Callable[[Event], None]] = []
+        self._subscribers = Subscribers()
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
         self._refusedReports = RefusedReports()
-        #: Subscribers that only want this node's own events (see L{subscribe}).
-        self._localOnly: set[Callable[[Event], None]] = set()
         #: The cluster this hub is a node of (None: a single node).
         self.cluster: IClusterSeam | None = None
         #: Plugs connected to another node: id -> that node's name.
@@ -104,42 +103,20 @@ class Hub(RemoteView):
 
         In a cluster, events of plugs on other nodes (C{event.origin} set) reach C{callback} too
         unless C{remote} is False: subscribers that write or act (the store, MQTT state, automation,
-        insight) take only this node's own events, watchers take all.
+        insight) take only this node's own events, watchers take all (L{Subscribers}).
         """
-        self._subscribers.append(callback)
-        if not remote:
-            self._localOnly.add(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-                if callback not in self._subscribers:
-                    self._localOnly.discard(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback, remote)
 
     def subscribers(self) -> int:
         """How many callbacks follow the events."""
         return len(self._subscribers)
 
     def _emit(self, kind: str, plugId: str, at: float, **data: Any) -> None:
-        event = Event(kind, plugId, at, data)
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                log.failure("event subscriber {callback!r} failed on {kind}", callback=callback, kind=kind)
+        self._subscribers.deliver(Event(kind, plugId, at, data))
 
     def _emitRemote(self, event: Event) -> None:
         """Deliver an event from another node to the subscribers that take such events."""
-        localOnly = self._localOnly
-        for callback in list(self._subscribers):
-            if callback in localOnly:
-                continue
-            try:
-                callback(event)
-            except Exception:
-                log.failure("event subscriber {callback!r} failed on {kind}", callback=callback, kind=event.kind)
+        self._subscribers.deliverRemote(event)
 
     def _emitChange(self, kind: str, plugId: str, change: str, value: Any, **data: Any) -> None:
         """Announce a change a front end made; for a plug held by another node, the change also goes to
