@@ -89,9 +89,9 @@ class Broker:
 
 
 class Watcher:
-    """A paho client (its own network thread) that records every message on C{#}."""
+    """A paho client (its own network thread) that records every message on C{topic} (all: C{#})."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, topic: str = "#") -> None:
         from paho.mqtt import client as pahoclient
 
         self.lock = threading.Lock()
@@ -99,7 +99,7 @@ class Watcher:
         self.latest: dict[str, bytes] = {}
         self.subscribed = threading.Event()
         self.client = pahoclient.Client(pahoclient.CallbackAPIVersion.VERSION2, client_id=f"watch-{id(self)}")
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rc, p: self.subscribed.set()
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port)
