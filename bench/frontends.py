@@ -187,6 +187,10 @@ class Daemon:
         else:
             figures = {}
         os.kill(self.proc.pid, signal.SIGRTMIN + 1)
+        # Let the stop be handled before anything starts the monitor again: Python runs pending signal
+        # handlers in signal-number order, so a start (SIGRTMIN) sent right after this stop and found
+        # pending with it would run first and the stop would switch the new window's monitor off.
+        time.sleep(0.3)
         return result, figures.get("pause_longest_ms")
 
     def stop(self) -> None:
