@@ -127,6 +127,8 @@ class Daemon:
     def __init__(self, stateDir: Path, mqttPort: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.stateDir = stateDir
         self.port, self.http = freePort(), freePort()
+        #: The daemon's figures at the end of the last L{longestPause} window.
+        self.lastFigures: dict[str, Any] = {}
         cmd = [sys.executable, "-m", "bench.serve_vesyncd", "--port", str(self.port), "--state-dir", str(stateDir),
                f"--daemon-arg=--http=tcp:{self.http}:interface=127.0.0.1", "--daemon-arg=--timezone=UTC",
                *(f"--daemon-arg={arg}" for arg in extra)]
@@ -191,6 +193,7 @@ class Daemon:
         # handlers in signal-number order, so a start (SIGRTMIN) sent right after this stop and found
         # pending with it would run first and the stop would switch the new window's monitor off.
         time.sleep(0.3)
+        self.lastFigures = figures
         return result, figures.get("pause_longest_ms")
 
     def stop(self) -> None:
@@ -327,19 +330,24 @@ def mqtt(stateDir: Path, plugs: int, haPlugs: int, say: Callable[[str], None]) -
             online = sum(x["online"] for x in load.all("connect", timeout=120))
             broker.settle(time.monotonic())
             quiet, quietPause = daemon.longestPause(lambda: load.all("cadence", seconds=10.0, ka=10.0, report=0.0))
+            before = daemon.lastFigures
             n0, t1 = broker.total(), time.monotonic()
             broker.client.publish("homeassistant/status", "online")
             during, pause = daemon.longestPause(lambda: load.all("cadence", seconds=10.0, ka=10.0, report=0.0))
+            # Full collector passes in the window, so that a long pause can be told from one.
+            fullPasses = daemon.lastFigures.get("gc2_passes", 0) - before.get("gc2_passes", 0)
             took = broker.settle(t1, discovery=True)
             q = max(x["latency"].get("p99_ms", 0) for x in quiet)
             d = max(x["latency"].get("p99_ms", 0) for x in during)
             res["ha_restart"] = {"plugs_connected": online, "seconds": round(took, 2), "messages": broker.total() - n0,
                                  "ka_p99_quiet_ms": q, "ka_p99_during_ms": d,
                                  "longest_pause_quiet_ms": quietPause, "longest_pause_during_ms": pause,
+                                 "full_collector_passes_during": fullPasses,
                                  "unanswered": sum(x["unanswered"] for x in during)}
             say(f"  mqtt: Home Assistant restart with {online} plugs connected: {res['ha_restart']['messages']} "
                 f"messages, discovery done in {took:.2f} s; /ka p99 {d} ms (quiet {q} ms; target <= 2x quiet); "
-                f"the daemon's longest reactor pause {pause} ms (quiet {quietPause} ms)")
+                f"the daemon's longest reactor pause {pause} ms (quiet {quietPause} ms), "
+                f"full collector passes meanwhile {fullPasses}")
         return res
     finally:
         if load is not None:
