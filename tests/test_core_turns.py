@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import pytest
 from hypothesis import given, strategies as st
 
 from tests.fakes import Turns, result
-from vesyncd.core.turns import chunksInTurns
+from vesyncd.core.turns import chunksInTurns, cooperator, orderInSteps
 
 
 def run(items: Sequence[int], perTurn: int) -> tuple[list[list[int]], int, Any]:
@@ -63,3 +64,38 @@ def test_chunks_of_nothing_are_refused() -> None:
     """perTurn below 1 is a programming error, said at once."""
     with pytest.raises(ValueError):
         chunksInTurns(Turns(), [1], 0, lambda chunk: None)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.text(alphabet="ab", max_size=2)), max_size=80),
+       st.integers(min_value=1, max_value=9))
+def test_order_in_steps_is_the_stable_sort(keys: list[tuple[int, str]], chunk: int) -> None:
+    """Whatever the keys (ties included) and the chunk, the indices come out as a stable sorted()
+    orders them, and no step handles more than one chunk's keys."""
+    order: list[int] = []
+    steps = list(orderInSteps(keys, order, chunk))
+    assert order == sorted(range(len(keys)), key=keys.__getitem__)
+    assert len(steps) <= 2 * (len(keys) // chunk + 1)
+
+
+def test_a_cooperator_slices_by_time_and_turns_by_the_clock() -> None:
+    """The shared cooperator runs steps until its slice is used, then waits for the next turn."""
+    turns = Turns()
+    coop = cooperator(turns, seconds=0.002)  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    def work() -> Any:
+        for i in range(6):
+            end = time.monotonic() + 0.0015
+            while time.monotonic() < end:
+                pass
+            ran.append(i)
+            yield None
+
+    d = coop.coiterate(work())
+    count = 0
+    while turns.waiting:
+        before = len(ran)
+        turns.turn()
+        assert len(ran) - before <= 2  # a step may start before the slice is used up, not after
+        count += 1
+    assert ran == list(range(6)) and count >= 3 and result(d) is not None
