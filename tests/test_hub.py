@@ -462,3 +462,22 @@ def test_copiesInPlaceAndReadings() -> None:
     assert own[0] is hub.plugsInPlace()[0]
     assert hub.readings() == [("plug-b", "Kettle", True, True, 12.5, 230.0, 2.0, None, own[0].last_seen),
                               ("plug-a", None, True, False, None, None, 0.0, None, own[1].last_seen)]
+
+
+def test_name_order_follows_every_change_here_and_from_other_nodes() -> None:
+    """The plugs' name order is worked out again after a plug is added, renamed or forgotten, here
+    or by another node's event."""
+    clock = Clock()
+    hub = Hub(clock, known=[h.PlugState(id="id-b", alias="Bravo"), h.PlugState(id="id-c", alias="Charlie")])
+    names = lambda: [p.name for p in hub.plugs()]  # noqa: E731
+    assert names() == ["Bravo", "Charlie"]
+    hub.rename("id-c", "Alpha")
+    assert names() == ["Alpha", "Bravo"]
+    hub.remoteEvent("node-2", h.ALIAS, "id-b", 1.0, {"alias": "Aardvark"})
+    assert names() == ["Aardvark", "Alpha"]
+    hub.remoteEvent("node-2", h.ONLINE, "id-new", 2.0, {})
+    assert names() == ["Aardvark", "Alpha", "id-new"]
+    hub.remoteEvent("node-2", h.FORGOTTEN, "id-b", 3.0, {})
+    assert names() == ["Alpha", "id-new"]
+    hub.forget("id-c")
+    assert names() == ["id-new"] and [row[0] for row in hub.readings()] == ["id-new"]

@@ -53,6 +53,7 @@ DEFAULT_SETTINGS = Settings()
 #: Reports of a plug taken over from another node held while its stored row is read again.
 MAX_HELD_REPORTS = 16
 
+
 @implementer(ISessionOwner)
 class Hub(RemoteView):
     """The plug registry and the core API every front end uses."""
@@ -68,7 +69,6 @@ class Hub(RemoteView):
         self._sessions: dict[str, PlugSession] = {}
         self._pending: dict[str, PlugState] = {}
         self._names = PlugNames()
-        self._byName: list[PlugState] | None = None  # name order, sorted again after an add, forget or rename
         self._subscribers = Subscribers()
         self._newIds = NewIdLimit(settings.max_new_plugs_per_minute)
         self._refusedReports = RefusedReports()
@@ -88,13 +88,10 @@ class Hub(RemoteView):
     def _add(self, plug: PlugState) -> None:
         self._plugs[plug.id] = plug
         self._names.add(plug)
-        self._byName = None
 
     def _named(self) -> list[PlugState]:
         """The known plugs ordered by name (case-insensitive), then id; the hub's own objects, not copies."""
-        if self._byName is None:
-            self._byName = sorted(self._plugs.values(), key=lambda p: (p.name.lower(), p.id))
-        return self._byName
+        return self._names.ordered(self._plugs)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -465,7 +462,6 @@ class Hub(RemoteView):
             previous = plug.alias
             plug.alias = alias
             self._names.renamed(plug, previous)
-            self._byName = None
             self._emitChange(ALIAS, plug.id, "alias", alias, alias=alias, previous=previous)
         return self.snapshot(plug)
 
@@ -488,7 +484,6 @@ class Hub(RemoteView):
             session.connection.disconnect("plug forgotten")
         del self._plugs[plug.id]
         self._names.remove(plug)
-        self._byName = None
         self.ledger.forget(plug.id)
         self._emitChange(FORGOTTEN, plug.id, "forget", None, alias=plug.alias)
         self._remote.pop(plug.id, None)

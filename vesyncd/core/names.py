@@ -40,9 +40,11 @@ class PlugNames:
         self.aliases: dict[str, str] = {}  # case-folded alias -> plug id
         self.ids: dict[str, list[str]] = {}  # case-folded id -> ids of known plugs
         self.sortedIds: list[str] = []  # the keys of ids, sorted, for prefix tests in O(log n)
+        self._ordered: list[PlugState] | None = None  # the plugs by name, sorted again after any change
 
     def add(self, plug: PlugState) -> None:
         """Index a plug that became known."""
+        self._ordered = None
         folded = plug.id.casefold()
         if folded not in self.ids:
             bisect.insort(self.sortedIds, folded)
@@ -52,6 +54,7 @@ class PlugNames:
 
     def remove(self, plug: PlugState) -> None:
         """Drop a forgotten plug from the indexes."""
+        self._ordered = None
         ids = self.ids.get(plug.id.casefold(), [])
         if plug.id in ids:
             ids.remove(plug.id)
@@ -61,6 +64,13 @@ class PlugNames:
                 del self.sortedIds[i]
         if plug.alias and self.aliases.get(plug.alias.casefold()) == plug.id:
             del self.aliases[plug.alias.casefold()]
+
+    def ordered(self, plugs: Mapping[str, PlugState]) -> list[PlugState]:
+        """C{plugs} (the known plugs, whose every change is told to L{add}, L{remove} and L{renamed})
+        ordered by name (case-insensitive), then id: the same list until one of those is called."""
+        if self._ordered is None:
+            self._ordered = sorted(plugs.values(), key=lambda p: (p.name.lower(), p.id))
+        return self._ordered
 
     def squats(self, plugId: str) -> str | None:
         """Why an id never seen before would take a name that already leads to a known plug, or None.
@@ -130,6 +140,7 @@ class PlugNames:
 
     def renamed(self, plug: PlugState, previous: str | None) -> None:
         """Move a plug's alias entry after it was renamed from C{previous}."""
+        self._ordered = None
         if previous and self.aliases.get(previous.casefold()) == plug.id:
             del self.aliases[previous.casefold()]
         if plug.alias:

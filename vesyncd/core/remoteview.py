@@ -86,8 +86,8 @@ class RemoteView:
     """The cluster side of L{vesyncd.core.hub.Hub} (a mixin: the hub is the only class that uses it).
 
     It works on the hub's registry and events (C{_plugs}, C{_pending}, C{_sessions}, C{_names},
-    C{_byName}, C{_add}, C{_emit}, C{_emitRemote}, C{reported}, C{snapshot} and the front-end
-    calls a forwarded change makes) and on the cluster state the hub sets up: C{cluster}, the
+    C{_add}, C{_emit}, C{_emitRemote}, C{reported}, C{snapshot} and the front-end calls a
+    forwarded change makes) and on the cluster state the hub sets up: C{cluster}, the
     seam to the other nodes (None without a cluster); C{_remote}, plug id -> the node holding
     it; C{_remoteEnergy}, the energy figures other nodes last told; C{_held}, the reports of
     plugs being taken over, held while their stored row is read again.
@@ -100,7 +100,6 @@ class RemoteView:
     _pending: dict[str, PlugState]
     _sessions: dict[str, Any]
     _names: PlugNames
-    _byName: list[PlugState] | None
     _remote: dict[str, str]
     _remoteEnergy: dict[str, EnergySummary]
     _held: dict[str, list[tuple[str, float, int, int]]]
@@ -161,7 +160,6 @@ class RemoteView:
         previous = plug.alias
         plug.alias = alias
         self._names.renamed(plug, previous)
-        self._byName = None
         return True
 
     def dropLocal(self, plugId: str, node: str) -> bool:
@@ -233,7 +231,6 @@ class RemoteView:
             if plug is not None:
                 del self._plugs[plugId]
                 self._names.remove(plug)
-                self._byName = None
                 self._remote.pop(plugId, None)
                 self._remoteEnergy.pop(plugId, None)
                 self._emitRemote(Event(kind, plugId, at, data, origin=node))
