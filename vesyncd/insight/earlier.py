@@ -145,10 +145,8 @@ class EarlierHours:
 
             def each() -> Iterator[None]:
                 for plugId, base in members:
-                    sums = self._priced(wanted, fromStoreSums(read.get(plugId, empty)), base, flat)
-                    if plugId in self._sums or len(self._sums) < MAX_CACHED:
-                        self._sums[plugId] = (key, spans, sums)
-                    results[plugId] = sums
+                    results[plugId] = self._keep(plugId, key, spans,
+                                                 self._priced(wanted, fromStoreSums(read.get(plugId, empty)), base, flat))
                     yield None
 
             return self._cooperator.coiterate(each())
@@ -167,12 +165,14 @@ class EarlierHours:
         if cached is not None and cached[0] == key:
             return succeed(cached[2])
 
-        def keep(sums: dict[str, list[float]]) -> dict[str, list[float]]:
-            if plugId in self._sums or len(self._sums) < MAX_CACHED:
-                self._sums[plugId] = (key, spans, sums)
-            return sums
+        return self._read(plugId, now, cached).addCallback(lambda sums: self._keep(plugId, key, spans, sums))
 
-        return self._read(plugId, now, cached).addCallback(keep)
+    def _keep(self, plugId: str, key: tuple[int, date], spans: dict[str, tuple[int, int]],
+              sums: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Cache a plug's sums read at C{key} (unless L{MAX_CACHED} other plugs are kept); return them."""
+        if plugId in self._sums or len(self._sums) < MAX_CACHED:
+            self._sums[plugId] = (key, spans, sums)
+        return sums
 
     def withRows(self, sums: dict[str, list[float]], rows: list[Row],
                   spans: dict[str, tuple[int, int]], names: tuple[str, ...] = RANGE_NAMES) -> dict[str, list[float]]:

@@ -249,48 +249,45 @@ class SQLiteLedger:
         totals = {p: [[0, 0.0] for _ in spans] for p in plugIds}
         postgres = getattr(conn, "backend", "sqlite") == "postgresql"
         for n, (lo, hi) in enumerate(spans):
-            if weight is not None:
-                if hi <= lo:
-                    continue
-                hours = list(range(lo, hi))
-                prices = [float(weight(h)) for h in hours]
-                runs = _priceRuns(lo, prices)
-                if len(runs) <= MAX_PRICE_RUNS:
-                    # Few prices in a row (a flat price that changed on a date): each run of one
-                    # price summed from the rollups, like an unpriced span, then priced.
-                    self._sumRuns(conn, plugIds, runs, totals, n)
-                    continue
-                # Priced by the hour inside the database: each hour's price joined to its rows, so a
-                # year of 10,000 plugs' hours (87 million rows) never passes through Python.
-                if postgres:
-                    source, head = "unnest(?::bigint[], ?::double precision[]) AS p (hour, price)", [hours, prices]
-                else:
-                    conn.execute("CREATE TEMP TABLE IF NOT EXISTS hour_prices"
-                                 " (hour INTEGER PRIMARY KEY, price REAL NOT NULL)")
-                    conn.execute("DELETE FROM temp.hour_prices")
-                    conn.executemany("INSERT INTO temp.hour_prices (hour, price) VALUES (?, ?)", zip(hours, prices))
-                    source, head = "temp.hour_prices AS p", []
+            if hi <= lo:
+                continue
+            if weight is None:
+                # Unpriced: the span's watt-seconds from the rollups, as one run at no price.
+                self._sumRuns(conn, plugIds, [(lo, hi, 0.0)], totals, n)
+                continue
+            hours = list(range(lo, hi))
+            prices = [float(weight(h)) for h in hours]
+            runs = _priceRuns(lo, prices)
+            if len(runs) <= MAX_PRICE_RUNS:
+                # Few prices in a row (a flat price that changed on a date): each run of one
+                # price summed from the rollups, like an unpriced span, then priced.
+                self._sumRuns(conn, plugIds, runs, totals, n)
+                continue
+            # Priced by the hour inside the database: each hour's price joined to its rows, so a
+            # year of 10,000 plugs' hours (87 million rows) never passes through Python.
+            if postgres:
+                source, head = "unnest(?::bigint[], ?::double precision[]) AS p (hour, price)", [hours, prices]
+            else:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS hour_prices"
+                             " (hour INTEGER PRIMARY KEY, price REAL NOT NULL)")
+                conn.execute("DELETE FROM temp.hour_prices")
+                conn.executemany("INSERT INTO temp.hour_prices (hour, price) VALUES (?, ?)", zip(hours, prices))
+                source, head = "temp.hour_prices AS p", []
             for start in range(0, len(plugIds), IDS_PER_QUERY):
                 chunk = plugIds[start:start + IDS_PER_QUERY]
                 marks = ", ".join("?" * len(chunk))
-                if weight is not None:
-                    for plug, ws, weighted in conn.execute(
-                            f"SELECT h.plug, SUM(h.ws), SUM(h.ws * p.price) FROM hours AS h JOIN {source}"
-                            f" ON p.hour = h.hour WHERE h.plug IN ({marks}) AND h.hour >= ? AND h.hour < ?"
-                            " GROUP BY h.plug", (*head, *chunk, lo, hi)):
-                        totals[plug][n] = [int(ws), float(weighted) / 3600.0]
-                    continue
-                for table, column, first, last in self._calendarPieces(lo, hi):
-                    for plug, ws in conn.execute(
-                            f"SELECT plug, SUM(ws) FROM {table} WHERE plug IN ({marks}) AND {column} >= ?"
-                            f" AND {column} <= ? GROUP BY plug", (*chunk, first, last)):
-                        totals[plug][n][0] += int(ws)
+                for plug, ws, weighted in conn.execute(
+                        f"SELECT h.plug, SUM(h.ws), SUM(h.ws * p.price) FROM hours AS h JOIN {source}"
+                        f" ON p.hour = h.hour WHERE h.plug IN ({marks}) AND h.hour >= ? AND h.hour < ?"
+                        " GROUP BY h.plug", (*head, *chunk, lo, hi)):
+                    totals[plug][n] = [int(ws), float(weighted) / 3600.0]
         return {p: [(ws, weighted) for ws, weighted in sums] for p, sums in totals.items()}
 
     def _sumRuns(self, conn: Any, plugIds: list[str], runs: list[tuple[int, int, float]],
                  totals: dict[str, list[list[Any]]], n: int) -> None:
         """Add to each plug's span C{n} the watt-seconds of every run C{(lo, hi, price)} of hours of
-        one price, summed from the rollups, and those watt-hours at that price (writer thread)."""
+        one price, summed from the rollups, and those watt-hours at that price (0.0 for an unpriced
+        span) (writer thread)."""
         for lo, hi, price in runs:
             for start in range(0, len(plugIds), IDS_PER_QUERY):
                 chunk = plugIds[start:start + IDS_PER_QUERY]
