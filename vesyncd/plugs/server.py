@@ -21,7 +21,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vesyncd.plugs import codec as m
-from vesyncd.plugs.writenow import writeNow
 from vesyncd.plugs.options import lazyDebugFormatting, optionsClass, refuseCompression
 from vesyncd.plugs.limits import (
     FRAME_RATE,
@@ -243,8 +242,8 @@ class PlugServerProtocol(WebSocketServerProtocol):
         if self.state == self.STATE_OPEN and not sync and not chopsize and not self.send_queue \
                 and not self.logOctets:
             # Autobahn's own path does the same write, but first formats arguments for a debug
-            # line that is never logged: measurable on every /kr.  Written at once (see writenow).
-            writeNow(self.transport, data)
+            # line that is never logged: measurable on every /kr.
+            self.transport.write(data)
             self.trafficStats.outgoingOctetsWireLevel += len(data)
             return
         super().sendData(data, sync, chopsize)
@@ -373,7 +372,7 @@ class PlugServerProtocol(WebSocketServerProtocol):
         if stall.queued(len(data)):
             self._reject("write_buffer", f"plug stopped reading ({stall.waiting} bytes waiting)")
             return
-        writeNow(self.transport, data)
+        self.transport.write(data)
         stats.outgoingOctetsWireLevel += len(data)
 
     # -- closing -------------------------------------------------------------------------------
